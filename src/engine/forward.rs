@@ -1,0 +1,154 @@
+//! Forward passes of [`Net`]: the training step (each BN layer in train or eval mode) and
+//! held-out inference (batch or running statistics), with optional observation of activations.
+use dfdx::prelude::*;
+
+use super::batchnorm::{normalize_with_batch_stats, normalize_with_running_stats};
+use super::conv::{conv2d, ConvGeometry, ConvOutput, Im2colCache};
+use super::model::{BlockSpec, ConvBn, Net, BLOCKS, CLASSES, KERNEL, PADDING};
+use crate::protocol::BnMode;
+
+/// Channel-major activations entering a block with `C` channels: (C, N, H, W).
+pub type Activations<const C: usize, T> = Tensor<(Const<C>, usize, usize, usize), f32, Cpu, T>;
+pub type Logits<T> = Tensor<(usize, Const<CLASSES>), f32, Cpu, T>;
+type Taped = OwnedTape<f32, Cpu>;
+
+/// What one block's BN saw during a training step, copied to the host for the metrics.
+#[derive(Clone, Debug, Default)]
+pub struct BlockObservation {
+    /// Values per channel: N·H·W.
+    pub n: usize,
+    /// BN input (conv output) and BN output, channel-major: channel c is `[c*n, (c+1)*n)`.
+    pub bn_input: Vec<f32>,
+    pub bn_output: Vec<f32>,
+    pub running_mean_pre: Vec<f32>,
+    pub running_var_pre: Vec<f32>,
+    pub running_mean_post: Vec<f32>,
+    pub running_var_post: Vec<f32>,
+}
+
+/// Which statistics BN normalises with in held-out inference.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InferenceStats {
+    Batch,
+    Running,
+}
+
+/// Settings shared by every block of one pass.
+pub struct PassConfig<'a> {
+    pub conv_bias: bool,
+    pub cache: &'a mut Im2colCache,
+}
+
+impl<const I: usize, const O: usize> ConvBn<I, O, f32, Cpu> {
+    fn conv<T>(&self, x: Activations<I, T>, spec: &BlockSpec, pass: &mut PassConfig) -> ConvOutput<O, T>
+    where
+        T: Tape<f32, Cpu> + Merge<T> + Merge<NoneTape>,
+    {
+        let (_, batch, height, width) = *x.shape();
+        let geometry = ConvGeometry {
+            in_channels: I,
+            batch,
+            height,
+            width,
+            kernel: KERNEL,
+            stride: spec.stride,
+            padding: PADDING,
+        };
+        let h = conv2d(x, &self.weight, geometry, pass.cache);
+        if pass.conv_bias {
+            let shape = *h.shape();
+            h + self.bias.retaped::<T>().broadcast_like(&shape)
+        } else {
+            h
+        }
+    }
+
+    fn train_step(
+        &mut self,
+        x: Activations<I, Taped>,
+        spec: &BlockSpec,
+        mode: BnMode,
+        pass: &mut PassConfig,
+        observations: Option<&mut Vec<BlockObservation>>,
+    ) -> Activations<O, Taped> {
+        let h = self.conv(x, spec, pass);
+        let shape = *h.shape();
+        let mut seen = observations.map(|obs| {
+            let n = shape.1 * shape.2 * shape.3;
+            obs.push(BlockObservation {
+                n,
+                bn_input: h.as_vec(),
+                running_mean_pre: self.bn.running_mean.as_vec(),
+                running_var_pre: self.bn.running_var.as_vec(),
+                ..Default::default()
+            });
+            obs
+        });
+        let y = match mode {
+            // dfdx's 3-D BatchNorm2D reduces over every axis but the first: (C, N·H, W) keeps n = N·H·W.
+            BnMode::Train => self
+                .bn
+                .forward_mut(h.reshape_like(&(Const::<O>, shape.1 * shape.2, shape.3)))
+                .reshape_like(&shape),
+            BnMode::Eval => normalize_with_running_stats(h, &self.bn),
+        };
+        if let Some(obs) = seen.as_mut().and_then(|obs| obs.last_mut()) {
+            obs.bn_output = y.as_vec();
+            obs.running_mean_post = self.bn.running_mean.as_vec();
+            obs.running_var_post = self.bn.running_var.as_vec();
+        }
+        y.relu()
+    }
+
+    fn infer(
+        &self,
+        x: Activations<I, NoneTape>,
+        spec: &BlockSpec,
+        stats: InferenceStats,
+        pass: &mut PassConfig,
+    ) -> Activations<O, NoneTape> {
+        let h = self.conv(x, spec, pass);
+        match stats {
+            InferenceStats::Batch => normalize_with_batch_stats(h, &self.bn),
+            InferenceStats::Running => normalize_with_running_stats(h, &self.bn),
+        }
+        .relu()
+    }
+}
+
+impl<const IN: usize> Net<IN, f32, Cpu> {
+    /// One training forward: each block in its mode; train-mode blocks update their running stats.
+    /// With `observations`, one [`BlockObservation`] per block is appended.
+    pub fn forward_train(
+        &mut self,
+        x: Activations<IN, Taped>,
+        modes: &[BnMode; 3],
+        pass: &mut PassConfig,
+        mut observations: Option<&mut Vec<BlockObservation>>,
+    ) -> Logits<Taped> {
+        let x = self.block1.train_step(x, &BLOCKS[0], modes[0], pass, observations.as_deref_mut());
+        let x = self.block2.train_step(x, &BLOCKS[1], modes[1], pass, observations.as_deref_mut());
+        let x = self.block3.train_step(x, &BLOCKS[2], modes[2], pass, observations);
+        self.classify(x)
+    }
+
+    /// Held-out inference with every BN normalising by `stats`; nothing in the model changes.
+    pub fn forward_infer(
+        &self,
+        x: Activations<IN, NoneTape>,
+        stats: InferenceStats,
+        pass: &mut PassConfig,
+    ) -> Logits<NoneTape> {
+        let x = self.block1.infer(x, &BLOCKS[0], stats, pass);
+        let x = self.block2.infer(x, &BLOCKS[1], stats, pass);
+        let x = self.block3.infer(x, &BLOCKS[2], stats, pass);
+        self.classify(x)
+    }
+
+    /// Global average pool over H and W, then the linear classifier: (N, CLASSES) logits.
+    fn classify<T: Tape<f32, Cpu> + Merge<T> + Merge<NoneTape>>(&self, x: Activations<64, T>) -> Logits<T> {
+        let (c, n, h, w) = *x.shape();
+        let pooled: Tensor<(Const<64>, usize), f32, Cpu, T> = x.reshape_like(&(c, n, h * w)).mean::<_, Axis<2>>();
+        self.head.forward(pooled.permute::<_, Axes2<1, 0>>())
+    }
+}

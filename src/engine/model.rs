@@ -1,0 +1,102 @@
+//! The network's parameters: three conv -> BN -> ReLU blocks, global average pool, linear classifier.
+//!
+//! Channel counts are const generics because dfdx's BatchNorm2D and Linear are; the input channel
+//! count follows the data set (1 for digits/MNIST, 3 for CIFAR-10), so the network is generic over
+//! it. Geometry that is not a tensor shape (stride, padding) lives in [`BLOCKS`].
+use dfdx::nn::modules::{BatchNorm2D, Linear};
+use dfdx::prelude::*;
+use rand_distr::Uniform;
+
+pub const KERNEL: usize = 3;
+pub const PADDING: usize = 1;
+pub const CLASSES: usize = 10;
+
+/// One conv -> BN -> ReLU block as the rest of bntop sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockSpec {
+    pub name: &'static str,
+    pub channels: usize,
+    pub stride: usize,
+}
+
+/// Must agree with the const generics of [`Net`] (a unit test checks it).
+pub const BLOCKS: [BlockSpec; 3] = [
+    BlockSpec { name: "block1", channels: 16, stride: 1 },
+    BlockSpec { name: "block2", channels: 32, stride: 2 },
+    BlockSpec { name: "block3", channels: 64, stride: 2 },
+];
+
+/// A 3x3 conv (O filters over I input channels), an optional bias before the BN, and the BN.
+#[derive(Clone, Debug)]
+pub struct ConvBn<const I: usize, const O: usize, E: Dtype, D: Storage<E>> {
+    pub weight: Tensor<Rank4<O, I, KERNEL, KERNEL>, E, D>,
+    /// Only in the graph with `--conv-bias`; otherwise it stays 0 and gets no gradient.
+    pub bias: Tensor<Rank1<O>, E, D>,
+    pub bn: BatchNorm2D<O, E, D>,
+}
+
+impl<const I: usize, const O: usize, E, D> TensorCollection<E, D> for ConvBn<I, O, E, D>
+where
+    E: Dtype + num_traits::Float + rand_distr::uniform::SampleUniform,
+    D: Device<E>,
+{
+    type To<E2: Dtype, D2: Device<E2>> = ConvBn<I, O, E2, D2>;
+
+    fn iter_tensors<V: ModuleVisitor<Self, E, D>>(
+        visitor: &mut V,
+    ) -> Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
+        visitor.visit_fields(
+            (
+                // PyTorch's default conv init: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+                Self::tensor(
+                    "weight",
+                    |s| &s.weight,
+                    |s| &mut s.weight,
+                    TensorOptions::reset_with(|t| {
+                        let b = E::ONE / E::from_usize(I * KERNEL * KERNEL).unwrap().sqrt();
+                        t.try_fill_with_distr(Uniform::new(-b, b))
+                    }),
+                ),
+                Self::tensor(
+                    "bias",
+                    |s| &s.bias,
+                    |s| &mut s.bias,
+                    TensorOptions::reset_to_zeros(),
+                ),
+                Self::module("bn", |s| &s.bn, |s| &mut s.bn),
+            ),
+            |(weight, bias, bn)| ConvBn { weight, bias, bn },
+        )
+    }
+}
+
+/// The whole network over images with `IN` channels.
+#[derive(Clone, Debug)]
+pub struct Net<const IN: usize, E: Dtype, D: Storage<E>> {
+    pub block1: ConvBn<IN, 16, E, D>,
+    pub block2: ConvBn<16, 32, E, D>,
+    pub block3: ConvBn<32, 64, E, D>,
+    pub head: Linear<64, CLASSES, E, D>,
+}
+
+impl<const IN: usize, E, D> TensorCollection<E, D> for Net<IN, E, D>
+where
+    E: Dtype + num_traits::Float + rand_distr::uniform::SampleUniform,
+    D: Device<E>,
+{
+    type To<E2: Dtype, D2: Device<E2>> = Net<IN, E2, D2>;
+
+    fn iter_tensors<V: ModuleVisitor<Self, E, D>>(
+        visitor: &mut V,
+    ) -> Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
+        visitor.visit_fields(
+            (
+                Self::module("block1", |s| &s.block1, |s| &mut s.block1),
+                Self::module("block2", |s| &s.block2, |s| &mut s.block2),
+                Self::module("block3", |s| &s.block3, |s| &mut s.block3),
+                Self::module("head", |s| &s.head, |s| &mut s.head),
+            ),
+            |(block1, block2, block3, head)| Net { block1, block2, block3, head },
+        )
+    }
+}

@@ -1,0 +1,70 @@
+//! Controls: what a user (or a script) asks the training run to change, applied between steps.
+use serde::{Deserialize, Serialize};
+
+use super::float_encoding;
+
+/// Which statistics a BatchNorm layer normalises with while training.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum BnMode {
+    /// Batch statistics; running statistics are updated with the momentum (the usual training mode).
+    Train,
+    /// Running statistics, not updated, while gradients still flow (PyTorch's `.eval()` during
+    /// training): the phantom-gradient case.
+    Eval,
+}
+
+impl BnMode {
+    pub fn label(self) -> &'static str {
+        match self {
+            BnMode::Train => "TRAIN",
+            BnMode::Eval => "EVAL",
+        }
+    }
+
+    pub fn toggled(self) -> BnMode {
+        match self {
+            BnMode::Train => BnMode::Eval,
+            BnMode::Eval => BnMode::Train,
+        }
+    }
+}
+
+/// A request to the training run. `layer: None` means every BN layer.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(tag = "control", rename_all = "snake_case")]
+pub enum Control {
+    SetMode {
+        layer: Option<usize>,
+        mode: BnMode,
+    },
+    /// BN momentum in [0, 1], PyTorch convention: running <- (1-m)·running + m·batch.
+    SetMomentum {
+        layer: Option<usize>,
+        #[serde(with = "float_encoding::scalar")]
+        momentum: f32,
+    },
+    SetLr {
+        #[serde(with = "float_encoding::scalar")]
+        lr: f32,
+    },
+    Pause,
+    Resume,
+    /// One training step while paused.
+    Step,
+    /// Running mean <- 0 and running variance <- 1, as at initialisation.
+    ResetRunningStats {
+        layer: Option<usize>,
+    },
+    Quit,
+}
+
+/// A control as the engine handled it: applied after training step `step` had completed (0: before
+/// the first step), so it affects step `step + 1` onwards; or rejected with the reason.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct ControlEvent {
+    pub step: u64,
+    pub control: Control,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejected: Option<String>,
+}

@@ -1,0 +1,95 @@
+//! The records of a stream: header first, then snapshots, controls, evaluations and markers, then end.
+use serde::{Deserialize, Serialize};
+
+use super::controls::ControlEvent;
+use super::float_encoding;
+use super::header::RunHeader;
+use super::snapshot::Snapshot;
+
+/// One record. As JSON each is one object whose `"kind"` names the variant.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Event {
+    Header(RunHeader),
+    Snapshot(Snapshot),
+    Control(ControlEvent),
+    Evaluation(Evaluation),
+    Marker(Marker),
+    End(RunEnd),
+    /// A record kind this version does not know (written by a newer bntop): skipped by readers.
+    #[serde(other)]
+    Unknown,
+}
+
+impl Event {
+    /// The training step the record belongs to (None for the header and unknown records).
+    pub fn step(&self) -> Option<u64> {
+        match self {
+            Event::Snapshot(s) => Some(s.step),
+            Event::Control(c) => Some(c.step),
+            Event::Evaluation(e) => Some(e.step),
+            Event::Marker(m) => Some(m.step),
+            Event::End(e) => Some(e.step),
+            Event::Header(_) | Event::Unknown => None,
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
+pub struct EvalScore {
+    #[serde(with = "float_encoding::scalar")]
+    pub loss: f32,
+    #[serde(with = "float_encoding::scalar")]
+    pub accuracy: f32,
+}
+
+/// Held-out loss and accuracy after step `step`, with BN normalising by each kind of statistics.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Evaluation {
+    pub step: u64,
+    /// Held-out images evaluated.
+    pub samples: usize,
+    /// Batch statistics of each held-out batch (batches of the training batch size; BN "train mode").
+    pub batch_stats: EvalScore,
+    /// The running (EMA) statistics: what deployment uses (BN "eval mode").
+    pub running_stats: EvalScore,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum MarkerKind {
+    /// A new pass over the training set begins after this step.
+    Epoch,
+    /// The loss became non-finite.
+    Divergence,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Marker {
+    pub step: u64,
+    pub kind: MarkerKind,
+    pub label: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReason {
+    /// The requested number of steps ran.
+    Completed,
+    /// A quit control, or the controller went away.
+    Quit,
+    /// The loss became non-finite; training stopped.
+    Diverged,
+    /// The engine failed; see `message`.
+    Error,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct RunEnd {
+    /// Steps completed.
+    pub step: u64,
+    pub reason: EndReason,
+    pub elapsed_s: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}

@@ -1,0 +1,19 @@
+//! The one event vocabulary of bntop (DESIGN.md, "one direction, one vocabulary").
+//!
+//! The engine emits [`Event`]s; the dashboard, the session recorder and remote viewers consume exactly
+//! these records, as Rust values over a channel or as JSON lines. Controls flow the other way as
+//! [`Control`]s, and every control the engine applies (or rejects) comes back as an event, so a
+//! recording shows cause and effect.
+mod controls;
+mod events;
+pub mod float_encoding;
+mod header;
+mod snapshot;
+
+pub use controls::{BnMode, Control, ControlEvent};
+pub use events::{EndReason, Event, EvalScore, Evaluation, Marker, MarkerKind, RunEnd};
+pub use header::{
+    Conventions, DataInfo, LayerInfo, OptimizerConfig, OptimizerKind, RunConfig, RunHeader,
+    WeightDecayMode, FORMAT_NAME, FORMAT_VERSION_MAJOR, FORMAT_VERSION_MINOR,
+};
+pub use snapshot::{LayerSnapshot, LayerSummary, Snapshot};

@@ -1,0 +1,119 @@
+//! The per-step snapshot: a complete state at one step, so any point can be shown on its own.
+use serde::{Deserialize, Serialize};
+
+use super::controls::BnMode;
+use super::float_encoding;
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Snapshot {
+    /// Optimizer steps completed, counting this one (the first step is 1).
+    pub step: u64,
+    /// Passes over the training set started so far (the first epoch is 0).
+    pub epoch: u64,
+    /// Seconds since the run started.
+    pub time_s: f64,
+    /// Mean cross-entropy of this batch.
+    #[serde(with = "float_encoding::scalar")]
+    pub loss: f32,
+    #[serde(with = "float_encoding::scalar")]
+    pub batch_accuracy: f32,
+    #[serde(with = "float_encoding::scalar")]
+    pub lr: f32,
+    /// One per BN layer, in header order; empty when layer metrics are off.
+    pub layers: Vec<LayerSnapshot>,
+}
+
+/// One BN layer (and the conv feeding it) at one step. Every vector has one entry per channel.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct LayerSnapshot {
+    pub mode: BnMode,
+    pub momentum: f32,
+    /// Batch mean and BIASED batch variance of the BN input.
+    #[serde(with = "float_encoding::vec")]
+    pub batch_mean: Vec<f32>,
+    #[serde(with = "float_encoding::vec")]
+    pub batch_var: Vec<f32>,
+    /// Running statistics before and after this step's update (equal in eval mode).
+    #[serde(with = "float_encoding::vec")]
+    pub running_mean_pre: Vec<f32>,
+    #[serde(with = "float_encoding::vec")]
+    pub running_var_pre: Vec<f32>,
+    #[serde(with = "float_encoding::vec")]
+    pub running_mean_post: Vec<f32>,
+    #[serde(with = "float_encoding::vec")]
+    pub running_var_post: Vec<f32>,
+    /// Batch Renormalization's r and d and the drift D, against the pre-update running statistics.
+    #[serde(with = "float_encoding::vec")]
+    pub r: Vec<f32>,
+    #[serde(with = "float_encoding::vec")]
+    pub d: Vec<f32>,
+    #[serde(with = "float_encoding::vec")]
+    pub drift: Vec<f32>,
+    /// BN output (after γ, β) mean and biased variance, in the mode the layer ran in.
+    #[serde(with = "float_encoding::vec")]
+    pub out_mean: Vec<f32>,
+    #[serde(with = "float_encoding::vec")]
+    pub out_var: Vec<f32>,
+    /// After the ReLU: mean, biased variance and the fraction of values > 0.
+    #[serde(with = "float_encoding::vec")]
+    pub relu_mean: Vec<f32>,
+    #[serde(with = "float_encoding::vec")]
+    pub relu_var: Vec<f32>,
+    #[serde(with = "float_encoding::vec")]
+    pub relu_active: Vec<f32>,
+    /// γ and β before this step's optimizer update, and their gradients.
+    #[serde(with = "float_encoding::vec")]
+    pub gamma: Vec<f32>,
+    #[serde(with = "float_encoding::vec")]
+    pub beta: Vec<f32>,
+    #[serde(with = "float_encoding::vec")]
+    pub grad_gamma: Vec<f32>,
+    #[serde(with = "float_encoding::vec")]
+    pub grad_beta: Vec<f32>,
+    /// Conv filter norms ||w_c|| after this step's update.
+    #[serde(with = "float_encoding::vec")]
+    pub weight_norm: Vec<f32>,
+    /// Angle in radians between w_c before and after this step's update.
+    #[serde(with = "float_encoding::vec")]
+    pub angular_update: Vec<f32>,
+    /// cos(w_c, dL/dw_c) before the update: about 0 when BN makes the filter scale-invariant.
+    #[serde(with = "float_encoding::vec")]
+    pub weight_grad_cos: Vec<f32>,
+    /// dL/db of the conv bias before the BN (only with --conv-bias): about 0 in train mode.
+    #[serde(default, with = "float_encoding::option_vec")]
+    pub bias_grad: Option<Vec<f32>>,
+    pub summary: LayerSummary,
+}
+
+/// Layer aggregates of the per-channel vectors (conventions in the run header).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct LayerSummary {
+    /// sqrt(mean_c D²).
+    #[serde(with = "float_encoding::scalar")]
+    pub drift: f32,
+    #[serde(with = "float_encoding::scalar")]
+    pub r_mean: f32,
+    #[serde(with = "float_encoding::scalar")]
+    pub r_min: f32,
+    #[serde(with = "float_encoding::scalar")]
+    pub r_max: f32,
+    #[serde(with = "float_encoding::scalar")]
+    pub d_mean_abs: f32,
+    #[serde(with = "float_encoding::scalar")]
+    pub d_max_abs: f32,
+    /// Norm of the whole conv weight.
+    #[serde(with = "float_encoding::scalar")]
+    pub weight_norm: f32,
+    /// RMS over channels of the angular update.
+    #[serde(with = "float_encoding::scalar")]
+    pub angular_update: f32,
+    /// Mean over channels of lr/||w_c||².
+    #[serde(with = "float_encoding::scalar")]
+    pub effective_lr: f32,
+    /// max_c |cos(w_c, g_c)|.
+    #[serde(with = "float_encoding::scalar")]
+    pub max_abs_cos: f32,
+    /// Mean over channels of the ReLU active fraction.
+    #[serde(with = "float_encoding::scalar")]
+    pub relu_active: f32,
+}
