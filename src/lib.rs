@@ -2,6 +2,8 @@
 //!
 //! Layers, one direction (see DESIGN.md): `engine` (dfdx training) produces the `protocol` event
 //! stream; `metrics` is pure BatchNorm math on plain slices, shared by the engine and every consumer.
+pub mod bench;
 pub mod engine;
-// pub mod metrics;
+pub mod headless;
+pub mod metrics;
 pub mod protocol;

@@ -1,1 +1,207 @@
-fn main() {}
+//! The `bntop` command line: subcommands, argument checks and exit codes
+//! (0 success, 1 the run failed or diverged, 2 bad arguments or data).
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use bntop::engine::{self, data, TrainConfig};
+use bntop::protocol::{EndReason, OptimizerConfig, OptimizerKind, WeightDecayMode};
+use bntop::{bench, headless};
+
+#[derive(Parser)]
+#[command(
+    name = "bntop",
+    version,
+    about = "top for BatchNorm: watch what BatchNorm does inside a CNN while it trains"
+)]
+#[command(args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Without a subcommand: `train` with these options.
+    #[command(flatten)]
+    train: TrainArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a conv -> BN -> ReLU network and stream every BatchNorm statistic.
+    Train(TrainArgs),
+    /// Measure training speed with per-layer metrics on and off (use a release build).
+    Bench(BenchArgs),
+}
+
+#[derive(Args, Clone)]
+struct TrainArgs {
+    /// Run without the dashboard: progress lines on stderr, or events as JSON lines with --json.
+    #[arg(long)]
+    headless: bool,
+    /// Write every event to stdout as one JSON object per line (the records the dashboard receives).
+    #[arg(long, requires = "headless")]
+    json: bool,
+    /// Stop after this many optimizer steps (default: run until stopped).
+    #[arg(long)]
+    steps: Option<u64>,
+    /// MNIST/Fashion-MNIST IDX directory or CIFAR-10 binary batches (default: the embedded digits).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    #[arg(long, default_value_t = TrainConfig::default().batch_size)]
+    batch: usize,
+    #[arg(long, value_enum, default_value_t = OptimizerArg::Sgd)]
+    optimizer: OptimizerArg,
+    #[arg(long, default_value_t = TrainConfig::default().optimizer.lr)]
+    lr: f32,
+    /// SGD momentum (ignored by Adam).
+    #[arg(long, default_value_t = TrainConfig::default().optimizer.momentum)]
+    momentum: f32,
+    #[arg(long, default_value_t = TrainConfig::default().optimizer.weight_decay)]
+    weight_decay: f32,
+    /// Coupled (L2 added to the gradient) or decoupled (SGDW/AdamW) weight decay.
+    #[arg(long, value_enum, default_value_t = DecayArg::Coupled)]
+    weight_decay_mode: DecayArg,
+    /// Initial BN momentum of every layer, PyTorch convention (running <- (1-m)·running + m·batch).
+    #[arg(long, default_value_t = TrainConfig::default().bn_momentum)]
+    bn_momentum: f32,
+    #[arg(long, default_value_t = TrainConfig::default().seed)]
+    seed: u64,
+    /// Held-out evaluation (batch and running statistics) every this many steps.
+    #[arg(long, default_value_t = TrainConfig::default().eval_every)]
+    eval_every: u64,
+    /// Held-out images per evaluation (at most the held-out split).
+    #[arg(long, default_value_t = TrainConfig::default().eval_samples)]
+    eval_samples: usize,
+    /// Add a learnable bias before each BN (redundant: BN's mean subtraction cancels it).
+    #[arg(long)]
+    conv_bias: bool,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Timed steps per measurement (after the warm-up).
+    #[arg(long, default_value_t = 300)]
+    steps: u64,
+    #[arg(long, default_value_t = 30)]
+    warmup: u64,
+    /// Rounds per configuration; the median is reported.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    #[arg(long, value_delimiter = ',', default_values_t = [32, 64, 128])]
+    batches: Vec<usize>,
+}
+
+#[derive(ValueEnum, Clone, Copy)]
+enum OptimizerArg {
+    Sgd,
+    Adam,
+}
+
+#[derive(ValueEnum, Clone, Copy)]
+enum DecayArg {
+    Coupled,
+    Decoupled,
+}
+
+impl TrainArgs {
+    fn config(&self) -> TrainConfig {
+        TrainConfig {
+            optimizer: OptimizerConfig {
+                kind: match self.optimizer {
+                    OptimizerArg::Sgd => OptimizerKind::Sgd,
+                    OptimizerArg::Adam => OptimizerKind::Adam,
+                },
+                lr: self.lr,
+                momentum: self.momentum,
+                weight_decay: self.weight_decay,
+                weight_decay_mode: match self.weight_decay_mode {
+                    DecayArg::Coupled => WeightDecayMode::Coupled,
+                    DecayArg::Decoupled => WeightDecayMode::Decoupled,
+                },
+            },
+            batch_size: self.batch,
+            seed: self.seed,
+            bn_momentum: self.bn_momentum,
+            eval_every: self.eval_every,
+            eval_samples: self.eval_samples,
+            max_steps: self.steps,
+            conv_bias: self.conv_bias,
+            ..TrainConfig::default()
+        }
+    }
+}
+
+/// A failure with its exit code.
+struct Failure(u8, String);
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Command::Train(args)) => train(&args),
+        Some(Command::Bench(args)) => run_bench(&args),
+        None => train(&cli.train),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure(code, message)) => {
+            eprintln!("bntop: {message}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn load_data(path: Option<&std::path::Path>) -> Result<data::DataSet, Failure> {
+    match path {
+        Some(path) => data::load_path(path),
+        None => data::embedded_digits(),
+    }
+    .map_err(|e| Failure(2, e.to_string()))
+}
+
+fn train(args: &TrainArgs) -> Result<(), Failure> {
+    let config = args.config();
+    config.validate().map_err(|e| Failure(2, e))?;
+    let data = load_data(args.data.as_deref())?;
+    let engine = engine::spawn(config, data).map_err(|e| Failure(2, e))?;
+    let stdout = std::io::stdout();
+    let mut json_out = std::io::BufWriter::new(stdout.lock());
+    let json: Option<&mut dyn Write> = if args.json { Some(&mut json_out) } else { None };
+    let outcome = headless::consume(&engine.events, json, &mut std::io::stderr(), 0.97)
+        .map_err(|e| Failure(1, format!("cannot write output: {e}")))?;
+    json_out
+        .flush()
+        .map_err(|e| Failure(1, format!("cannot write output: {e}")))?;
+    drop(engine.controls);
+    engine
+        .thread
+        .join()
+        .map_err(|_| Failure(1, "the training thread panicked".into()))?;
+    match outcome.end.map(|e| (e.reason, e.message)) {
+        Some((EndReason::Completed | EndReason::Quit, _)) => Ok(()),
+        Some((_, message)) => Err(Failure(
+            1,
+            message.unwrap_or_else(|| "training failed".into()),
+        )),
+        None => Err(Failure(
+            1,
+            "the training thread stopped without an end record".into(),
+        )),
+    }
+}
+
+fn run_bench(args: &BenchArgs) -> Result<(), Failure> {
+    if args.steps == 0 || args.rounds == 0 || args.batches.is_empty() {
+        return Err(Failure(
+            2,
+            "--steps, --rounds and --batches must be non-empty and positive".into(),
+        ));
+    }
+    let data = load_data(None)?;
+    let plan = bench::Plan {
+        steps: args.steps,
+        warmup: args.warmup,
+        rounds: args.rounds,
+        batches: args.batches.clone(),
+    };
+    bench::run(&plan, &data, &mut std::io::stdout()).map_err(|e| Failure(1, e))
+}

@@ -148,7 +148,11 @@ mod tests {
                                 for kx in 0..k {
                                     let y = (oy * g.stride + ky) as isize - g.padding as isize;
                                     let xx = (ox * g.stride + kx) as isize - g.padding as isize;
-                                    if y < 0 || xx < 0 || y >= g.height as isize || xx >= g.width as isize {
+                                    if y < 0
+                                        || xx < 0
+                                        || y >= g.height as isize
+                                        || xx >= g.width as isize
+                                    {
                                         continue;
                                     }
                                     let xi = ((ci * g.batch + n) * g.height + y as usize) * g.width
@@ -171,10 +175,25 @@ mod tests {
     const K: usize = 3;
 
     fn geometry(stride: usize) -> ConvGeometry {
-        ConvGeometry { in_channels: I, batch: 2, height: 7, width: 6, kernel: K, stride, padding: 1 }
+        ConvGeometry {
+            in_channels: I,
+            batch: 2,
+            height: 7,
+            width: 6,
+            kernel: K,
+            stride,
+            padding: 1,
+        }
     }
 
-    fn setup(stride: usize) -> (Cpu, ConvGeometry, Vec<f32>, Tensor<Rank4<O, I, K, K>, f32, Cpu>) {
+    fn setup(
+        stride: usize,
+    ) -> (
+        Cpu,
+        ConvGeometry,
+        Vec<f32>,
+        Tensor<Rank4<O, I, K, K>, f32, Cpu>,
+    ) {
         let dev = Cpu::seed_from_u64(7);
         let g = geometry(stride);
         let x: Tensor<(usize,), f32, Cpu> = dev.sample_normal_like(&(g.input_len(),));
@@ -188,7 +207,10 @@ mod tests {
             let (dev, g, x, w) = setup(stride);
             let input = dev.tensor_from_vec(x.clone(), (I, g.batch, g.height, g.width));
             let out = conv2d(input, &w, g, &mut Im2colCache::default());
-            assert_eq!(*out.shape(), (Const::<O>, g.batch, g.out_height(), g.out_width()));
+            assert_eq!(
+                *out.shape(),
+                (Const::<O>, g.batch, g.out_height(), g.out_width())
+            );
             let expected = naive_conv(&x, &w.as_vec(), g, O);
             for (a, b) in out.as_vec().iter().zip(&expected) {
                 assert!((a - b).abs() < 1e-5, "stride {stride}: {a} vs {b}");
@@ -198,15 +220,24 @@ mod tests {
 
     /// Loss L = Σ out ⊙ probe, so dL/dθ can be checked by central differences in f64 via the naive conv.
     fn loss_f64(x: &[f32], w: &[f32], g: ConvGeometry, probe: &[f32]) -> f64 {
-        naive_conv(x, w, g, O).iter().zip(probe).map(|(a, b)| *a as f64 * *b as f64).sum()
+        naive_conv(x, w, g, O)
+            .iter()
+            .zip(probe)
+            .map(|(a, b)| *a as f64 * *b as f64)
+            .sum()
     }
 
     #[test]
     fn weight_and_input_gradients_match_finite_differences() {
         let (dev, g, x, w) = setup(2);
         let probe_len = O * g.batch * g.out_height() * g.out_width();
-        let probe: Vec<f32> = (0..probe_len).map(|i| ((i * 37 % 11) as f32 - 5.0) / 5.0).collect();
-        let probe_t = dev.tensor_from_vec(probe.clone(), (Const::<O>, g.batch, g.out_height(), g.out_width()));
+        let probe: Vec<f32> = (0..probe_len)
+            .map(|i| ((i * 37 % 11) as f32 - 5.0) / 5.0)
+            .collect();
+        let probe_t = dev.tensor_from_vec(
+            probe.clone(),
+            (Const::<O>, g.batch, g.out_height(), g.out_width()),
+        );
 
         let input = dev.tensor_from_vec(x.clone(), (I, g.batch, g.height, g.width));
         // A leaky tape keeps the input's gradient as well as the weight's.
@@ -221,15 +252,25 @@ mod tests {
             let (mut plus, mut minus) = (w_host.clone(), w_host.clone());
             plus[i] += h;
             minus[i] -= h;
-            let fd = (loss_f64(&x, &plus, g, &probe) - loss_f64(&x, &minus, g, &probe)) / (2.0 * h as f64);
-            assert!((fd - gw[i] as f64).abs() < 2e-3 * (1.0 + fd.abs()), "dL/dw[{i}]: fd {fd} vs {}", gw[i]);
+            let fd = (loss_f64(&x, &plus, g, &probe) - loss_f64(&x, &minus, g, &probe))
+                / (2.0 * h as f64);
+            assert!(
+                (fd - gw[i] as f64).abs() < 2e-3 * (1.0 + fd.abs()),
+                "dL/dw[{i}]: fd {fd} vs {}",
+                gw[i]
+            );
         }
         for i in (0..x.len()).step_by(7) {
             let (mut plus, mut minus) = (x.clone(), x.clone());
             plus[i] += h;
             minus[i] -= h;
-            let fd = (loss_f64(&plus, &w_host, g, &probe) - loss_f64(&minus, &w_host, g, &probe)) / (2.0 * h as f64);
-            assert!((fd - gx[i] as f64).abs() < 2e-3 * (1.0 + fd.abs()), "dL/dx[{i}]: fd {fd} vs {}", gx[i]);
+            let fd = (loss_f64(&plus, &w_host, g, &probe) - loss_f64(&minus, &w_host, g, &probe))
+                / (2.0 * h as f64);
+            assert!(
+                (fd - gx[i] as f64).abs() < 2e-3 * (1.0 + fd.abs()),
+                "dL/dx[{i}]: fd {fd} vs {}",
+                gx[i]
+            );
         }
     }
 }

@@ -40,7 +40,12 @@ pub struct PassConfig<'a> {
 }
 
 impl<const I: usize, const O: usize> ConvBn<I, O, f32, Cpu> {
-    fn conv<T>(&self, x: Activations<I, T>, spec: &BlockSpec, pass: &mut PassConfig) -> ConvOutput<O, T>
+    fn conv<T>(
+        &self,
+        x: Activations<I, T>,
+        spec: &BlockSpec,
+        pass: &mut PassConfig,
+    ) -> ConvOutput<O, T>
     where
         T: Tape<f32, Cpu> + Merge<T> + Merge<NoneTape>,
     {
@@ -126,9 +131,15 @@ impl<const IN: usize> Net<IN, f32, Cpu> {
         pass: &mut PassConfig,
         mut observations: Option<&mut Vec<BlockObservation>>,
     ) -> Logits<Taped> {
-        let x = self.block1.train_step(x, &BLOCKS[0], modes[0], pass, observations.as_deref_mut());
-        let x = self.block2.train_step(x, &BLOCKS[1], modes[1], pass, observations.as_deref_mut());
-        let x = self.block3.train_step(x, &BLOCKS[2], modes[2], pass, observations);
+        let x = self
+            .block1
+            .train_step(x, &BLOCKS[0], modes[0], pass, observations.as_deref_mut());
+        let x = self
+            .block2
+            .train_step(x, &BLOCKS[1], modes[1], pass, observations.as_deref_mut());
+        let x = self
+            .block3
+            .train_step(x, &BLOCKS[2], modes[2], pass, observations);
         self.classify(x)
     }
 
@@ -146,9 +157,13 @@ impl<const IN: usize> Net<IN, f32, Cpu> {
     }
 
     /// Global average pool over H and W, then the linear classifier: (N, CLASSES) logits.
-    fn classify<T: Tape<f32, Cpu> + Merge<T> + Merge<NoneTape>>(&self, x: Activations<64, T>) -> Logits<T> {
+    fn classify<T: Tape<f32, Cpu> + Merge<T> + Merge<NoneTape>>(
+        &self,
+        x: Activations<64, T>,
+    ) -> Logits<T> {
         let (c, n, h, w) = *x.shape();
-        let pooled: Tensor<(Const<64>, usize), f32, Cpu, T> = x.reshape_like(&(c, n, h * w)).mean::<_, Axis<2>>();
+        let pooled: Tensor<(Const<64>, usize), f32, Cpu, T> =
+            x.reshape_like(&(c, n, h * w)).mean::<_, Axis<2>>();
         self.head.forward(pooled.permute::<_, Axes2<1, 0>>())
     }
 }

@@ -1,6 +1,71 @@
-//! The training engine: everything that touches dfdx lives here.
+//! The training engine: everything that touches dfdx lives here. It runs on its own thread,
+//! emits the protocol's events and takes its controls.
+mod batches;
 pub mod batchnorm;
+mod config;
 pub mod conv;
-// pub mod data;
+pub mod data;
+mod evaluate;
 pub mod forward;
+mod layer_snapshot;
 pub mod model;
+mod optimizer;
+mod outbox;
+pub mod params;
+mod trainer;
+
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{Receiver, Sender};
+
+pub use config::TrainConfig;
+use outbox::Outbox;
+use trainer::Trainer;
+
+use crate::protocol::{Control, Event};
+
+/// Events waiting in the channel before the engine starts coalescing snapshots.
+const EVENT_CHANNEL_CAP: usize = 256;
+
+/// A running training thread: its events, its control input, and the thread itself.
+pub struct EngineHandle {
+    pub events: Receiver<Event>,
+    pub controls: Sender<Control>,
+    pub thread: JoinHandle<()>,
+}
+
+/// Checks the configuration and the data, standardises the data and starts training.
+pub fn spawn(cfg: TrainConfig, mut data: data::DataSet) -> Result<EngineHandle, String> {
+    cfg.validate()?;
+    if data.train.len() < cfg.batch_size {
+        return Err(format!(
+            "--batch {} is larger than the {} training images of {}",
+            cfg.batch_size,
+            data.train.len(),
+            data.source
+        ));
+    }
+    let channels = data.train.channels;
+    if channels != 1 && channels != 3 {
+        return Err(format!(
+            "{}: images with {channels} channels are not supported (1 or 3)",
+            data.source
+        ));
+    }
+    data.standardise();
+    let (event_tx, events) = crossbeam_channel::bounded(EVENT_CHANNEL_CAP);
+    let (controls, control_rx) = crossbeam_channel::unbounded();
+    let outbox = Outbox::new(event_tx);
+    let thread = std::thread::Builder::new()
+        .name("bntop-engine".into())
+        .spawn(move || match channels {
+            1 => Trainer::<1>::new(cfg, data, outbox, control_rx).run(),
+            _ => Trainer::<3>::new(cfg, data, outbox, control_rx).run(),
+        })
+        .map_err(|e| format!("cannot start the training thread: {e}"))?;
+    Ok(EngineHandle {
+        events,
+        controls,
+        thread,
+    })
+}

@@ -21,9 +21,21 @@ pub struct BlockSpec {
 
 /// Must agree with the const generics of [`Net`] (a unit test checks it).
 pub const BLOCKS: [BlockSpec; 3] = [
-    BlockSpec { name: "block1", channels: 16, stride: 1 },
-    BlockSpec { name: "block2", channels: 32, stride: 2 },
-    BlockSpec { name: "block3", channels: 64, stride: 2 },
+    BlockSpec {
+        name: "block1",
+        channels: 16,
+        stride: 1,
+    },
+    BlockSpec {
+        name: "block2",
+        channels: 32,
+        stride: 2,
+    },
+    BlockSpec {
+        name: "block3",
+        channels: 64,
+        stride: 2,
+    },
 ];
 
 /// A 3x3 conv (O filters over I input channels), an optional bias before the BN, and the BN.
@@ -96,7 +108,12 @@ where
                 Self::module("block3", |s| &s.block3, |s| &mut s.block3),
                 Self::module("head", |s| &s.head, |s| &mut s.head),
             ),
-            |(block1, block2, block3, head)| Net { block1, block2, block3, head },
+            |(block1, block2, block3, head)| Net {
+                block1,
+                block2,
+                block3,
+                head,
+            },
         )
     }
 }

@@ -36,7 +36,9 @@ fn from_wire<E: serde::de::Error>(w: Wire<'_>) -> Result<f32, E> {
             "NaN" => Ok(f32::NAN),
             "inf" => Ok(f32::INFINITY),
             "-inf" => Ok(f32::NEG_INFINITY),
-            other => Err(E::custom(format!("expected a number, \"NaN\", \"inf\" or \"-inf\", found \"{other}\""))),
+            other => Err(E::custom(format!(
+                "expected a number, \"NaN\", \"inf\" or \"-inf\", found \"{other}\""
+            ))),
         },
     }
 }
@@ -137,7 +139,11 @@ mod tests {
             .map(|i| f32::from_bits(i.wrapping_mul(2_654_435_761)))
             .filter(|x| x.is_finite())
             .collect();
-        let s = Sample { x: 0.1, xs: xs.clone(), maybe: None };
+        let s = Sample {
+            x: 0.1,
+            xs: xs.clone(),
+            maybe: None,
+        };
         let back: Sample =
             serde_json::from_str(&serde_json::to_string(&s).expect("serialise")).expect("parse");
         assert_eq!(back.xs.len(), xs.len());

@@ -11,7 +11,7 @@ mod header;
 mod snapshot;
 
 pub use controls::{BnMode, Control, ControlEvent};
-pub use events::{EndReason, Event, EvalScore, Evaluation, Marker, MarkerKind, RunEnd};
+pub use events::{EndReason, EvalScore, Evaluation, Event, Marker, MarkerKind, RunEnd};
 pub use header::{
     Conventions, DataInfo, LayerInfo, OptimizerConfig, OptimizerKind, RunConfig, RunHeader,
     WeightDecayMode, FORMAT_NAME, FORMAT_VERSION_MAJOR, FORMAT_VERSION_MINOR,

@@ -1,0 +1,120 @@
+//! Turns what one block saw during a step into its [`LayerSnapshot`], using the pure metrics.
+use super::forward::BlockObservation;
+use super::params::BlockGrads;
+use crate::metrics::{drift, moments, weights};
+use crate::protocol::{BnMode, LayerSnapshot, LayerSummary};
+
+/// The host-side record of one block for one step.
+pub struct BlockStep<'a> {
+    pub mode: BnMode,
+    pub momentum: f64,
+    pub epsilon: f64,
+    pub lr: f64,
+    pub conv_bias: bool,
+    pub seen: &'a BlockObservation,
+    pub grads: &'a BlockGrads,
+    /// γ and β before the update.
+    pub gamma: &'a [f32],
+    pub beta: &'a [f32],
+    /// Conv weights (channels, fan_in) before and after the optimizer step.
+    pub weight_before: &'a [f32],
+    pub weight_after: &'a [f32],
+}
+
+fn to_f32(xs: impl IntoIterator<Item = f64>) -> Vec<f32> {
+    xs.into_iter().map(|x| x as f32).collect()
+}
+
+impl BlockStep<'_> {
+    pub fn snapshot(&self) -> LayerSnapshot {
+        let channels = self.gamma.len();
+        let seen = self.seen;
+        let batch = moments::channel_moments(&seen.bn_input, channels);
+        let out = moments::channel_moments(&seen.bn_output, channels);
+        let relu = moments::channel_relu_moments(&seen.bn_output, channels);
+        let drifts: Vec<drift::Drift> = (0..channels)
+            .map(|c| {
+                drift::drift(
+                    batch[c].mean,
+                    batch[c].var,
+                    seen.running_mean_pre[c] as f64,
+                    seen.running_var_pre[c] as f64,
+                    self.epsilon,
+                )
+            })
+            .collect();
+        let norms = weights::row_norms(self.weight_after, channels);
+        let angles = weights::row_angles(self.weight_before, self.weight_after, channels);
+        let cosines = weights::row_cosines(self.weight_before, &self.grads.weight, channels);
+
+        let big_d: Vec<f64> = drifts.iter().map(|x| x.big_d).collect();
+        let r: Vec<f64> = drifts.iter().map(|x| x.r).collect();
+        let abs_d: Vec<f64> = drifts.iter().map(|x| x.d.abs()).collect();
+        let summary = LayerSummary {
+            drift: drift::rms(&big_d) as f32,
+            r_mean: mean(&r) as f32,
+            r_min: fold_nan_aware(&r, f64::min) as f32,
+            r_max: fold_nan_aware(&r, f64::max) as f32,
+            d_mean_abs: mean(&abs_d) as f32,
+            d_max_abs: fold_nan_aware(&abs_d, f64::max) as f32,
+            weight_norm: weights::norm(self.weight_after) as f32,
+            angular_update: drift::rms(&angles) as f32,
+            effective_lr: mean(
+                &norms
+                    .iter()
+                    .map(|n| weights::effective_lr(self.lr, n * n))
+                    .collect::<Vec<_>>(),
+            ) as f32,
+            max_abs_cos: fold_nan_aware(
+                &cosines.iter().map(|c| c.abs()).collect::<Vec<_>>(),
+                f64::max,
+            ) as f32,
+            relu_active: mean(&relu.iter().map(|m| m.active_fraction).collect::<Vec<_>>()) as f32,
+        };
+        LayerSnapshot {
+            mode: self.mode,
+            momentum: self.momentum as f32,
+            batch_mean: to_f32(batch.iter().map(|m| m.mean)),
+            batch_var: to_f32(batch.iter().map(|m| m.var)),
+            running_mean_pre: seen.running_mean_pre.clone(),
+            running_var_pre: seen.running_var_pre.clone(),
+            running_mean_post: seen.running_mean_post.clone(),
+            running_var_post: seen.running_var_post.clone(),
+            r: to_f32(r),
+            d: to_f32(drifts.iter().map(|x| x.d)),
+            drift: to_f32(big_d),
+            out_mean: to_f32(out.iter().map(|m| m.mean)),
+            out_var: to_f32(out.iter().map(|m| m.var)),
+            relu_mean: to_f32(relu.iter().map(|m| m.mean)),
+            relu_var: to_f32(relu.iter().map(|m| m.var)),
+            relu_active: to_f32(relu.iter().map(|m| m.active_fraction)),
+            gamma: self.gamma.to_vec(),
+            beta: self.beta.to_vec(),
+            grad_gamma: self.grads.gamma.clone(),
+            grad_beta: self.grads.beta.clone(),
+            weight_norm: to_f32(norms),
+            angular_update: to_f32(angles),
+            weight_grad_cos: to_f32(cosines),
+            bias_grad: self.conv_bias.then(|| self.grads.bias.clone()),
+            summary,
+        }
+    }
+}
+
+fn mean(xs: &[f64]) -> f64 {
+    xs.iter().sum::<f64>() / xs.len().max(1) as f64
+}
+
+/// min/max that lets a NaN through (f64::min/max would silently skip it: a diverged channel must show).
+fn fold_nan_aware(xs: &[f64], pick: fn(f64, f64) -> f64) -> f64 {
+    xs.iter()
+        .copied()
+        .reduce(|a, b| {
+            if a.is_nan() || b.is_nan() {
+                f64::NAN
+            } else {
+                pick(a, b)
+            }
+        })
+        .unwrap_or(f64::NAN)
+}

@@ -1,0 +1,87 @@
+//! Host-side access to one block's parameters, uniform across the blocks' different const shapes,
+//! for the metrics and the live controls.
+use dfdx::prelude::*;
+
+use super::model::{ConvBn, Net};
+
+/// One conv -> BN block seen from the host. Weights come as (channels, fan_in) row-major.
+pub trait BlockParams {
+    fn channels(&self) -> usize;
+    fn weight(&self) -> Vec<f32>;
+    fn gamma(&self) -> Vec<f32>;
+    fn beta(&self) -> Vec<f32>;
+    fn bias(&self) -> Vec<f32>;
+    fn running_mean(&self) -> Vec<f32>;
+    fn running_var(&self) -> Vec<f32>;
+    fn epsilon(&self) -> f64;
+    fn momentum(&self) -> f64;
+    fn set_momentum(&mut self, momentum: f64);
+    /// Back to the initial running statistics: mean 0, variance 1.
+    fn reset_running_stats(&mut self);
+    fn grads(&self, grads: &Gradients<f32, Cpu>) -> BlockGrads;
+}
+
+/// Gradients of one block's parameters, taken between `backward` and the optimizer update.
+#[derive(Clone, Debug, Default)]
+pub struct BlockGrads {
+    pub weight: Vec<f32>,
+    pub bias: Vec<f32>,
+    pub gamma: Vec<f32>,
+    pub beta: Vec<f32>,
+}
+
+impl<const I: usize, const O: usize> BlockParams for ConvBn<I, O, f32, Cpu> {
+    fn channels(&self) -> usize {
+        O
+    }
+    fn weight(&self) -> Vec<f32> {
+        self.weight.as_vec()
+    }
+    fn gamma(&self) -> Vec<f32> {
+        self.bn.scale.as_vec()
+    }
+    fn beta(&self) -> Vec<f32> {
+        self.bn.bias.as_vec()
+    }
+    fn bias(&self) -> Vec<f32> {
+        self.bias.as_vec()
+    }
+    fn running_mean(&self) -> Vec<f32> {
+        self.bn.running_mean.as_vec()
+    }
+    fn running_var(&self) -> Vec<f32> {
+        self.bn.running_var.as_vec()
+    }
+    fn epsilon(&self) -> f64 {
+        self.bn.epsilon
+    }
+    fn momentum(&self) -> f64 {
+        self.bn.momentum
+    }
+    fn set_momentum(&mut self, momentum: f64) {
+        self.bn.momentum = momentum;
+    }
+    fn reset_running_stats(&mut self) {
+        self.bn.running_mean.fill_with_zeros();
+        self.bn.running_var.fill_with_ones();
+    }
+    fn grads(&self, grads: &Gradients<f32, Cpu>) -> BlockGrads {
+        // `get` returns zeros for a parameter that took no part (the bias without --conv-bias).
+        BlockGrads {
+            weight: grads.get(&self.weight).as_vec(),
+            bias: grads.get(&self.bias).as_vec(),
+            gamma: grads.get(&self.bn.scale).as_vec(),
+            beta: grads.get(&self.bn.bias).as_vec(),
+        }
+    }
+}
+
+impl<const IN: usize> Net<IN, f32, Cpu> {
+    pub fn blocks(&self) -> [&dyn BlockParams; 3] {
+        [&self.block1, &self.block2, &self.block3]
+    }
+
+    pub fn blocks_mut(&mut self) -> [&mut dyn BlockParams; 3] {
+        [&mut self.block1, &mut self.block2, &mut self.block3]
+    }
+}

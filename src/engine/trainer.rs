@@ -1,0 +1,419 @@
+//! The training loop: controls between steps, one step, its snapshot, evaluations, the end.
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use dfdx::losses::cross_entropy_with_logits_loss;
+use dfdx::prelude::*;
+
+use super::batches::{gather_channel_major, ShuffledBatches};
+use super::config::TrainConfig;
+use super::conv::{ConvGeometry, Im2colCache};
+use super::data::DataSet;
+use super::evaluate::{cross_entropy_and_hits, HeldOut};
+use super::forward::{BlockObservation, InferenceStats, PassConfig};
+use super::layer_snapshot::BlockStep;
+use super::model::{Net, BLOCKS, CLASSES, KERNEL, PADDING};
+use super::optimizer::NetOptimizer;
+use super::outbox::Outbox;
+use crate::protocol::{
+    BnMode, Control, ControlEvent, Conventions, DataInfo, EndReason, Evaluation, Event, LayerInfo,
+    LayerSnapshot, Marker, MarkerKind, RunConfig, RunEnd, RunHeader, Snapshot, FORMAT_NAME,
+    FORMAT_VERSION_MAJOR, FORMAT_VERSION_MINOR,
+};
+
+/// How long a paused engine waits for a control before checking on its consumer again.
+const PAUSED_POLL: Duration = Duration::from_millis(50);
+
+pub struct Trainer<const IN: usize> {
+    cfg: TrainConfig,
+    dev: Cpu,
+    net: Net<IN, f32, Cpu>,
+    opt: NetOptimizer<IN>,
+    grads: Gradients<f32, Cpu>,
+    cache: Im2colCache,
+    data: DataSet,
+    batches: ShuffledBatches,
+    heldout: HeldOut,
+    modes: [BnMode; 3],
+    lr: f32,
+    step: u64,
+    last_evaluated: Option<u64>,
+    started: Instant,
+    paused: bool,
+    steps_granted: u32,
+    quit: bool,
+    outbox: Outbox,
+    controls: Receiver<Control>,
+}
+
+impl<const IN: usize> Trainer<IN> {
+    /// Builds the network and optimizer. Call on the training thread (dfdx optimizers are `!Send`).
+    pub fn new(
+        cfg: TrainConfig,
+        data: DataSet,
+        outbox: Outbox,
+        controls: Receiver<Control>,
+    ) -> Self {
+        let dev = Cpu::seed_from_u64(cfg.seed);
+        dev.enable_cache();
+        let mut net: Net<IN, f32, Cpu> = BuildModule::build(&dev);
+        for block in net.blocks_mut() {
+            block.set_momentum(cfg.bn_momentum as f64);
+        }
+        let opt = NetOptimizer::new(&net, &cfg.optimizer);
+        let grads = net.alloc_grads();
+        let batches = ShuffledBatches::new(data.train.len(), cfg.batch_size, cfg.seed);
+        let heldout = HeldOut::new(&data.heldout, cfg.eval_samples, cfg.batch_size);
+        Trainer {
+            lr: cfg.optimizer.lr,
+            paused: cfg.start_paused,
+            cfg,
+            dev,
+            net,
+            opt,
+            grads,
+            cache: Im2colCache::default(),
+            data,
+            batches,
+            heldout,
+            modes: [BnMode::Train; 3],
+            step: 0,
+            last_evaluated: None,
+            started: Instant::now(),
+            steps_granted: 0,
+            quit: false,
+            outbox,
+            controls,
+        }
+    }
+
+    /// Runs until the step limit, a quit, divergence or an error; the last event is always `End`.
+    pub fn run(mut self) {
+        self.outbox.send(Event::Header(self.header()));
+        self.evaluate();
+        let (reason, message) = loop {
+            if let Some(reason) = self.wait_for_go() {
+                break (reason, None);
+            }
+            if self.cfg.max_steps.is_some_and(|max| self.step >= max) {
+                break (EndReason::Completed, None);
+            }
+            match self.train_step() {
+                Ok(snapshot) => {
+                    let diverged = !snapshot.loss.is_finite();
+                    self.outbox.send(Event::Snapshot(snapshot));
+                    if diverged {
+                        self.outbox.send(Event::Marker(Marker {
+                            step: self.step,
+                            kind: MarkerKind::Divergence,
+                            label: "loss is not finite".into(),
+                        }));
+                        break (
+                            EndReason::Diverged,
+                            Some(format!("the loss became non-finite at step {}", self.step)),
+                        );
+                    }
+                    if self.step % self.cfg.eval_every == 0 {
+                        self.evaluate();
+                    }
+                }
+                Err(message) => break (EndReason::Error, Some(message)),
+            }
+        };
+        if reason != EndReason::Diverged && self.last_evaluated != Some(self.step) {
+            self.evaluate();
+        }
+        self.outbox.send(Event::End(RunEnd {
+            step: self.step,
+            reason,
+            elapsed_s: self.started.elapsed().as_secs_f64(),
+            message,
+        }));
+        self.outbox.finish();
+    }
+
+    /// Applies pending controls; while paused, blocks until resumed, stepped or told to quit.
+    /// Returns why the run must end, if it must.
+    fn wait_for_go(&mut self) -> Option<EndReason> {
+        loop {
+            while let Ok(control) = self.controls.try_recv() {
+                self.handle(control);
+            }
+            if self.quit || self.outbox.is_disconnected() {
+                return Some(EndReason::Quit);
+            }
+            if !self.paused {
+                return None;
+            }
+            if self.steps_granted > 0 {
+                self.steps_granted -= 1;
+                return None;
+            }
+            self.outbox.flush();
+            match self.controls.recv_timeout(PAUSED_POLL) {
+                Ok(control) => self.handle(control),
+                Err(RecvTimeoutError::Timeout) => {}
+                // Paused with nobody left to resume the run.
+                Err(RecvTimeoutError::Disconnected) => return Some(EndReason::Quit),
+            }
+        }
+    }
+
+    fn handle(&mut self, control: Control) {
+        let rejected = self.apply(&control).err();
+        self.outbox.send(Event::Control(ControlEvent {
+            step: self.step,
+            control,
+            rejected,
+        }));
+    }
+
+    fn apply(&mut self, control: &Control) -> Result<(), String> {
+        match *control {
+            Control::SetMode { layer, mode } => {
+                for i in self.layers(layer)? {
+                    self.modes[i] = mode;
+                }
+            }
+            Control::SetMomentum { layer, momentum } => {
+                if !(0.0..=1.0).contains(&momentum) {
+                    return Err(format!("momentum must be in [0, 1], got {momentum}"));
+                }
+                for i in self.layers(layer)? {
+                    self.net.blocks_mut()[i].set_momentum(momentum as f64);
+                }
+            }
+            Control::SetLr { lr } => {
+                if !(lr.is_finite() && lr > 0.0) {
+                    return Err(format!("learning rate must be a positive number, got {lr}"));
+                }
+                self.lr = lr;
+                self.opt.set_lr(lr as f64);
+            }
+            Control::Pause => self.paused = true,
+            Control::Resume => self.paused = false,
+            Control::Step => {
+                if !self.paused {
+                    return Err("single step works while paused".into());
+                }
+                self.steps_granted += 1;
+            }
+            Control::ResetRunningStats { layer } => {
+                for i in self.layers(layer)? {
+                    self.net.blocks_mut()[i].reset_running_stats();
+                }
+            }
+            Control::Quit => self.quit = true,
+        }
+        Ok(())
+    }
+
+    fn layers(&self, layer: Option<usize>) -> Result<std::ops::Range<usize>, String> {
+        match layer {
+            None => Ok(0..BLOCKS.len()),
+            Some(i) if i < BLOCKS.len() => Ok(i..i + 1),
+            Some(i) => Err(format!(
+                "no BN layer {i} (layers are 0..{})",
+                BLOCKS.len() - 1
+            )),
+        }
+    }
+
+    /// One optimizer step on the next batch, and its snapshot.
+    fn train_step(&mut self) -> Result<Snapshot, String> {
+        let (indices, new_epoch) = self.batches.next_batch();
+        let (pixels, labels) = gather_channel_major(&self.data.train, indices);
+        if new_epoch {
+            let epoch = self.batches.epoch();
+            self.outbox.send(Event::Marker(Marker {
+                step: self.step,
+                kind: MarkerKind::Epoch,
+                label: format!("epoch {epoch}"),
+            }));
+        }
+        let n = labels.len();
+        let images = &self.data.train;
+        let x = self
+            .dev
+            .tensor_from_vec(pixels, (Const::<IN>, n, images.height, images.width));
+        let targets = self
+            .dev
+            .tensor_from_vec(one_hot(&labels), (n, Const::<CLASSES>));
+
+        let metrics = self.cfg.layer_metrics;
+        let mut observations = Vec::with_capacity(BLOCKS.len());
+        let grads = std::mem::replace(&mut self.grads, Gradients::leaky());
+        let mut pass = PassConfig {
+            conv_bias: self.cfg.conv_bias,
+            cache: &mut self.cache,
+        };
+        let logits = self.net.forward_train(
+            x.traced(grads),
+            &self.modes,
+            &mut pass,
+            metrics.then_some(&mut observations),
+        );
+        let (_, hits) = cross_entropy_and_hits(&logits.as_vec(), &labels);
+        let loss = cross_entropy_with_logits_loss(logits, targets);
+        let loss_value = loss.array();
+        let mut grads = loss.backward();
+
+        // Parameters and gradients before the update, for the weight metrics.
+        let before: Vec<_> = if metrics {
+            self.net
+                .blocks()
+                .iter()
+                .map(|b| (b.weight(), b.gamma(), b.beta(), b.grads(&grads)))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        self.opt.update(&mut self.net, &grads, self.cfg.conv_bias)?;
+        self.net.zero_grads(&mut grads);
+        self.grads = grads;
+        self.step += 1;
+
+        let layers = if metrics {
+            self.layer_snapshots(&observations, &before)
+        } else {
+            Vec::new()
+        };
+        Ok(Snapshot {
+            step: self.step,
+            epoch: self.batches.epoch(),
+            time_s: self.started.elapsed().as_secs_f64(),
+            loss: loss_value,
+            batch_accuracy: hits as f32 / n as f32,
+            lr: self.lr,
+            layers,
+        })
+    }
+
+    fn layer_snapshots(
+        &self,
+        observations: &[BlockObservation],
+        before: &[(Vec<f32>, Vec<f32>, Vec<f32>, super::params::BlockGrads)],
+    ) -> Vec<LayerSnapshot> {
+        self.net
+            .blocks()
+            .iter()
+            .zip(observations.iter().zip(before))
+            .zip(self.modes)
+            .map(
+                |((block, (seen, (weight_before, gamma, beta, grads))), mode)| {
+                    BlockStep {
+                        mode,
+                        momentum: block.momentum(),
+                        epsilon: block.epsilon(),
+                        lr: self.lr as f64,
+                        conv_bias: self.cfg.conv_bias,
+                        seen,
+                        grads,
+                        gamma,
+                        beta,
+                        weight_before,
+                        weight_after: &block.weight(),
+                    }
+                    .snapshot()
+                },
+            )
+            .collect()
+    }
+
+    fn evaluate(&mut self) {
+        let mut pass = PassConfig {
+            conv_bias: self.cfg.conv_bias,
+            cache: &mut self.cache,
+        };
+        let batch_stats = self
+            .heldout
+            .evaluate(&self.net, InferenceStats::Batch, &mut pass);
+        let running_stats = self
+            .heldout
+            .evaluate(&self.net, InferenceStats::Running, &mut pass);
+        self.last_evaluated = Some(self.step);
+        self.outbox.send(Event::Evaluation(Evaluation {
+            step: self.step,
+            samples: self.heldout.samples(),
+            batch_stats,
+            running_stats,
+        }));
+    }
+
+    fn header(&self) -> RunHeader {
+        let images = &self.data.train;
+        let mut layers = Vec::with_capacity(BLOCKS.len());
+        let (mut in_channels, mut height, mut width) =
+            (images.channels, images.height, images.width);
+        for spec in &BLOCKS {
+            let geometry = ConvGeometry {
+                in_channels,
+                batch: self.cfg.batch_size,
+                height,
+                width,
+                kernel: KERNEL,
+                stride: spec.stride,
+                padding: PADDING,
+            };
+            layers.push(LayerInfo {
+                name: spec.name.into(),
+                in_channels,
+                channels: spec.channels,
+                kernel: KERNEL,
+                stride: spec.stride,
+                padding: PADDING,
+                conv_bias: self.cfg.conv_bias,
+                in_height: height,
+                in_width: width,
+                out_height: geometry.out_height(),
+                out_width: geometry.out_width(),
+            });
+            (in_channels, height, width) =
+                (spec.channels, geometry.out_height(), geometry.out_width());
+        }
+        let started_unix_ms = SystemTime::now()
+            .checked_sub(self.started.elapsed())
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_millis() as u64);
+        RunHeader {
+            format: FORMAT_NAME.into(),
+            version_major: FORMAT_VERSION_MAJOR,
+            version_minor: FORMAT_VERSION_MINOR,
+            started_unix_ms,
+            config: RunConfig {
+                optimizer: self.cfg.optimizer.clone(),
+                batch_size: self.cfg.batch_size,
+                seed: self.cfg.seed,
+                bn_momentum: self.cfg.bn_momentum,
+                eval_every: self.cfg.eval_every,
+                eval_samples: self.heldout.samples(),
+                max_steps: self.cfg.max_steps,
+                conv_bias: self.cfg.conv_bias,
+                data_order: ShuffledBatches::NAME.into(),
+                layer_metrics: self.cfg.layer_metrics,
+            },
+            data: DataInfo {
+                name: self.data.name.clone(),
+                source: self.data.source.clone(),
+                train_images: self.data.train.len(),
+                heldout_images: self.data.heldout.len(),
+                channels: images.channels,
+                height: images.height,
+                width: images.width,
+                classes: self.data.classes,
+                channel_mean: self.data.channel_mean.clone(),
+                channel_std: self.data.channel_std.clone(),
+            },
+            layers,
+            conventions: Conventions::bntop(self.net.blocks()[0].epsilon()),
+        }
+    }
+}
+
+fn one_hot(labels: &[u8]) -> Vec<f32> {
+    let mut targets = vec![0.0; labels.len() * CLASSES];
+    for (row, &label) in targets.chunks_exact_mut(CLASSES).zip(labels) {
+        row[label as usize] = 1.0;
+    }
+    targets
+}

@@ -1,0 +1,232 @@
+//! Weight norm versus direction under BN's scale invariance (BN-METRICS.md, section 5).
+//!
+//! Applies per output-channel filter w_c of a conv feeding a BN in train mode. Weights are
+//! row-major (out_channels, ...): row c is the c-th of `rows` equal contiguous chunks.
+//! The zero vector has no direction: it counts as orthogonal to everything (cosine 0,
+//! angle π/2).
+
+use super::split_equal;
+
+/// Euclidean norm ||w||, accumulated in f64.
+pub fn norm(w: &[f32]) -> f64 {
+    w.iter()
+        .map(|&x| f64::from(x) * f64::from(x))
+        .sum::<f64>()
+        .sqrt()
+}
+
+/// Dot product a·b, accumulated in f64.
+///
+/// # Panics
+/// If the lengths differ.
+pub fn dot(a: &[f32], b: &[f32]) -> f64 {
+    assert_eq!(
+        a.len(),
+        b.len(),
+        "dot product of vectors of different lengths"
+    );
+    a.iter()
+        .zip(b)
+        .map(|(&x, &y)| f64::from(x) * f64::from(y))
+        .sum()
+}
+
+/// cos(a, b) = a·b/(||a|| ||b||) in [-1, 1]; 0 if either is the zero vector. In train mode
+/// cos(w_c, ∇_{w_c} L) ≈ 0 (≲ 1e-5 in f32): w·∇L = 0 by scale invariance.
+///
+/// # Panics
+/// If the lengths differ.
+pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot = dot(a, b);
+    let norms = norm(a) * norm(b);
+    if norms == 0.0 {
+        return 0.0;
+    }
+    // Rounding can leave |cos| a hair above 1; clamp keeps NaN.
+    (dot / norms).clamp(-1.0, 1.0)
+}
+
+/// Angle between a and b in radians, in [0, π]: 2·atan2(||â - b̂||, ||â + b̂||), accurate
+/// down to tiny angles where acos(cos) loses half the digits (θ ≈ 1e-6 is typical of one SGD
+/// step). π/2 if either is the zero vector.
+///
+/// # Panics
+/// If the lengths differ.
+pub fn angle(a: &[f32], b: &[f32]) -> f64 {
+    assert_eq!(
+        a.len(),
+        b.len(),
+        "angle between vectors of different lengths"
+    );
+    let (norm_a, norm_b) = (norm(a), norm(b));
+    if norm_a == 0.0 || norm_b == 0.0 {
+        return std::f64::consts::FRAC_PI_2;
+    }
+    let (diff_sq, sum_sq) = a
+        .iter()
+        .zip(b)
+        .fold((0.0, 0.0), |(diff_sq, sum_sq), (&x, &y)| {
+            let (x, y) = (f64::from(x) / norm_a, f64::from(y) / norm_b);
+            (diff_sq + (x - y) * (x - y), sum_sq + (x + y) * (x + y))
+        });
+    2.0 * diff_sq.sqrt().atan2(sum_sq.sqrt())
+}
+
+/// ||w_c|| for each of the `rows` rows (output channels) of a row-major weight.
+///
+/// # Panics
+/// If `rows` is 0 or does not divide `w.len()`.
+pub fn row_norms(w: &[f32], rows: usize) -> Vec<f64> {
+    split_equal(w, rows).map(norm).collect()
+}
+
+/// cos(w_c, g_c) per row; typically g is the gradient ∇_w L (layer value: max |cos|).
+///
+/// # Panics
+/// If `w` and `g` differ in length, or `rows` is 0 or does not divide their length.
+pub fn row_cosines(w: &[f32], g: &[f32], rows: usize) -> Vec<f64> {
+    assert_eq!(w.len(), g.len(), "weight and gradient of different lengths");
+    split_equal(w, rows)
+        .zip(split_equal(g, rows))
+        .map(|(w, g)| cosine(w, g))
+        .collect()
+}
+
+/// Angular update θ_c = angle(w_c before, w_c after) per row (layer value: RMS over rows).
+///
+/// # Panics
+/// If `before` and `after` differ in length, or `rows` is 0 or does not divide their length.
+pub fn row_angles(before: &[f32], after: &[f32], rows: usize) -> Vec<f64> {
+    assert_eq!(before.len(), after.len(), "weights of different lengths");
+    split_equal(before, rows)
+        .zip(split_equal(after, rows))
+        .map(|(b, a)| angle(b, a))
+        .collect()
+}
+
+/// Effective learning rate of the direction, η/||w||² (ŵ <- ŵ - η_eff (I - ŵŵᵀ)∇L(ŵ)).
+pub fn effective_lr(lr: f64, norm_sq: f64) -> f64 {
+    lr / norm_sq
+}
+
+/// Equilibrium angular update per step with coupled L2 weight decay (SGD with momentum μ:
+/// v <- μv + g + λw, w <- w - ηv): θ* = sqrt(2ηλ/(1 + μ)).
+/// Check: (0.1, 5e-4, 0.9) -> 0.00725 rad (0.0073 measured).
+pub fn theta_star_coupled(lr: f64, wd: f64, momentum: f64) -> f64 {
+    (2.0 * lr * wd / (1.0 + momentum)).sqrt()
+}
+
+/// Equilibrium angular update per step with decoupled weight decay:
+/// θ* = sqrt(2ηλ(1 - μ)/(1 + μ)). Check: (0.1, 5e-3, 0) -> 0.0316 (0.0324 measured).
+pub fn theta_star_decoupled(lr: f64, wd: f64, momentum: f64) -> f64 {
+    (2.0 * lr * wd * (1.0 - momentum) / (1.0 + momentum)).sqrt()
+}
+
+/// Steps to reach the coupled equilibrium, τ ≈ (1 - μ)/(4ηλ).
+pub fn equilibrium_steps_coupled(lr: f64, wd: f64, momentum: f64) -> f64 {
+    (1.0 - momentum) / (4.0 * lr * wd)
+}
+
+/// Steps to reach the decoupled equilibrium, τ ≈ 1/(4ηλ) (independent of momentum).
+pub fn equilibrium_steps_decoupled(lr: f64, wd: f64) -> f64 {
+    1.0 / (4.0 * lr * wd)
+}
+
+/// Radial fraction of a step, ŵ·Δw/||Δw|| = cos(w, Δw): ≈ 0 for plain SGD without weight decay
+/// or momentum (the gradient is orthogonal to w), negative under weight decay. 0 if either is
+/// the zero vector.
+///
+/// # Panics
+/// If the lengths differ.
+pub fn radial_fraction(w: &[f32], dw: &[f32]) -> f64 {
+    cosine(w, dw)
+}
+
+/// ||w_{t+1}||² after a plain SGD step with no weight decay: ||w||² + η²||g||² (exact, since
+/// w·g = 0): the norm only grows.
+pub fn sgd_norm_growth(norm_sq: f64, lr: f64, grad_norm_sq: f64) -> f64 {
+    norm_sq + lr * lr * grad_norm_sq
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::test_util::assert_close;
+    use std::f64::consts::FRAC_PI_2;
+
+    #[test]
+    fn norms_dots_and_cosines() {
+        assert_close(norm(&[3.0, 4.0]), 5.0, 1e-15);
+        assert_close(dot(&[1.0, 2.0], &[3.0, -4.0]), -5.0, 1e-15);
+        assert_close(cosine(&[1.0, 0.0], &[1.0, 1.0]), 0.5_f64.sqrt(), 1e-15);
+        assert_eq!(cosine(&[0.0, 0.0], &[1.0, 1.0]), 0.0);
+        assert_close(cosine(&[2.0, 2.0], &[3.0, 3.0]), 1.0, 1e-15);
+        assert!(cosine(&[f32::NAN, 1.0], &[1.0, 1.0]).is_nan());
+        assert_eq!(row_norms(&[3.0, 4.0, 0.0, 2.0], 2), [5.0, 2.0]);
+        let cos = row_cosines(&[1.0, 0.0, 1.0, 1.0], &[0.0, 5.0, -2.0, -2.0], 2);
+        assert_close(cos[0], 0.0, 1e-15);
+        assert_close(cos[1], -1.0, 1e-15);
+    }
+
+    #[test]
+    fn angles_of_simple_pairs() {
+        assert_close(angle(&[1.0, 0.0, 0.0], &[0.0, 2.0, 0.0]), FRAC_PI_2, 1e-15);
+        let v = [0.3, -1.7, 2.9, 1e-3];
+        assert_eq!(angle(&v, &v), 0.0);
+        assert_close(
+            angle(&[1.0, 0.0], &[-1.0, 0.0]),
+            std::f64::consts::PI,
+            1e-15,
+        );
+        assert_eq!(angle(&[0.0, 0.0], &[1.0, 0.0]), FRAC_PI_2);
+        let angles = row_angles(&[1.0, 0.0, 1.0, 0.0], &[1.0, 0.0, 1.0, 1.0], 2);
+        assert_eq!(angles[0], 0.0);
+        assert_close(angles[1], std::f64::consts::FRAC_PI_4, 1e-15);
+    }
+
+    #[test]
+    fn tiny_angles_are_accurate() {
+        // The angle between (3, 4, 0) and (3, 4, c) is atan(c/5) exactly, for the f32 value c.
+        // acos of the cosine would be off by ~1e-8 absolute, i.e. entirely wrong at 1e-7.
+        for c in [1e-3_f32, 1e-5, 1e-7] {
+            let expected = (f64::from(c) / 5.0).atan();
+            let theta = angle(&[3.0, 4.0, 0.0], &[3.0, 4.0, c]);
+            assert_close(theta, expected, 1e-12 * expected);
+            // Scale does not matter (powers of two keep the f32 values exact).
+            let (small, large) = (2.0_f32.powi(-60), 2.0_f32.powi(60));
+            let theta = angle(
+                &[3.0 * small, 4.0 * small, 0.0],
+                &[3.0 * large, 4.0 * large, c * large],
+            );
+            assert_close(theta, expected, 1e-12 * expected);
+        }
+    }
+
+    #[test]
+    fn equilibrium_angles_match_the_documented_checks() {
+        assert_close(theta_star_coupled(0.1, 5e-4, 0.9), 0.00725, 5e-6);
+        assert_close(theta_star_decoupled(0.1, 5e-3, 0.0), 0.0316, 5e-5);
+        assert_close(theta_star_coupled(0.1, 5e-3, 0.0), 0.0316, 5e-5);
+        assert_close(
+            theta_star_decoupled(0.1, 5e-4, 0.9),
+            0.00725 * 0.1_f64.sqrt(),
+            5e-6,
+        );
+        assert_close(equilibrium_steps_coupled(0.1, 5e-4, 0.9), 500.0, 1e-9);
+        assert_close(equilibrium_steps_decoupled(0.1, 5e-4), 5000.0, 1e-9);
+    }
+
+    #[test]
+    fn sgd_step_orthogonal_to_w_grows_the_norm_exactly() {
+        // g ⟂ w: ||w - ηg||² = ||w||² + η²||g||², the step is purely tangential.
+        let (w, g, lr) = ([3.0_f32, 4.0], [-4.0_f32, 3.0], 0.5);
+        let next: Vec<f32> = w.iter().zip(&g).map(|(w, g)| w - lr * g).collect();
+        let predicted = sgd_norm_growth(norm(&w).powi(2), f64::from(lr), norm(&g).powi(2));
+        assert_close(norm(&next).powi(2), predicted, 1e-12);
+        let step: Vec<f32> = next.iter().zip(&w).map(|(a, b)| a - b).collect();
+        assert_close(radial_fraction(&w, &step), 0.0, 1e-15);
+        // Pure weight decay shrinks w along itself: radial fraction -1.
+        assert_close(radial_fraction(&w, &[-0.3, -0.4]), -1.0, 1e-7);
+        assert_close(effective_lr(0.1, 4.0), 0.025, 1e-15);
+    }
+}
