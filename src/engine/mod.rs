@@ -69,3 +69,6 @@ pub fn spawn(cfg: TrainConfig, mut data: data::DataSet) -> Result<EngineHandle, 
         thread,
     })
 }
+
+#[cfg(test)]
+mod tests;

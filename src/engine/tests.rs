@@ -1,0 +1,264 @@
+//! BatchNorm facts checked on the real network and real digits (BN-METRICS.md sections 1, 5, 6),
+//! against dfdx's own BatchNorm and the pure metric functions.
+use dfdx::prelude::*;
+
+use super::batches::gather_channel_major;
+use super::conv::Im2colCache;
+use super::data::{embedded_digits, DataSet};
+use super::forward::{BlockObservation, PassConfig};
+use super::model::{Net, CLASSES};
+use super::params::{BlockGrads, BlockParams};
+use crate::metrics::{drift, ema, moments, weights};
+use crate::protocol::BnMode;
+
+type TestNet = Net<1, f32, Cpu>;
+
+struct Fixture {
+    dev: Cpu,
+    net: TestNet,
+    data: DataSet,
+    cache: Im2colCache,
+}
+
+impl Fixture {
+    fn new(seed: u64) -> Fixture {
+        let dev = Cpu::seed_from_u64(seed);
+        let net: TestNet = BuildModule::build(&dev);
+        let mut data = embedded_digits().expect("embedded digits");
+        data.standardise();
+        Fixture {
+            dev,
+            net,
+            data,
+            cache: Im2colCache::default(),
+        }
+    }
+
+    /// Forward and backward on training images `first..first+64`; returns the observations and
+    /// each block's gradients. Train-mode blocks update their running statistics, as in training.
+    fn step(
+        &mut self,
+        first: usize,
+        modes: [BnMode; 3],
+        conv_bias: bool,
+    ) -> (Vec<BlockObservation>, Vec<BlockGrads>) {
+        let indices: Vec<usize> = (first..first + 64).collect();
+        let (pixels, labels) = gather_channel_major(&self.data.train, &indices);
+        let x = self
+            .dev
+            .tensor_from_vec(pixels, (Const::<1>, indices.len(), 8, 8));
+        let mut targets = vec![0.0f32; labels.len() * CLASSES];
+        for (row, &l) in targets.chunks_exact_mut(CLASSES).zip(&labels) {
+            row[l as usize] = 1.0;
+        }
+        let targets = self
+            .dev
+            .tensor_from_vec(targets, (labels.len(), Const::<CLASSES>));
+        let mut observations = Vec::new();
+        let mut pass = PassConfig {
+            conv_bias,
+            cache: &mut self.cache,
+        };
+        let logits = self.net.forward_train(
+            x.traced(self.net.alloc_grads()),
+            &modes,
+            &mut pass,
+            Some(&mut observations),
+        );
+        let grads = dfdx::losses::cross_entropy_with_logits_loss(logits, targets).backward();
+        let block_grads = self.net.blocks().iter().map(|b| b.grads(&grads)).collect();
+        (observations, block_grads)
+    }
+
+    /// A few train-mode steps, so the running statistics are no longer their initial 0 and 1.
+    fn warm_up(&mut self) {
+        for i in 0..5 {
+            self.step(64 * i, [BnMode::Train; 3], true);
+        }
+    }
+}
+
+const TRAIN: [BnMode; 3] = [BnMode::Train; 3];
+const EVAL: [BnMode; 3] = [BnMode::Eval; 3];
+
+fn max_abs(xs: &[f32]) -> f32 {
+    xs.iter().fold(0.0, |m, x| m.max(x.abs()))
+}
+
+#[test]
+fn dfdx_running_update_is_the_ema_with_unbiased_variance() {
+    let mut f = Fixture::new(1);
+    for block in f.net.blocks_mut() {
+        block.set_momentum(0.3);
+    }
+    f.warm_up();
+    let (seen, _) = f.step(320, TRAIN, false);
+    for (layer, obs) in seen.iter().enumerate() {
+        let batch = moments::channel_moments(&obs.bn_input, obs.running_mean_pre.len());
+        for (c, m) in batch.iter().enumerate() {
+            let mean = ema::ema_update(obs.running_mean_pre[c] as f64, m.mean, 0.3);
+            let var = ema::running_var_update(obs.running_var_pre[c] as f64, m.var, obs.n, 0.3);
+            let (got_mean, got_var) = (
+                obs.running_mean_post[c] as f64,
+                obs.running_var_post[c] as f64,
+            );
+            assert!(
+                (mean - got_mean).abs() < 1e-5 * (1.0 + mean.abs()),
+                "layer {layer} c {c}: mean {mean} vs dfdx {got_mean}"
+            );
+            assert!(
+                (var - got_var).abs() < 1e-5 * (1.0 + var.abs()),
+                "layer {layer} c {c}: var {var} vs dfdx {got_var}"
+            );
+            // The biased variance would be measurably different at this n (layer 3: n = 256).
+            let biased = ema::ema_update(obs.running_var_pre[c] as f64, m.var, 0.3);
+            assert!(
+                (biased - got_var).abs() > 1e-7,
+                "running variance must store the unbiased estimate"
+            );
+        }
+    }
+}
+
+#[test]
+fn eval_mode_leaves_running_stats_and_switching_modes_is_x_eval_equals_r_x_train_plus_d() {
+    let mut f = Fixture::new(2);
+    f.warm_up();
+    let (train, _) = f.step(0, TRAIN, false);
+    // Same weights, same input, first layer's running stats now as they were before that update.
+    let first = &train[0];
+    let running_mean = f
+        .dev
+        .tensor_from_vec(first.running_mean_pre.clone(), (Const::<16>,));
+    let running_var = f
+        .dev
+        .tensor_from_vec(first.running_var_pre.clone(), (Const::<16>,));
+    f.net.block1.bn.running_mean = running_mean;
+    f.net.block1.bn.running_var = running_var;
+    let (eval, _) = f.step(0, EVAL, false);
+    let e = &eval[0];
+    assert_eq!(
+        e.running_mean_pre, e.running_mean_post,
+        "eval mode must not update the running mean"
+    );
+    assert_eq!(e.running_var_pre, e.running_var_post);
+    assert_eq!(
+        e.bn_input, first.bn_input,
+        "same weights and input give the same BN input"
+    );
+
+    let gamma = f.net.block1.gamma();
+    let beta = f.net.block1.beta();
+    let batch = moments::channel_moments(&first.bn_input, 16);
+    for c in 0..16 {
+        let dr = drift::drift(
+            batch[c].mean,
+            batch[c].var,
+            first.running_mean_pre[c] as f64,
+            first.running_var_pre[c] as f64,
+            1e-5,
+        );
+        let chunk = c * first.n..(c + 1) * first.n;
+        for (yt, ye) in first.bn_output[chunk.clone()]
+            .iter()
+            .zip(&e.bn_output[chunk])
+        {
+            let x_train = (*yt as f64 - beta[c] as f64) / gamma[c] as f64;
+            let x_eval = (*ye as f64 - beta[c] as f64) / gamma[c] as f64;
+            assert!(
+                (x_eval - (dr.r * x_train + dr.d)).abs() < 1e-3 * (1.0 + x_eval.abs()),
+                "channel {c}"
+            );
+        }
+    }
+}
+
+#[test]
+fn running_stats_normalisation_with_no_tape_equals_dfdx_inference() {
+    let mut f = Fixture::new(3);
+    f.warm_up();
+    let x: Tensor<(Const<16>, usize, usize, usize), f32, Cpu> =
+        f.dev.sample_normal_like(&(Const::<16>, 4, 5, 6));
+    let ours = super::batchnorm::normalize_with_running_stats(x.clone(), &f.net.block1.bn);
+    // dfdx's inference forward takes (N, C, H, W).
+    let dfdx_out = f.net.block1.bn.forward(x.permute::<_, Axes4<1, 0, 2, 3>>());
+    let dfdx_out = dfdx_out.permute::<_, Axes4<1, 0, 2, 3>>();
+    for (a, b) in ours.as_vec().iter().zip(dfdx_out.as_vec()) {
+        assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+    }
+}
+
+#[test]
+fn pre_bn_bias_gradient_vanishes_in_train_mode_but_not_in_eval_mode() {
+    let mut f = Fixture::new(4);
+    f.warm_up();
+    let (_, train) = f.step(64, TRAIN, true);
+    let (_, eval) = f.step(64, EVAL, true);
+    for layer in 0..3 {
+        let scale = max_abs(&train[layer].beta);
+        assert!(
+            scale > 1e-4,
+            "layer {layer}: β gradient should be clearly non-zero ({scale})"
+        );
+        assert!(
+            max_abs(&train[layer].bias) < 1e-4 * scale,
+            "layer {layer}: train-mode bias gradient {:?}",
+            train[layer].bias
+        );
+        // Eval mode: ∂L/∂b = (γ/σ_R)·∂L/∂β exactly (BN-METRICS.md section 6).
+        let block = f.net.blocks()[layer];
+        let (gamma, var) = (block.gamma(), block.running_var());
+        assert!(
+            max_abs(&eval[layer].bias) > 0.1 * max_abs(&eval[layer].beta),
+            "layer {layer}: eval-mode bias gradient too small"
+        );
+        for c in 0..gamma.len() {
+            let predicted =
+                gamma[c] as f64 / (var[c] as f64 + 1e-5).sqrt() * eval[layer].beta[c] as f64;
+            let got = eval[layer].bias[c] as f64;
+            assert!(
+                (got - predicted).abs() < 1e-3 * (1e-3 + predicted.abs()),
+                "layer {layer} c {c}: {got} vs {predicted}"
+            );
+        }
+    }
+}
+
+#[test]
+fn train_mode_is_scale_invariant_and_the_weight_gradient_is_orthogonal_to_the_weight() {
+    let mut f = Fixture::new(5);
+    f.warm_up();
+    let mut scaled = Fixture::new(5);
+    scaled.warm_up();
+    let c = 3.0f32;
+    scaled.net.block2.weight = scaled.net.block2.weight.clone() * c;
+
+    let (seen, grads) = f.step(128, TRAIN, false);
+    let (seen_scaled, grads_scaled) = scaled.step(128, TRAIN, false);
+    // Everything after block 2's BN is unchanged (ε makes it approximate: relative ~ ε/σ²).
+    for (a, b) in seen[2].bn_input.iter().zip(&seen_scaled[2].bn_input) {
+        assert!(
+            (a - b).abs() < 1e-3 * (1.0 + a.abs()),
+            "block3 input changed: {a} vs {b}"
+        );
+    }
+    let w = f.net.block2.weight();
+    let cosines = weights::row_cosines(&w, &grads[1].weight, 32);
+    let worst = cosines.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+    assert!(worst < 1e-4, "max |cos(w_c, g_c)| = {worst}");
+    // ∇L(cw) = ∇L(w)/c.
+    let ratio = weights::norm(&grads_scaled[1].weight) / weights::norm(&grads[1].weight);
+    assert!(
+        (ratio - 1.0 / c as f64).abs() < 1e-3,
+        "gradient norm ratio {ratio}"
+    );
+
+    // In eval mode the layer is not normalised by its own batch: the gradient has a radial part.
+    let (_, eval) = f.step(128, EVAL, false);
+    let eval_cos = weights::row_cosines(&f.net.block2.weight(), &eval[1].weight, 32);
+    let eval_worst = eval_cos.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+    assert!(
+        eval_worst > 100.0 * worst.max(1e-6),
+        "eval-mode max |cos| {eval_worst} should be far from 0"
+    );
+}
