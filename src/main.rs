@@ -51,18 +51,18 @@ struct TrainArgs {
     batch: usize,
     #[arg(long, value_enum, default_value_t = OptimizerArg::Sgd)]
     optimizer: OptimizerArg,
-    #[arg(long, default_value_t = TrainConfig::default().optimizer.lr)]
+    #[arg(long, default_value_t = TrainConfig::default().optimizer.lr, allow_negative_numbers = true)]
     lr: f32,
     /// SGD momentum (ignored by Adam).
-    #[arg(long, default_value_t = TrainConfig::default().optimizer.momentum)]
+    #[arg(long, default_value_t = TrainConfig::default().optimizer.momentum, allow_negative_numbers = true)]
     momentum: f32,
-    #[arg(long, default_value_t = TrainConfig::default().optimizer.weight_decay)]
+    #[arg(long, default_value_t = TrainConfig::default().optimizer.weight_decay, allow_negative_numbers = true)]
     weight_decay: f32,
     /// Coupled (L2 added to the gradient) or decoupled (SGDW/AdamW) weight decay.
     #[arg(long, value_enum, default_value_t = DecayArg::Coupled)]
     weight_decay_mode: DecayArg,
     /// Initial BN momentum of every layer, PyTorch convention (running <- (1-m)·running + m·batch).
-    #[arg(long, default_value_t = TrainConfig::default().bn_momentum)]
+    #[arg(long, default_value_t = TrainConfig::default().bn_momentum, allow_negative_numbers = true)]
     bn_momentum: f32,
     #[arg(long, default_value_t = TrainConfig::default().seed)]
     seed: u64,

@@ -67,6 +67,8 @@ pub enum MarkerKind {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct Marker {
     pub step: u64,
+    /// Written as `"marker"`: `"kind"` is the record's own tag.
+    #[serde(rename = "marker")]
     pub kind: MarkerKind,
     pub label: String,
 }

@@ -17,3 +17,6 @@ pub use header::{
     WeightDecayMode, FORMAT_NAME, FORMAT_VERSION_MAJOR, FORMAT_VERSION_MINOR,
 };
 pub use snapshot::{LayerSnapshot, LayerSummary, Snapshot};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,183 @@
+//! Every record kind survives JSON and comes back equal; unknown kinds are recognised as such.
+use super::*;
+
+fn layer(c: usize, bias: bool) -> LayerSnapshot {
+    let v = |k: f32| (0..c).map(|i| k + i as f32 * 0.25).collect::<Vec<f32>>();
+    LayerSnapshot {
+        mode: BnMode::Eval,
+        momentum: 0.1,
+        batch_mean: v(0.5),
+        batch_var: v(1.5),
+        running_mean_pre: v(0.4),
+        running_var_pre: v(1.4),
+        running_mean_post: v(0.45),
+        running_var_post: v(1.45),
+        r: v(1.01),
+        d: vec![f32::NAN; c],
+        drift: vec![f32::INFINITY; c],
+        out_mean: v(0.0),
+        out_var: v(1.0),
+        relu_mean: v(0.4),
+        relu_var: v(0.3),
+        relu_active: v(0.5),
+        gamma: v(1.0),
+        beta: v(0.0),
+        grad_gamma: v(-1e-3),
+        grad_beta: vec![f32::NEG_INFINITY; c],
+        weight_norm: v(2.0),
+        angular_update: v(1e-3),
+        weight_grad_cos: v(1e-7),
+        bias_grad: bias.then(|| v(1e-9)),
+        summary: LayerSummary {
+            drift: 0.1,
+            r_mean: 1.0,
+            r_min: 0.9,
+            r_max: f32::NAN,
+            d_mean_abs: 0.05,
+            d_max_abs: 0.2,
+            weight_norm: 3.0,
+            angular_update: 1e-3,
+            effective_lr: 0.01,
+            max_abs_cos: 1e-6,
+            relu_active: 0.5,
+        },
+    }
+}
+
+fn every_kind() -> Vec<Event> {
+    let header = RunHeader {
+        format: FORMAT_NAME.into(),
+        version_major: FORMAT_VERSION_MAJOR,
+        version_minor: FORMAT_VERSION_MINOR,
+        started_unix_ms: 1_790_000_000_000,
+        config: RunConfig {
+            optimizer: OptimizerConfig {
+                kind: OptimizerKind::Adam,
+                lr: 1e-3,
+                momentum: 0.0,
+                weight_decay: 0.01,
+                weight_decay_mode: WeightDecayMode::Decoupled,
+            },
+            batch_size: 64,
+            seed: 7,
+            bn_momentum: 0.1,
+            eval_every: 50,
+            eval_samples: 360,
+            max_steps: Some(1000),
+            conv_bias: true,
+            data_order: "shuffled".into(),
+            layer_metrics: true,
+        },
+        data: DataInfo {
+            name: "digits".into(),
+            source: "embedded".into(),
+            train_images: 1437,
+            heldout_images: 360,
+            channels: 1,
+            height: 8,
+            width: 8,
+            classes: 10,
+            channel_mean: vec![0.3],
+            channel_std: vec![0.4],
+        },
+        layers: vec![LayerInfo {
+            name: "block1".into(),
+            in_channels: 1,
+            channels: 2,
+            kernel: 3,
+            stride: 1,
+            padding: 1,
+            conv_bias: true,
+            in_height: 8,
+            in_width: 8,
+            out_height: 8,
+            out_width: 8,
+        }],
+        conventions: Conventions::bntop(1e-5),
+    };
+    vec![
+        Event::Header(header),
+        Event::Snapshot(Snapshot {
+            step: 3,
+            epoch: 0,
+            time_s: 0.25,
+            loss: f32::NAN,
+            batch_accuracy: 0.5,
+            lr: 0.05,
+            layers: vec![layer(2, true), layer(3, false)],
+        }),
+        Event::Control(ControlEvent {
+            step: 3,
+            control: Control::SetMomentum {
+                layer: Some(1),
+                momentum: 0.01,
+            },
+            rejected: None,
+        }),
+        Event::Control(ControlEvent {
+            step: 3,
+            control: Control::SetMode {
+                layer: None,
+                mode: BnMode::Train,
+            },
+            rejected: Some("why not".into()),
+        }),
+        Event::Control(ControlEvent {
+            step: 4,
+            control: Control::Pause,
+            rejected: None,
+        }),
+        Event::Evaluation(Evaluation {
+            step: 50,
+            samples: 360,
+            batch_stats: EvalScore {
+                loss: 0.1,
+                accuracy: 0.97,
+            },
+            running_stats: EvalScore {
+                loss: f32::INFINITY,
+                accuracy: 0.1,
+            },
+        }),
+        Event::Marker(Marker {
+            step: 22,
+            kind: MarkerKind::Epoch,
+            label: "epoch 1".into(),
+        }),
+        Event::End(RunEnd {
+            step: 60,
+            reason: EndReason::Diverged,
+            elapsed_s: 1.5,
+            message: Some("nan".into()),
+        }),
+    ]
+}
+
+/// Equality that treats NaN as equal to NaN, via the canonical JSON text of both sides.
+fn same(a: &Event, b: &Event) -> bool {
+    serde_json::to_string(a).ok() == serde_json::to_string(b).ok()
+}
+
+#[test]
+fn every_record_kind_round_trips_through_one_json_line() {
+    for event in every_kind() {
+        let line = serde_json::to_string(&event).expect("serialise");
+        assert!(!line.contains('\n'), "one record, one line: {line}");
+        let back: Event = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line}: {e}"));
+        assert!(same(&event, &back), "{line}");
+        assert_eq!(event.step(), back.step());
+    }
+    let snapshot = serde_json::to_string(&every_kind()[1]).expect("serialise");
+    assert!(
+        snapshot.contains(r#""loss":"NaN""#) && snapshot.contains(r#""-inf""#),
+        "{snapshot}"
+    );
+}
+
+#[test]
+fn a_record_kind_from_a_newer_version_is_unknown_not_an_error() {
+    let event: Event =
+        serde_json::from_str(r#"{"kind":"probe","step":5,"bars":[1,2]}"#).expect("parse");
+    assert_eq!(event, Event::Unknown);
+    assert_eq!(event.step(), None);
+}

@@ -1,0 +1,254 @@
+//! The real `bntop` binary: argument and data errors, the JSON event stream, divergence.
+use std::path::Path;
+use std::process::{Command, Output};
+
+use bntop::protocol::{EndReason, Event};
+
+fn bntop(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_bntop"))
+        .args(args)
+        .output()
+        .expect("run bntop")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn events(out: &Output) -> Vec<Event> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|line| {
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("bad JSON line {line}: {e}"))
+        })
+        .collect()
+}
+
+#[test]
+fn bad_arguments_exit_2_with_a_one_line_error() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["--bn-momentum", "1.5"], "--bn-momentum"),
+        (&["--bn-momentum", "-0.1"], "--bn-momentum"),
+        (&["--lr", "0"], "--lr"),
+        (&["--lr", "-1"], "--lr"),
+        (&["--batch", "0"], "--batch"),
+        (&["--batch", "100000"], "--batch"),
+        (&["--data", "/no/such/dir"], "/no/such/dir"),
+        (&["--lr", "fast"], "--lr"),
+    ];
+    for (args, mentions) in cases {
+        let mut full = vec!["train", "--headless", "--steps", "1"];
+        full.extend_from_slice(args);
+        let out = bntop(&full);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(mentions),
+            "{args:?}: error should mention {mentions}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?}: nothing on stdout");
+    }
+}
+
+#[test]
+fn a_bad_data_file_is_named_in_the_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let junk = dir.path().join("batch.bin");
+    std::fs::write(&junk, vec![7u8; 1000]).expect("write");
+    let out = bntop(&[
+        "train",
+        "--headless",
+        "--steps",
+        "1",
+        "--data",
+        junk.to_str().expect("utf8"),
+    ]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("batch.bin") && err.contains("3073"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+}
+
+#[test]
+fn json_stream_has_header_snapshots_evaluations_and_end_in_order() {
+    let out = bntop(&[
+        "train",
+        "--headless",
+        "--json",
+        "--steps",
+        "40",
+        "--eval-every",
+        "20",
+        "--conv-bias",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let events = events(&out);
+    let Some(Event::Header(header)) = events.first() else {
+        panic!("first record must be the header")
+    };
+    assert_eq!(header.layers.len(), 3);
+    assert_eq!(header.data.name, "digits");
+    assert!(header.conventions.drift.contains("BEFORE"));
+    let Some(Event::End(end)) = events.last() else {
+        panic!("last record must be the end")
+    };
+    assert_eq!((end.step, end.reason), (40, EndReason::Completed));
+
+    let snapshots: Vec<_> = events
+        .iter()
+        .filter_map(|e| {
+            if let Event::Snapshot(s) = e {
+                Some(s)
+            } else {
+                None
+            }
+        })
+        .collect();
+    assert!(!snapshots.is_empty());
+    assert!(
+        snapshots.windows(2).all(|w| w[0].step < w[1].step),
+        "snapshot steps increase"
+    );
+    let layer = &snapshots.last().expect("one").layers[1];
+    assert_eq!(layer.batch_mean.len(), 32);
+    assert!(
+        layer.bias_grad.as_ref().is_some_and(|g| g.len() == 32),
+        "--conv-bias reports the bias gradient"
+    );
+    let evals: Vec<u64> = events
+        .iter()
+        .filter_map(|e| {
+            if let Event::Evaluation(v) = e {
+                Some(v.step)
+            } else {
+                None
+            }
+        })
+        .collect();
+    assert_eq!(evals, vec![0, 20, 40]);
+    // The stream prints progress on stderr, never on stdout.
+    assert!(stderr(&out).contains("steps/s"));
+}
+
+#[test]
+fn a_diverging_run_reports_divergence_and_its_nans_survive_json() {
+    let out = bntop(&[
+        "train",
+        "--headless",
+        "--json",
+        "--steps",
+        "200",
+        "--lr",
+        "1e6",
+        "--momentum",
+        "0",
+    ]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("non-finite"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let events = events(&out);
+    let Some(Event::End(end)) = events.last() else {
+        panic!("ends with an end record")
+    };
+    assert_eq!(end.reason, EndReason::Diverged);
+    let last = events
+        .iter()
+        .rev()
+        .find_map(|e| {
+            if let Event::Snapshot(s) = e {
+                Some(s)
+            } else {
+                None
+            }
+        })
+        .expect("a snapshot");
+    assert!(
+        !last.loss.is_finite(),
+        "the diverged loss arrives as a non-finite number, not null: {}",
+        last.loss
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("\"NaN\"")
+            || String::from_utf8_lossy(&out.stdout).contains("inf\"")
+    );
+}
+
+fn write_idx(dir: &Path, prefix: &str, count: usize) {
+    let (rows, cols) = (12u32, 12u32);
+    let mut images = vec![0, 0, 8, 3];
+    for v in [count as u32, rows, cols] {
+        images.extend_from_slice(&v.to_be_bytes());
+    }
+    images.extend((0..count * 144).map(|i| ((i * 31) % 256) as u8));
+    let mut labels = vec![0, 0, 8, 1];
+    labels.extend_from_slice(&(count as u32).to_be_bytes());
+    labels.extend((0..count).map(|i| (i % 10) as u8));
+    std::fs::write(dir.join(format!("{prefix}-images-idx3-ubyte")), images).expect("write images");
+    std::fs::write(dir.join(format!("{prefix}-labels-idx1-ubyte")), labels).expect("write labels");
+}
+
+#[test]
+fn trains_on_an_idx_directory_and_a_cifar_batch() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_idx(dir.path(), "train", 80);
+    write_idx(dir.path(), "t10k", 20);
+    let out = bntop(&[
+        "train",
+        "--headless",
+        "--json",
+        "--steps",
+        "3",
+        "--batch",
+        "16",
+        "--data",
+        dir.path().to_str().expect("utf8"),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let Some(Event::Header(h)) = events(&out).into_iter().next() else {
+        panic!("header")
+    };
+    assert_eq!(
+        (
+            h.data.name.as_str(),
+            h.data.channels,
+            h.data.height,
+            h.data.train_images
+        ),
+        ("mnist-idx", 1, 12, 80)
+    );
+    assert_eq!((h.layers[2].out_height, h.layers[2].out_width), (3, 3));
+
+    let cifar = dir.path().join("data_batch_1.bin");
+    let records: Vec<u8> = (0..40)
+        .flat_map(|i| {
+            std::iter::once((i % 10) as u8).chain((0..3072).map(move |p| ((p + i) % 251) as u8))
+        })
+        .collect();
+    std::fs::write(&cifar, records).expect("write cifar");
+    let out = bntop(&[
+        "train",
+        "--headless",
+        "--json",
+        "--steps",
+        "2",
+        "--batch",
+        "8",
+        "--data",
+        cifar.to_str().expect("utf8"),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let Some(Event::Header(h)) = events(&out).into_iter().next() else {
+        panic!("header")
+    };
+    assert_eq!(
+        (
+            h.data.name.as_str(),
+            h.data.channels,
+            h.data.height,
+            h.layers[0].in_channels
+        ),
+        ("cifar10", 3, 32, 3)
+    );
+}
