@@ -89,7 +89,8 @@ mod tests {
     #[test]
     fn default_is_valid_and_each_bad_setting_is_named() {
         assert_eq!(TrainConfig::default().validate(), Ok(()));
-        let cases: [(fn(&mut TrainConfig), &str); 6] = [
+        type Spoil = fn(&mut TrainConfig);
+        let cases: [(Spoil, &str); 6] = [
             (|c| c.optimizer.lr = 0.0, "--lr"),
             (|c| c.optimizer.lr = f32::NAN, "--lr"),
             (|c| c.bn_momentum = 1.5, "--bn-momentum"),

@@ -13,7 +13,7 @@ pub type Logits<T> = Tensor<(usize, Const<CLASSES>), f32, Cpu, T>;
 type Taped = OwnedTape<f32, Cpu>;
 
 /// What one block's BN saw during a training step, copied to the host for the metrics.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct BlockObservation {
     /// Values per channel: N·H·W.
     pub n: usize,
@@ -78,16 +78,13 @@ impl<const I: usize, const O: usize> ConvBn<I, O, f32, Cpu> {
     ) -> Activations<O, Taped> {
         let h = self.conv(x, spec, pass);
         let shape = *h.shape();
-        let mut seen = observations.map(|obs| {
-            let n = shape.1 * shape.2 * shape.3;
-            obs.push(BlockObservation {
-                n,
-                bn_input: h.as_vec(),
-                running_mean_pre: self.bn.running_mean.as_vec(),
-                running_var_pre: self.bn.running_var.as_vec(),
-                ..Default::default()
-            });
-            obs
+        // Copied before the BN runs: its train-mode forward updates the running statistics.
+        let before = observations.is_some().then(|| {
+            (
+                h.as_vec(),
+                self.bn.running_mean.as_vec(),
+                self.bn.running_var.as_vec(),
+            )
         });
         let y = match mode {
             // dfdx's 3-D BatchNorm2D reduces over every axis but the first: (C, N·H, W) keeps n = N·H·W.
@@ -97,10 +94,18 @@ impl<const I: usize, const O: usize> ConvBn<I, O, f32, Cpu> {
                 .reshape_like(&shape),
             BnMode::Eval => normalize_with_running_stats(h, &self.bn),
         };
-        if let Some(obs) = seen.as_mut().and_then(|obs| obs.last_mut()) {
-            obs.bn_output = y.as_vec();
-            obs.running_mean_post = self.bn.running_mean.as_vec();
-            obs.running_var_post = self.bn.running_var.as_vec();
+        if let (Some(obs), Some((bn_input, running_mean_pre, running_var_pre))) =
+            (observations, before)
+        {
+            obs.push(BlockObservation {
+                n: shape.1 * shape.2 * shape.3,
+                bn_input,
+                bn_output: y.as_vec(),
+                running_mean_pre,
+                running_var_pre,
+                running_mean_post: self.bn.running_mean.as_vec(),
+                running_var_post: self.bn.running_var.as_vec(),
+            });
         }
         y.relu()
     }

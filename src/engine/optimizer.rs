@@ -15,7 +15,7 @@ pub enum NetOptimizer<const IN: usize> {
 
 impl<const IN: usize> NetOptimizer<IN> {
     pub fn new(net: &Net<IN, f32, Cpu>, cfg: &OptimizerConfig) -> Self {
-        let weight_decay = (cfg.weight_decay > 0.0).then(|| match cfg.weight_decay_mode {
+        let weight_decay = (cfg.weight_decay > 0.0).then_some(match cfg.weight_decay_mode {
             WeightDecayMode::Coupled => WeightDecay::L2(cfg.weight_decay as f64),
             WeightDecayMode::Decoupled => WeightDecay::Decoupled(cfg.weight_decay as f64),
         });

@@ -15,6 +15,7 @@ use super::layer_snapshot::BlockStep;
 use super::model::{Net, BLOCKS, CLASSES, KERNEL, PADDING};
 use super::optimizer::NetOptimizer;
 use super::outbox::Outbox;
+use super::params::BlockGrads;
 use crate::protocol::{
     BnMode, Control, ControlEvent, Conventions, DataInfo, EndReason, Evaluation, Event, LayerInfo,
     LayerSnapshot, Marker, MarkerKind, RunConfig, RunEnd, RunHeader, Snapshot, FORMAT_NAME,
@@ -89,7 +90,7 @@ impl<const IN: usize> Trainer<IN> {
 
     /// Runs until the step limit, a quit, divergence or an error; the last event is always `End`.
     pub fn run(mut self) {
-        self.outbox.send(Event::Header(self.header()));
+        self.outbox.send(Event::Header(Box::new(self.header())));
         self.evaluate();
         let (reason, message) = loop {
             if let Some(reason) = self.wait_for_go() {
@@ -113,7 +114,7 @@ impl<const IN: usize> Trainer<IN> {
                             Some(format!("the loss became non-finite at step {}", self.step)),
                         );
                     }
-                    if self.step % self.cfg.eval_every == 0 {
+                    if self.step.is_multiple_of(self.cfg.eval_every) {
                         self.evaluate();
                     }
                 }
@@ -263,7 +264,12 @@ impl<const IN: usize> Trainer<IN> {
             self.net
                 .blocks()
                 .iter()
-                .map(|b| (b.weight(), b.gamma(), b.beta(), b.grads(&grads)))
+                .map(|b| BlockBefore {
+                    weight: b.weight(),
+                    gamma: b.gamma(),
+                    beta: b.beta(),
+                    grads: b.grads(&grads),
+                })
                 .collect()
         } else {
             Vec::new()
@@ -292,31 +298,29 @@ impl<const IN: usize> Trainer<IN> {
     fn layer_snapshots(
         &self,
         observations: &[BlockObservation],
-        before: &[(Vec<f32>, Vec<f32>, Vec<f32>, super::params::BlockGrads)],
+        before: &[BlockBefore],
     ) -> Vec<LayerSnapshot> {
         self.net
             .blocks()
             .iter()
             .zip(observations.iter().zip(before))
             .zip(self.modes)
-            .map(
-                |((block, (seen, (weight_before, gamma, beta, grads))), mode)| {
-                    BlockStep {
-                        mode,
-                        momentum: block.momentum(),
-                        epsilon: block.epsilon(),
-                        lr: self.lr as f64,
-                        conv_bias: self.cfg.conv_bias,
-                        seen,
-                        grads,
-                        gamma,
-                        beta,
-                        weight_before,
-                        weight_after: &block.weight(),
-                    }
-                    .snapshot()
-                },
-            )
+            .map(|((block, (seen, before)), mode)| {
+                BlockStep {
+                    mode,
+                    momentum: block.momentum(),
+                    epsilon: block.epsilon(),
+                    lr: self.lr as f64,
+                    conv_bias: self.cfg.conv_bias,
+                    seen,
+                    grads: &before.grads,
+                    gamma: &before.gamma,
+                    beta: &before.beta,
+                    weight_before: &before.weight,
+                    weight_after: &block.weight(),
+                }
+                .snapshot()
+            })
             .collect()
     }
 
@@ -408,6 +412,14 @@ impl<const IN: usize> Trainer<IN> {
             conventions: Conventions::bntop(self.net.blocks()[0].epsilon()),
         }
     }
+}
+
+/// A block's parameters and gradients between backward and the optimizer update.
+struct BlockBefore {
+    weight: Vec<f32>,
+    gamma: Vec<f32>,
+    beta: Vec<f32>,
+    grads: BlockGrads,
 }
 
 fn one_hot(labels: &[u8]) -> Vec<f32> {

@@ -10,7 +10,7 @@ use super::snapshot::Snapshot;
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Event {
-    Header(RunHeader),
+    Header(Box<RunHeader>),
     Snapshot(Snapshot),
     Control(ControlEvent),
     Evaluation(Evaluation),

@@ -96,7 +96,7 @@ fn every_kind() -> Vec<Event> {
         conventions: Conventions::bntop(1e-5),
     };
     vec![
-        Event::Header(header),
+        Event::Header(Box::new(header)),
         Event::Snapshot(Snapshot {
             step: 3,
             epoch: 0,
