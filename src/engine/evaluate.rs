@@ -1,6 +1,8 @@
 //! Held-out evaluation with BN normalising by batch statistics or by running statistics.
 use dfdx::prelude::*;
 
+use super::host::to_host;
+
 use super::batches::gather_channel_major;
 use super::data::Images;
 use super::forward::{InferenceStats, PassConfig};
@@ -52,7 +54,7 @@ impl HeldOut {
         for (pixels, labels) in &self.batches {
             let shape = (Const::<IN>, labels.len(), self.height, self.width);
             let logits = net.forward_infer(dev.tensor_from_vec(pixels.clone(), shape), stats, pass);
-            let (loss, hits) = cross_entropy_and_hits(&logits.as_vec(), labels);
+            let (loss, hits) = cross_entropy_and_hits(&to_host(&logits), labels);
             loss_sum += loss * labels.len() as f64;
             correct += hits;
         }

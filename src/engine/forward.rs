@@ -2,6 +2,8 @@
 //! held-out inference (batch or running statistics), with optional observation of activations.
 use dfdx::prelude::*;
 
+use super::host::to_host;
+
 use super::batchnorm::{normalize_with_batch_stats, normalize_with_running_stats};
 use super::conv::{conv2d, ConvGeometry, ConvOutput, Im2colCache};
 use super::model::{BlockSpec, ConvBn, Net, BLOCKS, CLASSES, KERNEL, PADDING};
@@ -81,9 +83,9 @@ impl<const I: usize, const O: usize> ConvBn<I, O, f32, Cpu> {
         // Copied before the BN runs: its train-mode forward updates the running statistics.
         let before = observations.is_some().then(|| {
             (
-                h.as_vec(),
-                self.bn.running_mean.as_vec(),
-                self.bn.running_var.as_vec(),
+                to_host(&h),
+                to_host(&self.bn.running_mean),
+                to_host(&self.bn.running_var),
             )
         });
         let y = match mode {
@@ -100,11 +102,11 @@ impl<const I: usize, const O: usize> ConvBn<I, O, f32, Cpu> {
             obs.push(BlockObservation {
                 n: shape.1 * shape.2 * shape.3,
                 bn_input,
-                bn_output: y.as_vec(),
+                bn_output: to_host(&y),
                 running_mean_pre,
                 running_var_pre,
-                running_mean_post: self.bn.running_mean.as_vec(),
-                running_var_post: self.bn.running_var.as_vec(),
+                running_mean_post: to_host(&self.bn.running_mean),
+                running_var_post: to_host(&self.bn.running_var),
             });
         }
         y.relu()

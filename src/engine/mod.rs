@@ -7,6 +7,7 @@ pub mod conv;
 pub mod data;
 mod evaluate;
 pub mod forward;
+mod host;
 mod layer_snapshot;
 pub mod model;
 mod optimizer;

@@ -2,6 +2,8 @@
 //! for the metrics and the live controls.
 use dfdx::prelude::*;
 
+use super::host::to_host;
+
 use super::model::{ConvBn, Net};
 
 /// One conv -> BN block seen from the host. Weights come as (channels, fan_in) row-major.
@@ -35,22 +37,22 @@ impl<const I: usize, const O: usize> BlockParams for ConvBn<I, O, f32, Cpu> {
         O
     }
     fn weight(&self) -> Vec<f32> {
-        self.weight.as_vec()
+        to_host(&self.weight)
     }
     fn gamma(&self) -> Vec<f32> {
-        self.bn.scale.as_vec()
+        to_host(&self.bn.scale)
     }
     fn beta(&self) -> Vec<f32> {
-        self.bn.bias.as_vec()
+        to_host(&self.bn.bias)
     }
     fn bias(&self) -> Vec<f32> {
-        self.bias.as_vec()
+        to_host(&self.bias)
     }
     fn running_mean(&self) -> Vec<f32> {
-        self.bn.running_mean.as_vec()
+        to_host(&self.bn.running_mean)
     }
     fn running_var(&self) -> Vec<f32> {
-        self.bn.running_var.as_vec()
+        to_host(&self.bn.running_var)
     }
     fn epsilon(&self) -> f64 {
         self.bn.epsilon
@@ -68,10 +70,10 @@ impl<const I: usize, const O: usize> BlockParams for ConvBn<I, O, f32, Cpu> {
     fn grads(&self, grads: &Gradients<f32, Cpu>) -> BlockGrads {
         // `get` returns zeros for a parameter that took no part (the bias without --conv-bias).
         BlockGrads {
-            weight: grads.get(&self.weight).as_vec(),
-            bias: grads.get(&self.bias).as_vec(),
-            gamma: grads.get(&self.bn.scale).as_vec(),
-            beta: grads.get(&self.bn.bias).as_vec(),
+            weight: to_host(&grads.get(&self.weight)),
+            bias: to_host(&grads.get(&self.bias)),
+            gamma: to_host(&grads.get(&self.bn.scale)),
+            beta: to_host(&grads.get(&self.bn.bias)),
         }
     }
 }

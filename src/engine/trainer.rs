@@ -5,6 +5,8 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use dfdx::losses::cross_entropy_with_logits_loss;
 use dfdx::prelude::*;
 
+use super::host::to_host;
+
 use super::batches::{gather_channel_major, ShuffledBatches};
 use super::config::TrainConfig;
 use super::conv::{ConvGeometry, Im2colCache};
@@ -254,7 +256,7 @@ impl<const IN: usize> Trainer<IN> {
             &mut pass,
             metrics.then_some(&mut observations),
         );
-        let (_, hits) = cross_entropy_and_hits(&logits.as_vec(), &labels);
+        let (_, hits) = cross_entropy_and_hits(&to_host(&logits), &labels);
         let loss = cross_entropy_with_logits_loss(logits, targets);
         let loss_value = loss.array();
         let mut grads = loss.backward();
