@@ -26,6 +26,10 @@ mod tests {
         let b: Tensor<Rank2<3, 5>, f32, Cpu> = dev.sample_normal::<Rank1<3>>().broadcast();
         assert_eq!(to_host(&b), b.as_vec());
         let taped: Tensor<Rank3<2, 3, 4>, f32, Cpu, OwnedTape<f32, Cpu>> = t.leaky_trace();
-        assert_eq!(to_host(&taped), t.as_vec(), "a taped tensor copies the same");
+        assert_eq!(
+            to_host(&taped),
+            t.as_vec(),
+            "a taped tensor copies the same"
+        );
     }
 }

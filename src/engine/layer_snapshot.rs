@@ -5,30 +5,30 @@ use crate::metrics::{drift, moments, weights};
 use crate::protocol::{BnMode, LayerSnapshot, LayerSummary};
 
 /// The host-side record of one block for one step.
-pub struct BlockStep<'a> {
+pub struct BlockStep {
     pub mode: BnMode,
     pub momentum: f64,
     pub epsilon: f64,
     pub lr: f64,
     pub conv_bias: bool,
-    pub seen: &'a BlockObservation,
-    pub grads: &'a BlockGrads,
+    pub seen: BlockObservation,
+    pub grads: BlockGrads,
     /// γ and β before the update.
-    pub gamma: &'a [f32],
-    pub beta: &'a [f32],
+    pub gamma: Vec<f32>,
+    pub beta: Vec<f32>,
     /// Conv weights (channels, fan_in) before and after the optimizer step.
-    pub weight_before: &'a [f32],
-    pub weight_after: &'a [f32],
+    pub weight_before: Vec<f32>,
+    pub weight_after: Vec<f32>,
 }
 
 fn to_f32(xs: impl IntoIterator<Item = f64>) -> Vec<f32> {
     xs.into_iter().map(|x| x as f32).collect()
 }
 
-impl BlockStep<'_> {
+impl BlockStep {
     pub fn snapshot(&self) -> LayerSnapshot {
         let channels = self.gamma.len();
-        let seen = self.seen;
+        let seen = &self.seen;
         let batch = moments::channel_moments(&seen.bn_input, channels);
         let out = moments::channel_moments(&seen.bn_output, channels);
         let relu = moments::channel_relu_moments(&seen.bn_output, channels);
@@ -43,9 +43,9 @@ impl BlockStep<'_> {
                 )
             })
             .collect();
-        let norms = weights::row_norms(self.weight_after, channels);
-        let angles = weights::row_angles(self.weight_before, self.weight_after, channels);
-        let cosines = weights::row_cosines(self.weight_before, &self.grads.weight, channels);
+        let norms = weights::row_norms(&self.weight_after, channels);
+        let angles = weights::row_angles(&self.weight_before, &self.weight_after, channels);
+        let cosines = weights::row_cosines(&self.weight_before, &self.grads.weight, channels);
 
         let big_d: Vec<f64> = drifts.iter().map(|x| x.big_d).collect();
         let r: Vec<f64> = drifts.iter().map(|x| x.r).collect();
@@ -57,7 +57,7 @@ impl BlockStep<'_> {
             r_max: fold_nan_aware(&r, f64::max) as f32,
             d_mean_abs: mean(&abs_d) as f32,
             d_max_abs: fold_nan_aware(&abs_d, f64::max) as f32,
-            weight_norm: weights::norm(self.weight_after) as f32,
+            weight_norm: weights::norm(&self.weight_after) as f32,
             angular_update: drift::rms(&angles) as f32,
             effective_lr: mean(
                 &norms
@@ -88,8 +88,8 @@ impl BlockStep<'_> {
             relu_mean: to_f32(relu.iter().map(|m| m.mean)),
             relu_var: to_f32(relu.iter().map(|m| m.var)),
             relu_active: to_f32(relu.iter().map(|m| m.active_fraction)),
-            gamma: self.gamma.to_vec(),
-            beta: self.beta.to_vec(),
+            gamma: self.gamma.clone(),
+            beta: self.beta.clone(),
             grad_gamma: self.grads.gamma.clone(),
             grad_beta: self.grads.beta.clone(),
             weight_norm: to_f32(norms),

@@ -13,6 +13,7 @@ pub mod model;
 mod optimizer;
 mod outbox;
 pub mod params;
+mod publisher;
 mod trainer;
 
 use std::thread::JoinHandle;
@@ -21,6 +22,7 @@ use crossbeam_channel::{Receiver, Sender};
 
 pub use config::TrainConfig;
 use outbox::Outbox;
+use publisher::Publisher;
 use trainer::Trainer;
 
 use crate::protocol::{Control, Event};
@@ -56,7 +58,7 @@ pub fn spawn(cfg: TrainConfig, mut data: data::DataSet) -> Result<EngineHandle, 
     data.standardise();
     let (event_tx, events) = crossbeam_channel::bounded(EVENT_CHANNEL_CAP);
     let (controls, control_rx) = crossbeam_channel::unbounded();
-    let outbox = Outbox::new(event_tx);
+    let outbox = Publisher::spawn(Outbox::new(event_tx))?;
     let thread = std::thread::Builder::new()
         .name("bntop-engine".into())
         .spawn(move || match channels {

@@ -16,12 +16,12 @@ use super::forward::{BlockObservation, InferenceStats, PassConfig};
 use super::layer_snapshot::BlockStep;
 use super::model::{Net, BLOCKS, CLASSES, KERNEL, PADDING};
 use super::optimizer::NetOptimizer;
-use super::outbox::Outbox;
 use super::params::BlockGrads;
+use super::publisher::{Publisher, StepRecord};
 use crate::protocol::{
     BnMode, Control, ControlEvent, Conventions, DataInfo, EndReason, Evaluation, Event, LayerInfo,
-    LayerSnapshot, Marker, MarkerKind, RunConfig, RunEnd, RunHeader, Snapshot, FORMAT_NAME,
-    FORMAT_VERSION_MAJOR, FORMAT_VERSION_MINOR,
+    Marker, MarkerKind, RunConfig, RunEnd, RunHeader, Snapshot, FORMAT_NAME, FORMAT_VERSION_MAJOR,
+    FORMAT_VERSION_MINOR,
 };
 
 /// How long a paused engine waits for a control before checking on its consumer again.
@@ -45,7 +45,8 @@ pub struct Trainer<const IN: usize> {
     paused: bool,
     steps_granted: u32,
     quit: bool,
-    outbox: Outbox,
+    control_just_applied: bool,
+    outbox: Publisher,
     controls: Receiver<Control>,
 }
 
@@ -54,7 +55,7 @@ impl<const IN: usize> Trainer<IN> {
     pub fn new(
         cfg: TrainConfig,
         data: DataSet,
-        outbox: Outbox,
+        outbox: Publisher,
         controls: Receiver<Control>,
     ) -> Self {
         let dev = Cpu::seed_from_u64(cfg.seed);
@@ -85,6 +86,7 @@ impl<const IN: usize> Trainer<IN> {
             started: Instant::now(),
             steps_granted: 0,
             quit: false,
+            control_just_applied: false,
             outbox,
             controls,
         }
@@ -102,9 +104,9 @@ impl<const IN: usize> Trainer<IN> {
                 break (EndReason::Completed, None);
             }
             match self.train_step() {
-                Ok(snapshot) => {
-                    let diverged = !snapshot.loss.is_finite();
-                    self.outbox.send(Event::Snapshot(snapshot));
+                Ok(record) => {
+                    let diverged = !record.snapshot.loss.is_finite();
+                    self.outbox.send_step(record);
                     if diverged {
                         self.outbox.send(Event::Marker(Marker {
                             step: self.step,
@@ -152,7 +154,6 @@ impl<const IN: usize> Trainer<IN> {
                 self.steps_granted -= 1;
                 return None;
             }
-            self.outbox.flush();
             match self.controls.recv_timeout(PAUSED_POLL) {
                 Ok(control) => self.handle(control),
                 Err(RecvTimeoutError::Timeout) => {}
@@ -164,6 +165,7 @@ impl<const IN: usize> Trainer<IN> {
 
     fn handle(&mut self, control: Control) {
         let rejected = self.apply(&control).err();
+        self.control_just_applied |= rejected.is_none();
         self.outbox.send(Event::Control(ControlEvent {
             step: self.step,
             control,
@@ -222,8 +224,8 @@ impl<const IN: usize> Trainer<IN> {
         }
     }
 
-    /// One optimizer step on the next batch, and its snapshot.
-    fn train_step(&mut self) -> Result<Snapshot, String> {
+    /// One optimizer step on the next batch, and the record its snapshot is made from.
+    fn train_step(&mut self) -> Result<StepRecord, String> {
         let (indices, new_epoch) = self.batches.next_batch();
         let (pixels, labels) = gather_channel_major(&self.data.train, indices);
         if new_epoch {
@@ -243,7 +245,10 @@ impl<const IN: usize> Trainer<IN> {
             .dev
             .tensor_from_vec(one_hot(&labels), (n, Const::<CLASSES>));
 
-        let metrics = self.cfg.layer_metrics;
+        // The step right after a control always carries its layers, so its effect is on record.
+        let metrics = self.cfg.layer_metrics
+            && (std::mem::take(&mut self.control_just_applied)
+                || self.outbox.wants_layer_metrics());
         let mut observations = Vec::with_capacity(BLOCKS.len());
         let grads = std::mem::replace(&mut self.grads, Gradients::leaky());
         let mut pass = PassConfig {
@@ -281,47 +286,48 @@ impl<const IN: usize> Trainer<IN> {
         self.grads = grads;
         self.step += 1;
 
-        let layers = if metrics {
-            self.layer_snapshots(&observations, &before)
+        let blocks = if metrics {
+            self.block_steps(observations, before)
         } else {
             Vec::new()
         };
-        Ok(Snapshot {
-            step: self.step,
-            epoch: self.batches.epoch(),
-            time_s: self.started.elapsed().as_secs_f64(),
-            loss: loss_value,
-            batch_accuracy: hits as f32 / n as f32,
-            lr: self.lr,
-            layers,
+        Ok(StepRecord {
+            snapshot: Snapshot {
+                step: self.step,
+                epoch: self.batches.epoch(),
+                time_s: self.started.elapsed().as_secs_f64(),
+                loss: loss_value,
+                batch_accuracy: hits as f32 / n as f32,
+                lr: self.lr,
+                layers: Vec::new(),
+            },
+            blocks,
         })
     }
 
-    fn layer_snapshots(
+    /// Everything the publisher needs to compute each layer's snapshot off this thread.
+    fn block_steps(
         &self,
-        observations: &[BlockObservation],
-        before: &[BlockBefore],
-    ) -> Vec<LayerSnapshot> {
+        observations: Vec<BlockObservation>,
+        before: Vec<BlockBefore>,
+    ) -> Vec<BlockStep> {
         self.net
             .blocks()
             .iter()
-            .zip(observations.iter().zip(before))
+            .zip(observations.into_iter().zip(before))
             .zip(self.modes)
-            .map(|((block, (seen, before)), mode)| {
-                BlockStep {
-                    mode,
-                    momentum: block.momentum(),
-                    epsilon: block.epsilon(),
-                    lr: self.lr as f64,
-                    conv_bias: self.cfg.conv_bias,
-                    seen,
-                    grads: &before.grads,
-                    gamma: &before.gamma,
-                    beta: &before.beta,
-                    weight_before: &before.weight,
-                    weight_after: &block.weight(),
-                }
-                .snapshot()
+            .map(|((block, (seen, before)), mode)| BlockStep {
+                mode,
+                momentum: block.momentum(),
+                epsilon: block.epsilon(),
+                lr: self.lr as f64,
+                conv_bias: self.cfg.conv_bias,
+                seen,
+                grads: before.grads,
+                gamma: before.gamma,
+                beta: before.beta,
+                weight_before: before.weight,
+                weight_after: block.weight(),
             })
             .collect()
     }

@@ -1,0 +1,104 @@
+//! The engine's publishing thread: turns each step's raw observations into its snapshot and hands
+//! every event to the [`Outbox`], in order.
+//!
+//! The per-layer metrics read every activation of every step. Computing them here, on the core
+//! the training thread does not use, keeps their cost out of the step time. The training thread
+//! never waits: when this thread falls behind, steps are published without layer metrics until it
+//! catches up (the consumer would have had them coalesced away anyway).
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+
+use super::layer_snapshot::BlockStep;
+use super::outbox::Outbox;
+use crate::protocol::{Event, Snapshot};
+
+/// Steps waiting for their metrics beyond which new steps go out without them.
+const MAX_PENDING_STEPS: usize = 2;
+/// How often an idle publisher retries sending to a consumer whose channel was full.
+const FLUSH_EVERY: Duration = Duration::from_millis(50);
+
+/// One training step as the training thread hands it over: the snapshot's scalars, and the raw
+/// material for its layers (empty when layer metrics are off).
+pub struct StepRecord {
+    pub snapshot: Snapshot,
+    pub blocks: Vec<BlockStep>,
+}
+
+enum Work {
+    Event(Event),
+    Step(Box<StepRecord>),
+}
+
+pub struct Publisher {
+    tx: Sender<Work>,
+    disconnected: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+impl Publisher {
+    pub fn spawn(outbox: Outbox) -> Result<Publisher, String> {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let disconnected = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&disconnected);
+        let thread = std::thread::Builder::new()
+            .name("bntop-publisher".into())
+            .spawn(move || publish(rx, outbox, &flag))
+            .map_err(|e| format!("cannot start the publishing thread: {e}"))?;
+        Ok(Publisher {
+            tx,
+            disconnected,
+            thread,
+        })
+    }
+
+    pub fn send(&self, event: Event) {
+        // A send error means the publishing thread is gone; `is_disconnected` reports it.
+        let _ = self.tx.send(Work::Event(event));
+    }
+
+    /// Whether the next step's layer metrics would be published (false while this thread catches up).
+    pub fn wants_layer_metrics(&self) -> bool {
+        self.tx.len() < MAX_PENDING_STEPS
+    }
+
+    pub fn send_step(&self, step: StepRecord) {
+        let _ = self.tx.send(Work::Step(Box::new(step)));
+    }
+
+    /// The consumer has gone away (or the publishing thread has).
+    pub fn is_disconnected(&self) -> bool {
+        self.disconnected.load(Ordering::Relaxed) || self.thread.is_finished()
+    }
+
+    /// Publishes everything still queued, waiting for the consumer if need be.
+    pub fn finish(self) {
+        drop(self.tx);
+        let _ = self.thread.join();
+    }
+}
+
+fn publish(rx: Receiver<Work>, mut outbox: Outbox, disconnected: &AtomicBool) {
+    loop {
+        match rx.recv_timeout(FLUSH_EVERY) {
+            Ok(Work::Event(event)) => outbox.send(event),
+            Ok(Work::Step(step)) => {
+                let StepRecord {
+                    mut snapshot,
+                    blocks,
+                } = *step;
+                snapshot.layers = blocks.iter().map(BlockStep::snapshot).collect();
+                outbox.send(Event::Snapshot(snapshot));
+            }
+            Err(RecvTimeoutError::Timeout) => outbox.flush(),
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        if outbox.is_disconnected() {
+            disconnected.store(true, Ordering::Relaxed);
+        }
+    }
+    outbox.finish();
+}
