@@ -82,25 +82,29 @@ pub fn consume(
             Event::Control(_) | Event::Marker(_) | Event::Unknown => {}
         }
         if last_print.elapsed() >= PROGRESS_EVERY {
-            if let Some(s) = &last_snapshot {
-                writeln!(
-                    progress,
-                    "{}",
-                    progress_line(s, outcome.last_eval.as_ref(), rate.per_second())
-                )?;
-            }
+            write_progress(progress, last_snapshot.as_ref(), &outcome, &rate)?;
             last_print = Instant::now();
         }
     }
-    if let Some(s) = &last_snapshot {
-        writeln!(
-            progress,
-            "{}",
-            progress_line(s, outcome.last_eval.as_ref(), rate.per_second())
-        )?;
-    }
+    write_progress(progress, last_snapshot.as_ref(), &outcome, &rate)?;
     writeln!(progress, "{}", summary(&outcome, target_accuracy))?;
     Ok(outcome)
+}
+
+fn write_progress(
+    out: &mut dyn Write,
+    snapshot: Option<&Snapshot>,
+    outcome: &Outcome,
+    rate: &RateMeter,
+) -> std::io::Result<()> {
+    match snapshot {
+        Some(s) => writeln!(
+            out,
+            "{}",
+            progress_line(s, outcome.last_eval.as_ref(), rate.per_second())
+        ),
+        None => Ok(()),
+    }
 }
 
 fn progress_line(s: &Snapshot, eval: Option<&Evaluation>, steps_per_s: Option<f64>) -> String {

@@ -12,8 +12,6 @@ pub trait BlockParams {
     fn weight(&self) -> Vec<f32>;
     fn gamma(&self) -> Vec<f32>;
     fn beta(&self) -> Vec<f32>;
-    fn bias(&self) -> Vec<f32>;
-    fn running_mean(&self) -> Vec<f32>;
     fn running_var(&self) -> Vec<f32>;
     fn epsilon(&self) -> f64;
     fn momentum(&self) -> f64;
@@ -44,12 +42,6 @@ impl<const I: usize, const O: usize> BlockParams for ConvBn<I, O, f32, Cpu> {
     }
     fn beta(&self) -> Vec<f32> {
         to_host(&self.bn.bias)
-    }
-    fn bias(&self) -> Vec<f32> {
-        to_host(&self.bias)
-    }
-    fn running_mean(&self) -> Vec<f32> {
-        to_host(&self.bn.running_mean)
     }
     fn running_var(&self) -> Vec<f32> {
         to_host(&self.bn.running_var)

@@ -14,22 +14,6 @@ pub enum BnMode {
     Eval,
 }
 
-impl BnMode {
-    pub fn label(self) -> &'static str {
-        match self {
-            BnMode::Train => "TRAIN",
-            BnMode::Eval => "EVAL",
-        }
-    }
-
-    pub fn toggled(self) -> BnMode {
-        match self {
-            BnMode::Train => BnMode::Eval,
-            BnMode::Eval => BnMode::Train,
-        }
-    }
-}
-
 /// A request to the training run. `layer: None` means every BN layer.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(tag = "control", rename_all = "snake_case")]

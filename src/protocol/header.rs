@@ -104,13 +104,6 @@ pub struct LayerInfo {
     pub out_width: usize,
 }
 
-impl LayerInfo {
-    /// Values each BN channel reduces over in one batch: n = N·H·W.
-    pub fn values_per_channel(&self, batch_size: usize) -> usize {
-        batch_size * self.out_height * self.out_width
-    }
-}
-
 /// The conventions behind every number in the stream (BN-METRICS.md, "Conventions to state").
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct Conventions {
