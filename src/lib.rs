@@ -7,3 +7,4 @@ pub mod engine;
 pub mod headless;
 pub mod metrics;
 pub mod protocol;
+pub mod ui;

@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use bntop::engine::{self, data, TrainConfig};
 use bntop::protocol::{EndReason, OptimizerConfig, OptimizerKind, WeightDecayMode};
+use bntop::ui::{self, ColorChoice, UiOptions};
 use bntop::{bench, headless};
 
 #[derive(Parser)]
@@ -75,6 +76,53 @@ struct TrainArgs {
     /// Add a learnable bias before each BN (redundant: BN's mean subtraction cancels it).
     #[arg(long)]
     conv_bias: bool,
+    #[command(flatten)]
+    dashboard: DashboardArgs,
+}
+
+#[derive(Args, Clone)]
+struct DashboardArgs {
+    /// Dashboard frames per second, at most (1-60).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=60))]
+    fps: u32,
+    /// Colour depth; `auto` reads NO_COLOR, COLORTERM and TERM.
+    #[arg(long, value_enum, default_value_t = ColorArg::Auto)]
+    color: ColorArg,
+    /// Only ASCII glyphs (no Braille, box drawing or Greek letters).
+    #[arg(long)]
+    ascii: bool,
+    /// Capture the mouse (off by default, so the terminal's own selection works).
+    #[arg(long)]
+    mouse: bool,
+}
+
+#[derive(ValueEnum, Clone, Copy)]
+enum ColorArg {
+    Auto,
+    Truecolor,
+    #[value(name = "256")]
+    Ansi256,
+    #[value(name = "16")]
+    Ansi16,
+    None,
+}
+
+impl DashboardArgs {
+    fn options(&self) -> UiOptions {
+        let choice = match self.color {
+            ColorArg::Auto => ColorChoice::Auto,
+            ColorArg::Truecolor => ColorChoice::TrueColor,
+            ColorArg::Ansi256 => ColorChoice::Ansi256,
+            ColorArg::Ansi16 => ColorChoice::Ansi16,
+            ColorArg::None => ColorChoice::None,
+        };
+        UiOptions {
+            fps: self.fps,
+            color: choice.resolve(|name| std::env::var(name).ok()),
+            ascii: self.ascii,
+            mouse: self.mouse,
+        }
+    }
 }
 
 #[derive(Args)]
@@ -163,6 +211,9 @@ fn train(args: &TrainArgs) -> Result<(), Failure> {
     config.validate().map_err(|e| Failure(2, e))?;
     let data = load_data(args.data.as_deref())?;
     let engine = engine::spawn(config, data).map_err(|e| Failure(2, e))?;
+    if !args.headless {
+        return dashboard(engine, &args.dashboard);
+    }
     let stdout = std::io::stdout();
     let mut json_out = std::io::BufWriter::new(stdout.lock());
     let json: Option<&mut dyn Write> = if args.json { Some(&mut json_out) } else { None };
@@ -186,6 +237,32 @@ fn train(args: &TrainArgs) -> Result<(), Failure> {
             1,
             "the training thread stopped without an end record".into(),
         )),
+    }
+}
+
+/// How long to wait for the training thread's end record after the dashboard closes.
+const SHUTDOWN_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+fn dashboard(engine: engine::EngineHandle, args: &DashboardArgs) -> Result<(), Failure> {
+    let result = ui::run(&engine.events, Some(&engine.controls), args.options(), None);
+    // Stop training and let it write its end record, whatever closed the dashboard.
+    let _ = engine.controls.send(bntop::protocol::Control::Quit);
+    let deadline = std::time::Instant::now() + SHUTDOWN_WAIT;
+    loop {
+        match engine.events.recv_deadline(deadline) {
+            Ok(bntop::protocol::Event::End(_)) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    drop(engine.controls);
+    let outcome = result.map_err(|e| Failure(1, e))?;
+    match outcome.signal {
+        // The shell convention for "terminated by signal n".
+        Some(signal) => Err(Failure(
+            128 + signal as u8,
+            format!("stopped by signal {signal}; terminal restored"),
+        )),
+        None => Ok(()),
     }
 }
 

@@ -67,6 +67,29 @@ pub fn noise_floor_sq(momentum: f64, n_eff: f64) -> f64 {
     1.5 * (2.0 / (2.0 - momentum)) / n_eff
 }
 
+/// Empirical 1/n_eff from two successive batches (BN-METRICS §1, "empirical floor"): for stationary
+/// batches E[(μ_B,t - μ_B,t-1)²] = 2σ²/n_eff, so mean_c (Δμ_c)²/(2(v_R,c + ε)) estimates 1/n_eff
+/// without knowing the correlation inside a batch. Averaged over many steps it gives D₀ through
+/// [`noise_floor_sq`]; learning also moves μ_B, so it errs on the high side.
+pub fn inverse_n_eff_from_successive_means(
+    previous_mean: &[f32],
+    mean: &[f32],
+    running_var: &[f32],
+    eps: f64,
+) -> f64 {
+    let channels = mean.len().min(previous_mean.len()).min(running_var.len());
+    if channels == 0 {
+        return f64::NAN;
+    }
+    let total: f64 = (0..channels)
+        .map(|c| {
+            let delta = f64::from(mean[c]) - f64::from(previous_mean[c]);
+            delta * delta / (2.0 * (f64::from(running_var[c]) + eps))
+        })
+        .sum();
+    total / channels as f64
+}
+
 /// Ξ = D²/D₀², drift relative to the noise floor; healthy ≈ 1-2.
 pub fn xi(big_d_sq: f64, floor_sq: f64) -> f64 {
     big_d_sq / floor_sq
@@ -75,6 +98,26 @@ pub fn xi(big_d_sq: f64, floor_sq: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn successive_batch_means_estimate_one_over_n_eff() {
+        // i.i.d. N(2, 9) values, batches of n = 32: the estimate averages to 1/32.
+        let mut g = Gaussian::new(11);
+        let (n, sigma2, steps) = (32usize, 9.0f64, 10_000usize);
+        let mut batch_mean = || {
+            let m: f64 = (0..n).map(|_| 2.0 + 3.0 * g.sample()).sum::<f64>() / n as f64;
+            vec![m as f32]
+        };
+        let mut previous = batch_mean();
+        let mut sum = 0.0;
+        for _ in 0..steps {
+            let current = batch_mean();
+            sum += inverse_n_eff_from_successive_means(&previous, &current, &[sigma2 as f32], 0.0);
+            previous = current;
+        }
+        assert_close(sum / steps as f64, 1.0 / n as f64, 0.06 / n as f64);
+        assert!(inverse_n_eff_from_successive_means(&[], &[], &[], 1e-5).is_nan());
+    }
     use crate::metrics::moments::moments;
     use crate::metrics::test_util::{assert_close, Gaussian};
     use crate::metrics::BN_EPSILON;

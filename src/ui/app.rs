@@ -1,0 +1,370 @@
+//! UI state and key handling: which layer and channel are selected, freeze, help, typed entry,
+//! and the status line that gives every key visible feedback. Keys become `Control`s here; the
+//! run loop sends them to whatever source drives the dashboard.
+use std::time::{Duration, Instant};
+
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind};
+
+use crate::protocol::{BnMode, Control, EndReason, Event};
+
+use super::keys::{action_for, Action};
+use super::state::{Notice, RunState};
+
+/// BN momentum steps for +/-: 1-2-5 per decade, down to 0 (running statistics frozen).
+pub const MOMENTUM_LADDER: &[f32] = &[
+    0.0, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0,
+];
+/// How long a status message stays up.
+const STATUS_LIFETIME: Duration = Duration::from_secs(6);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeatmapValue {
+    D,
+    LogR,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Prompt {
+    /// `None`: all layers.
+    pub layer: Option<usize>,
+    pub text: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatusKind {
+    Info,
+    Error,
+}
+
+#[derive(Clone, Debug)]
+pub struct Status {
+    pub text: String,
+    pub kind: StatusKind,
+    pub since: Instant,
+}
+
+pub struct App {
+    pub live: RunState,
+    /// The view while frozen; `live` keeps taking events.
+    pub frozen: Option<Box<RunState>>,
+    pub selected: usize,
+    pub channel: usize,
+    pub heatmap: HeatmapValue,
+    /// Chart page and table scroll: views take them modulo what fits.
+    pub page: usize,
+    pub column_offset: usize,
+    pub help: bool,
+    pub prompt: Option<Prompt>,
+    pub status: Option<Status>,
+    pub quit: bool,
+    /// Where the source is recorded, when it is (shown in the header).
+    pub recording: Option<String>,
+}
+
+impl Default for App {
+    fn default() -> Self {
+        App::new()
+    }
+}
+
+impl App {
+    pub fn new() -> App {
+        App {
+            live: RunState::new(),
+            frozen: None,
+            selected: 0,
+            channel: 0,
+            heatmap: HeatmapValue::D,
+            page: 0,
+            column_offset: 0,
+            help: false,
+            prompt: None,
+            status: None,
+            quit: false,
+            recording: None,
+        }
+    }
+
+    /// The state the views draw: frozen or live.
+    pub fn view(&self) -> &RunState {
+        self.frozen.as_deref().unwrap_or(&self.live)
+    }
+
+    pub fn on_event(&mut self, event: &Event, now: Instant) {
+        let Some(notice) = self.live.apply(event) else {
+            return;
+        };
+        let (text, kind) = match notice {
+            Notice::Control(mark) => match mark.rejected {
+                None => (
+                    format!("step {}: {}", mark.step, mark.label),
+                    StatusKind::Info,
+                ),
+                Some(why) => (format!("rejected {}: {why}", mark.label), StatusKind::Error),
+            },
+            Notice::Divergence(label) => (label, StatusKind::Error),
+            Notice::End(end) => {
+                let what = match end.reason {
+                    EndReason::Completed => "run completed".to_string(),
+                    EndReason::Quit => "run stopped".to_string(),
+                    EndReason::Diverged => "run diverged".to_string(),
+                    EndReason::Error => "run failed".to_string(),
+                };
+                let detail = end.message.map(|m| format!(": {m}")).unwrap_or_default();
+                let kind = match end.reason {
+                    EndReason::Completed | EndReason::Quit => StatusKind::Info,
+                    _ => StatusKind::Error,
+                };
+                (
+                    format!("{what} at step {}{detail}; q quits", end.step),
+                    kind,
+                )
+            }
+        };
+        self.say(text, kind, now);
+    }
+
+    fn say(&mut self, text: impl Into<String>, kind: StatusKind, now: Instant) {
+        self.status = Some(Status {
+            text: text.into(),
+            kind,
+            since: now,
+        });
+    }
+
+    /// Drop a status message once it has been up long enough.
+    pub fn expire_status(&mut self, now: Instant) -> bool {
+        let expired = self
+            .status
+            .as_ref()
+            .is_some_and(|s| now.duration_since(s.since) > STATUS_LIFETIME);
+        if expired {
+            self.status = None;
+        }
+        expired
+    }
+
+    /// Handle one key press; returns the controls to send to the run.
+    pub fn on_key(&mut self, key: &KeyEvent, now: Instant) -> Vec<Control> {
+        if key.kind == KeyEventKind::Release {
+            return Vec::new();
+        }
+        if self.prompt.is_some() {
+            return self.on_prompt_key(key, now);
+        }
+        let Some(action) = action_for(key) else {
+            return Vec::new();
+        };
+        if self.help && !matches!(action, Action::Help | Action::Close | Action::Quit) {
+            // Any other key closes the help first, as in htop.
+            self.help = false;
+            return Vec::new();
+        }
+        self.on_action(action, now)
+    }
+
+    fn on_action(&mut self, action: Action, now: Instant) -> Vec<Control> {
+        let layers = self.live.layers.len();
+        let selected = self.selected.min(layers.saturating_sub(1));
+        let name = self.live.layer_name(Some(selected));
+        let mut controls = Vec::new();
+        match action {
+            Action::SelectPrev => self.selected = selected.saturating_sub(1),
+            Action::SelectNext => self.selected = (selected + 1).min(layers.saturating_sub(1)),
+            Action::ToggleMode => {
+                if let Some(layer) = self.live.layers.get(selected) {
+                    let mode = match layer.mode {
+                        BnMode::Train => BnMode::Eval,
+                        BnMode::Eval => BnMode::Train,
+                    };
+                    controls.push(Control::SetMode {
+                        layer: Some(selected),
+                        mode,
+                    });
+                }
+            }
+            Action::ToggleModeAll => {
+                let all_eval =
+                    layers > 0 && self.live.layers.iter().all(|l| l.mode == BnMode::Eval);
+                let mode = if all_eval {
+                    BnMode::Train
+                } else {
+                    BnMode::Eval
+                };
+                controls.push(Control::SetMode { layer: None, mode });
+            }
+            Action::MomentumUp | Action::MomentumDown => {
+                if let Some(layer) = self.live.layers.get(selected) {
+                    let up = action == Action::MomentumUp;
+                    match next_on_ladder(layer.momentum, up) {
+                        Some(momentum) => controls.push(Control::SetMomentum {
+                            layer: Some(selected),
+                            momentum,
+                        }),
+                        None => {
+                            let end = if up { "largest (1)" } else { "smallest (0)" };
+                            self.say(
+                                format!("{name} momentum is already the {end}"),
+                                StatusKind::Error,
+                                now,
+                            );
+                        }
+                    }
+                }
+            }
+            Action::MomentumEntry => {
+                self.prompt = Some(Prompt {
+                    layer: Some(selected),
+                    text: String::new(),
+                })
+            }
+            Action::MomentumEntryAll => {
+                self.prompt = Some(Prompt {
+                    layer: None,
+                    text: String::new(),
+                })
+            }
+            Action::LrUp => controls.push(Control::SetLr {
+                lr: self.live.lr * 2.0,
+            }),
+            Action::LrDown => controls.push(Control::SetLr {
+                lr: self.live.lr / 2.0,
+            }),
+            Action::PauseResume => controls.push(if self.live.paused {
+                Control::Resume
+            } else {
+                Control::Pause
+            }),
+            Action::StepOnce => {
+                if self.live.paused {
+                    controls.push(Control::Step);
+                } else {
+                    self.say(
+                        "single steps work while paused: press space first",
+                        StatusKind::Error,
+                        now,
+                    );
+                }
+            }
+            Action::Freeze => {
+                if self.frozen.take().is_some() {
+                    self.say("view live again", StatusKind::Info, now);
+                } else {
+                    self.frozen = Some(Box::new(self.live.clone()));
+                    self.say(
+                        format!(
+                            "view frozen at step {}; training goes on (f)",
+                            self.live.step
+                        ),
+                        StatusKind::Info,
+                        now,
+                    );
+                }
+            }
+            Action::ResetRunning => controls.push(Control::ResetRunningStats {
+                layer: Some(selected),
+            }),
+            Action::ResetRunningAll => controls.push(Control::ResetRunningStats { layer: None }),
+            Action::NextChannel | Action::PrevChannel => {
+                let channels = self
+                    .live
+                    .layers
+                    .get(selected)
+                    .map_or(1, |l| l.channels.max(1));
+                let c = self.channel.min(channels - 1);
+                self.channel = if action == Action::NextChannel {
+                    (c + 1) % channels
+                } else {
+                    (c + channels - 1) % channels
+                };
+                self.say(
+                    format!("{name}: channel {}", self.channel),
+                    StatusKind::Info,
+                    now,
+                );
+            }
+            Action::HeatmapValue => {
+                self.heatmap = match self.heatmap {
+                    HeatmapValue::D => HeatmapValue::LogR,
+                    HeatmapValue::LogR => HeatmapValue::D,
+                };
+            }
+            Action::NextPage => self.page = self.page.wrapping_add(1),
+            Action::PrevPage => self.page = self.page.wrapping_sub(1),
+            Action::ColumnsLeft => self.column_offset = self.column_offset.saturating_sub(1),
+            Action::ColumnsRight => self.column_offset = self.column_offset.saturating_add(1),
+            Action::Help => self.help = !self.help,
+            Action::Close => self.help = false,
+            Action::Quit => {
+                self.quit = true;
+                controls.push(Control::Quit);
+            }
+        }
+        if !controls.is_empty() && action != Action::Quit {
+            let labels: Vec<String> = controls.iter().map(|c| self.live.describe(c)).collect();
+            self.say(
+                format!("sent: {}", labels.join(", ")),
+                StatusKind::Info,
+                now,
+            );
+        }
+        controls
+    }
+
+    fn on_prompt_key(&mut self, key: &KeyEvent, now: Instant) -> Vec<Control> {
+        let Some(prompt) = self.prompt.as_mut() else {
+            return Vec::new();
+        };
+        match key.code {
+            KeyCode::Esc => {
+                self.prompt = None;
+                self.say("momentum entry cancelled", StatusKind::Info, now);
+            }
+            KeyCode::Backspace => {
+                prompt.text.pop();
+            }
+            KeyCode::Char(c)
+                if (c.is_ascii_digit() || ".eE-+".contains(c)) && prompt.text.len() < 16 =>
+            {
+                prompt.text.push(c);
+            }
+            KeyCode::Enter => {
+                let layer = prompt.layer;
+                let text = std::mem::take(&mut prompt.text);
+                self.prompt = None;
+                return match text.trim().parse::<f32>() {
+                    Ok(momentum) if (0.0..=1.0).contains(&momentum) => {
+                        let control = Control::SetMomentum { layer, momentum };
+                        let label = self.live.describe(&control);
+                        self.say(format!("sent: {label}"), StatusKind::Info, now);
+                        vec![control]
+                    }
+                    _ => {
+                        self.say(
+                            format!("momentum must be a number in [0, 1], got {text:?}"),
+                            StatusKind::Error,
+                            now,
+                        );
+                        Vec::new()
+                    }
+                };
+            }
+            _ => {}
+        }
+        Vec::new()
+    }
+}
+
+/// The next momentum up or down the ladder from `m` (which need not be on it).
+pub fn next_on_ladder(m: f32, up: bool) -> Option<f32> {
+    const TOLERANCE: f32 = 1e-6;
+    if up {
+        MOMENTUM_LADDER.iter().copied().find(|&x| x > m + TOLERANCE)
+    } else {
+        MOMENTUM_LADDER
+            .iter()
+            .rev()
+            .copied()
+            .find(|&x| x < m - TOLERANCE)
+    }
+}

@@ -1,0 +1,73 @@
+//! Number formatting for narrow table cells: a fixed number of significant digits, switching to
+//! scientific notation outside [1e-3, 1e5), and non-finite values spelled out.
+
+/// `x` with `sig` significant digits in at most about `sig + 5` characters.
+pub fn num(x: f64, sig: usize) -> String {
+    if x.is_nan() {
+        return "NaN".into();
+    }
+    if x.is_infinite() {
+        return if x > 0.0 { "inf".into() } else { "-inf".into() };
+    }
+    if x == 0.0 {
+        return "0".into();
+    }
+    let sig = sig.max(1);
+    let magnitude = x.abs().log10().floor() as i32;
+    if (-3..5).contains(&magnitude) {
+        let decimals = (sig as i32 - 1 - magnitude).max(0) as usize;
+        format!("{x:.decimals$}")
+    } else {
+        let mantissa_decimals = sig - 1;
+        // Rust writes 1.5e-5 (no padding, no '+'), which is already compact.
+        format!("{x:.mantissa_decimals$e}")
+    }
+}
+
+/// A fraction in [0, 1] as a percentage with one decimal.
+pub fn pct(x: f64) -> String {
+    if x.is_finite() {
+        format!("{:.1}%", 100.0 * x)
+    } else {
+        num(x, 3)
+    }
+}
+
+/// BN momentum: three decimals where that is exact enough, otherwise scientific.
+pub fn momentum(m: f32) -> String {
+    let m = f64::from(m);
+    if m == 0.0 || (m >= 0.001 && (m * 1000.0 - (m * 1000.0).round()).abs() < 1e-6) {
+        format!("{m:.3}")
+    } else {
+        num(m, 3)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn significant_digits_and_scientific_outside_the_readable_range() {
+        assert_eq!(num(0.12345, 3), "0.123");
+        assert_eq!(num(12.345, 3), "12.3");
+        assert_eq!(num(1234.5, 3), "1234");
+        assert_eq!(num(-0.0012345, 2), "-0.0012");
+        assert_eq!(num(0.000012345, 2), "1.2e-5");
+        assert_eq!(num(123456.0, 2), "1.2e5");
+        assert_eq!(num(0.0, 3), "0");
+        assert_eq!(num(f64::NAN, 3), "NaN");
+        assert_eq!(num(f64::NEG_INFINITY, 3), "-inf");
+    }
+
+    #[test]
+    fn momentum_and_percentages() {
+        assert_eq!(momentum(0.1), "0.100");
+        assert_eq!(momentum(0.005), "0.005");
+        assert_eq!(momentum(0.0), "0.000");
+        assert_eq!(momentum(1.0), "1.000");
+        assert_eq!(momentum(0.0005), "5.00e-4");
+        assert_eq!(momentum(0.1234), "0.123");
+        assert_eq!(pct(0.9876), "98.8%");
+    }
+}

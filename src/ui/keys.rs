@@ -1,0 +1,212 @@
+//! The one key table: it dispatches key presses, and it generates the help overlay, the footer
+//! hints and the README's key list, so they cannot disagree.
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    SelectPrev,
+    SelectNext,
+    ToggleMode,
+    ToggleModeAll,
+    MomentumUp,
+    MomentumDown,
+    MomentumEntry,
+    MomentumEntryAll,
+    LrUp,
+    LrDown,
+    PauseResume,
+    StepOnce,
+    Freeze,
+    ResetRunning,
+    ResetRunningAll,
+    NextChannel,
+    PrevChannel,
+    HeatmapValue,
+    NextPage,
+    PrevPage,
+    ColumnsLeft,
+    ColumnsRight,
+    Help,
+    Close,
+    Quit,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Key {
+    Char(char),
+    Ctrl(char),
+    Up,
+    Down,
+    Left,
+    Right,
+    Tab,
+    BackTab,
+    Esc,
+}
+
+pub struct Binding {
+    pub keys: &'static [Key],
+    pub action: Action,
+    pub help: &'static str,
+    /// Footer hint, key included ("t train/eval"), for the main keys only.
+    pub footer: Option<&'static str>,
+}
+
+use Key::*;
+
+#[rustfmt::skip]
+pub const BINDINGS: &[Binding] = &[
+    Binding { keys: &[Up, Char('k')], action: Action::SelectPrev, help: "select the layer above", footer: None },
+    Binding { keys: &[Down, Char('j')], action: Action::SelectNext, help: "select the layer below", footer: Some("↑↓ layer") },
+    Binding { keys: &[Char('t')], action: Action::ToggleMode, help: "selected layer: TRAIN (batch statistics) <-> EVAL (running statistics)", footer: Some("t train/eval") },
+    Binding { keys: &[Char('T')], action: Action::ToggleModeAll, help: "all layers: EVAL, or TRAIN if all are EVAL already", footer: None },
+    Binding { keys: &[Char('+'), Char('=')], action: Action::MomentumUp, help: "BN momentum of the selected layer up one 1-2-5 step", footer: Some("+- momentum") },
+    Binding { keys: &[Char('-'), Char('_')], action: Action::MomentumDown, help: "BN momentum of the selected layer down one 1-2-5 step", footer: None },
+    Binding { keys: &[Char('m')], action: Action::MomentumEntry, help: "type an exact BN momentum for the selected layer", footer: Some("m set m") },
+    Binding { keys: &[Char('M')], action: Action::MomentumEntryAll, help: "type an exact BN momentum for all layers", footer: None },
+    Binding { keys: &[Char(']')], action: Action::LrUp, help: "learning rate x2", footer: Some("[] lr") },
+    Binding { keys: &[Char('[')], action: Action::LrDown, help: "learning rate /2", footer: None },
+    Binding { keys: &[Char(' '), Char('p')], action: Action::PauseResume, help: "pause / resume training", footer: Some("space pause") },
+    Binding { keys: &[Char('s')], action: Action::StepOnce, help: "one training step (while paused)", footer: Some("s step") },
+    Binding { keys: &[Char('f')], action: Action::Freeze, help: "freeze the view (training goes on); again to catch up", footer: Some("f freeze") },
+    Binding { keys: &[Char('r')], action: Action::ResetRunning, help: "reset the selected layer's running statistics (mean 0, var 1)", footer: None },
+    Binding { keys: &[Char('R')], action: Action::ResetRunningAll, help: "reset the running statistics of all layers", footer: None },
+    Binding { keys: &[Char('c')], action: Action::NextChannel, help: "next channel in the mean and variance charts", footer: None },
+    Binding { keys: &[Char('C')], action: Action::PrevChannel, help: "previous channel in the mean and variance charts", footer: None },
+    Binding { keys: &[Char('d')], action: Action::HeatmapValue, help: "heatmap shows d or log r", footer: None },
+    Binding { keys: &[Tab], action: Action::NextPage, help: "next page of charts (when they do not all fit)", footer: Some("Tab charts") },
+    Binding { keys: &[BackTab], action: Action::PrevPage, help: "previous page of charts", footer: None },
+    Binding { keys: &[Left, Char('h')], action: Action::ColumnsLeft, help: "scroll the layers table left (narrow terminals)", footer: None },
+    Binding { keys: &[Right, Char('l')], action: Action::ColumnsRight, help: "scroll the layers table right", footer: None },
+    Binding { keys: &[Char('?')], action: Action::Help, help: "this help", footer: Some("? help") },
+    Binding { keys: &[Esc], action: Action::Close, help: "close the help or cancel typing", footer: None },
+    Binding { keys: &[Char('q'), Ctrl('c')], action: Action::Quit, help: "quit (training stops, the run ends cleanly)", footer: Some("q quit") },
+];
+
+impl Key {
+    fn matches(self, event: &KeyEvent) -> bool {
+        let ctrl = event.modifiers.contains(KeyModifiers::CONTROL);
+        let alt = event.modifiers.contains(KeyModifiers::ALT);
+        match (self, event.code) {
+            (Char(c), KeyCode::Char(got)) => !ctrl && !alt && c == got,
+            (Ctrl(c), KeyCode::Char(got)) => ctrl && c.eq_ignore_ascii_case(&got),
+            (Up, KeyCode::Up) | (Down, KeyCode::Down) | (Left, KeyCode::Left) => true,
+            (Right, KeyCode::Right) | (Esc, KeyCode::Esc) | (BackTab, KeyCode::BackTab) => true,
+            (Tab, KeyCode::Tab) => !event.modifiers.contains(KeyModifiers::SHIFT),
+            _ => false,
+        }
+    }
+
+    pub fn label(self, ascii: bool) -> String {
+        match self {
+            Char(' ') => "space".into(),
+            Char(c) => c.to_string(),
+            Ctrl(c) => format!("Ctrl-{}", c.to_ascii_uppercase()),
+            Up => if ascii { "Up" } else { "↑" }.into(),
+            Down => if ascii { "Down" } else { "↓" }.into(),
+            Left => if ascii { "Left" } else { "←" }.into(),
+            Right => if ascii { "Right" } else { "→" }.into(),
+            Tab => "Tab".into(),
+            BackTab => "Shift-Tab".into(),
+            Esc => "Esc".into(),
+        }
+    }
+}
+
+/// The action bound to a key press, if any. Key releases are ignored (terminals that report them
+/// would otherwise apply every control twice).
+pub fn action_for(event: &KeyEvent) -> Option<Action> {
+    if event.kind == KeyEventKind::Release {
+        return None;
+    }
+    BINDINGS
+        .iter()
+        .find(|b| b.keys.iter().any(|k| k.matches(event)))
+        .map(|b| b.action)
+}
+
+/// "↑ k" style label of every key of a binding.
+pub fn keys_label(binding: &Binding, ascii: bool) -> String {
+    let labels: Vec<String> = binding.keys.iter().map(|k| k.label(ascii)).collect();
+    labels.join(" ")
+}
+
+/// The key list as Markdown table rows (the README embeds this; a test keeps them equal).
+pub fn markdown_table() -> String {
+    let mut out = String::from("| keys | action |\n|---|---|\n");
+    for b in BINDINGS {
+        let keys: Vec<String> = b
+            .keys
+            .iter()
+            .map(|k| format!("`{}`", k.label(false)))
+            .collect();
+        out.push_str(&format!("| {} | {} |\n", keys.join(" "), b.help));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn press(code: KeyCode, modifiers: KeyModifiers) -> KeyEvent {
+        KeyEvent::new(code, modifiers)
+    }
+
+    #[test]
+    fn every_key_is_bound_once() {
+        let all: Vec<Key> = BINDINGS
+            .iter()
+            .flat_map(|b| b.keys.iter().copied())
+            .collect();
+        for (i, a) in all.iter().enumerate() {
+            assert!(!all[i + 1..].contains(a), "{a:?} is bound twice");
+        }
+    }
+
+    #[test]
+    fn dispatch_reads_the_table() {
+        for b in BINDINGS {
+            for k in b.keys {
+                let event = match *k {
+                    Char(c) => press(KeyCode::Char(c), KeyModifiers::NONE),
+                    Ctrl(c) => press(KeyCode::Char(c), KeyModifiers::CONTROL),
+                    Up => press(KeyCode::Up, KeyModifiers::NONE),
+                    Down => press(KeyCode::Down, KeyModifiers::NONE),
+                    Left => press(KeyCode::Left, KeyModifiers::NONE),
+                    Right => press(KeyCode::Right, KeyModifiers::NONE),
+                    Tab => press(KeyCode::Tab, KeyModifiers::NONE),
+                    BackTab => press(KeyCode::BackTab, KeyModifiers::SHIFT),
+                    Esc => press(KeyCode::Esc, KeyModifiers::NONE),
+                };
+                assert_eq!(action_for(&event), Some(b.action), "{k:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn shifted_letters_modifiers_and_releases() {
+        // Terminals report 'T' with SHIFT; it must still be T, not t.
+        let shift_t = press(KeyCode::Char('T'), KeyModifiers::SHIFT);
+        assert_eq!(action_for(&shift_t), Some(Action::ToggleModeAll));
+        let ctrl_t = press(KeyCode::Char('t'), KeyModifiers::CONTROL);
+        assert_eq!(action_for(&ctrl_t), None);
+        let mut release = press(KeyCode::Char('t'), KeyModifiers::NONE);
+        release.kind = KeyEventKind::Release;
+        assert_eq!(action_for(&release), None);
+        assert_eq!(
+            action_for(&press(KeyCode::Char('x'), KeyModifiers::NONE)),
+            None
+        );
+    }
+
+    #[test]
+    fn readme_lists_the_key_table() {
+        let readme = include_str!("../../README.md");
+        assert!(
+            readme.contains(&markdown_table()),
+            "README.md's key table is out of date; paste keys::markdown_table():\n{}",
+            markdown_table()
+        );
+    }
+}

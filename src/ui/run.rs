@@ -1,0 +1,175 @@
+//! The dashboard's loop: events from the run, key presses and signals in; controls out; a frame
+//! at most every 1/fps seconds and only when something changed.
+use std::sync::atomic::Ordering;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{never, select, Receiver, Sender};
+use ratatui::crossterm::event::{self, Event as TermEvent};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+use crate::protocol::{Control, Event};
+
+use super::app::{App, StatusKind};
+use super::options::UiOptions;
+use super::terminal::TerminalSession;
+use super::theme::Theme;
+use super::view;
+
+/// How the dashboard ended.
+#[derive(Debug)]
+pub struct RunOutcome {
+    /// The signal that closed it (SIGINT, SIGTERM, SIGHUP), if any.
+    pub signal: Option<i32>,
+    pub frames: u64,
+    pub bytes_written: u64,
+    pub elapsed: Duration,
+    /// The last control sent was `Quit` (the user pressed q or Ctrl-C).
+    pub quit_sent: bool,
+}
+
+/// Read terminal input on its own thread, so the loop can wait on input, events and signals at once.
+fn spawn_input_reader() -> Receiver<std::io::Result<TermEvent>> {
+    let (tx, rx) = crossbeam_channel::bounded(64);
+    thread::Builder::new()
+        .name("bntop-input".into())
+        .spawn(move || loop {
+            let event = event::read();
+            let failed = event.is_err();
+            if tx.send(event).is_err() || failed {
+                break;
+            }
+        })
+        .map_or_else(|_| never(), |_| rx)
+}
+
+/// Turn SIGINT, SIGTERM and SIGHUP into messages, so they end the loop and the terminal is restored
+/// on the normal path.
+fn spawn_signal_forwarder() -> Result<Receiver<i32>, String> {
+    let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])
+        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    let (tx, rx) = crossbeam_channel::bounded(4);
+    thread::Builder::new()
+        .name("bntop-signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                if tx.send(signal).is_err() {
+                    break;
+                }
+            }
+        })
+        .map_err(|e| format!("cannot start the signal thread: {e}"))?;
+    Ok(rx)
+}
+
+/// Run the dashboard until the user quits or a signal arrives. `controls` is where key presses go
+/// (None: a read-only source).
+pub fn run(
+    events: &Receiver<Event>,
+    controls: Option<&Sender<Control>>,
+    options: UiOptions,
+    recording: Option<String>,
+) -> Result<RunOutcome, String> {
+    let signals = spawn_signal_forwarder()?;
+    let mut session = TerminalSession::enter(options.mouse)?;
+    let input = spawn_input_reader();
+    let theme = Theme::new(&options);
+    let mut app = App::new();
+    app.recording = recording;
+    let started = Instant::now();
+    let interval = options.frame_interval();
+    let mut events = events.clone();
+    let mut outcome = RunOutcome {
+        signal: None,
+        frames: 0,
+        bytes_written: 0,
+        elapsed: Duration::ZERO,
+        quit_sent: false,
+    };
+    let mut last_frame: Option<Instant> = None;
+    let mut dirty = true;
+    let mut source_open = true;
+    loop {
+        let now = Instant::now();
+        let next_frame = last_frame.map_or(now, |t| t + interval);
+        let wake = if dirty {
+            next_frame
+        } else {
+            now + Duration::from_secs(1)
+        };
+        select! {
+            recv(events) -> message => match message {
+                Ok(event) => {
+                    app.on_event(&event, Instant::now());
+                    dirty = true;
+                }
+                Err(_) => {
+                    events = never();
+                    source_open = false;
+                    if app.live.end.is_none() {
+                        app.on_event(&Event::Unknown, Instant::now());
+                        app.status = Some(super::app::Status {
+                            text: "the run stopped without an end record; q quits".into(),
+                            kind: StatusKind::Error,
+                            since: Instant::now(),
+                        });
+                    }
+                    dirty = true;
+                }
+            },
+            recv(input) -> message => match message {
+                Ok(Ok(TermEvent::Key(key))) => {
+                    for control in app.on_key(&key, Instant::now()) {
+                        outcome.quit_sent = control == Control::Quit;
+                        send(controls, control, source_open, &mut app);
+                    }
+                    dirty = true;
+                }
+                Ok(Ok(TermEvent::Resize(_, _))) => {
+                    session
+                        .terminal
+                        .autoresize()
+                        .map_err(|e| format!("cannot resize: {e}"))?;
+                    dirty = true;
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Err(format!("cannot read the terminal: {e}")),
+                Err(_) => return Err("terminal input closed".into()),
+            },
+            recv(signals) -> signal => {
+                outcome.signal = signal.ok();
+                break;
+            },
+            recv(crossbeam_channel::at(wake)) -> _ => {},
+        }
+        if app.quit {
+            break;
+        }
+        let now = Instant::now();
+        dirty |= app.expire_status(now);
+        if dirty && last_frame.is_none_or(|t| now >= t + interval) {
+            session
+                .draw(|frame| view::draw(frame, &app, &theme))
+                .map_err(|e| format!("cannot draw: {e}"))?;
+            outcome.frames += 1;
+            last_frame = Some(now);
+            dirty = false;
+        }
+    }
+    outcome.bytes_written = session.bytes_written.load(Ordering::Relaxed);
+    outcome.elapsed = started.elapsed();
+    drop(session);
+    Ok(outcome)
+}
+
+fn send(controls: Option<&Sender<Control>>, control: Control, source_open: bool, app: &mut App) {
+    let delivered = source_open && controls.is_some_and(|c| c.send(control).is_ok());
+    if !delivered && !app.quit {
+        app.status = Some(super::app::Status {
+            text: "the run is not taking controls (ended or read-only)".into(),
+            kind: StatusKind::Error,
+            since: Instant::now(),
+        });
+    }
+}

@@ -1,0 +1,390 @@
+//! What the dashboard knows about a run, built only from protocol events: the latest values,
+//! bounded history for the charts, and the controls applied. Live, replayed and remote runs all
+//! arrive here the same way.
+use std::collections::VecDeque;
+
+use crate::metrics::drift::{inverse_n_eff_from_successive_means, noise_floor_sq};
+use crate::metrics::BN_EPSILON;
+use crate::protocol::{
+    BnMode, Control, ControlEvent, EndReason, Evaluation, Event, LayerSnapshot, MarkerKind, RunEnd,
+    RunHeader, Snapshot,
+};
+
+use super::history::Series;
+
+/// Buckets per run-level and layer-level series, and per per-channel series. Bounded memory: about
+/// 10 MB for the default network however long the run.
+pub const SERIES_CAPACITY: usize = 2048;
+pub const CHANNEL_SERIES_CAPACITY: usize = 512;
+/// Control events kept for the chart markers.
+const CONTROLS_KEPT: usize = 256;
+/// Smoothing of the empirical noise floor (steps): long enough to average the χ² noise.
+const FLOOR_SMOOTHING: f64 = 0.02;
+const FLOOR_MIN_SAMPLES: u32 = 20;
+
+#[derive(Clone, Debug)]
+pub struct ChannelHistory {
+    pub batch_mean: Series,
+    pub running_mean: Series,
+    pub batch_var: Series,
+    pub running_var: Series,
+    pub d: Series,
+    pub log_r: Series,
+}
+
+impl ChannelHistory {
+    fn new() -> ChannelHistory {
+        let s = || Series::new(CHANNEL_SERIES_CAPACITY);
+        ChannelHistory {
+            batch_mean: s(),
+            running_mean: s(),
+            batch_var: s(),
+            running_var: s(),
+            d: s(),
+            log_r: s(),
+        }
+    }
+}
+
+/// Running estimate of 1/n_eff from successive batch means (see `metrics::drift`).
+#[derive(Clone, Debug, Default)]
+struct FloorEstimate {
+    previous: Option<(u64, Vec<f32>)>,
+    inverse_n_eff: f64,
+    samples: u32,
+}
+
+impl FloorEstimate {
+    fn observe(&mut self, step: u64, layer: &LayerSnapshot) {
+        if let Some((previous_step, previous_mean)) = &self.previous {
+            // Only successive steps: a gap (coalesced snapshots) would overstate the change.
+            if *previous_step + 1 == step {
+                let x = inverse_n_eff_from_successive_means(
+                    previous_mean,
+                    &layer.batch_mean,
+                    &layer.running_var_pre,
+                    BN_EPSILON,
+                );
+                if x.is_finite() {
+                    let w = if self.samples == 0 {
+                        1.0
+                    } else {
+                        FLOOR_SMOOTHING
+                    };
+                    self.inverse_n_eff += w * (x - self.inverse_n_eff);
+                    self.samples += 1;
+                }
+            }
+        }
+        self.previous = Some((step, layer.batch_mean.clone()));
+    }
+
+    fn floor(&self, momentum: f32) -> Option<f64> {
+        (self.samples >= FLOOR_MIN_SAMPLES && self.inverse_n_eff > 0.0)
+            .then(|| noise_floor_sq(f64::from(momentum), 1.0 / self.inverse_n_eff).sqrt())
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct LayerState {
+    pub name: String,
+    pub channels: usize,
+    pub mode: BnMode,
+    pub momentum: f32,
+    /// The latest snapshot that carried this layer's statistics.
+    pub latest: Option<LayerSnapshot>,
+    floor: FloorEstimate,
+    pub drift: Series,
+    pub drift_floor: Series,
+    pub weight_norm: Series,
+    pub angular_update: Series,
+    pub channel_history: Vec<ChannelHistory>,
+}
+
+impl LayerState {
+    fn new(name: String, channels: usize, mode: BnMode, momentum: f32) -> LayerState {
+        let s = || Series::new(SERIES_CAPACITY);
+        LayerState {
+            name,
+            channels,
+            mode,
+            momentum,
+            latest: None,
+            floor: FloorEstimate::default(),
+            drift: s(),
+            drift_floor: s(),
+            weight_norm: s(),
+            angular_update: s(),
+            channel_history: (0..channels).map(|_| ChannelHistory::new()).collect(),
+        }
+    }
+
+    /// Empirical drift noise floor D0, once enough successive steps were seen.
+    pub fn noise_floor(&self) -> Option<f64> {
+        self.floor.floor(self.momentum)
+    }
+
+    fn observe(&mut self, step: u64, layer: &LayerSnapshot) {
+        self.mode = layer.mode;
+        self.momentum = layer.momentum;
+        self.floor.observe(step, layer);
+        let summary = &layer.summary;
+        self.drift.push(step, summary.drift);
+        if let Some(floor) = self.noise_floor() {
+            self.drift_floor.push(step, floor as f32);
+        }
+        self.weight_norm.push(step, summary.weight_norm);
+        self.angular_update.push(step, summary.angular_update);
+        if self.channel_history.len() < layer.batch_mean.len() {
+            self.channel_history
+                .resize_with(layer.batch_mean.len(), ChannelHistory::new);
+            self.channels = layer.batch_mean.len();
+        }
+        let get = |v: &[f32], c: usize| v.get(c).copied().unwrap_or(f32::NAN);
+        for (c, h) in self.channel_history.iter_mut().enumerate() {
+            h.batch_mean.push(step, get(&layer.batch_mean, c));
+            h.running_mean.push(step, get(&layer.running_mean_pre, c));
+            h.batch_var.push(step, get(&layer.batch_var, c));
+            h.running_var.push(step, get(&layer.running_var_pre, c));
+            h.d.push(step, get(&layer.d, c));
+            h.log_r.push(step, get(&layer.r, c).ln());
+        }
+        self.latest = Some(layer.clone());
+    }
+}
+
+/// A control as it shows on the time axis and in the status line.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ControlMark {
+    pub step: u64,
+    pub label: String,
+    pub rejected: Option<String>,
+}
+
+/// Something worth telling the user when it arrives.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Notice {
+    Control(ControlMark),
+    Divergence(String),
+    End(RunEnd),
+}
+
+/// Steps per second over the last couple of seconds of run time.
+#[derive(Clone, Debug, Default)]
+pub struct StepRate {
+    samples: VecDeque<(f64, u64)>,
+}
+
+impl StepRate {
+    const WINDOW_S: f64 = 2.0;
+
+    fn observe(&mut self, time_s: f64, step: u64) {
+        self.samples.push_back((time_s, step));
+        while self.samples.len() > 2
+            && self
+                .samples
+                .front()
+                .is_some_and(|(t, _)| time_s - t > Self::WINDOW_S)
+        {
+            self.samples.pop_front();
+        }
+    }
+
+    pub fn per_second(&self) -> Option<f64> {
+        let (t0, s0) = *self.samples.front()?;
+        let (t1, s1) = *self.samples.back()?;
+        (t1 > t0).then(|| (s1 - s0) as f64 / (t1 - t0))
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct RunState {
+    pub header: Option<RunHeader>,
+    pub step: u64,
+    pub epoch: u64,
+    pub time_s: f64,
+    pub loss: f32,
+    pub batch_accuracy: f32,
+    pub lr: f32,
+    pub paused: bool,
+    pub layers: Vec<LayerState>,
+    pub loss_history: Series,
+    pub heldout_batch_stats: Series,
+    pub heldout_running_stats: Series,
+    pub last_evaluation: Option<Evaluation>,
+    pub controls: VecDeque<ControlMark>,
+    pub end: Option<RunEnd>,
+    pub rate: StepRate,
+    /// Records of a kind this version does not know (from a newer bntop), skipped.
+    pub unknown_records: u64,
+    pub snapshots: u64,
+}
+
+impl Default for Series {
+    fn default() -> Self {
+        Series::new(SERIES_CAPACITY)
+    }
+}
+
+impl RunState {
+    pub fn new() -> RunState {
+        RunState::default()
+    }
+
+    pub fn layer_name(&self, layer: Option<usize>) -> String {
+        match layer {
+            None => "all layers".into(),
+            Some(i) => self
+                .layers
+                .get(i)
+                .map_or_else(|| format!("layer {i}"), |l| l.name.clone()),
+        }
+    }
+
+    /// Fold one event in; returns what the user should be told about, if anything.
+    pub fn apply(&mut self, event: &Event) -> Option<Notice> {
+        match event {
+            Event::Header(header) => {
+                self.on_header(header);
+                None
+            }
+            Event::Snapshot(snapshot) => {
+                self.on_snapshot(snapshot);
+                None
+            }
+            Event::Control(control) => Some(Notice::Control(self.on_control(control))),
+            Event::Evaluation(evaluation) => {
+                let step = evaluation.step;
+                self.heldout_batch_stats
+                    .push(step, evaluation.batch_stats.accuracy);
+                self.heldout_running_stats
+                    .push(step, evaluation.running_stats.accuracy);
+                self.last_evaluation = Some(evaluation.clone());
+                None
+            }
+            Event::Marker(marker) => match marker.kind {
+                MarkerKind::Divergence => Some(Notice::Divergence(marker.label.clone())),
+                MarkerKind::Epoch => None,
+            },
+            Event::End(end) => {
+                self.end = Some(end.clone());
+                self.paused = false;
+                Some(Notice::End(end.clone()))
+            }
+            Event::Unknown => {
+                self.unknown_records += 1;
+                None
+            }
+        }
+    }
+
+    fn on_header(&mut self, header: &RunHeader) {
+        let config = &header.config;
+        self.lr = config.optimizer.lr;
+        self.layers = header
+            .layers
+            .iter()
+            .map(|l| {
+                LayerState::new(
+                    l.name.clone(),
+                    l.channels,
+                    BnMode::Train,
+                    config.bn_momentum,
+                )
+            })
+            .collect();
+        self.header = Some(header.clone());
+    }
+
+    fn on_snapshot(&mut self, s: &Snapshot) {
+        self.step = s.step;
+        self.epoch = s.epoch;
+        self.time_s = s.time_s;
+        self.loss = s.loss;
+        self.batch_accuracy = s.batch_accuracy;
+        self.lr = s.lr;
+        self.snapshots += 1;
+        self.rate.observe(s.time_s, s.step);
+        self.loss_history.push(s.step, s.loss);
+        for (i, layer) in s.layers.iter().enumerate() {
+            if self.layers.len() <= i {
+                let name = format!("layer{}", i + 1);
+                let state =
+                    LayerState::new(name, layer.batch_mean.len(), layer.mode, layer.momentum);
+                self.layers.push(state);
+            }
+            self.layers[i].observe(s.step, layer);
+        }
+    }
+
+    fn on_control(&mut self, event: &ControlEvent) -> ControlMark {
+        if event.rejected.is_none() {
+            self.apply_control(&event.control);
+        }
+        let mark = ControlMark {
+            step: event.step,
+            label: self.describe(&event.control),
+            rejected: event.rejected.clone(),
+        };
+        if self.controls.len() == CONTROLS_KEPT {
+            self.controls.pop_front();
+        }
+        self.controls.push_back(mark.clone());
+        mark
+    }
+
+    fn apply_control(&mut self, control: &Control) {
+        let indices = |layer: Option<usize>, n: usize| match layer {
+            None => 0..n,
+            Some(i) => i.min(n)..(i + 1).min(n),
+        };
+        let n = self.layers.len();
+        match *control {
+            Control::SetMode { layer, mode } => {
+                for i in indices(layer, n) {
+                    self.layers[i].mode = mode;
+                }
+            }
+            Control::SetMomentum { layer, momentum } => {
+                for i in indices(layer, n) {
+                    self.layers[i].momentum = momentum;
+                }
+            }
+            Control::SetLr { lr } => self.lr = lr,
+            Control::Pause => self.paused = true,
+            Control::Resume => self.paused = false,
+            Control::Step | Control::ResetRunningStats { .. } | Control::Quit => {}
+        }
+    }
+
+    /// A control in words: "block2 -> EVAL", "lr = 0.025".
+    pub fn describe(&self, control: &Control) -> String {
+        match *control {
+            Control::SetMode { layer, mode } => {
+                let mode = match mode {
+                    BnMode::Train => "TRAIN",
+                    BnMode::Eval => "EVAL",
+                };
+                format!("{} -> {mode}", self.layer_name(layer))
+            }
+            Control::SetMomentum { layer, momentum } => format!(
+                "{} momentum = {}",
+                self.layer_name(layer),
+                super::format::momentum(momentum)
+            ),
+            Control::SetLr { lr } => format!("lr = {}", super::format::num(f64::from(lr), 3)),
+            Control::Pause => "pause".into(),
+            Control::Resume => "resume".into(),
+            Control::Step => "single step".into(),
+            Control::ResetRunningStats { layer } => {
+                format!("{} running stats reset", self.layer_name(layer))
+            }
+            Control::Quit => "quit".into(),
+        }
+    }
+
+    /// Is the run over (ended, or failed)?
+    pub fn finished(&self) -> Option<EndReason> {
+        self.end.as_ref().map(|e| e.reason)
+    }
+}

@@ -1,0 +1,245 @@
+//! A fixed, synthetic event stream with the shape of a real run (three BN layers, a layer switched
+//! to eval mode, a momentum change, evaluations): for the dashboard's snapshot tests and the render
+//! benchmark, where the output must not depend on timing or on training.
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::protocol::{
+    BnMode, Control, ControlEvent, Conventions, DataInfo, EvalScore, Evaluation, Event, LayerInfo,
+    LayerSnapshot, LayerSummary, OptimizerConfig, OptimizerKind, RunConfig, RunHeader, Snapshot,
+    WeightDecayMode, FORMAT_NAME, FORMAT_VERSION_MAJOR, FORMAT_VERSION_MINOR,
+};
+
+const CHANNELS: [usize; 3] = [16, 32, 64];
+
+pub fn header() -> RunHeader {
+    RunHeader {
+        format: FORMAT_NAME.into(),
+        version_major: FORMAT_VERSION_MAJOR,
+        version_minor: FORMAT_VERSION_MINOR,
+        started_unix_ms: 0,
+        config: RunConfig {
+            optimizer: OptimizerConfig {
+                kind: OptimizerKind::Sgd,
+                lr: 0.05,
+                momentum: 0.9,
+                weight_decay: 5e-4,
+                weight_decay_mode: WeightDecayMode::Coupled,
+            },
+            batch_size: 64,
+            seed: 1,
+            bn_momentum: 0.1,
+            eval_every: 50,
+            eval_samples: 360,
+            max_steps: None,
+            conv_bias: false,
+            data_order: "shuffled".into(),
+            layer_metrics: true,
+        },
+        data: DataInfo {
+            name: "digits".into(),
+            source: "synthetic".into(),
+            train_images: 1437,
+            heldout_images: 360,
+            channels: 1,
+            height: 8,
+            width: 8,
+            classes: 10,
+            channel_mean: vec![0.3],
+            channel_std: vec![0.4],
+        },
+        layers: CHANNELS
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| LayerInfo {
+                name: format!("block{}", i + 1),
+                in_channels: if i == 0 { 1 } else { CHANNELS[i - 1] },
+                channels: c,
+                kernel: 3,
+                stride: if i == 0 { 1 } else { 2 },
+                padding: 1,
+                conv_bias: false,
+                in_height: 8 >> i.saturating_sub(1),
+                in_width: 8 >> i.saturating_sub(1),
+                out_height: 8 >> i,
+                out_width: 8 >> i,
+            })
+            .collect(),
+        conventions: Conventions::bntop(1e-5),
+    }
+}
+
+/// The run's events up to `steps`: the header, one snapshot per step, evaluations every 50
+/// steps, block2 switched to EVAL at 40% of the run and its momentum lowered at 70%.
+pub fn run(steps: u64, seed: u64) -> Vec<Event> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut events = vec![Event::Header(Box::new(header()))];
+    let mut modes = [BnMode::Train; 3];
+    let mut momenta = [0.1f32; 3];
+    let mut running: Vec<Vec<(f32, f32)>> = CHANNELS.iter().map(|&c| vec![(0.0, 1.0); c]).collect();
+    let eval_step = steps * 2 / 5;
+    let momentum_step = steps * 7 / 10;
+    for step in 1..=steps {
+        if step == eval_step {
+            modes[1] = BnMode::Eval;
+            events.push(control(
+                step,
+                Control::SetMode {
+                    layer: Some(1),
+                    mode: BnMode::Eval,
+                },
+            ));
+        }
+        if step == momentum_step {
+            momenta[1] = 0.01;
+            events.push(control(
+                step,
+                Control::SetMomentum {
+                    layer: Some(1),
+                    momentum: 0.01,
+                },
+            ));
+        }
+        let progress = step as f32 / steps.max(1) as f32;
+        let layers = (0..3)
+            .map(|l| {
+                layer(
+                    &mut rng,
+                    l,
+                    step,
+                    progress,
+                    modes[l],
+                    momenta[l],
+                    &mut running[l],
+                )
+            })
+            .collect();
+        let loss = 2.3 * (-6.0 * progress).exp() + 0.02 + 0.05 * rng.gen::<f32>();
+        events.push(Event::Snapshot(Snapshot {
+            step,
+            epoch: step / 23,
+            time_s: step as f64 / 150.0,
+            loss,
+            batch_accuracy: (1.0 - loss / 2.5).clamp(0.0, 1.0),
+            lr: 0.05,
+            layers,
+        }));
+        if step % 50 == 0 {
+            let acc = 0.99 - 0.8 * (-6.0 * progress).exp();
+            let eval_penalty = if step >= eval_step { 0.03 } else { 0.0 };
+            events.push(Event::Evaluation(Evaluation {
+                step,
+                samples: 360,
+                batch_stats: EvalScore {
+                    loss: 1.0 - acc,
+                    accuracy: acc,
+                },
+                running_stats: EvalScore {
+                    loss: 1.0 - acc + eval_penalty,
+                    accuracy: acc - eval_penalty,
+                },
+            }));
+        }
+    }
+    events
+}
+
+fn control(step: u64, control: Control) -> Event {
+    Event::Control(ControlEvent {
+        step,
+        control,
+        rejected: None,
+    })
+}
+
+fn layer(
+    rng: &mut ChaCha8Rng,
+    l: usize,
+    step: u64,
+    progress: f32,
+    mode: BnMode,
+    momentum: f32,
+    running: &mut [(f32, f32)],
+) -> LayerSnapshot {
+    let channels = running.len();
+    let noise = 0.15 / (l as f32 + 1.0);
+    let mut s = LayerSnapshot {
+        mode,
+        momentum,
+        batch_mean: Vec::with_capacity(channels),
+        batch_var: Vec::with_capacity(channels),
+        running_mean_pre: Vec::with_capacity(channels),
+        running_var_pre: Vec::with_capacity(channels),
+        running_mean_post: Vec::with_capacity(channels),
+        running_var_post: Vec::with_capacity(channels),
+        r: Vec::with_capacity(channels),
+        d: Vec::with_capacity(channels),
+        drift: Vec::with_capacity(channels),
+        out_mean: vec![0.0; channels],
+        out_var: vec![1.0; channels],
+        relu_mean: vec![0.4; channels],
+        relu_var: vec![0.34; channels],
+        relu_active: (0..channels)
+            .map(|c| 0.3 + 0.4 * c as f32 / channels as f32)
+            .collect(),
+        gamma: (0..channels).map(|c| 1.0 + 0.01 * c as f32).collect(),
+        beta: (0..channels).map(|c| 0.01 * c as f32 - 0.1).collect(),
+        grad_gamma: vec![1e-3; channels],
+        grad_beta: vec![-1e-3; channels],
+        weight_norm: vec![1.0 + progress; channels],
+        angular_update: vec![0.01 * (1.0 - 0.5 * progress); channels],
+        weight_grad_cos: vec![if mode == BnMode::Eval { 0.05 } else { 1e-6 }; channels],
+        bias_grad: None,
+        summary: LayerSummary {
+            drift: 0.0,
+            r_mean: 0.0,
+            r_min: f32::INFINITY,
+            r_max: f32::NEG_INFINITY,
+            d_mean_abs: 0.0,
+            d_max_abs: 0.0,
+            weight_norm: (1.0 + progress) * (channels as f32).sqrt(),
+            angular_update: 0.01 * (1.0 - 0.5 * progress),
+            effective_lr: 0.05 / (1.0 + progress).powi(2),
+            max_abs_cos: if mode == BnMode::Eval { 0.05 } else { 1e-6 },
+            relu_active: 0.5,
+        },
+    };
+    let mut sum_d2 = 0.0f32;
+    for (c, run) in running.iter_mut().enumerate() {
+        // Channel means wander slowly (learning); eval mode makes them run away (phantom gradient).
+        let phase = c as f32 * 0.7 + l as f32;
+        let mut center = 0.5 * (phase + 3.0 * progress).sin();
+        if mode == BnMode::Eval {
+            center += 2.0 * progress;
+        }
+        let mean = center + noise * (rng.gen::<f32>() - 0.5);
+        let var =
+            (1.0 + 0.3 * (phase + step as f32 * 0.01).cos()) * (1.0 + noise * rng.gen::<f32>());
+        let (rm, rv) = *run;
+        let r = ((var + 1e-5) / (rv + 1e-5)).sqrt();
+        let d = (mean - rm) / (rv + 1e-5).sqrt();
+        let big_d = (d * d + (r - 1.0) * (r - 1.0)).sqrt();
+        *run = (
+            (1.0 - momentum) * rm + momentum * mean,
+            (1.0 - momentum) * rv + momentum * var,
+        );
+        s.batch_mean.push(mean);
+        s.batch_var.push(var);
+        s.running_mean_pre.push(rm);
+        s.running_var_pre.push(rv);
+        s.running_mean_post.push(run.0);
+        s.running_var_post.push(run.1);
+        s.r.push(r);
+        s.d.push(d);
+        s.drift.push(big_d);
+        sum_d2 += big_d * big_d;
+        let sm = &mut s.summary;
+        sm.r_min = sm.r_min.min(r);
+        sm.r_max = sm.r_max.max(r);
+        sm.r_mean += r / channels as f32;
+        sm.d_mean_abs += d.abs() / channels as f32;
+        sm.d_max_abs = sm.d_max_abs.max(d.abs());
+    }
+    s.summary.drift = (sum_d2 / channels as f32).sqrt();
+    s
+}

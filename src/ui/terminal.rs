@@ -1,0 +1,140 @@
+//! The terminal: raw mode and the alternate screen on the way in, everything restored on the way
+//! out (normal exit, error, panic, signal), synchronized updates around each frame, and a byte
+//! counter on everything written (the bandwidth benchmark reads it).
+use std::io::{self, Stdout, Write};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Once};
+use std::thread::{self, ThreadId};
+
+use ratatui::backend::CrosstermBackend;
+use ratatui::crossterm::event::{DisableMouseCapture, EnableMouseCapture};
+use ratatui::crossterm::terminal::{
+    disable_raw_mode, enable_raw_mode, BeginSynchronizedUpdate, EndSynchronizedUpdate,
+    EnterAlternateScreen, LeaveAlternateScreen,
+};
+use ratatui::crossterm::{cursor, execute, queue};
+use ratatui::{Frame, Terminal};
+
+/// A writer that counts the bytes that pass through it.
+pub struct CountingWriter<W> {
+    inner: W,
+    count: Arc<AtomicU64>,
+}
+
+impl<W> CountingWriter<W> {
+    pub fn new(inner: W) -> (CountingWriter<W>, Arc<AtomicU64>) {
+        let count = Arc::new(AtomicU64::new(0));
+        let writer = CountingWriter {
+            inner,
+            count: Arc::clone(&count),
+        };
+        (writer, count)
+    }
+}
+
+impl<W: Write> Write for CountingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Draw one frame between synchronized-update markers, so terminals that support them (most do;
+/// others ignore the sequence) never show a half-drawn frame.
+pub fn draw_synchronized<W: Write>(
+    terminal: &mut Terminal<CrosstermBackend<W>>,
+    render: impl FnOnce(&mut Frame),
+) -> io::Result<()> {
+    queue!(terminal.backend_mut(), BeginSynchronizedUpdate)?;
+    terminal.draw(render)?;
+    execute!(terminal.backend_mut(), EndSynchronizedUpdate)?;
+    Ok(())
+}
+
+static ACTIVE: AtomicBool = AtomicBool::new(false);
+static MOUSE: AtomicBool = AtomicBool::new(false);
+static HOOK: Once = Once::new();
+
+/// Put the terminal back: cooked mode, main screen, cursor shown, mouse released. Safe to call
+/// twice and from a panic hook; errors are ignored (after SIGHUP there may be no terminal left).
+pub fn restore() {
+    if !ACTIVE.swap(false, Ordering::SeqCst) {
+        return;
+    }
+    let mut out = io::stdout();
+    if MOUSE.load(Ordering::SeqCst) {
+        let _ = execute!(out, DisableMouseCapture);
+    }
+    let _ = execute!(
+        out,
+        EndSynchronizedUpdate,
+        LeaveAlternateScreen,
+        cursor::Show
+    );
+    let _ = disable_raw_mode();
+}
+
+/// The dashboard's terminal; dropping it restores the terminal.
+pub struct TerminalSession {
+    pub terminal: Terminal<CrosstermBackend<CountingWriter<Stdout>>>,
+    pub bytes_written: Arc<AtomicU64>,
+}
+
+impl TerminalSession {
+    pub fn enter(mouse: bool) -> Result<TerminalSession, String> {
+        install_panic_hook(thread::current().id());
+        enable_raw_mode()
+            .map_err(|e| format!("the dashboard needs a terminal ({e}); use --headless"))?;
+        ACTIVE.store(true, Ordering::SeqCst);
+        MOUSE.store(mouse, Ordering::SeqCst);
+        let mut out = io::stdout();
+        let setup = execute!(out, EnterAlternateScreen, cursor::Hide).and_then(|()| {
+            if mouse {
+                execute!(out, EnableMouseCapture)
+            } else {
+                Ok(())
+            }
+        });
+        let (writer, bytes_written) = CountingWriter::new(io::stdout());
+        let terminal = setup.and_then(|()| Terminal::new(CrosstermBackend::new(writer)));
+        match terminal {
+            Ok(terminal) => Ok(TerminalSession {
+                terminal,
+                bytes_written,
+            }),
+            Err(e) => {
+                restore();
+                Err(format!("cannot set up the terminal: {e}"))
+            }
+        }
+    }
+
+    pub fn draw(&mut self, render: impl FnOnce(&mut Frame)) -> io::Result<()> {
+        draw_synchronized(&mut self.terminal, render)
+    }
+}
+
+impl Drop for TerminalSession {
+    fn drop(&mut self) {
+        restore();
+    }
+}
+
+/// Restore the terminal before the panic message prints, but only for a panic on the dashboard's
+/// own thread: a panic elsewhere (the training thread) is reported inside the dashboard instead.
+fn install_panic_hook(ui_thread: ThreadId) {
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if thread::current().id() == ui_thread {
+                restore();
+            }
+            previous(info);
+        }));
+    });
+}

@@ -1,0 +1,338 @@
+//! The chart grid: as many panels as the area holds (up to 4x2), the rest on further pages (Tab).
+//! Each line chart draws min/max per pixel column, so a one-step spike in 10,000 steps still shows,
+//! and each applied control is a vertical marker at its step.
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::symbols::Marker;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Axis, Block, Borders, Chart, Dataset, GraphType, Paragraph};
+use ratatui::Frame;
+
+use super::axis::{time_axis_end, value_bounds};
+use super::{heatmap, inner};
+use crate::ui::app::App;
+use crate::ui::format::num;
+use crate::ui::history::Series;
+use crate::ui::state::{LayerState, RunState};
+use crate::ui::theme::{Role, Theme};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Panel {
+    Mean,
+    Var,
+    Drift,
+    Heatmap,
+    Loss,
+    HeldOut,
+    WeightNorm,
+    Angular,
+}
+
+/// In order of importance: small terminals page through them.
+const PANELS: [Panel; 8] = [
+    Panel::Mean,
+    Panel::Var,
+    Panel::Drift,
+    Panel::Heatmap,
+    Panel::Loss,
+    Panel::HeldOut,
+    Panel::WeightNorm,
+    Panel::Angular,
+];
+const MIN_PANEL_WIDTH: u16 = 36;
+const MIN_PANEL_HEIGHT: u16 = 9;
+/// Markers drawn per chart: the most recent controls.
+const MAX_MARKERS: usize = 24;
+
+/// Which page of how many is showing (pages = 0 when there is no room for charts).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pages {
+    pub page: usize,
+    pub pages: usize,
+}
+
+pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) -> Pages {
+    if area.height < 6 || area.width < 24 {
+        return Pages { page: 0, pages: 0 };
+    }
+    let cols = (area.width / MIN_PANEL_WIDTH).clamp(1, 4) as usize;
+    let rows = (area.height / MIN_PANEL_HEIGHT).clamp(1, 2) as usize;
+    let slots = cols * rows;
+    let pages = PANELS.len().div_ceil(slots);
+    let page = app.page % pages;
+    let row_areas = Layout::vertical(vec![Constraint::Ratio(1, rows as u32); rows]).split(area);
+    for (r, row_area) in row_areas.iter().enumerate() {
+        let cells =
+            Layout::horizontal(vec![Constraint::Ratio(1, cols as u32); cols]).split(*row_area);
+        for (c, cell) in cells.iter().enumerate() {
+            if let Some(&panel) = PANELS.get(page * slots + r * cols + c) {
+                draw_panel(frame, *cell, panel, app, theme);
+            }
+        }
+    }
+    Pages { page, pages }
+}
+
+struct Plot<'a> {
+    series: &'a Series,
+    role: Role,
+    name: &'static str,
+}
+
+fn draw_panel(frame: &mut Frame, area: Rect, panel: Panel, app: &App, theme: &Theme) {
+    let state = app.view();
+    let Some(layer) = state
+        .layers
+        .get(app.selected.min(state.layers.len().saturating_sub(1)))
+    else {
+        let block = panel_block(
+            vec![Span::styled(" waiting for the run ", theme.dim())],
+            theme,
+        );
+        frame.render_widget(block, area);
+        return;
+    };
+    let channel = app.channel.min(layer.channels.saturating_sub(1));
+    let name = layer.name.as_str();
+    match panel {
+        Panel::Mean | Panel::Var => {
+            let Some(h) = layer.channel_history.get(channel) else {
+                return;
+            };
+            let (symbol, batch, running) = if panel == Panel::Mean {
+                (theme.glyph("μ", "mean"), &h.batch_mean, &h.running_mean)
+            } else {
+                (theme.glyph("σ²", "var"), &h.batch_var, &h.running_var)
+            };
+            let plots = [
+                Plot {
+                    series: batch,
+                    role: Role::Primary,
+                    name: "batch",
+                },
+                Plot {
+                    series: running,
+                    role: Role::Secondary,
+                    name: "running",
+                },
+            ];
+            let title = format!(" {name} {symbol} ch{channel} ");
+            line_chart(frame, area, title, &plots, state, false, theme);
+        }
+        Panel::Drift => {
+            let plots = [
+                Plot {
+                    series: &layer.drift,
+                    role: Role::Primary,
+                    name: "D",
+                },
+                Plot {
+                    series: &layer.drift_floor,
+                    role: Role::Tertiary,
+                    name: "D0 floor",
+                },
+            ];
+            line_chart(
+                frame,
+                area,
+                format!(" {name} drift "),
+                &plots,
+                state,
+                false,
+                theme,
+            );
+        }
+        Panel::Heatmap => heatmap::draw(frame, area, layer, app, theme),
+        Panel::Loss => {
+            let plots = [Plot {
+                series: &state.loss_history,
+                role: Role::Primary,
+                name: "train",
+            }];
+            line_chart(
+                frame,
+                area,
+                " loss (log) ".into(),
+                &plots,
+                state,
+                true,
+                theme,
+            );
+        }
+        Panel::HeldOut => {
+            let plots = [
+                Plot {
+                    series: &state.heldout_batch_stats,
+                    role: Role::Primary,
+                    name: "BN-train",
+                },
+                Plot {
+                    series: &state.heldout_running_stats,
+                    role: Role::Secondary,
+                    name: "BN-eval",
+                },
+            ];
+            line_chart(
+                frame,
+                area,
+                " held-out acc ".into(),
+                &plots,
+                state,
+                false,
+                theme,
+            );
+        }
+        Panel::WeightNorm => weight_chart(frame, area, layer, state, theme, true),
+        Panel::Angular => weight_chart(frame, area, layer, state, theme, false),
+    }
+}
+
+fn weight_chart(
+    frame: &mut Frame,
+    area: Rect,
+    layer: &LayerState,
+    state: &RunState,
+    theme: &Theme,
+    norm: bool,
+) {
+    let (series, title) = if norm {
+        (
+            &layer.weight_norm,
+            format!(" {} {} ", layer.name, theme.glyph("‖w‖", "|w|")),
+        )
+    } else {
+        (
+            &layer.angular_update,
+            format!(" {} {} per step ", layer.name, theme.glyph("θ", "angle")),
+        )
+    };
+    let plots = [Plot {
+        series,
+        role: Role::Primary,
+        name: "",
+    }];
+    line_chart(frame, area, title, &plots, state, false, theme);
+}
+
+fn panel_block<'a>(title: Vec<Span<'a>>, theme: &Theme) -> Block<'a> {
+    Block::default()
+        .borders(Borders::ALL)
+        .border_set(theme.borders())
+        .border_style(theme.border())
+        .title(Line::from(title))
+}
+
+/// Min/max envelope points of `series` over `columns` pixel columns spanning [from, to].
+fn envelope(series: &Series, from: u64, to: u64, columns: usize, log_y: bool) -> Vec<(f64, f64)> {
+    let transform = |v: f32| {
+        let v = f64::from(v);
+        if log_y {
+            (v > 0.0).then(|| v.log10())
+        } else {
+            Some(v)
+        }
+    };
+    let step = (to - from) as f64 / columns as f64;
+    let mut points = Vec::with_capacity(2 * columns);
+    for (i, b) in series.resample(from, to + 1, columns).iter().enumerate() {
+        if !b.is_finite_range() {
+            continue;
+        }
+        let x = from as f64 + (i as f64 + 0.5) * step;
+        if let (Some(lo), Some(hi)) = (transform(b.min), transform(b.max)) {
+            points.push((x, lo));
+            if hi != lo {
+                points.push((x, hi));
+            }
+        }
+    }
+    points
+}
+
+fn line_chart(
+    frame: &mut Frame,
+    area: Rect,
+    title: String,
+    plots: &[Plot],
+    state: &RunState,
+    log_y: bool,
+    theme: &Theme,
+) {
+    let mut title_spans = vec![Span::styled(title, theme.title())];
+    for p in plots.iter().filter(|p| !p.name.is_empty()) {
+        title_spans.push(Span::styled(
+            format!("{} {} ", theme.glyph("━", "-"), p.name),
+            theme.series(p.role),
+        ));
+    }
+    let block = panel_block(title_spans, theme);
+    let plot_area = inner(area);
+    let (from, to) = (0u64, time_axis_end(state.step));
+    // Two Braille dots per cell; the y labels take a few columns, so this slightly oversamples.
+    let columns = usize::from(plot_area.width.max(1)) * 2;
+    let lines: Vec<Vec<(f64, f64)>> = plots
+        .iter()
+        .map(|p| envelope(p.series, from, to, columns, log_y))
+        .collect();
+    let ys = lines.iter().flatten().map(|&(_, y)| y);
+    let (lo, hi) = ys.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), y| {
+        (a.min(y), b.max(y))
+    });
+    if lo > hi {
+        frame.render_widget(
+            Paragraph::new(Span::styled("no data yet", theme.dim())).block(block),
+            area,
+        );
+        return;
+    }
+    let (lo, hi) = value_bounds(lo, hi);
+    let markers: Vec<[(f64, f64); 2]> = state
+        .controls
+        .iter()
+        .rev()
+        .filter(|m| m.rejected.is_none() && m.step >= from && m.step <= to)
+        .take(MAX_MARKERS)
+        .map(|m| [(m.step as f64, lo), (m.step as f64, hi)])
+        .collect();
+    let mut datasets: Vec<Dataset> = markers
+        .iter()
+        .map(|m| {
+            Dataset::default()
+                .marker(Marker::Braille)
+                .graph_type(GraphType::Line)
+                .style(theme.series(Role::Marker))
+                .data(m)
+        })
+        .collect();
+    for (plot, points) in plots.iter().zip(&lines) {
+        datasets.push(
+            Dataset::default()
+                .marker(Marker::Braille)
+                .graph_type(GraphType::Line)
+                .style(theme.series(plot.role))
+                .data(points),
+        );
+    }
+    let label = |v: f64| {
+        if log_y {
+            num(10f64.powf(v), 2)
+        } else {
+            num(v, 2)
+        }
+    };
+    let chart = Chart::new(datasets)
+        .block(block)
+        .legend_position(None)
+        .x_axis(
+            Axis::default()
+                .bounds([from as f64, to as f64])
+                .style(theme.dim())
+                .labels([Span::raw(from.to_string()), Span::raw(to.to_string())]),
+        )
+        .y_axis(
+            Axis::default()
+                .bounds([lo, hi])
+                .style(theme.dim())
+                .labels([Span::raw(label(lo)), Span::raw(label(hi))]),
+        );
+    frame.render_widget(chart, area);
+}

@@ -1,0 +1,137 @@
+//! The header: where the run is (step, epoch, loss, accuracy, held-out accuracy with BN in train
+//! and in eval mode, speed), how it is set up (optimizer, lr, data order) and what state the
+//! dashboard is in (running, paused, frozen, finished, recording). Items wrap whole, never cut.
+use ratatui::layout::Rect;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Paragraph;
+use ratatui::Frame;
+
+use crate::protocol::{EndReason, OptimizerKind};
+use crate::ui::app::App;
+use crate::ui::format::{num, pct};
+use crate::ui::health::{self, Health};
+use crate::ui::theme::Theme;
+
+const MAX_LINES: usize = 3;
+
+type Item = Vec<Span<'static>>;
+
+fn labelled(theme: &Theme, label: &str, value: String, health: Health) -> Item {
+    vec![
+        Span::styled(format!("{label} "), theme.dim()),
+        Span::styled(value, theme.health(health)),
+    ]
+}
+
+fn items(app: &App, theme: &Theme) -> Vec<Item> {
+    let s = app.view();
+    let mut items: Vec<Item> = vec![vec![Span::styled("bntop", theme.title())]];
+    if let Some(h) = &s.header {
+        items.push(vec![Span::raw(format!(
+            "{} {}/{}",
+            h.data.name, h.data.train_images, h.data.heldout_images
+        ))]);
+    }
+    items.push(labelled(theme, "step", s.step.to_string(), Health::Ok));
+    items.push(labelled(theme, "epoch", s.epoch.to_string(), Health::Ok));
+    let loss = f64::from(s.loss);
+    items.push(labelled(theme, "loss", num(loss, 3), health::finite(loss)));
+    items.push(labelled(
+        theme,
+        "acc",
+        pct(f64::from(s.batch_accuracy)),
+        Health::Ok,
+    ));
+    if let Some(e) = &s.last_evaluation {
+        let train = pct(f64::from(e.batch_stats.accuracy));
+        let eval = pct(f64::from(e.running_stats.accuracy));
+        items.push(vec![
+            Span::styled("held-out ", theme.dim()),
+            Span::styled("BN-train ", theme.dim()),
+            Span::raw(train),
+            Span::styled(" BN-eval ", theme.dim()),
+            Span::raw(eval),
+        ]);
+    }
+    let rate = match s.rate.per_second() {
+        Some(r) if !s.paused && s.end.is_none() => format!("{r:.0}"),
+        _ => "-".into(),
+    };
+    items.push(labelled(theme, "steps/s", rate, Health::Ok));
+    if let Some(h) = &s.header {
+        let o = &h.config.optimizer;
+        let kind = match o.kind {
+            OptimizerKind::Sgd => "SGD",
+            OptimizerKind::Adam => "Adam",
+        };
+        items.push(vec![Span::raw(kind)]);
+        items.push(labelled(theme, "lr", num(f64::from(s.lr), 3), Health::Ok));
+        items.push(labelled(
+            theme,
+            "batch",
+            h.config.batch_size.to_string(),
+            Health::Ok,
+        ));
+        items.push(labelled(
+            theme,
+            "order",
+            h.config.data_order.clone(),
+            Health::Ok,
+        ));
+    }
+    let run_state = match s.finished() {
+        Some(EndReason::Completed) => Some("FINISHED"),
+        Some(EndReason::Quit) => Some("STOPPED"),
+        Some(EndReason::Diverged) => Some("DIVERGED"),
+        Some(EndReason::Error) => Some("FAILED"),
+        None if app.live.paused => Some("PAUSED"),
+        None => None,
+    };
+    if let Some(label) = run_state {
+        items.push(vec![Span::styled(format!(" {label} "), theme.banner())]);
+    }
+    if app.frozen.is_some() {
+        items.push(vec![Span::styled(
+            format!(" FROZEN @{} (live {}) ", s.step, app.live.step),
+            theme.banner(),
+        )]);
+    }
+    items.push(match &app.recording {
+        Some(path) => vec![Span::styled(
+            format!("REC {path}"),
+            theme.health(Health::Bad),
+        )],
+        None => vec![Span::styled("not recording", theme.dim())],
+    });
+    items
+}
+
+/// The header's lines for this width (at most three).
+pub fn lines(app: &App, theme: &Theme, width: u16) -> Vec<Line<'static>> {
+    let width = usize::from(width);
+    let mut lines: Vec<Line<'static>> = Vec::new();
+    let mut current: Vec<Span<'static>> = Vec::new();
+    let mut used = 0;
+    for item in items(app, theme) {
+        let len: usize = item.iter().map(|s| s.width()).sum();
+        if used > 0 && used + 2 + len > width {
+            lines.push(Line::from(std::mem::take(&mut current)));
+            used = 0;
+        }
+        if used > 0 {
+            current.push(Span::raw("  "));
+            used += 2;
+        }
+        current.extend(item);
+        used += len;
+    }
+    if !current.is_empty() {
+        lines.push(Line::from(current));
+    }
+    lines.truncate(MAX_LINES);
+    lines
+}
+
+pub fn draw(frame: &mut Frame, area: Rect, lines: Vec<Line<'static>>) {
+    frame.render_widget(Paragraph::new(lines), area);
+}

@@ -1,0 +1,199 @@
+//! Channel x time heatmap of d or log r for the selected layer. The colour scale is symmetric about
+//! 0 and set by the 98th percentile of |value| (rounded up to a 1-2-5 number), so one exploding
+//! channel saturates instead of washing out the rest. Each row holds one channel, or the most
+//! extreme of a group of channels when they do not all fit; with colour and Unicode, half blocks
+//! give two channels per row.
+use ratatui::layout::Rect;
+use ratatui::style::{Color, Style};
+use ratatui::text::Span;
+use ratatui::widgets::{Block, Borders};
+use ratatui::Frame;
+
+use super::axis::{nice_ceiling, time_axis_end};
+use super::inner;
+use crate::ui::app::{App, HeatmapValue};
+use crate::ui::format::num;
+use crate::ui::history::Bucket;
+use crate::ui::options::ColorMode;
+use crate::ui::state::LayerState;
+use crate::ui::theme::Theme;
+
+const LEVELS: usize = 9;
+const LABEL_WIDTH: u16 = 4;
+const GLYPHS: [&str; LEVELS] = ["@", "%", "=", "-", " ", ":", "+", "*", "#"];
+
+/// The value of a bucket that matters for a heatmap: its larger excursion from 0.
+fn extreme(b: &Bucket) -> f32 {
+    if !b.is_finite_range() {
+        f32::NAN
+    } else if b.max.abs() >= b.min.abs() {
+        b.max
+    } else {
+        b.min
+    }
+}
+
+/// Robust symmetric bound: the 98th percentile of |v|, rounded up to 1-2-5.
+pub fn scale(values: impl Iterator<Item = f32>) -> f64 {
+    let mut magnitudes: Vec<f32> = values.filter(|v| v.is_finite()).map(f32::abs).collect();
+    if magnitudes.is_empty() {
+        return 1.0;
+    }
+    let k = ((magnitudes.len() - 1) as f64 * 0.98).round() as usize;
+    let (_, p98, _) = magnitudes.select_nth_unstable_by(k, f32::total_cmp);
+    nice_ceiling(f64::from(*p98).max(1e-3))
+}
+
+/// Level 0..LEVELS-1 (LEVELS/2 is zero) of `v` on a symmetric scale of `bound`.
+pub fn level(v: f32, bound: f64) -> Option<usize> {
+    if !v.is_finite() {
+        return None;
+    }
+    let half = (LEVELS / 2) as f64;
+    let l = (f64::from(v) / bound * half).round().clamp(-half, half);
+    Some((l + half) as usize)
+}
+
+fn color(theme: &Theme, level: usize) -> Color {
+    const RGB: [(u8, u8, u8); LEVELS] = [
+        (60, 110, 255),
+        (80, 140, 240),
+        (100, 160, 220),
+        (70, 100, 140),
+        (45, 45, 45),
+        (150, 100, 70),
+        (220, 140, 80),
+        (245, 110, 70),
+        (255, 60, 50),
+    ];
+    const INDEXED: [u8; LEVELS] = [27, 33, 39, 67, 236, 137, 209, 203, 196];
+    const NAMED: [Color; LEVELS] = [
+        Color::Blue,
+        Color::LightBlue,
+        Color::Cyan,
+        Color::DarkGray,
+        Color::Black,
+        Color::DarkGray,
+        Color::Yellow,
+        Color::LightRed,
+        Color::Red,
+    ];
+    match theme.mode {
+        ColorMode::TrueColor => {
+            let (r, g, b) = RGB[level];
+            Color::Rgb(r, g, b)
+        }
+        ColorMode::Ansi256 => Color::Indexed(INDEXED[level]),
+        ColorMode::Ansi16 => NAMED[level],
+        ColorMode::None => Color::Reset,
+    }
+}
+
+pub fn draw(frame: &mut Frame, area: Rect, layer: &LayerState, app: &App, theme: &Theme) {
+    let state = app.view();
+    let (label, pick): (
+        &str,
+        fn(&crate::ui::state::ChannelHistory) -> &crate::ui::history::Series,
+    ) = match app.heatmap {
+        HeatmapValue::D => ("d", |h| &h.d),
+        HeatmapValue::LogR => ("log r", |h| &h.log_r),
+    };
+    let plot = inner(area);
+    let columns = usize::from(plot.width.saturating_sub(LABEL_WIDTH));
+    let colour = theme.mode != ColorMode::None;
+    let half_blocks = colour && !theme.ascii;
+    let pixel_rows = usize::from(plot.height) * if half_blocks { 2 } else { 1 };
+    let channels = layer.channel_history.len();
+    let groups = channels.min(pixel_rows);
+    let (from, to) = (0u64, time_axis_end(state.step));
+
+    // cells[g][x]: the most extreme value of group g in time column x.
+    let mut cells = vec![vec![f32::NAN; columns]; groups];
+    if columns > 0 {
+        for (c, history) in layer.channel_history.iter().enumerate() {
+            let g = c * groups / channels.max(1);
+            for (x, bucket) in pick(history)
+                .resample(from, to + 1, columns)
+                .iter()
+                .enumerate()
+            {
+                let v = extreme(bucket);
+                let cell = &mut cells[g][x];
+                // NaN cells take any finite value; otherwise the larger magnitude wins.
+                if v.is_finite() && (cell.is_nan() || v.abs() > cell.abs()) {
+                    *cell = v;
+                }
+            }
+        }
+    }
+    let bound = scale(cells.iter().flatten().copied());
+    let title = vec![
+        Span::styled(
+            format!(" {} {label} per channel ", layer.name),
+            theme.title(),
+        ),
+        Span::styled(format!("±{} (p98) 0..{to} ", num(bound, 2)), theme.dim()),
+    ];
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .border_set(theme.borders())
+        .border_style(theme.border())
+        .title(ratatui::text::Line::from(title));
+    frame.render_widget(block, area);
+    if columns == 0 || groups == 0 {
+        return;
+    }
+    let buffer = frame.buffer_mut();
+    let rows_per_line = if half_blocks { 2 } else { 1 };
+    for row in 0..plot.height {
+        let y = plot.y + row;
+        let first_group = usize::from(row) * rows_per_line;
+        if first_group >= groups {
+            break;
+        }
+        let first_channel = first_group * channels / groups;
+        buffer.set_string(plot.x, y, format!("c{first_channel:<3}"), theme.dim());
+        for x in 0..columns {
+            let cell_x = plot.x + LABEL_WIDTH + x as u16;
+            let top = level(cells[first_group][x], bound);
+            let Some(cell) = buffer.cell_mut((cell_x, y)) else {
+                continue;
+            };
+            if half_blocks {
+                let bottom = cells.get(first_group + 1).and_then(|r| level(r[x], bound));
+                let fg = top.map_or(Color::Reset, |l| color(theme, l));
+                let bg = bottom.map_or(Color::Reset, |l| color(theme, l));
+                cell.set_symbol("▀")
+                    .set_style(Style::default().fg(fg).bg(bg));
+            } else if colour {
+                let bg = top.map_or(Color::Reset, |l| color(theme, l));
+                cell.set_symbol(" ").set_style(Style::default().bg(bg));
+            } else {
+                cell.set_symbol(top.map_or(" ", |l| GLYPHS[l]));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_outlier_does_not_set_the_scale() {
+        let mut values = vec![0.1f32; 999];
+        values.push(50.0);
+        assert_eq!(scale(values.into_iter()), 0.1);
+        assert_eq!(scale([f32::NAN].into_iter()), 1.0);
+    }
+
+    #[test]
+    fn levels_are_symmetric_and_saturate() {
+        assert_eq!(level(0.0, 1.0), Some(4));
+        assert_eq!(level(1.0, 1.0), Some(8));
+        assert_eq!(level(-1.0, 1.0), Some(0));
+        assert_eq!(level(100.0, 1.0), Some(8));
+        assert_eq!(level(-0.3, 1.0), Some(3));
+        assert_eq!(level(f32::NAN, 1.0), None);
+    }
+}

@@ -1,0 +1,51 @@
+//! The help overlay, generated from the key table that dispatches keys.
+use ratatui::layout::Rect;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
+use ratatui::Frame;
+
+use crate::ui::health::LEGEND;
+use crate::ui::keys::{keys_label, BINDINGS};
+use crate::ui::theme::Theme;
+
+pub fn draw(frame: &mut Frame, area: Rect, theme: &Theme) {
+    let key_width = BINDINGS
+        .iter()
+        .map(|b| keys_label(b, theme.ascii).chars().count())
+        .max()
+        .unwrap_or(0);
+    let mut lines: Vec<Line> = BINDINGS
+        .iter()
+        .map(|b| {
+            Line::from(vec![
+                Span::styled(
+                    format!("{:>key_width$}  ", keys_label(b, theme.ascii)),
+                    theme.title(),
+                ),
+                Span::raw(b.help),
+            ])
+        })
+        .collect();
+    lines.push(Line::raw(""));
+    lines.push(Line::styled("highlighted values", theme.title()));
+    lines.extend(LEGEND.iter().map(|l| Line::raw(*l)));
+    let width = area.width.saturating_sub(4).min(96);
+    let height = area.height.saturating_sub(2).min(lines.len() as u16 + 2);
+    let popup = Rect {
+        x: area.x + (area.width - width) / 2,
+        y: area.y + (area.height - height) / 2,
+        width,
+        height,
+    };
+    frame.render_widget(Clear, popup);
+    frame.render_widget(
+        Paragraph::new(lines).wrap(Wrap { trim: false }).block(
+            Block::default()
+                .borders(Borders::ALL)
+                .border_set(theme.borders())
+                .border_style(theme.title())
+                .title(Span::styled(" keys (any key closes) ", theme.title())),
+        ),
+        popup,
+    );
+}
