@@ -54,6 +54,8 @@ pub struct App {
     pub page: usize,
     pub column_offset: usize,
     pub help: bool,
+    /// First help line shown (the key list is longer than a small terminal).
+    pub help_scroll: u16,
     pub prompt: Option<Prompt>,
     pub status: Option<Status>,
     pub quit: bool,
@@ -78,6 +80,7 @@ impl App {
             page: 0,
             column_offset: 0,
             help: false,
+            help_scroll: 0,
             prompt: None,
             status: None,
             quit: false,
@@ -155,9 +158,14 @@ impl App {
         let Some(action) = action_for(key) else {
             return Vec::new();
         };
-        if self.help && !matches!(action, Action::Help | Action::Close | Action::Quit) {
-            // Any other key closes the help first, as in htop.
-            self.help = false;
+        if self.help {
+            match action {
+                Action::SelectNext => self.help_scroll = self.help_scroll.saturating_add(1),
+                Action::SelectPrev => self.help_scroll = self.help_scroll.saturating_sub(1),
+                Action::Quit => return self.on_action(action, now),
+                // Any other key closes the help, as in htop.
+                _ => self.help = false,
+            }
             return Vec::new();
         }
         self.on_action(action, now)
@@ -293,7 +301,10 @@ impl App {
             Action::PrevPage => self.page = self.page.wrapping_sub(1),
             Action::ColumnsLeft => self.column_offset = self.column_offset.saturating_sub(1),
             Action::ColumnsRight => self.column_offset = self.column_offset.saturating_add(1),
-            Action::Help => self.help = !self.help,
+            Action::Help => {
+                self.help = true;
+                self.help_scroll = 0;
+            }
             Action::Close => self.help = false,
             Action::Quit => {
                 self.quit = true;

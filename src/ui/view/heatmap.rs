@@ -132,7 +132,7 @@ pub fn draw(frame: &mut Frame, area: Rect, layer: &LayerState, app: &App, theme:
             format!(" {} {label} per channel ", layer.name),
             theme.title(),
         ),
-        Span::styled(format!("±{} (p98) 0..{to} ", num(bound, 2)), theme.dim()),
+        Span::styled(format!("±{} (p98) ", num(bound, 2)), theme.dim()),
     ];
     let block = Block::default()
         .borders(Borders::ALL)

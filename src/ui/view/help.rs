@@ -1,14 +1,14 @@
 //! The help overlay, generated from the key table that dispatches keys.
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph};
 use ratatui::Frame;
 
 use crate::ui::health::LEGEND;
 use crate::ui::keys::{keys_label, BINDINGS};
 use crate::ui::theme::Theme;
 
-pub fn draw(frame: &mut Frame, area: Rect, theme: &Theme) {
+pub fn draw(frame: &mut Frame, area: Rect, scroll: u16, theme: &Theme) {
     let key_width = BINDINGS
         .iter()
         .map(|b| keys_label(b, theme.ascii).chars().count())
@@ -31,6 +31,15 @@ pub fn draw(frame: &mut Frame, area: Rect, theme: &Theme) {
     lines.extend(LEGEND.iter().map(|l| Line::raw(*l)));
     let width = area.width.saturating_sub(4).min(96);
     let height = area.height.saturating_sub(2).min(lines.len() as u16 + 2);
+    // Wrapped lines make the text taller than `lines`; scrolling stops at the last screenful.
+    let text_rows = lines.len() as u16;
+    let visible = height.saturating_sub(2);
+    let scroll = scroll.min(text_rows.saturating_sub(visible));
+    let more = if scroll + visible < text_rows {
+        theme.glyph(" ↓ more (j) ", " more below (j) ")
+    } else {
+        ""
+    };
     let popup = Rect {
         x: area.x + (area.width - width) / 2,
         y: area.y + (area.height - height) / 2,
@@ -39,12 +48,13 @@ pub fn draw(frame: &mut Frame, area: Rect, theme: &Theme) {
     };
     frame.render_widget(Clear, popup);
     frame.render_widget(
-        Paragraph::new(lines).wrap(Wrap { trim: false }).block(
+        Paragraph::new(lines).scroll((scroll, 0)).block(
             Block::default()
                 .borders(Borders::ALL)
                 .border_set(theme.borders())
                 .border_style(theme.title())
-                .title(Span::styled(" keys (any key closes) ", theme.title())),
+                .title(Span::styled(" keys (any key closes) ", theme.title()))
+                .title_bottom(Span::styled(more, theme.dim())),
         ),
         popup,
     );

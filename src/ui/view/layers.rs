@@ -3,7 +3,7 @@
 use ratatui::layout::{Constraint, Rect};
 use ratatui::style::Modifier;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Cell, Row, Table};
+use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table};
 use ratatui::Frame;
 
 use crate::protocol::{BnMode, LayerSnapshot};
@@ -129,14 +129,14 @@ const COLUMNS: &[Column] = &[
     Column {
         title: "μB/μR",
         ascii_title: "muB/muR",
-        width: 11,
+        width: 15,
         fixed: false,
         cell: |_, s| pair(mean(&s.batch_mean), mean(&s.running_mean_pre)),
     },
     Column {
         title: "σ²B/vR",
         ascii_title: "varB/vR",
-        width: 11,
+        width: 13,
         fixed: false,
         cell: |_, s| pair(mean(&s.batch_var), mean(&s.running_var_pre)),
     },
@@ -221,58 +221,58 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     );
     let header = Row::new(titles).style(theme.dim().add_modifier(Modifier::BOLD));
     let selected = app.selected.min(state.layers.len().saturating_sub(1));
-    let rows: Vec<Row> = if state.layers.is_empty() {
-        vec![Row::new(vec![Cell::from("waiting for the first step...")])]
-    } else {
-        state
-            .layers
-            .iter()
-            .enumerate()
-            .map(|(i, layer)| {
-                let mode = match layer.mode {
-                    BnMode::Train => Span::raw("TRAIN"),
-                    BnMode::Eval => Span::styled("EVAL", theme.mode_eval()),
-                };
-                let marker = if i == selected {
-                    theme.glyph("▶", ">")
-                } else {
-                    " "
-                };
-                let mut cells = vec![
-                    Cell::from(format!("{marker}{}", layer.name)),
-                    Cell::from(mode),
-                    Cell::from(momentum(layer.momentum)),
-                ];
-                for c in &columns {
-                    cells.push(match &layer.latest {
-                        Some(snapshot) => {
-                            let (text, health) = (c.cell)(layer, snapshot);
-                            Cell::from(Line::styled(text, theme.health(health)))
-                        }
-                        None => Cell::from("-"),
-                    });
-                }
-                let row = Row::new(cells);
-                if i == selected {
-                    row.style(theme.selected())
-                } else {
-                    row
-                }
-            })
-            .collect()
-    };
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .border_set(theme.borders())
+        .border_style(theme.border())
+        .title(Line::from(title));
+    if state.layers.is_empty() {
+        let waiting = Paragraph::new(Span::styled("waiting for the first step...", theme.dim()));
+        frame.render_widget(waiting.block(block), area);
+        return;
+    }
+    let rows: Vec<Row> = state
+        .layers
+        .iter()
+        .enumerate()
+        .map(|(i, layer)| {
+            let mode = match layer.mode {
+                BnMode::Train => Span::raw("TRAIN"),
+                BnMode::Eval => Span::styled("EVAL", theme.mode_eval()),
+            };
+            let marker = if i == selected {
+                theme.glyph("▶", ">")
+            } else {
+                " "
+            };
+            let mut cells = vec![
+                Cell::from(format!("{marker}{}", layer.name)),
+                Cell::from(mode),
+                Cell::from(momentum(layer.momentum)),
+            ];
+            for c in &columns {
+                cells.push(match &layer.latest {
+                    Some(snapshot) => {
+                        let (text, health) = (c.cell)(layer, snapshot);
+                        Cell::from(Line::styled(text, theme.health(health)))
+                    }
+                    None => Cell::from("-"),
+                });
+            }
+            let row = Row::new(cells);
+            if i == selected {
+                row.style(theme.selected())
+            } else {
+                row
+            }
+        })
+        .collect();
     let mut widths: Vec<Constraint> = LEAD_WIDTHS.iter().map(|&w| Constraint::Length(w)).collect();
     widths.extend(columns.iter().map(|c| Constraint::Length(c.width)));
     let table = Table::new(rows, widths)
         .header(header)
         .column_spacing(1)
-        .block(
-            Block::default()
-                .borders(Borders::ALL)
-                .border_set(theme.borders())
-                .border_style(theme.border())
-                .title(Line::from(title)),
-        );
+        .block(block);
     frame.render_widget(table, area);
 }
 

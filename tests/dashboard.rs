@@ -1,0 +1,463 @@
+//! The dashboard without a terminal: key presses -> controls (state tests), and the screens drawn
+//! into ratatui's TestBackend from a fixed synthetic stream (insta snapshots), at every size.
+use std::time::Instant;
+
+use bntop::protocol::{BnMode, Control, ControlEvent, Event};
+use bntop::ui::app::App;
+use bntop::ui::options::{ColorMode, UiOptions};
+use bntop::ui::theme::Theme;
+use bntop::ui::{synthetic, view};
+use ratatui::backend::TestBackend;
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::Terminal;
+
+fn key(c: char) -> KeyEvent {
+    KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE)
+}
+
+fn code(code: KeyCode) -> KeyEvent {
+    KeyEvent::new(code, KeyModifiers::NONE)
+}
+
+/// An app that has seen `steps` steps of the synthetic run.
+fn app_after(steps: u64) -> App {
+    let mut app = App::new();
+    let now = Instant::now();
+    for event in synthetic::run(steps, 7) {
+        app.on_event(&event, now);
+    }
+    app
+}
+
+/// An app 20 steps into a long run: every layer still in TRAIN with momentum 0.1.
+fn fresh_app() -> App {
+    let mut app = App::new();
+    let now = Instant::now();
+    for event in synthetic::run(1000, 7)
+        .iter()
+        .take_while(|e| e.step().unwrap_or(0) <= 20)
+    {
+        app.on_event(event, now);
+    }
+    assert!(app
+        .live
+        .layers
+        .iter()
+        .all(|l| l.mode == BnMode::Train && l.momentum == 0.1));
+    app
+}
+
+fn press(app: &mut App, keys: &[KeyEvent]) -> Vec<Control> {
+    keys.iter()
+        .flat_map(|k| app.on_key(k, Instant::now()))
+        .collect()
+}
+
+/// Echo a control back as the engine would, applied at the current step.
+fn echo(app: &mut App, control: Control) {
+    let step = app.live.step;
+    let event = Event::Control(ControlEvent {
+        step,
+        control,
+        rejected: None,
+    });
+    app.on_event(&event, Instant::now());
+}
+
+fn render(app: &App, width: u16, height: u16, options: UiOptions) -> Terminal<TestBackend> {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("test backend");
+    let theme = Theme::new(&options);
+    terminal.draw(|f| view::draw(f, app, &theme)).expect("draw");
+    terminal
+}
+
+fn screen(terminal: &Terminal<TestBackend>) -> String {
+    let buffer = terminal.backend().buffer();
+    let width = buffer.area.width as usize;
+    let symbols: Vec<&str> = buffer.content.iter().map(|c| c.symbol()).collect();
+    symbols
+        .chunks(width)
+        .map(|row| row.concat().trim_end().to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn unicode() -> UiOptions {
+    UiOptions {
+        color: ColorMode::Ansi256,
+        ..UiOptions::default()
+    }
+}
+
+// ---- key presses -> controls ----
+
+#[test]
+fn t_toggles_the_selected_layer_and_follows_the_echo() {
+    let mut app = fresh_app();
+    assert_eq!(press(&mut app, &[key('j')]), vec![]);
+    assert_eq!(app.selected, 1);
+    let sent = press(&mut app, &[key('t')]);
+    assert_eq!(
+        sent,
+        vec![Control::SetMode {
+            layer: Some(1),
+            mode: BnMode::Eval
+        }]
+    );
+    // Until the run applies it, the table still shows TRAIN; after the echo, t goes back.
+    assert_eq!(app.live.layers[1].mode, BnMode::Train);
+    echo(&mut app, sent[0].clone());
+    assert_eq!(app.live.layers[1].mode, BnMode::Eval);
+    let status = app
+        .status
+        .as_ref()
+        .map(|s| s.text.clone())
+        .unwrap_or_default();
+    assert!(status.contains("block2 -> EVAL"), "{status}");
+    assert_eq!(
+        press(&mut app, &[key('t')]),
+        vec![Control::SetMode {
+            layer: Some(1),
+            mode: BnMode::Train
+        }]
+    );
+}
+
+#[test]
+fn capital_t_switches_all_layers_and_back() {
+    let mut app = fresh_app();
+    let sent = press(&mut app, &[key('T')]);
+    assert_eq!(
+        sent,
+        vec![Control::SetMode {
+            layer: None,
+            mode: BnMode::Eval
+        }]
+    );
+    echo(&mut app, sent[0].clone());
+    assert!(app.live.layers.iter().all(|l| l.mode == BnMode::Eval));
+    assert_eq!(
+        press(&mut app, &[key('T')]),
+        vec![Control::SetMode {
+            layer: None,
+            mode: BnMode::Train
+        }]
+    );
+}
+
+#[test]
+fn selection_stays_in_range() {
+    let mut app = fresh_app();
+    press(&mut app, &[key('k'), code(KeyCode::Up)]);
+    assert_eq!(app.selected, 0);
+    press(
+        &mut app,
+        &[key('j'), code(KeyCode::Down), key('j'), key('j')],
+    );
+    assert_eq!(app.selected, 2);
+}
+
+#[test]
+fn momentum_steps_along_the_ladder_and_stops_at_its_ends() {
+    let mut app = fresh_app();
+    assert_eq!(
+        press(&mut app, &[key('+')]),
+        vec![Control::SetMomentum {
+            layer: Some(0),
+            momentum: 0.2
+        }]
+    );
+    assert_eq!(
+        press(&mut app, &[key('-')]),
+        vec![Control::SetMomentum {
+            layer: Some(0),
+            momentum: 0.05
+        }]
+    );
+    echo(
+        &mut app,
+        Control::SetMomentum {
+            layer: Some(0),
+            momentum: 1.0,
+        },
+    );
+    assert_eq!(press(&mut app, &[key('+')]), vec![]);
+    let status = app
+        .status
+        .as_ref()
+        .map(|s| s.text.clone())
+        .unwrap_or_default();
+    assert!(status.contains("already the largest"), "{status}");
+    // Off the ladder: the next value above or below.
+    echo(
+        &mut app,
+        Control::SetMomentum {
+            layer: Some(0),
+            momentum: 0.07,
+        },
+    );
+    assert_eq!(
+        press(&mut app, &[key('+')]),
+        vec![Control::SetMomentum {
+            layer: Some(0),
+            momentum: 0.1
+        }]
+    );
+}
+
+#[test]
+fn typed_momentum_is_validated() {
+    let mut app = fresh_app();
+    press(&mut app, &[key('j')]);
+    let typed: Vec<KeyEvent> = "m0.03"
+        .chars()
+        .map(key)
+        .chain([code(KeyCode::Enter)])
+        .collect();
+    assert_eq!(
+        press(&mut app, &typed),
+        vec![Control::SetMomentum {
+            layer: Some(1),
+            momentum: 0.03
+        }]
+    );
+    assert!(app.prompt.is_none());
+    // Out of range: nothing sent, an error shown.
+    let typed: Vec<KeyEvent> = "M1.5"
+        .chars()
+        .map(key)
+        .chain([code(KeyCode::Enter)])
+        .collect();
+    assert_eq!(press(&mut app, &typed), vec![]);
+    let status = app
+        .status
+        .as_ref()
+        .map(|s| s.text.clone())
+        .unwrap_or_default();
+    assert!(status.contains("must be a number in [0, 1]"), "{status}");
+    // Letters are not typed into the prompt (so q does not quit while typing), Esc cancels.
+    let typed: Vec<KeyEvent> = "Mq0.5"
+        .chars()
+        .map(key)
+        .chain([code(KeyCode::Backspace), code(KeyCode::Esc)])
+        .collect();
+    assert_eq!(press(&mut app, &typed), vec![]);
+    assert!(!app.quit && app.prompt.is_none());
+    let typed: Vec<KeyEvent> = "M0.5"
+        .chars()
+        .map(key)
+        .chain([code(KeyCode::Enter)])
+        .collect();
+    assert_eq!(
+        press(&mut app, &typed),
+        vec![Control::SetMomentum {
+            layer: None,
+            momentum: 0.5
+        }]
+    );
+}
+
+#[test]
+fn lr_pause_step_reset_and_quit() {
+    let mut app = fresh_app();
+    assert_eq!(
+        press(&mut app, &[key(']')]),
+        vec![Control::SetLr { lr: 0.1 }]
+    );
+    assert_eq!(
+        press(&mut app, &[key('[')]),
+        vec![Control::SetLr { lr: 0.025 }]
+    );
+    // A single step needs a paused run.
+    assert_eq!(press(&mut app, &[key('s')]), vec![]);
+    assert_eq!(press(&mut app, &[key(' ')]), vec![Control::Pause]);
+    echo(&mut app, Control::Pause);
+    assert!(app.live.paused);
+    assert_eq!(press(&mut app, &[key('s')]), vec![Control::Step]);
+    assert_eq!(press(&mut app, &[key('p')]), vec![Control::Resume]);
+    assert_eq!(
+        press(&mut app, &[key('r')]),
+        vec![Control::ResetRunningStats { layer: Some(0) }]
+    );
+    assert_eq!(
+        press(&mut app, &[key('R')]),
+        vec![Control::ResetRunningStats { layer: None }]
+    );
+    let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
+    assert_eq!(press(&mut app, &[ctrl_c]), vec![Control::Quit]);
+    assert!(app.quit);
+}
+
+#[test]
+fn help_swallows_the_key_that_closes_it() {
+    let mut app = fresh_app();
+    press(&mut app, &[key('?')]);
+    assert!(app.help);
+    assert_eq!(press(&mut app, &[key('t')]), vec![]);
+    assert!(!app.help);
+    // j/k scroll the help instead of moving the selection.
+    press(&mut app, &[key('?'), key('j'), key('j'), key('k')]);
+    assert!(app.help);
+    assert_eq!((app.help_scroll, app.selected), (1, 0));
+    assert_eq!(press(&mut app, &[key('q')]), vec![Control::Quit]);
+}
+
+/// The heatmap colours follow the data: the layer switched to EVAL (whose d runs away) uses the
+/// saturated ends of the scale, and its cells are not all one colour.
+#[test]
+fn heatmap_colours_follow_the_data() {
+    use ratatui::style::Color;
+    let mut app = app_after(1000);
+    let options = UiOptions {
+        color: ColorMode::TrueColor,
+        ..UiOptions::default()
+    };
+    let colours = |app: &App| {
+        let terminal = render(app, 160, 48, options);
+        let buffer = terminal.backend().buffer().clone();
+        let mut seen = std::collections::BTreeSet::new();
+        for cell in buffer.content.iter().filter(|c| c.symbol() == "▀") {
+            for color in [cell.fg, cell.bg] {
+                if let Color::Rgb(r, g, b) = color {
+                    seen.insert((r, g, b));
+                }
+            }
+        }
+        seen
+    };
+    let train_layer = colours(&app);
+    press(&mut app, &[key('j')]);
+    let eval_layer = colours(&app);
+    assert!(train_layer.len() >= 3, "{train_layer:?}");
+    // Both ends of the diverging scale appear for the runaway layer.
+    assert!(
+        eval_layer.contains(&(255, 60, 50)) || eval_layer.contains(&(60, 110, 255)),
+        "{eval_layer:?}"
+    );
+}
+
+#[test]
+fn freeze_holds_the_view_while_events_keep_coming() {
+    let mut app = app_after(100);
+    press(&mut app, &[key('f')]);
+    let now = Instant::now();
+    for event in synthetic::run(200, 7).into_iter().skip(150) {
+        app.on_event(&event, now);
+    }
+    assert_eq!(app.view().step, 100);
+    assert_eq!(app.live.step, 200);
+    let frozen = screen(&render(&app, 120, 40, unicode()));
+    assert!(frozen.contains("FROZEN @100 (live 200)"), "{frozen}");
+    press(&mut app, &[key('f')]);
+    assert_eq!(app.view().step, 200);
+}
+
+// ---- screens ----
+
+#[test]
+fn snapshot_main_80x24() {
+    let app = app_after(600);
+    insta::assert_snapshot!(screen(&render(&app, 80, 24, unicode())));
+}
+
+#[test]
+fn snapshot_main_160x48() {
+    let app = app_after(600);
+    insta::assert_snapshot!(screen(&render(&app, 160, 48, unicode())));
+}
+
+#[test]
+fn snapshot_eval_layer_log_r_heatmap_160x48() {
+    let mut app = app_after(1000);
+    press(&mut app, &[key('j'), key('d'), key('c'), key('c')]);
+    insta::assert_snapshot!(screen(&render(&app, 160, 48, unicode())));
+}
+
+#[test]
+fn snapshot_second_chart_page_80x24() {
+    let mut app = app_after(600);
+    press(
+        &mut app,
+        &[
+            code(KeyCode::Tab),
+            code(KeyCode::Right),
+            code(KeyCode::Right),
+        ],
+    );
+    insta::assert_snapshot!(screen(&render(&app, 80, 24, unicode())));
+}
+
+#[test]
+fn snapshot_help_80x24() {
+    let mut app = app_after(600);
+    press(&mut app, &[key('?')]);
+    insta::assert_snapshot!(screen(&render(&app, 80, 24, unicode())));
+}
+
+#[test]
+fn snapshot_paused_with_prompt_ascii_80x24() {
+    let mut app = app_after(600);
+    echo(&mut app, Control::Pause);
+    press(
+        &mut app,
+        &[key('j'), key('m'), key('0'), key('.'), key('0')],
+    );
+    let options = UiOptions {
+        color: ColorMode::None,
+        ascii: true,
+        ..UiOptions::default()
+    };
+    let text = screen(&render(&app, 80, 24, options));
+    assert!(text.is_ascii(), "{text}");
+    insta::assert_snapshot!(text);
+}
+
+#[test]
+fn snapshot_too_small() {
+    let app = app_after(10);
+    insta::assert_snapshot!(screen(&render(&app, 40, 10, unicode())));
+}
+
+#[test]
+fn waiting_screen_before_any_event() {
+    let app = App::new();
+    let text = screen(&render(&app, 80, 24, unicode()));
+    assert!(text.contains("waiting for the first step"), "{text}");
+}
+
+/// Every size from 1x1 to 200x60 draws without panicking, with data, help and in ASCII.
+#[test]
+fn every_terminal_size_draws() {
+    let mut app = app_after(300);
+    let ascii = UiOptions {
+        color: ColorMode::None,
+        ascii: true,
+        ..UiOptions::default()
+    };
+    let theme = Theme::new(&unicode());
+    let ascii_theme = Theme::new(&ascii);
+    let mut terminal = Terminal::new(TestBackend::new(1, 1)).expect("test backend");
+    for width in 1..=200u16 {
+        for height in 1..=60u16 {
+            terminal.backend_mut().resize(width, height);
+            terminal
+                .resize(ratatui::layout::Rect::new(0, 0, width, height))
+                .expect("resize");
+            // Alternate views so each size also sees the help overlay and the ASCII fallback.
+            app.help = (width + height) % 3 == 0;
+            let theme = if (width * height) % 2 == 0 {
+                &theme
+            } else {
+                &ascii_theme
+            };
+            terminal.draw(|f| view::draw(f, &app, theme)).expect("draw");
+            if theme.ascii {
+                let buffer = terminal.backend().buffer();
+                assert!(
+                    buffer.content.iter().all(|c| c.symbol().is_ascii()),
+                    "{width}x{height}"
+                );
+            }
+        }
+    }
+}
