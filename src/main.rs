@@ -32,6 +32,24 @@ enum Command {
     Train(TrainArgs),
     /// Measure training speed with per-layer metrics on and off (use a release build).
     Bench(BenchArgs),
+    /// Measure the dashboard: render time, bytes per second to the terminal, history memory.
+    BenchDashboard(BenchDashboardArgs),
+}
+
+#[derive(Args)]
+struct BenchDashboardArgs {
+    /// Steps of history before the render timing starts.
+    #[arg(long, default_value_t = 10_000)]
+    history: u64,
+    /// Frames timed.
+    #[arg(long, default_value_t = 300)]
+    frames: usize,
+    /// Seconds of live training before the bandwidth measurement starts.
+    #[arg(long, default_value_t = 5.0)]
+    warmup: f64,
+    /// Seconds the bandwidth is measured over.
+    #[arg(long, default_value_t = 20.0)]
+    seconds: f64,
 }
 
 #[derive(Args, Clone)]
@@ -187,6 +205,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Train(args)) => train(&args),
         Some(Command::Bench(args)) => run_bench(&args),
+        Some(Command::BenchDashboard(args)) => run_bench_dashboard(&args),
         None => train(&cli.train),
     };
     match result {
@@ -274,11 +293,33 @@ fn run_bench(args: &BenchArgs) -> Result<(), Failure> {
         ));
     }
     let data = load_data(None)?;
-    let plan = bench::Plan {
+    let plan = bench::training::Plan {
         steps: args.steps,
         warmup: args.warmup,
         rounds: args.rounds,
         batches: args.batches.clone(),
     };
-    bench::run(&plan, &data, &mut std::io::stdout()).map_err(|e| Failure(1, e))
+    bench::training::run(&plan, &data, &mut std::io::stdout()).map_err(|e| Failure(1, e))
+}
+
+fn run_bench_dashboard(args: &BenchDashboardArgs) -> Result<(), Failure> {
+    let valid = |x: f64| x.is_finite() && x >= 0.0;
+    if args.frames == 0
+        || args.history == 0
+        || !valid(args.warmup)
+        || !(valid(args.seconds) && args.seconds > 0.0)
+    {
+        return Err(Failure(
+            2,
+            "--frames, --history and --seconds must be positive, --warmup >= 0".into(),
+        ));
+    }
+    let data = load_data(None)?;
+    let plan = bench::dashboard::Plan {
+        history: args.history,
+        frames: args.frames,
+        warmup_s: args.warmup,
+        seconds: args.seconds,
+    };
+    bench::dashboard::run(&plan, &data, &mut std::io::stdout()).map_err(|e| Failure(1, e))
 }

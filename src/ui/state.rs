@@ -383,6 +383,48 @@ impl RunState {
         }
     }
 
+    /// Heap bytes held by the history (ring buffers are preallocated, so this does not grow with
+    /// the run).
+    pub fn history_bytes(&self) -> usize {
+        let layer_bytes: usize = self
+            .layers
+            .iter()
+            .map(|l| {
+                let channels: usize = l
+                    .channel_history
+                    .iter()
+                    .map(|h| {
+                        [
+                            &h.batch_mean,
+                            &h.running_mean,
+                            &h.batch_var,
+                            &h.running_var,
+                            &h.d,
+                            &h.log_r,
+                        ]
+                        .iter()
+                        .map(|s| s.heap_bytes())
+                        .sum::<usize>()
+                    })
+                    .sum();
+                channels
+                    + [&l.drift, &l.drift_floor, &l.weight_norm, &l.angular_update]
+                        .iter()
+                        .map(|s| s.heap_bytes())
+                        .sum::<usize>()
+            })
+            .sum();
+        layer_bytes
+            + [
+                &self.loss_history,
+                &self.heldout_batch_stats,
+                &self.heldout_running_stats,
+            ]
+            .iter()
+            .map(|s| s.heap_bytes())
+            .sum::<usize>()
+    }
+
     /// Is the run over (ended, or failed)?
     pub fn finished(&self) -> Option<EndReason> {
         self.end.as_ref().map(|e| e.reason)

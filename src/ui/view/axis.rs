@@ -2,7 +2,8 @@
 //! numbers, so a new point changes a few cells rather than redrawing the whole chart (which is
 //! what keeps the dashboard's bandwidth low over SSH).
 
-/// The smallest 1-2-5 number at least `x` (for x > 0).
+/// The smallest 1-2-5 number at least `x` (for x > 0), with a tolerance for values that went
+/// through f32 (0.1f32 is 0.10000000149).
 pub fn nice_ceiling(x: f64) -> f64 {
     if !(x.is_finite() && x > 0.0) {
         return 1.0;
@@ -11,7 +12,7 @@ pub fn nice_ceiling(x: f64) -> f64 {
     [1.0, 2.0, 5.0, 10.0]
         .iter()
         .map(|m| m * decade)
-        .find(|&v| v >= x * (1.0 - 1e-12))
+        .find(|&v| v >= x * (1.0 - 1e-6))
         .unwrap_or(10.0 * decade)
 }
 
