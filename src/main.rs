@@ -267,21 +267,31 @@ fn dashboard(engine: engine::EngineHandle, args: &DashboardArgs) -> Result<(), F
     // Stop training and let it write its end record, whatever closed the dashboard.
     let _ = engine.controls.send(bntop::protocol::Control::Quit);
     let deadline = std::time::Instant::now() + SHUTDOWN_WAIT;
-    loop {
+    let mut end = None;
+    while end.is_none() {
         match engine.events.recv_deadline(deadline) {
-            Ok(bntop::protocol::Event::End(_)) | Err(_) => break,
+            Ok(bntop::protocol::Event::End(e)) => end = Some(e),
             Ok(_) => {}
+            Err(_) => break,
         }
     }
     drop(engine.controls);
     let outcome = result.map_err(|e| Failure(1, e))?;
-    match outcome.signal {
+    if let Some(signal) = outcome.signal {
         // The shell convention for "terminated by signal n".
-        Some(signal) => Err(Failure(
+        return Err(Failure(
             128 + signal as u8,
             format!("stopped by signal {signal}; terminal restored"),
+        ));
+    }
+    // An earlier end record was consumed by the dashboard; ask its outcome there.
+    let reason = end.map(|e| (e.reason, e.message)).or(outcome.end);
+    match reason {
+        Some((EndReason::Diverged | EndReason::Error, message)) => Err(Failure(
+            1,
+            message.unwrap_or_else(|| "training failed".into()),
         )),
-        None => Ok(()),
+        _ => Ok(()),
     }
 }
 

@@ -9,7 +9,7 @@ use ratatui::crossterm::event::{self, Event as TermEvent};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use crate::protocol::{Control, Event};
+use crate::protocol::{Control, EndReason, Event};
 
 use super::app::{App, StatusKind};
 use super::options::UiOptions;
@@ -27,6 +27,8 @@ pub struct RunOutcome {
     pub elapsed: Duration,
     /// The last control sent was `Quit` (the user pressed q or Ctrl-C).
     pub quit_sent: bool,
+    /// How the run ended, if its end record arrived while the dashboard was open.
+    pub end: Option<(EndReason, Option<String>)>,
 }
 
 /// Read terminal input on its own thread, so the loop can wait on input, events and signals at once.
@@ -86,6 +88,7 @@ pub fn run(
         bytes_written: 0,
         elapsed: Duration::ZERO,
         quit_sent: false,
+        end: None,
     };
     let mut last_frame: Option<Instant> = None;
     let mut dirty = true;
@@ -157,6 +160,7 @@ pub fn run(
             dirty = false;
         }
     }
+    outcome.end = app.live.end.as_ref().map(|e| (e.reason, e.message.clone()));
     outcome.bytes_written = session.bytes_written.load(Ordering::Relaxed);
     outcome.elapsed = started.elapsed();
     drop(session);

@@ -138,3 +138,29 @@ fn install_panic_hook(ui_thread: ThreadId) {
         }));
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The hook restores the terminal for a panic on the dashboard's thread, and only then. (Run
+    /// without a terminal, `restore` writes a few harmless escape codes to stdout.)
+    #[test]
+    fn panic_on_the_dashboard_thread_restores_the_terminal() {
+        let dashboard = thread::spawn(|| {
+            install_panic_hook(thread::current().id());
+            // Another thread's panic leaves the dashboard's terminal alone.
+            ACTIVE.store(true, Ordering::SeqCst);
+            let _ = thread::spawn(|| panic!("training thread panics")).join();
+            let untouched = ACTIVE.load(Ordering::SeqCst);
+            let panicked = std::panic::catch_unwind(|| panic!("dashboard panics")).is_err();
+            (untouched, panicked, ACTIVE.load(Ordering::SeqCst))
+        });
+        let (untouched, panicked, still_active) = dashboard.join().expect("test thread");
+        assert!(untouched, "a panic elsewhere must not restore the terminal");
+        assert!(
+            panicked && !still_active,
+            "the dashboard's panic must restore it"
+        );
+    }
+}

@@ -206,13 +206,12 @@ fn visible_columns(width: u16, offset: usize) -> (Vec<&'static Column>, usize, b
 pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     let state = app.view();
     let inner_width = area.width.saturating_sub(2);
-    let (columns, offset, hidden) = visible_columns(inner_width, app.column_offset);
+    let (columns, _, hidden) = visible_columns(inner_width, app.column_offset);
     let mut title = vec![Span::styled(" BN layers ", theme.title())];
     if hidden {
         let arrows = theme.glyph("←/→", "</>");
         title.push(Span::styled(format!("{arrows} more columns "), theme.dim()));
     }
-    let _ = offset;
     let mut titles = vec!["layer", "mode", "m"];
     titles.extend(
         columns
