@@ -47,6 +47,21 @@ fn fresh_app() -> App {
     app
 }
 
+/// `text` typed key by key, then `then`.
+fn typed(text: &str, then: &[KeyCode]) -> Vec<KeyEvent> {
+    text.chars()
+        .map(key)
+        .chain(then.iter().map(|&c| code(c)))
+        .collect()
+}
+
+fn status(app: &App) -> String {
+    app.status
+        .as_ref()
+        .map(|s| s.text.clone())
+        .unwrap_or_default()
+}
+
 fn press(app: &mut App, keys: &[KeyEvent]) -> Vec<Control> {
     keys.iter()
         .flat_map(|k| app.on_key(k, Instant::now()))
@@ -108,11 +123,7 @@ fn t_toggles_the_selected_layer_and_follows_the_echo() {
     assert_eq!(app.live.layers[1].mode, BnMode::Train);
     echo(&mut app, sent[0].clone());
     assert_eq!(app.live.layers[1].mode, BnMode::Eval);
-    let status = app
-        .status
-        .as_ref()
-        .map(|s| s.text.clone())
-        .unwrap_or_default();
+    let status = status(&app);
     assert!(status.contains("block2 -> EVAL"), "{status}");
     assert_eq!(
         press(&mut app, &[key('t')]),
@@ -182,11 +193,7 @@ fn momentum_steps_along_the_ladder_and_stops_at_its_ends() {
         },
     );
     assert_eq!(press(&mut app, &[key('+')]), vec![]);
-    let status = app
-        .status
-        .as_ref()
-        .map(|s| s.text.clone())
-        .unwrap_or_default();
+    let status = status(&app);
     assert!(status.contains("already the largest"), "{status}");
     // Off the ladder: the next value above or below.
     echo(
@@ -209,13 +216,9 @@ fn momentum_steps_along_the_ladder_and_stops_at_its_ends() {
 fn typed_momentum_is_validated() {
     let mut app = fresh_app();
     press(&mut app, &[key('j')]);
-    let typed: Vec<KeyEvent> = "m0.03"
-        .chars()
-        .map(key)
-        .chain([code(KeyCode::Enter)])
-        .collect();
+    let keys = typed("m0.03", &[KeyCode::Enter]);
     assert_eq!(
-        press(&mut app, &typed),
+        press(&mut app, &keys),
         vec![Control::SetMomentum {
             layer: Some(1),
             momentum: 0.03
@@ -223,33 +226,17 @@ fn typed_momentum_is_validated() {
     );
     assert!(app.prompt.is_none());
     // Out of range: nothing sent, an error shown.
-    let typed: Vec<KeyEvent> = "M1.5"
-        .chars()
-        .map(key)
-        .chain([code(KeyCode::Enter)])
-        .collect();
-    assert_eq!(press(&mut app, &typed), vec![]);
-    let status = app
-        .status
-        .as_ref()
-        .map(|s| s.text.clone())
-        .unwrap_or_default();
+    let keys = typed("M1.5", &[KeyCode::Enter]);
+    assert_eq!(press(&mut app, &keys), vec![]);
+    let status = status(&app);
     assert!(status.contains("must be a number in [0, 1]"), "{status}");
     // Letters are not typed into the prompt (so q does not quit while typing), Esc cancels.
-    let typed: Vec<KeyEvent> = "Mq0.5"
-        .chars()
-        .map(key)
-        .chain([code(KeyCode::Backspace), code(KeyCode::Esc)])
-        .collect();
-    assert_eq!(press(&mut app, &typed), vec![]);
+    let keys = typed("Mq0.5", &[KeyCode::Backspace, KeyCode::Esc]);
+    assert_eq!(press(&mut app, &keys), vec![]);
     assert!(!app.quit && app.prompt.is_none());
-    let typed: Vec<KeyEvent> = "M0.5"
-        .chars()
-        .map(key)
-        .chain([code(KeyCode::Enter)])
-        .collect();
+    let keys = typed("M0.5", &[KeyCode::Enter]);
     assert_eq!(
-        press(&mut app, &typed),
+        press(&mut app, &keys),
         vec![Control::SetMomentum {
             layer: None,
             momentum: 0.5

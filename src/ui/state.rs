@@ -119,6 +119,27 @@ impl LayerState {
         }
     }
 
+    /// Every series this layer keeps.
+    fn series(&self) -> impl Iterator<Item = &Series> {
+        let layer = [
+            &self.drift,
+            &self.drift_floor,
+            &self.weight_norm,
+            &self.angular_update,
+        ];
+        let channels = self.channel_history.iter().flat_map(|h| {
+            [
+                &h.batch_mean,
+                &h.running_mean,
+                &h.batch_var,
+                &h.running_var,
+                &h.d,
+                &h.log_r,
+            ]
+        });
+        layer.into_iter().chain(channels)
+    }
+
     /// Empirical drift noise floor D0, once enough successive steps were seen.
     pub fn noise_floor(&self) -> Option<f64> {
         self.floor.floor(self.momentum)
@@ -386,43 +407,13 @@ impl RunState {
     /// Heap bytes held by the history (ring buffers are preallocated, so this does not grow with
     /// the run).
     pub fn history_bytes(&self) -> usize {
-        let layer_bytes: usize = self
-            .layers
-            .iter()
-            .map(|l| {
-                let channels: usize = l
-                    .channel_history
-                    .iter()
-                    .map(|h| {
-                        [
-                            &h.batch_mean,
-                            &h.running_mean,
-                            &h.batch_var,
-                            &h.running_var,
-                            &h.d,
-                            &h.log_r,
-                        ]
-                        .iter()
-                        .map(|s| s.heap_bytes())
-                        .sum::<usize>()
-                    })
-                    .sum();
-                channels
-                    + [&l.drift, &l.drift_floor, &l.weight_norm, &l.angular_update]
-                        .iter()
-                        .map(|s| s.heap_bytes())
-                        .sum::<usize>()
-            })
-            .sum();
-        layer_bytes
-            + [
-                &self.loss_history,
-                &self.heldout_batch_stats,
-                &self.heldout_running_stats,
-            ]
-            .iter()
-            .map(|s| s.heap_bytes())
-            .sum::<usize>()
+        let run = [
+            &self.loss_history,
+            &self.heldout_batch_stats,
+            &self.heldout_running_stats,
+        ];
+        let layers = self.layers.iter().flat_map(LayerState::series);
+        run.into_iter().chain(layers).map(Series::heap_bytes).sum()
     }
 
     /// Is the run over (ended, or failed)?

@@ -34,132 +34,88 @@ fn pair(a: f64, b: f64) -> (String, Health) {
     (format!("{}/{}", num(a, 2), num(b, 2)), h)
 }
 
+fn drift_cell(l: &LayerState, s: &LayerSnapshot) -> (String, Health) {
+    let d = f64::from(s.summary.drift);
+    let floor = l.noise_floor();
+    let text = match floor {
+        Some(f) => format!("{} ({})", num(d, 2), num(f, 2)),
+        None => num(d, 3),
+    };
+    (text, health::drift(d, floor))
+}
+
+fn r_cell(_: &LayerState, s: &LayerSnapshot) -> (String, Health) {
+    let (lo, hi) = (f64::from(s.summary.r_min), f64::from(s.summary.r_max));
+    (
+        format!("{}-{}", num(lo, 2), num(hi, 2)),
+        health::r_range(lo, hi),
+    )
+}
+
+fn d_cell(_: &LayerState, s: &LayerSnapshot) -> (String, Health) {
+    let (m, x) = (
+        f64::from(s.summary.d_mean_abs),
+        f64::from(s.summary.d_max_abs),
+    );
+    (format!("{}/{}", num(m, 2), num(x, 2)), health::d_max(x))
+}
+
+fn relu_cell(_: &LayerState, s: &LayerSnapshot) -> (String, Health) {
+    let a = f64::from(s.summary.relu_active);
+    (pct(a), health::relu_active(a))
+}
+
+fn finite_cell(x: f64, sig: usize) -> (String, Health) {
+    (num(x, sig), health::finite(x))
+}
+
+fn norm_cell(_: &LayerState, s: &LayerSnapshot) -> (String, Health) {
+    finite_cell(f64::from(s.summary.weight_norm), 3)
+}
+
+fn angle_cell(_: &LayerState, s: &LayerSnapshot) -> (String, Health) {
+    finite_cell(f64::from(s.summary.angular_update), 2)
+}
+
+fn effective_lr_cell(_: &LayerState, s: &LayerSnapshot) -> (String, Health) {
+    finite_cell(f64::from(s.summary.effective_lr), 2)
+}
+
+fn cos_cell(_: &LayerState, s: &LayerSnapshot) -> (String, Health) {
+    let c = f64::from(s.summary.max_abs_cos);
+    (num(c, 1), health::max_cos(c))
+}
+
+fn means_cell(_: &LayerState, s: &LayerSnapshot) -> (String, Health) {
+    pair(mean(&s.batch_mean), mean(&s.running_mean_pre))
+}
+
+fn vars_cell(_: &LayerState, s: &LayerSnapshot) -> (String, Health) {
+    pair(mean(&s.batch_var), mean(&s.running_var_pre))
+}
+
+fn gamma_cell(_: &LayerState, s: &LayerSnapshot) -> (String, Health) {
+    finite_cell(mean(&s.gamma), 3)
+}
+
+fn beta_cell(_: &LayerState, s: &LayerSnapshot) -> (String, Health) {
+    finite_cell(mean(&s.beta), 2)
+}
+
+#[rustfmt::skip]
 const COLUMNS: &[Column] = &[
-    Column {
-        title: "D (D0)",
-        ascii_title: "D (D0)",
-        width: 13,
-        fixed: true,
-        cell: |l, s| {
-            let d = f64::from(s.summary.drift);
-            let floor = l.noise_floor();
-            let text = match floor {
-                Some(f) => format!("{} ({})", num(d, 2), num(f, 2)),
-                None => num(d, 3),
-            };
-            (text, health::drift(d, floor))
-        },
-    },
-    Column {
-        title: "r min-max",
-        ascii_title: "r min-max",
-        width: 11,
-        fixed: false,
-        cell: |_, s| {
-            let (lo, hi) = (f64::from(s.summary.r_min), f64::from(s.summary.r_max));
-            (
-                format!("{}-{}", num(lo, 2), num(hi, 2)),
-                health::r_range(lo, hi),
-            )
-        },
-    },
-    Column {
-        title: "|d| mean/max",
-        ascii_title: "|d| mean/max",
-        width: 12,
-        fixed: false,
-        cell: |_, s| {
-            let (m, x) = (
-                f64::from(s.summary.d_mean_abs),
-                f64::from(s.summary.d_max_abs),
-            );
-            (format!("{}/{}", num(m, 2), num(x, 2)), health::d_max(x))
-        },
-    },
-    Column {
-        title: "ReLU on",
-        ascii_title: "ReLU on",
-        width: 7,
-        fixed: false,
-        cell: |_, s| {
-            let a = f64::from(s.summary.relu_active);
-            (pct(a), health::relu_active(a))
-        },
-    },
-    Column {
-        title: "‖w‖",
-        ascii_title: "|w|",
-        width: 7,
-        fixed: false,
-        cell: |_, s| {
-            let w = f64::from(s.summary.weight_norm);
-            (num(w, 3), health::finite(w))
-        },
-    },
-    Column {
-        title: "θ/step",
-        ascii_title: "ang/step",
-        width: 8,
-        fixed: false,
-        cell: |_, s| {
-            let a = f64::from(s.summary.angular_update);
-            (num(a, 2), health::finite(a))
-        },
-    },
-    Column {
-        title: "η/‖w‖²",
-        ascii_title: "lr/|w|^2",
-        width: 8,
-        fixed: false,
-        cell: |_, s| {
-            let e = f64::from(s.summary.effective_lr);
-            (num(e, 2), health::finite(e))
-        },
-    },
-    Column {
-        title: "max|cos|",
-        ascii_title: "max|cos|",
-        width: 8,
-        fixed: false,
-        cell: |_, s| {
-            let c = f64::from(s.summary.max_abs_cos);
-            (num(c, 1), health::max_cos(c))
-        },
-    },
-    Column {
-        title: "μB/μR",
-        ascii_title: "muB/muR",
-        width: 15,
-        fixed: false,
-        cell: |_, s| pair(mean(&s.batch_mean), mean(&s.running_mean_pre)),
-    },
-    Column {
-        title: "σ²B/vR",
-        ascii_title: "varB/vR",
-        width: 13,
-        fixed: false,
-        cell: |_, s| pair(mean(&s.batch_var), mean(&s.running_var_pre)),
-    },
-    Column {
-        title: "γ mean",
-        ascii_title: "gamma",
-        width: 7,
-        fixed: false,
-        cell: |_, s| {
-            let g = mean(&s.gamma);
-            (num(g, 3), health::finite(g))
-        },
-    },
-    Column {
-        title: "β mean",
-        ascii_title: "beta",
-        width: 7,
-        fixed: false,
-        cell: |_, s| {
-            let b = mean(&s.beta);
-            (num(b, 2), health::finite(b))
-        },
-    },
+    Column { title: "D (D0)", ascii_title: "D (D0)", width: 15, fixed: true, cell: drift_cell },
+    Column { title: "r min-max", ascii_title: "r min-max", width: 11, fixed: false, cell: r_cell },
+    Column { title: "|d| mean/max", ascii_title: "|d| mean/max", width: 12, fixed: false, cell: d_cell },
+    Column { title: "ReLU on", ascii_title: "ReLU on", width: 7, fixed: false, cell: relu_cell },
+    Column { title: "‖w‖", ascii_title: "|w|", width: 7, fixed: false, cell: norm_cell },
+    Column { title: "θ/step", ascii_title: "ang/step", width: 8, fixed: false, cell: angle_cell },
+    Column { title: "η/‖w‖²", ascii_title: "lr/|w|^2", width: 8, fixed: false, cell: effective_lr_cell },
+    Column { title: "max|cos|", ascii_title: "max|cos|", width: 8, fixed: false, cell: cos_cell },
+    Column { title: "μB/μR", ascii_title: "muB/muR", width: 15, fixed: false, cell: means_cell },
+    Column { title: "σ²B/vR", ascii_title: "varB/vR", width: 13, fixed: false, cell: vars_cell },
+    Column { title: "γ mean", ascii_title: "gamma", width: 7, fixed: false, cell: gamma_cell },
+    Column { title: "β mean", ascii_title: "beta", width: 7, fixed: false, cell: beta_cell },
 ];
 
 /// Name, mode and momentum: always shown, before `COLUMNS`.

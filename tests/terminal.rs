@@ -1,0 +1,535 @@
+//! The dashboard in a real terminal: tmux gives the `bntop` binary a pseudo-terminal of a chosen
+//! size, sends it key presses and shows what it drew. Each test starts its own tmux server (its
+//! own socket, so a user's tmux is never touched and tests run in parallel) and the pane runs
+//! `bntop ...; echo "EXIT=$?"; stty -a`, so once the binary ends the pane shows its exit code and
+//! the terminal modes it left behind.
+//!
+//! Key presses reach the training thread as controls and come back as events, so every check
+//! polls the screen until the expected value appears (or a deadline passes and the test fails
+//! with the last screen).
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+/// How long to wait for a reaction to a key press, a signal or a resize.
+const DEADLINE: Duration = Duration::from_secs(20);
+/// How long to wait for the first frame with data (start-up on a loaded machine is slow).
+const STARTUP: Duration = Duration::from_secs(40);
+const POLL: Duration = Duration::from_millis(100);
+const INSTALL_HINT: &str = "tmux is required for the terminal tests: apt-get install -y tmux";
+
+fn require_tmux() {
+    match Command::new("tmux").arg("-V").output() {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => panic!(
+            "{INSTALL_HINT} (`tmux -V` failed: {})",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+        Err(e) => panic!("{INSTALL_HINT} (cannot run tmux: {e})"),
+    }
+}
+
+/// Quote for a POSIX shell.
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// The pane's command: `bntop args`, then its exit code and the terminal modes; then the pane
+/// stays open so the screen can be read.
+fn bntop_script(args: &[&str]) -> String {
+    format!(
+        "{} {}; echo \"EXIT=$?\"; stty -a; exec sleep 600",
+        shell_quote(env!("CARGO_BIN_EXE_bntop")),
+        args.join(" ")
+    )
+}
+
+/// One tmux server with one session holding one pane; the server is killed on drop.
+struct Tmux {
+    socket: String,
+    session: String,
+    /// The socket file, removed on drop (tmux leaves it behind).
+    socket_path: Option<String>,
+}
+
+impl Tmux {
+    /// Start `shell_command` (run by `sh -c`, with TERM=xterm-256color) in a detached
+    /// `width`x`height` session. `name` must be unique among the tests.
+    fn new(name: &str, width: u16, height: u16, shell_command: &str) -> Tmux {
+        require_tmux();
+        let mut tmux = Tmux {
+            socket: format!("bntop-test-{}-{name}", std::process::id()),
+            session: name.to_string(),
+            socket_path: None,
+        };
+        let (w, h) = (width.to_string(), height.to_string());
+        // Several arguments after the options: tmux runs them directly, no shell quoting needed.
+        tmux.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            name,
+            "-x",
+            &w,
+            "-y",
+            &h,
+            "env",
+            "TERM=xterm-256color",
+            "sh",
+            "-c",
+            shell_command,
+        ]);
+        tmux.socket_path = Some(tmux.display("#{socket_path}"));
+        tmux
+    }
+
+    fn command(&self, args: &[&str]) -> Output {
+        Command::new("tmux")
+            // UTF-8 whatever the locale; no user configuration; our own server.
+            .args(["-u", "-f", "/dev/null", "-L", &self.socket])
+            .args(args)
+            .env_remove("TMUX")
+            .output()
+            .unwrap_or_else(|e| panic!("{INSTALL_HINT} (cannot run tmux: {e})"))
+    }
+
+    /// Run a tmux command that must succeed; its stdout.
+    fn run(&self, args: &[&str]) -> String {
+        let out = self.command(args);
+        assert!(
+            out.status.success(),
+            "tmux {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Key names (`j`, `Enter`, `C-c`, `Space`), one key each.
+    fn send_keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", &self.session];
+        args.extend_from_slice(keys);
+        self.run(&args);
+    }
+
+    /// Literal text, character by character (`+`, `-`, `0.03`).
+    fn type_text(&self, text: &str) {
+        self.run(&["send-keys", "-t", &self.session, "-l", text]);
+    }
+
+    /// The visible screen (the alternate screen while the dashboard is up).
+    fn capture(&self) -> String {
+        self.run(&["capture-pane", "-p", "-t", &self.session])
+    }
+
+    /// The normal screen with its scrollback, wrapped lines joined.
+    fn capture_history(&self) -> String {
+        self.run(&["capture-pane", "-p", "-J", "-S", "-", "-t", &self.session])
+    }
+
+    /// A tmux format for the pane, e.g. `#{alternate_on}`.
+    fn display(&self, format: &str) -> String {
+        self.run(&["display-message", "-p", "-t", &self.session, format])
+            .trim()
+            .to_string()
+    }
+
+    fn resize(&self, width: u16, height: u16) {
+        let (w, h) = (width.to_string(), height.to_string());
+        self.run(&["resize-window", "-t", &self.session, "-x", &w, "-y", &h]);
+    }
+
+    fn poll(
+        &self,
+        what: &str,
+        deadline: Duration,
+        capture: impl Fn(&Tmux) -> String,
+        ready: impl Fn(&str) -> bool,
+    ) -> String {
+        let start = Instant::now();
+        loop {
+            let screen = capture(self);
+            if ready(&screen) {
+                return screen;
+            }
+            if start.elapsed() > deadline {
+                panic!(
+                    "timed out after {:.1} s waiting for: {what}\n--- last screen ---\n{screen}\n-------------------",
+                    start.elapsed().as_secs_f64()
+                );
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// Poll the visible screen until `ready` holds; panic with the last screen after the deadline.
+    fn wait_for(&self, ready: impl Fn(&str) -> bool, what: &str) -> String {
+        self.poll(what, DEADLINE, Tmux::capture, ready)
+    }
+
+    fn wait_for_within(
+        &self,
+        deadline: Duration,
+        ready: impl Fn(&str) -> bool,
+        what: &str,
+    ) -> String {
+        self.poll(what, deadline, Tmux::capture, ready)
+    }
+
+    /// The first dashboard frame with all three layers in the table.
+    fn wait_for_dashboard(&self) -> String {
+        self.wait_for_within(
+            STARTUP,
+            |s| {
+                ["block1", "block2", "block3"]
+                    .iter()
+                    .all(|b| layer(s, b).is_some())
+            },
+            "the layers table with block1..block3",
+        )
+    }
+
+    /// The pid of `bntop`: the child of the pane's shell.
+    fn bntop_pid(&self) -> u32 {
+        let shell: u32 = self
+            .display("#{pane_pid}")
+            .parse()
+            .expect("pane_pid is a number");
+        let children = children_of(shell);
+        match children.as_slice() {
+            [(pid, comm)] if comm == "bntop" => *pid,
+            _ => panic!("expected bntop as the only child of the pane shell {shell}: {children:?}"),
+        }
+    }
+
+    /// After the binary ended: its exit code was `code`, the terminal is back on the main screen,
+    /// in cooked mode with echo, and the cursor is shown.
+    fn assert_exited_and_restored(&self, code: i32) {
+        let screen = self.poll(
+            &format!("EXIT={code} once bntop ends"),
+            DEADLINE,
+            Tmux::capture_history,
+            |s| exit_code(s).is_some(),
+        );
+        assert_eq!(exit_code(&screen), Some(code), "exit code\n{screen}");
+        assert_eq!(
+            self.display("#{alternate_on}"),
+            "0",
+            "still on the alternate screen\n{screen}"
+        );
+        let screen = self.poll("the stty -a output", DEADLINE, Tmux::capture_history, |s| {
+            has_flag(s, "icanon") && has_flag(s, "echo")
+        });
+        let modes: Vec<&str> = screen.split_whitespace().collect();
+        for flag in ["icanon", "echo"] {
+            assert!(
+                modes.contains(&flag) && !modes.contains(&format!("-{flag}").as_str()),
+                "raw mode was not left: stty shows -{flag}\n{screen}"
+            );
+        }
+        assert_eq!(
+            self.display("#{cursor_flag}"),
+            "1",
+            "cursor still hidden\n{screen}"
+        );
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        // Ends the pane's processes too (they get SIGHUP).
+        let _ = self.command(&["kill-server"]);
+        if let Some(path) = &self.socket_path {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// (pid, command name) of every process whose parent is `parent` (Linux /proc).
+fn children_of(parent: u32) -> Vec<(u32, String)> {
+    let mut children = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("read /proc").flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so split at the last ')'.
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let ppid = stat[close + 1..].split_whitespace().nth(1);
+        if ppid.and_then(|p| p.parse::<u32>().ok()) == Some(parent) {
+            children.push((pid, stat[open + 1..close].to_string()));
+        }
+    }
+    children
+}
+
+fn send_signal(pid: u32, signal: &str) {
+    let status = Command::new("sh")
+        .args([
+            "-c",
+            "kill -s \"$1\" \"$2\"",
+            "sh",
+            signal,
+            &pid.to_string(),
+        ])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -s {signal} {pid} failed");
+}
+
+/// The code in the pane's `EXIT=<code>` line.
+fn exit_code(screen: &str) -> Option<i32> {
+    // Anywhere in a line: left in raw mode, the terminal would not return the carriage.
+    screen.lines().find_map(|line| {
+        let rest = &line[line.find("EXIT=")? + "EXIT=".len()..];
+        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        rest[..digits].parse().ok()
+    })
+}
+
+/// Whether `stty -a` printed `flag`, set or cleared.
+fn has_flag(screen: &str, flag: &str) -> bool {
+    let cleared = format!("-{flag}");
+    screen.split_whitespace().any(|w| w == flag || w == cleared)
+}
+
+/// One row of the layers table.
+#[derive(Debug, PartialEq)]
+struct Row {
+    selected: bool,
+    mode: String,
+    momentum: f64,
+}
+
+/// The row for `name` ("block2"): `│▶block2  EVAL  0.200 ...`, or with `--ascii` `|>block2 ...`.
+fn layer(screen: &str, name: &str) -> Option<Row> {
+    screen.lines().find_map(|line| {
+        let rest = line.trim_start_matches(['│', '|']);
+        let (selected, rest) = match rest.strip_prefix(['▶', '>']) {
+            Some(rest) => (true, rest),
+            None => (false, rest),
+        };
+        let mut fields = rest.split_whitespace();
+        if fields.next()? != name {
+            return None;
+        }
+        let mode = fields.next()?;
+        if mode != "TRAIN" && mode != "EVAL" {
+            return None;
+        }
+        let momentum = fields.next()?.parse().ok()?;
+        Some(Row {
+            selected,
+            mode: mode.to_string(),
+            momentum,
+        })
+    })
+}
+
+/// Whether `name` shows `mode` and momentum `m`.
+fn shows(screen: &str, name: &str, mode: &str, m: f64) -> bool {
+    layer(screen, name).is_some_and(|r| r.mode == mode && (r.momentum - m).abs() < 1e-9)
+}
+
+/// The step in the header's `step N`.
+fn step(screen: &str) -> Option<u64> {
+    let header = screen.lines().next()?;
+    let mut words = header.split_whitespace();
+    words.find(|w| *w == "step")?;
+    words.next()?.parse().ok()
+}
+
+fn footer(screen: &str) -> &str {
+    screen.lines().last().unwrap_or("")
+}
+
+#[test]
+fn keys_switch_mode_and_momentum_visible_on_screen() {
+    let t = Tmux::new(
+        "keys",
+        120,
+        40,
+        &bntop_script(&["--fps", "20", "--color", "none"]),
+    );
+    let screen = t.wait_for_dashboard();
+    for b in ["block1", "block2", "block3"] {
+        assert!(
+            shows(&screen, b, "TRAIN", 0.1),
+            "{b} not TRAIN 0.100\n{screen}"
+        );
+    }
+    assert!(
+        layer(&screen, "block1").unwrap().selected,
+        "block1 selected at start\n{screen}"
+    );
+
+    t.send_keys(&["j"]);
+    t.wait_for(
+        |s| layer(s, "block2").is_some_and(|r| r.selected),
+        "j selects block2",
+    );
+
+    t.send_keys(&["t"]);
+    t.wait_for(
+        |s| {
+            shows(s, "block2", "EVAL", 0.1)
+                && shows(s, "block1", "TRAIN", 0.1)
+                && shows(s, "block3", "TRAIN", 0.1)
+        },
+        "t: block2 EVAL, block1 and block3 still TRAIN",
+    );
+
+    t.type_text("+");
+    t.wait_for(
+        |s| {
+            shows(s, "block2", "EVAL", 0.2)
+                && shows(s, "block1", "TRAIN", 0.1)
+                && shows(s, "block3", "TRAIN", 0.1)
+        },
+        "+: block2 momentum 0.200, the others unchanged",
+    );
+
+    t.send_keys(&["m"]);
+    t.wait_for(
+        |s| footer(s).contains("momentum for block2"),
+        "m: the momentum prompt for block2 in the footer",
+    );
+    t.type_text("0.03");
+    t.wait_for(
+        |s| footer(s).contains("momentum for block2") && footer(s).contains("0.03"),
+        "the prompt echoes 0.03",
+    );
+    t.send_keys(&["Enter"]);
+    t.wait_for(
+        |s| shows(s, "block2", "EVAL", 0.03) && !footer(s).contains("momentum for block2 ("),
+        "Enter: block2 momentum 0.030, prompt closed",
+    );
+
+    t.send_keys(&["T"]);
+    t.wait_for(
+        |s| {
+            shows(s, "block1", "EVAL", 0.1)
+                && shows(s, "block2", "EVAL", 0.03)
+                && shows(s, "block3", "EVAL", 0.1)
+        },
+        "T: every layer EVAL",
+    );
+
+    t.send_keys(&["q"]);
+    t.assert_exited_and_restored(0);
+}
+
+/// Start the dashboard, send `signal` to bntop with kill, expect exit code `code` and the
+/// terminal restored.
+fn terminal_restored_after(name: &str, signal: &str, code: i32) {
+    let t = Tmux::new(
+        name,
+        100,
+        30,
+        &bntop_script(&["--fps", "20", "--color", "none"]),
+    );
+    t.wait_for_dashboard();
+    assert_eq!(
+        t.display("#{alternate_on}"),
+        "1",
+        "dashboard on the alternate screen"
+    );
+    let pid = t.bntop_pid();
+    send_signal(pid, signal);
+    t.assert_exited_and_restored(code);
+}
+
+#[test]
+fn terminal_restored_after_sigterm() {
+    terminal_restored_after("sigterm", "TERM", 143);
+}
+
+#[test]
+fn terminal_restored_after_sigint() {
+    terminal_restored_after("sigint", "INT", 130);
+}
+
+#[test]
+fn terminal_restored_after_sighup() {
+    terminal_restored_after("sighup", "HUP", 129);
+}
+
+#[test]
+fn ctrl_c_key_quits_with_exit_0() {
+    let t = Tmux::new(
+        "ctrlc",
+        100,
+        30,
+        &bntop_script(&["--fps", "20", "--color", "none"]),
+    );
+    t.wait_for_dashboard();
+    t.send_keys(&["C-c"]);
+    t.assert_exited_and_restored(0);
+}
+
+#[test]
+fn ascii_mode_draws_only_ascii() {
+    let t = Tmux::new(
+        "ascii",
+        80,
+        24,
+        &bntop_script(&["--fps", "20", "--ascii", "--color", "none"]),
+    );
+    t.wait_for_dashboard();
+    // Wait until the charts carry some history, not just their first points.
+    let screen = t.wait_for(
+        |s| s.contains("BN-eval") && step(s).is_some_and(|n| n >= 100),
+        "step 100 and a held-out evaluation in the header",
+    );
+    assert!(
+        layer(&screen, "block1").is_some_and(|r| r.selected) && screen.contains("|>block1"),
+        "the selected row is marked with '>'\n{screen}"
+    );
+    let foreign: Vec<String> = screen
+        .lines()
+        .enumerate()
+        .flat_map(|(row, line)| {
+            line.chars()
+                .enumerate()
+                .filter(|(_, c)| !c.is_ascii())
+                .map(move |(col, c)| format!("{c:?} (U+{:04X}) at row {row} col {col}", c as u32))
+        })
+        .collect();
+    assert!(
+        foreign.is_empty(),
+        "{} non-ASCII characters with --ascii, the first: {:?}\n{screen}",
+        foreign.len(),
+        &foreign[..foreign.len().min(10)]
+    );
+}
+
+#[test]
+fn small_and_resized_terminal() {
+    let t = Tmux::new(
+        "small",
+        30,
+        8,
+        &bntop_script(&["--fps", "20", "--color", "none"]),
+    );
+    t.wait_for_within(
+        STARTUP,
+        |s| s.contains("terminal too small"),
+        "\"terminal too small\" at 30x8",
+    );
+    t.resize(120, 40);
+    assert_eq!(t.display("#{window_width}x#{window_height}"), "120x40");
+    t.wait_for_within(
+        STARTUP,
+        |s| {
+            !s.contains("terminal too small")
+                && ["block1", "block2", "block3"]
+                    .iter()
+                    .all(|b| layer(s, b).is_some())
+        },
+        "the layers table after resizing to 120x40",
+    );
+    t.send_keys(&["q"]);
+    t.assert_exited_and_restored(0);
+}
