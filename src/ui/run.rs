@@ -31,6 +31,39 @@ pub struct RunOutcome {
     pub end: Option<(EndReason, Option<String>)>,
 }
 
+/// The frame-rate cap: a frame is due when something changed and a full interval has passed since
+/// the last one.
+struct FrameClock {
+    interval: Duration,
+    last: Option<Instant>,
+}
+
+impl FrameClock {
+    fn new(interval: Duration) -> FrameClock {
+        FrameClock {
+            interval,
+            last: None,
+        }
+    }
+
+    /// When the loop should wake up to draw (or just to expire a status message).
+    fn wake_at(&self, now: Instant, dirty: bool) -> Instant {
+        match (dirty, self.last) {
+            (true, Some(last)) => (last + self.interval).max(now),
+            (true, None) => now,
+            (false, _) => now + Duration::from_secs(1),
+        }
+    }
+
+    fn due(&self, now: Instant, dirty: bool) -> bool {
+        dirty && self.last.is_none_or(|last| now >= last + self.interval)
+    }
+
+    fn drawn(&mut self, now: Instant) {
+        self.last = Some(now);
+    }
+}
+
 /// Read terminal input on its own thread, so the loop can wait on input, events and signals at once.
 fn spawn_input_reader() -> Receiver<std::io::Result<TermEvent>> {
     let (tx, rx) = crossbeam_channel::bounded(64);
@@ -80,7 +113,7 @@ pub fn run(
     let mut app = App::new();
     app.recording = recording;
     let started = Instant::now();
-    let interval = options.frame_interval();
+    let mut clock = FrameClock::new(options.frame_interval());
     let mut events = events.clone();
     let mut outcome = RunOutcome {
         signal: None,
@@ -90,17 +123,10 @@ pub fn run(
         quit_sent: false,
         end: None,
     };
-    let mut last_frame: Option<Instant> = None;
     let mut dirty = true;
     let mut source_open = true;
     loop {
-        let now = Instant::now();
-        let next_frame = last_frame.map_or(now, |t| t + interval);
-        let wake = if dirty {
-            next_frame
-        } else {
-            now + Duration::from_secs(1)
-        };
+        let wake = clock.wake_at(Instant::now(), dirty);
         select! {
             recv(events) -> message => match message {
                 Ok(event) => {
@@ -151,12 +177,12 @@ pub fn run(
         }
         let now = Instant::now();
         dirty |= app.expire_status(now);
-        if dirty && last_frame.is_none_or(|t| now >= t + interval) {
+        if clock.due(now, dirty) {
             session
                 .draw(|frame| view::draw(frame, &app, &theme))
                 .map_err(|e| format!("cannot draw: {e}"))?;
             outcome.frames += 1;
-            last_frame = Some(now);
+            clock.drawn(now);
             dirty = false;
         }
     }
@@ -175,5 +201,31 @@ fn send(controls: Option<&Sender<Control>>, control: Control, source_open: bool,
             kind: StatusKind::Error,
             since: Instant::now(),
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Events arriving every millisecond for a second give at most fps frames.
+    #[test]
+    fn frames_are_capped_at_the_frame_rate() {
+        let mut clock = FrameClock::new(UiOptions::default().frame_interval());
+        let start = Instant::now();
+        let mut frames = 0;
+        for ms in 0..1000 {
+            let now = start + Duration::from_millis(ms);
+            if clock.due(now, true) {
+                clock.drawn(now);
+                frames += 1;
+            }
+        }
+        assert_eq!(frames, 10);
+        // Nothing changed: no frame, and the loop sleeps instead of spinning.
+        let later = start + Duration::from_secs(5);
+        assert!(!clock.due(later, false));
+        assert!(clock.wake_at(later, false) > later);
+        assert_eq!(clock.wake_at(later, true), later);
     }
 }

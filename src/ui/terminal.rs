@@ -143,6 +143,40 @@ fn install_panic_hook(ui_thread: ThreadId) {
 mod tests {
     use super::*;
 
+    /// A writer whose bytes the test can read after handing it to the backend.
+    #[derive(Clone, Default)]
+    struct Shared(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().expect("lock").extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn each_frame_is_one_synchronized_update_and_every_byte_is_counted() {
+        let shared = Shared::default();
+        let (writer, count) = CountingWriter::new(shared.clone());
+        let viewport = ratatui::Viewport::Fixed(ratatui::layout::Rect::new(0, 0, 20, 3));
+        let backend = CrosstermBackend::new(writer);
+        let mut terminal = Terminal::with_options(backend, ratatui::TerminalOptions { viewport })
+            .expect("terminal");
+        draw_synchronized(&mut terminal, |f| {
+            f.render_widget(ratatui::widgets::Paragraph::new("hello"), f.area())
+        })
+        .expect("draw");
+        let written = shared.0.lock().expect("lock").clone();
+        let text = String::from_utf8_lossy(&written);
+        assert!(text.starts_with("\x1b[?2026h"), "{text:?}");
+        assert!(text.ends_with("\x1b[?2026l"), "{text:?}");
+        assert!(text.contains("hello"));
+        assert_eq!(count.load(Ordering::Relaxed), written.len() as u64);
+    }
+
     /// The hook restores the terminal for a panic on the dashboard's thread, and only then. (Run
     /// without a terminal, `restore` writes a few harmless escape codes to stdout.)
     #[test]
