@@ -1,7 +1,7 @@
 //! Held-out evaluation with BN normalising by batch statistics or by running statistics.
 use dfdx::prelude::*;
 
-use super::host::to_host;
+use super::host::{from_host, to_host};
 
 use super::batches::gather_channel_major;
 use super::data::Images;
@@ -53,7 +53,7 @@ impl HeldOut {
         let (mut loss_sum, mut correct) = (0.0f64, 0usize);
         for (pixels, labels) in &self.batches {
             let shape = (Const::<IN>, labels.len(), self.height, self.width);
-            let logits = net.forward_infer(dev.tensor_from_vec(pixels.clone(), shape), stats, pass);
+            let logits = net.forward_infer(from_host(&dev, pixels, shape), stats, pass);
             let (loss, hits) = cross_entropy_and_hits(&to_host(&logits), labels);
             loss_sum += loss * labels.len() as f64;
             correct += hits;

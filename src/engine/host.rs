@@ -12,6 +12,15 @@ pub fn to_host<S: Shape, T>(t: &Tensor<S, f32, Cpu, T>) -> Vec<f32> {
     out
 }
 
+/// A tensor holding `data`, in a buffer from the device's allocation cache. The training thread
+/// enables that cache; a buffer that dfdx did not allocate (`tensor_from_vec`) would still be
+/// handed to the cache when the tensor drops, and the cache would grow by one batch every step.
+pub fn from_host<S: Shape>(dev: &Cpu, data: &[f32], shape: S) -> Tensor<S, f32, Cpu> {
+    let mut t = dev.zeros_like(&shape);
+    t.copy_from(data);
+    t
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,7 +5,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use dfdx::losses::cross_entropy_with_logits_loss;
 use dfdx::prelude::*;
 
-use super::host::to_host;
+use super::host::{from_host, to_host};
 
 use super::batches::{gather_channel_major, ShuffledBatches};
 use super::config::TrainConfig;
@@ -238,12 +238,12 @@ impl<const IN: usize> Trainer<IN> {
         }
         let n = labels.len();
         let images = &self.data.train;
-        let x = self
-            .dev
-            .tensor_from_vec(pixels, (Const::<IN>, n, images.height, images.width));
-        let targets = self
-            .dev
-            .tensor_from_vec(one_hot(&labels), (n, Const::<CLASSES>));
+        let x = from_host(
+            &self.dev,
+            &pixels,
+            (Const::<IN>, n, images.height, images.width),
+        );
+        let targets = from_host(&self.dev, &one_hot(&labels), (n, Const::<CLASSES>));
 
         // The step right after a control always carries its layers, so its effect is on record.
         let metrics = self.cfg.layer_metrics
