@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 
 use crate::protocol::{EndReason, Evaluation, Event, RunEnd, Snapshot};
+use crate::session::Recorder;
 
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
@@ -18,11 +19,13 @@ pub struct Outcome {
     pub best_running_accuracy: Option<(f32, u64)>,
 }
 
-/// Reads events until `End` (or the engine goes away). `json` receives every event as one line;
+/// Reads events until `End` (or the engine goes away), recording each. `json` receives every event
+/// as one line;
 /// `progress` receives the human-readable progress and summary lines.
 pub fn consume(
     events: &Receiver<Event>,
     mut json: Option<&mut dyn Write>,
+    recorder: &mut Recorder,
     progress: &mut dyn Write,
     target_accuracy: f32,
 ) -> std::io::Result<Outcome> {
@@ -36,6 +39,7 @@ pub fn consume(
     let mut last_print = Instant::now();
     let mut rate = RateMeter::default();
     for event in events.iter() {
+        recorder.record(&event);
         if let Some(out) = json.as_deref_mut() {
             serde_json::to_writer(&mut *out, &event)?;
             out.write_all(b"\n")?;

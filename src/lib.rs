@@ -5,6 +5,8 @@
 pub mod bench;
 pub mod engine;
 pub mod headless;
+pub mod live;
 pub mod metrics;
 pub mod protocol;
+pub mod session;
 pub mod ui;

@@ -8,8 +8,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use bntop::engine::{self, data, TrainConfig};
 use bntop::protocol::{EndReason, OptimizerConfig, OptimizerKind, WeightDecayMode};
+use bntop::session::{self, Recorder};
+use bntop::ui::keys::Context;
 use bntop::ui::{self, ColorChoice, UiOptions};
-use bntop::{bench, headless};
+use bntop::{bench, headless, live};
 
 #[derive(Parser)]
 #[command(
@@ -94,6 +96,12 @@ struct TrainArgs {
     /// Add a learnable bias before each BN (redundant: BN's mean subtraction cancels it).
     #[arg(long)]
     conv_bias: bool,
+    /// Record the session to this file (default: sessions/<UTC date-time>.jsonl).
+    #[arg(long, conflicts_with = "no_record")]
+    record: Option<PathBuf>,
+    /// Do not record the session.
+    #[arg(long)]
+    no_record: bool,
     #[command(flatten)]
     dashboard: DashboardArgs,
 }
@@ -229,15 +237,22 @@ fn train(args: &TrainArgs) -> Result<(), Failure> {
     let config = args.config();
     config.validate().map_err(|e| Failure(2, e))?;
     let data = load_data(args.data.as_deref())?;
+    let mut recorder = recorder(args)?;
     let engine = engine::spawn(config, data).map_err(|e| Failure(2, e))?;
     if !args.headless {
-        return dashboard(engine, &args.dashboard);
+        return dashboard(engine, recorder, &args.dashboard);
     }
     let stdout = std::io::stdout();
     let mut json_out = std::io::BufWriter::new(stdout.lock());
     let json: Option<&mut dyn Write> = if args.json { Some(&mut json_out) } else { None };
-    let outcome = headless::consume(&engine.events, json, &mut std::io::stderr(), 0.97)
-        .map_err(|e| Failure(1, format!("cannot write output: {e}")))?;
+    let outcome = headless::consume(
+        &engine.events,
+        json,
+        &mut recorder,
+        &mut std::io::stderr(),
+        0.97,
+    )
+    .map_err(|e| Failure(1, format!("cannot write output: {e}")))?;
     json_out
         .flush()
         .map_err(|e| Failure(1, format!("cannot write output: {e}")))?;
@@ -259,23 +274,20 @@ fn train(args: &TrainArgs) -> Result<(), Failure> {
     }
 }
 
-/// How long to wait for the training thread's end record after the dashboard closes.
-const SHUTDOWN_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
-
-fn dashboard(engine: engine::EngineHandle, args: &DashboardArgs) -> Result<(), Failure> {
-    let result = ui::run(&engine.events, Some(&engine.controls), args.options(), None);
-    // Stop training and let it write its end record, whatever closed the dashboard.
-    let _ = engine.controls.send(bntop::protocol::Control::Quit);
-    let deadline = std::time::Instant::now() + SHUTDOWN_WAIT;
-    let mut end = None;
-    while end.is_none() {
-        match engine.events.recv_deadline(deadline) {
-            Ok(bntop::protocol::Event::End(e)) => end = Some(e),
-            Ok(_) => {}
-            Err(_) => break,
-        }
-    }
-    drop(engine.controls);
+fn dashboard(
+    engine: engine::EngineHandle,
+    recorder: Recorder,
+    args: &DashboardArgs,
+) -> Result<(), Failure> {
+    let relay = live::spawn(engine, recorder).map_err(|e| Failure(1, e))?;
+    let result = ui::run(&relay.feed, &relay.commands, args.options(), Context::Live);
+    // Closing the command channel tells the relay to stop training and finish the recording.
+    drop(relay.commands);
+    drop(relay.feed);
+    let end = relay
+        .thread
+        .join()
+        .map_err(|_| Failure(1, "the relay thread panicked".into()))?;
     let outcome = result.map_err(|e| Failure(1, e))?;
     if let Some(signal) = outcome.signal {
         // The shell convention for "terminated by signal n".
@@ -284,15 +296,31 @@ fn dashboard(engine: engine::EngineHandle, args: &DashboardArgs) -> Result<(), F
             format!("stopped by signal {signal}; terminal restored"),
         ));
     }
-    // An earlier end record was consumed by the dashboard; ask its outcome there.
-    let reason = end.map(|e| (e.reason, e.message)).or(outcome.end);
-    match reason {
+    match end.map(|e| (e.reason, e.message)).or(outcome.end) {
         Some((EndReason::Diverged | EndReason::Error, message)) => Err(Failure(
             1,
             message.unwrap_or_else(|| "training failed".into()),
         )),
         _ => Ok(()),
     }
+}
+
+/// The session file of a live run: `--record PATH`, none with `--no-record`, otherwise a new file
+/// named by the date and time under sessions/.
+fn recorder(args: &TrainArgs) -> Result<Recorder, Failure> {
+    if args.no_record {
+        return Ok(Recorder::off());
+    }
+    let path = match &args.record {
+        Some(path) => path.clone(),
+        None => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            session::default_path(std::path::Path::new("sessions"), now)
+        }
+    };
+    Recorder::create(&path).map_err(|e| Failure(2, e))
 }
 
 fn run_bench(args: &BenchArgs) -> Result<(), Failure> {

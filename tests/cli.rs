@@ -4,11 +4,77 @@ use std::process::{Command, Output};
 
 use bntop::protocol::{EndReason, Event};
 
+/// Runs bntop in a fresh directory, so recordings it makes by default land there.
 fn bntop(args: &[&str]) -> Output {
+    let dir = tempfile::tempdir().expect("tempdir");
+    bntop_in(dir.path(), args)
+}
+
+fn bntop_in(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_bntop"))
         .args(args)
+        .current_dir(dir)
         .output()
         .expect("run bntop")
+}
+
+#[test]
+fn a_headless_run_is_recorded_under_sessions_by_default() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = bntop_in(dir.path(), &["train", "--headless", "--steps", "60"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let files: Vec<_> = std::fs::read_dir(dir.path().join("sessions"))
+        .expect("sessions/ was created")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let name = files[0]
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    assert!(
+        name.ends_with("Z.jsonl") && name.starts_with("20"),
+        "{name}"
+    );
+    let text = std::fs::read_to_string(&files[0]).expect("read the session");
+    let records: Vec<Event> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one record per line"))
+        .collect();
+    assert!(matches!(&records[0], Event::Header(h) if h.recording.is_some()));
+    assert!(matches!(records.last(), Some(Event::End(e)) if e.step == 60));
+    // The last step is kept whole even when the policy dropped its neighbours.
+    let last_snapshot = records.iter().rev().find_map(|e| match e {
+        Event::Snapshot(s) => Some(s),
+        _ => None,
+    });
+    assert_eq!(last_snapshot.map(|s| s.step), Some(60));
+    // --no-record writes nothing; --record chooses the file.
+    let out = bntop_in(
+        dir.path(),
+        &["train", "--headless", "--steps", "5", "--no-record"],
+    );
+    assert!(out.status.success());
+    let out = bntop_in(
+        dir.path(),
+        &[
+            "train",
+            "--headless",
+            "--steps",
+            "5",
+            "--record",
+            "mine.jsonl",
+        ],
+    );
+    assert!(out.status.success());
+    assert!(dir.path().join("mine.jsonl").is_file());
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("sessions"))
+            .map(|d| d.count())
+            .ok(),
+        Some(1)
+    );
 }
 
 fn stderr(out: &Output) -> String {

@@ -2,7 +2,7 @@
 //! into ratatui's TestBackend from a fixed synthetic stream (insta snapshots), at every size.
 use std::time::Instant;
 
-use bntop::protocol::{BnMode, Control, ControlEvent, Event};
+use bntop::protocol::{BnMode, Command, Control, ControlEvent, Event};
 use bntop::ui::app::App;
 use bntop::ui::options::{ColorMode, UiOptions};
 use bntop::ui::theme::Theme;
@@ -62,9 +62,14 @@ fn status(app: &App) -> String {
         .unwrap_or_default()
 }
 
+/// The run controls the key presses send (a live dashboard sends nothing else).
 fn press(app: &mut App, keys: &[KeyEvent]) -> Vec<Control> {
     keys.iter()
         .flat_map(|k| app.on_key(k, Instant::now()))
+        .map(|command| match command {
+            Command::Run(control) => control,
+            other => panic!("a live dashboard sent {other:?}"),
+        })
         .collect()
 }
 

@@ -418,6 +418,7 @@ impl<const IN: usize> Trainer<IN> {
             },
             layers,
             conventions: Conventions::bntop(self.net.blocks()[0].epsilon()),
+            recording: None,
         }
     }
 }

@@ -6,7 +6,7 @@ use super::float_encoding;
 pub const FORMAT_NAME: &str = "bntop";
 /// A reader refuses a newer major version and ignores record kinds it does not know.
 pub const FORMAT_VERSION_MAJOR: u32 = 1;
-pub const FORMAT_VERSION_MINOR: u32 = 0;
+pub const FORMAT_VERSION_MINOR: u32 = 1;
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct RunHeader {
@@ -20,6 +20,20 @@ pub struct RunHeader {
     /// The BN layers, in network order; snapshot `layers[i]` belongs to `layers[i]` here.
     pub layers: Vec<LayerInfo>,
     pub conventions: Conventions,
+    /// How a recording decimated the stream (absent in a live stream, which has every step).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recording: Option<RecordingPolicy>,
+}
+
+/// What a session file keeps of the live stream (format 1.1). Every control, evaluation, marker
+/// and the end are kept. Snapshots are kept at most every `snapshot_interval_s` seconds of run
+/// time; of those, the ones at most every `channel_arrays_interval_s` seconds keep their
+/// per-channel arrays, the others keep each layer's mode, momentum and summary with empty arrays.
+/// The step after each control, and the last step, are kept whole.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct RecordingPolicy {
+    pub snapshot_interval_s: f64,
+    pub channel_arrays_interval_s: f64,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]

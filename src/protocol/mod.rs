@@ -6,15 +6,19 @@
 //! recording shows cause and effect.
 mod controls;
 mod events;
+mod feed;
 pub mod float_encoding;
 mod header;
 mod snapshot;
 
 pub use controls::{BnMode, Control, ControlEvent};
 pub use events::{EndReason, EvalScore, Evaluation, Event, Marker, MarkerKind, RunEnd};
+pub use feed::{
+    Command, Feed, RecordingStatus, ReplayCommand, ReplayStatus, MAX_REPLAY_SPEED, MIN_REPLAY_SPEED,
+};
 pub use header::{
-    Conventions, DataInfo, LayerInfo, OptimizerConfig, OptimizerKind, RunConfig, RunHeader,
-    WeightDecayMode, FORMAT_NAME, FORMAT_VERSION_MAJOR, FORMAT_VERSION_MINOR,
+    Conventions, DataInfo, LayerInfo, OptimizerConfig, OptimizerKind, RecordingPolicy, RunConfig,
+    RunHeader, WeightDecayMode, FORMAT_NAME, FORMAT_VERSION_MAJOR, FORMAT_VERSION_MINOR,
 };
 pub use snapshot::{LayerSnapshot, LayerSummary, Snapshot};
 

@@ -25,59 +25,146 @@ pub struct Snapshot {
 
 /// One BN layer (and the conv feeding it) at one step. Every vector has one entry per channel.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+/// Per-channel arrays may be empty: a recording keeps them only at a bounded rate (see
+/// `RecordingPolicy`); mode, momentum and the summary are always there. Empty arrays are omitted
+/// from the JSON.
 pub struct LayerSnapshot {
     pub mode: BnMode,
     pub momentum: f32,
     /// Batch mean and BIASED batch variance of the BN input.
-    #[serde(with = "float_encoding::vec")]
+    #[serde(
+        default,
+        with = "float_encoding::vec",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub batch_mean: Vec<f32>,
-    #[serde(with = "float_encoding::vec")]
+    #[serde(
+        default,
+        with = "float_encoding::vec",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub batch_var: Vec<f32>,
     /// Running statistics before and after this step's update (equal in eval mode).
-    #[serde(with = "float_encoding::vec")]
+    #[serde(
+        default,
+        with = "float_encoding::vec",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub running_mean_pre: Vec<f32>,
-    #[serde(with = "float_encoding::vec")]
+    #[serde(
+        default,
+        with = "float_encoding::vec",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub running_var_pre: Vec<f32>,
-    #[serde(with = "float_encoding::vec")]
+    #[serde(
+        default,
+        with = "float_encoding::vec",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub running_mean_post: Vec<f32>,
-    #[serde(with = "float_encoding::vec")]
+    #[serde(
+        default,
+        with = "float_encoding::vec",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub running_var_post: Vec<f32>,
     /// Batch Renormalization's r and d and the drift D, against the pre-update running statistics.
-    #[serde(with = "float_encoding::vec")]
+    #[serde(
+        default,
+        with = "float_encoding::vec",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub r: Vec<f32>,
-    #[serde(with = "float_encoding::vec")]
+    #[serde(
+        default,
+        with = "float_encoding::vec",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub d: Vec<f32>,
-    #[serde(with = "float_encoding::vec")]
+    #[serde(
+        default,
+        with = "float_encoding::vec",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub drift: Vec<f32>,
     /// BN output (after γ, β) mean and biased variance, in the mode the layer ran in.
-    #[serde(with = "float_encoding::vec")]
+    #[serde(
+        default,
+        with = "float_encoding::vec",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub out_mean: Vec<f32>,
-    #[serde(with = "float_encoding::vec")]
+    #[serde(
+        default,
+        with = "float_encoding::vec",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub out_var: Vec<f32>,
     /// After the ReLU: mean, biased variance and the fraction of values > 0.
-    #[serde(with = "float_encoding::vec")]
+    #[serde(
+        default,
+        with = "float_encoding::vec",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub relu_mean: Vec<f32>,
-    #[serde(with = "float_encoding::vec")]
+    #[serde(
+        default,
+        with = "float_encoding::vec",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub relu_var: Vec<f32>,
-    #[serde(with = "float_encoding::vec")]
+    #[serde(
+        default,
+        with = "float_encoding::vec",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub relu_active: Vec<f32>,
     /// γ and β before this step's optimizer update, and their gradients.
-    #[serde(with = "float_encoding::vec")]
+    #[serde(
+        default,
+        with = "float_encoding::vec",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub gamma: Vec<f32>,
-    #[serde(with = "float_encoding::vec")]
+    #[serde(
+        default,
+        with = "float_encoding::vec",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub beta: Vec<f32>,
-    #[serde(with = "float_encoding::vec")]
+    #[serde(
+        default,
+        with = "float_encoding::vec",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub grad_gamma: Vec<f32>,
-    #[serde(with = "float_encoding::vec")]
+    #[serde(
+        default,
+        with = "float_encoding::vec",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub grad_beta: Vec<f32>,
     /// Conv filter norms ||w_c|| after this step's update.
-    #[serde(with = "float_encoding::vec")]
+    #[serde(
+        default,
+        with = "float_encoding::vec",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub weight_norm: Vec<f32>,
     /// Angle in radians between w_c before and after this step's update.
-    #[serde(with = "float_encoding::vec")]
+    #[serde(
+        default,
+        with = "float_encoding::vec",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub angular_update: Vec<f32>,
     /// cos(w_c, dL/dw_c) before the update: about 0 when BN makes the filter scale-invariant.
-    #[serde(with = "float_encoding::vec")]
+    #[serde(
+        default,
+        with = "float_encoding::vec",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub weight_grad_cos: Vec<f32>,
     /// dL/db of the conv bias before the BN (only with --conv-bias): about 0 in train mode.
     #[serde(default, with = "float_encoding::option_vec")]

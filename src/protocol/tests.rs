@@ -94,6 +94,7 @@ fn every_kind() -> Vec<Event> {
             out_width: 8,
         }],
         conventions: Conventions::bntop(1e-5),
+        recording: None,
     };
     vec![
         Event::Header(Box::new(header)),

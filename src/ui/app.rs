@@ -5,9 +5,11 @@ use std::time::{Duration, Instant};
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind};
 
-use crate::protocol::{BnMode, Control, EndReason, Event};
+use crate::protocol::{
+    BnMode, Command, Control, EndReason, Event, Feed, RecordingStatus, ReplayCommand, ReplayStatus,
+};
 
-use super::keys::{action_for, Action};
+use super::keys::{action_for, Action, Context};
 use super::state::{Notice, RunState};
 
 /// BN momentum steps for +/-: 1-2-5 per decade, down to 0 (running statistics frozen).
@@ -23,10 +25,18 @@ pub enum HeatmapValue {
     LogR,
 }
 
+/// What the footer prompt is typing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PromptKind {
+    /// BN momentum for a layer (`None`: all layers).
+    Momentum(Option<usize>),
+    /// A step to seek a replay to.
+    Seek,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Prompt {
-    /// `None`: all layers.
-    pub layer: Option<usize>,
+    pub kind: PromptKind,
     pub text: String,
 }
 
@@ -59,8 +69,12 @@ pub struct App {
     pub prompt: Option<Prompt>,
     pub status: Option<Status>,
     pub quit: bool,
-    /// Where the source is recorded, when it is (shown in the header).
-    pub recording: Option<String>,
+    /// Live run or replay: which keys apply.
+    pub context: Context,
+    /// The session file being written (live runs).
+    pub recording: Option<RecordingStatus>,
+    /// Where a replay stands.
+    pub replay: Option<ReplayStatus>,
 }
 
 impl Default for App {
@@ -70,7 +84,12 @@ impl Default for App {
 }
 
 impl App {
+    /// A dashboard for a live run.
     pub fn new() -> App {
+        App::for_context(Context::Live)
+    }
+
+    pub fn for_context(context: Context) -> App {
         App {
             live: RunState::new(),
             frozen: None,
@@ -84,13 +103,36 @@ impl App {
             prompt: None,
             status: None,
             quit: false,
+            context,
             recording: None,
+            replay: None,
         }
     }
 
     /// The state the views draw: frozen or live.
     pub fn view(&self) -> &RunState {
         self.frozen.as_deref().unwrap_or(&self.live)
+    }
+
+    pub fn on_feed(&mut self, feed: &Feed, now: Instant) {
+        match feed {
+            Feed::Event(event) => self.on_event(event, now),
+            Feed::Reset => {
+                self.live = RunState::new();
+                self.frozen = None;
+            }
+            Feed::Replay(status) => self.replay = Some(status.clone()),
+            Feed::Recording(status) => {
+                if let Some(error) = &status.error {
+                    self.say(
+                        format!("recording stopped: {error}"),
+                        StatusKind::Error,
+                        now,
+                    );
+                }
+                self.recording = Some(status.clone());
+            }
+        }
     }
 
     pub fn on_event(&mut self, event: &Event, now: Instant) {
@@ -147,15 +189,16 @@ impl App {
         expired
     }
 
-    /// Handle one key press; returns the controls to send to the run.
-    pub fn on_key(&mut self, key: &KeyEvent, now: Instant) -> Vec<Control> {
+    /// Handle one key press; returns the commands for the source (run controls live, replay
+    /// controls in a replay).
+    pub fn on_key(&mut self, key: &KeyEvent, now: Instant) -> Vec<Command> {
         if key.kind == KeyEventKind::Release {
             return Vec::new();
         }
         if self.prompt.is_some() {
             return self.on_prompt_key(key, now);
         }
-        let Some(action) = action_for(key) else {
+        let Some(action) = action_for(key, self.context) else {
             return Vec::new();
         };
         if self.help {
@@ -171,7 +214,10 @@ impl App {
         self.on_action(action, now)
     }
 
-    fn on_action(&mut self, action: Action, now: Instant) -> Vec<Control> {
+    fn on_action(&mut self, action: Action, now: Instant) -> Vec<Command> {
+        if let Some(command) = self.replay_command(action) {
+            return command.into_iter().collect();
+        }
         let layers = self.live.layers.len();
         let selected = self.selected.min(layers.saturating_sub(1));
         let name = self.live.layer_name(Some(selected));
@@ -220,18 +266,8 @@ impl App {
                     }
                 }
             }
-            Action::MomentumEntry => {
-                self.prompt = Some(Prompt {
-                    layer: Some(selected),
-                    text: String::new(),
-                })
-            }
-            Action::MomentumEntryAll => {
-                self.prompt = Some(Prompt {
-                    layer: None,
-                    text: String::new(),
-                })
-            }
+            Action::MomentumEntry => self.open_prompt(PromptKind::Momentum(Some(selected))),
+            Action::MomentumEntryAll => self.open_prompt(PromptKind::Momentum(None)),
             Action::LrUp => controls.push(Control::SetLr {
                 lr: self.live.lr * 2.0,
             }),
@@ -310,6 +346,21 @@ impl App {
                 self.quit = true;
                 controls.push(Control::Quit);
             }
+            Action::ToggleRecording => {
+                let active = self.recording.as_ref().is_some_and(|r| r.active);
+                return vec![Command::SetRecording(!active)];
+            }
+            // Handled by `replay_command`; in a live run they are not bound.
+            Action::ReplayPlayPause
+            | Action::ReplayFaster
+            | Action::ReplaySlower
+            | Action::ReplayStepForward
+            | Action::ReplayStepBack
+            | Action::ReplayStart
+            | Action::ReplayEnd
+            | Action::ReplaySeek
+            | Action::ReplayNextMark
+            | Action::ReplayPrevMark => {}
         }
         if !controls.is_empty() && action != Action::Quit {
             let labels: Vec<String> = controls.iter().map(|c| self.live.describe(c)).collect();
@@ -319,17 +370,46 @@ impl App {
                 now,
             );
         }
-        controls
+        controls.into_iter().map(Command::Run).collect()
     }
 
-    fn on_prompt_key(&mut self, key: &KeyEvent, now: Instant) -> Vec<Control> {
+    fn open_prompt(&mut self, kind: PromptKind) {
+        self.prompt = Some(Prompt {
+            kind,
+            text: String::new(),
+        });
+    }
+
+    /// The command for a replay action (`Some(None)`: handled here, nothing to send; `None`: not
+    /// a replay action).
+    fn replay_command(&mut self, action: Action) -> Option<Option<Command>> {
+        let command = match action {
+            Action::ReplayPlayPause => ReplayCommand::PlayPause,
+            Action::ReplayFaster => ReplayCommand::Faster,
+            Action::ReplaySlower => ReplayCommand::Slower,
+            Action::ReplayStepForward => ReplayCommand::StepForward,
+            Action::ReplayStepBack => ReplayCommand::StepBack,
+            Action::ReplayStart => ReplayCommand::ToStart,
+            Action::ReplayEnd => ReplayCommand::ToEnd,
+            Action::ReplayNextMark => ReplayCommand::NextMark,
+            Action::ReplayPrevMark => ReplayCommand::PrevMark,
+            Action::ReplaySeek => {
+                self.open_prompt(PromptKind::Seek);
+                return Some(None);
+            }
+            _ => return None,
+        };
+        Some(Some(Command::Replay(command)))
+    }
+
+    fn on_prompt_key(&mut self, key: &KeyEvent, now: Instant) -> Vec<Command> {
         let Some(prompt) = self.prompt.as_mut() else {
             return Vec::new();
         };
         match key.code {
             KeyCode::Esc => {
                 self.prompt = None;
-                self.say("momentum entry cancelled", StatusKind::Info, now);
+                self.say("entry cancelled", StatusKind::Info, now);
             }
             KeyCode::Backspace => {
                 prompt.text.pop();
@@ -340,15 +420,28 @@ impl App {
                 prompt.text.push(c);
             }
             KeyCode::Enter => {
-                let layer = prompt.layer;
+                let kind = prompt.kind;
                 let text = std::mem::take(&mut prompt.text);
                 self.prompt = None;
+                let layer = match kind {
+                    PromptKind::Momentum(layer) => layer,
+                    PromptKind::Seek => {
+                        return match text.trim().parse::<u64>() {
+                            Ok(step) => vec![Command::Replay(ReplayCommand::Seek(step))],
+                            Err(_) => {
+                                let message = format!("a step is a whole number, got {text:?}");
+                                self.say(message, StatusKind::Error, now);
+                                Vec::new()
+                            }
+                        };
+                    }
+                };
                 return match text.trim().parse::<f32>() {
                     Ok(momentum) if (0.0..=1.0).contains(&momentum) => {
                         let control = Control::SetMomentum { layer, momentum };
                         let label = self.live.describe(&control);
                         self.say(format!("sent: {label}"), StatusKind::Info, now);
-                        vec![control]
+                        vec![Command::Run(control)]
                     }
                     _ => {
                         self.say(

@@ -26,9 +26,35 @@ pub enum Action {
     PrevPage,
     ColumnsLeft,
     ColumnsRight,
+    ToggleRecording,
+    ReplayPlayPause,
+    ReplayFaster,
+    ReplaySlower,
+    ReplayStepForward,
+    ReplayStepBack,
+    ReplayStart,
+    ReplayEnd,
+    ReplaySeek,
+    ReplayNextMark,
+    ReplayPrevMark,
     Help,
     Close,
     Quit,
+}
+
+/// Where a binding applies: a live run takes run controls, a replay takes replay controls, and
+/// the view keys work in both (so one key can mean "pause" live and "play/pause" in a replay).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Context {
+    Both,
+    Live,
+    Replay,
+}
+
+impl Context {
+    fn includes(self, other: Context) -> bool {
+        self == Context::Both || other == Context::Both || self == other
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,9 +68,12 @@ pub enum Key {
     Tab,
     BackTab,
     Esc,
+    Home,
+    End,
 }
 
 pub struct Binding {
+    pub context: Context,
     pub keys: &'static [Key],
     pub action: Action,
     pub help: &'static str,
@@ -52,35 +81,47 @@ pub struct Binding {
     pub footer: Option<&'static str>,
 }
 
+use Context::{Both, Live, Replay};
 use Key::*;
 
 #[rustfmt::skip]
 pub const BINDINGS: &[Binding] = &[
-    Binding { keys: &[Up, Char('k')], action: Action::SelectPrev, help: "select the layer above", footer: None },
-    Binding { keys: &[Down, Char('j')], action: Action::SelectNext, help: "select the layer below", footer: Some("↑↓ layer") },
-    Binding { keys: &[Char('t')], action: Action::ToggleMode, help: "selected layer: TRAIN (batch stats) <-> EVAL (running stats)", footer: Some("t train/eval") },
-    Binding { keys: &[Char('T')], action: Action::ToggleModeAll, help: "all layers: EVAL, or TRAIN if all are EVAL already", footer: None },
-    Binding { keys: &[Char('+'), Char('=')], action: Action::MomentumUp, help: "BN momentum of the selected layer: up a 1-2-5 step", footer: Some("+- momentum") },
-    Binding { keys: &[Char('-'), Char('_')], action: Action::MomentumDown, help: "BN momentum of the selected layer: down a 1-2-5 step", footer: None },
-    Binding { keys: &[Char('m')], action: Action::MomentumEntry, help: "type an exact BN momentum for the selected layer", footer: Some("m set m") },
-    Binding { keys: &[Char('M')], action: Action::MomentumEntryAll, help: "type an exact BN momentum for all layers", footer: None },
-    Binding { keys: &[Char(']')], action: Action::LrUp, help: "learning rate x2", footer: Some("[] lr") },
-    Binding { keys: &[Char('[')], action: Action::LrDown, help: "learning rate /2", footer: None },
-    Binding { keys: &[Char(' '), Char('p')], action: Action::PauseResume, help: "pause / resume training", footer: Some("space pause") },
-    Binding { keys: &[Char('s')], action: Action::StepOnce, help: "one training step (while paused)", footer: Some("s step") },
-    Binding { keys: &[Char('f')], action: Action::Freeze, help: "freeze the view (training goes on); again to catch up", footer: Some("f freeze") },
-    Binding { keys: &[Char('r')], action: Action::ResetRunning, help: "reset the selected layer's running stats (mean 0, var 1)", footer: None },
-    Binding { keys: &[Char('R')], action: Action::ResetRunningAll, help: "reset the running statistics of all layers", footer: None },
-    Binding { keys: &[Char('c')], action: Action::NextChannel, help: "next channel in the mean and variance charts", footer: None },
-    Binding { keys: &[Char('C')], action: Action::PrevChannel, help: "previous channel in the mean and variance charts", footer: None },
-    Binding { keys: &[Char('d')], action: Action::HeatmapValue, help: "heatmap shows d or log r", footer: None },
-    Binding { keys: &[Tab], action: Action::NextPage, help: "next page of charts (when they do not all fit)", footer: Some("Tab charts") },
-    Binding { keys: &[BackTab], action: Action::PrevPage, help: "previous page of charts", footer: None },
-    Binding { keys: &[Left, Char('h')], action: Action::ColumnsLeft, help: "scroll the layers table left (narrow terminals)", footer: None },
-    Binding { keys: &[Right, Char('l')], action: Action::ColumnsRight, help: "scroll the layers table right", footer: None },
-    Binding { keys: &[Char('?')], action: Action::Help, help: "this help (j/k scroll it)", footer: Some("? help") },
-    Binding { keys: &[Esc], action: Action::Close, help: "close the help or cancel typing", footer: None },
-    Binding { keys: &[Char('q'), Ctrl('c')], action: Action::Quit, help: "quit (training stops, the run ends cleanly)", footer: Some("q quit") },
+    Binding { context: Both, keys: &[Up, Char('k')], action: Action::SelectPrev, help: "select the layer above", footer: None },
+    Binding { context: Both, keys: &[Down, Char('j')], action: Action::SelectNext, help: "select the layer below", footer: Some("↑↓ layer") },
+    Binding { context: Live, keys: &[Char('t')], action: Action::ToggleMode, help: "selected layer: TRAIN (batch stats) <-> EVAL (running stats)", footer: Some("t train/eval") },
+    Binding { context: Live, keys: &[Char('T')], action: Action::ToggleModeAll, help: "all layers: EVAL, or TRAIN if all are EVAL already", footer: None },
+    Binding { context: Live, keys: &[Char('+'), Char('=')], action: Action::MomentumUp, help: "BN momentum of the selected layer: up a 1-2-5 step", footer: Some("+- momentum") },
+    Binding { context: Live, keys: &[Char('-'), Char('_')], action: Action::MomentumDown, help: "BN momentum of the selected layer: down a 1-2-5 step", footer: None },
+    Binding { context: Live, keys: &[Char('m')], action: Action::MomentumEntry, help: "type an exact BN momentum for the selected layer", footer: Some("m set m") },
+    Binding { context: Live, keys: &[Char('M')], action: Action::MomentumEntryAll, help: "type an exact BN momentum for all layers", footer: None },
+    Binding { context: Live, keys: &[Char(']')], action: Action::LrUp, help: "learning rate x2", footer: Some("[] lr") },
+    Binding { context: Live, keys: &[Char('[')], action: Action::LrDown, help: "learning rate /2", footer: None },
+    Binding { context: Live, keys: &[Char(' '), Char('p')], action: Action::PauseResume, help: "pause / resume training", footer: Some("space pause") },
+    Binding { context: Live, keys: &[Char('s')], action: Action::StepOnce, help: "one training step (while paused)", footer: Some("s step") },
+    Binding { context: Both, keys: &[Char('f')], action: Action::Freeze, help: "freeze the view (training goes on); again to catch up", footer: Some("f freeze") },
+    Binding { context: Live, keys: &[Char('r')], action: Action::ResetRunning, help: "reset the selected layer's running stats (mean 0, var 1)", footer: None },
+    Binding { context: Live, keys: &[Char('R')], action: Action::ResetRunningAll, help: "reset the running statistics of all layers", footer: None },
+    Binding { context: Both, keys: &[Char('c')], action: Action::NextChannel, help: "next channel in the mean and variance charts", footer: None },
+    Binding { context: Both, keys: &[Char('C')], action: Action::PrevChannel, help: "previous channel in the mean and variance charts", footer: None },
+    Binding { context: Both, keys: &[Char('d')], action: Action::HeatmapValue, help: "heatmap shows d or log r", footer: None },
+    Binding { context: Both, keys: &[Tab], action: Action::NextPage, help: "next page of charts (when they do not all fit)", footer: Some("Tab charts") },
+    Binding { context: Both, keys: &[BackTab], action: Action::PrevPage, help: "previous page of charts", footer: None },
+    Binding { context: Both, keys: &[Left, Char('h')], action: Action::ColumnsLeft, help: "scroll the layers table left (narrow terminals)", footer: None },
+    Binding { context: Both, keys: &[Right, Char('l')], action: Action::ColumnsRight, help: "scroll the layers table right", footer: None },
+    Binding { context: Live, keys: &[Char('w')], action: Action::ToggleRecording, help: "pause / resume recording the session file", footer: Some("w rec") },
+    Binding { context: Replay, keys: &[Char(' '), Char('p')], action: Action::ReplayPlayPause, help: "play / pause the replay", footer: Some("space play") },
+    Binding { context: Replay, keys: &[Char(']')], action: Action::ReplayFaster, help: "replay speed x2 (up to 64x)", footer: Some("[] speed") },
+    Binding { context: Replay, keys: &[Char('[')], action: Action::ReplaySlower, help: "replay speed /2 (down to 0.25x)", footer: None },
+    Binding { context: Replay, keys: &[Char('.')], action: Action::ReplayStepForward, help: "step forward one recorded snapshot (pauses)", footer: Some("., step") },
+    Binding { context: Replay, keys: &[Char(',')], action: Action::ReplayStepBack, help: "step back one recorded snapshot (pauses)", footer: None },
+    Binding { context: Replay, keys: &[Char('g'), Home], action: Action::ReplayStart, help: "jump to the start", footer: None },
+    Binding { context: Replay, keys: &[Char('G'), End], action: Action::ReplayEnd, help: "jump to the end", footer: Some("gG ends") },
+    Binding { context: Replay, keys: &[Char(':')], action: Action::ReplaySeek, help: "type a step to seek to", footer: Some(": seek") },
+    Binding { context: Replay, keys: &[Char('n')], action: Action::ReplayNextMark, help: "jump to the next control event or marker", footer: Some("nN marks") },
+    Binding { context: Replay, keys: &[Char('N')], action: Action::ReplayPrevMark, help: "jump to the previous control event or marker", footer: None },
+    Binding { context: Both, keys: &[Char('?')], action: Action::Help, help: "this help (j/k scroll it)", footer: Some("? help") },
+    Binding { context: Both, keys: &[Esc], action: Action::Close, help: "close the help or cancel typing", footer: None },
+    Binding { context: Both, keys: &[Char('q'), Ctrl('c')], action: Action::Quit, help: "quit (a live run stops and ends cleanly)", footer: Some("q quit") },
 ];
 
 impl Key {
@@ -93,6 +134,7 @@ impl Key {
             (Up, KeyCode::Up) | (Down, KeyCode::Down) | (Left, KeyCode::Left) => true,
             (Right, KeyCode::Right) | (Esc, KeyCode::Esc) | (BackTab, KeyCode::BackTab) => true,
             (Tab, KeyCode::Tab) => !event.modifiers.contains(KeyModifiers::SHIFT),
+            (Home, KeyCode::Home) | (End, KeyCode::End) => true,
             _ => false,
         }
     }
@@ -109,20 +151,26 @@ impl Key {
             Tab => "Tab".into(),
             BackTab => "Shift-Tab".into(),
             Esc => "Esc".into(),
+            Home => "Home".into(),
+            End => "End".into(),
         }
     }
 }
 
-/// The action bound to a key press, if any. Key releases are ignored (terminals that report them
-/// would otherwise apply every control twice).
-pub fn action_for(event: &KeyEvent) -> Option<Action> {
+/// The action bound to a key press in `context`, if any. Key releases are ignored (terminals that
+/// report them would otherwise apply every control twice).
+pub fn action_for(event: &KeyEvent, context: Context) -> Option<Action> {
     if event.kind == KeyEventKind::Release {
         return None;
     }
-    BINDINGS
-        .iter()
+    bindings(context)
         .find(|b| b.keys.iter().any(|k| k.matches(event)))
         .map(|b| b.action)
+}
+
+/// The bindings that apply in `context`.
+pub fn bindings(context: Context) -> impl Iterator<Item = &'static Binding> {
+    BINDINGS.iter().filter(move |b| b.context.includes(context))
 }
 
 /// "↑ k" style label of every key of a binding.
@@ -154,13 +202,14 @@ mod tests {
     }
 
     #[test]
-    fn every_key_is_bound_once() {
-        let all: Vec<Key> = BINDINGS
-            .iter()
-            .flat_map(|b| b.keys.iter().copied())
-            .collect();
-        for (i, a) in all.iter().enumerate() {
-            assert!(!all[i + 1..].contains(a), "{a:?} is bound twice");
+    fn every_key_is_bound_once_per_context() {
+        for context in [Live, Replay] {
+            let all: Vec<Key> = bindings(context)
+                .flat_map(|b| b.keys.iter().copied())
+                .collect();
+            for (i, a) in all.iter().enumerate() {
+                assert!(!all[i + 1..].contains(a), "{a:?} is bound twice in {context:?}");
+            }
         }
     }
 
@@ -178,8 +227,11 @@ mod tests {
                     Tab => press(KeyCode::Tab, KeyModifiers::NONE),
                     BackTab => press(KeyCode::BackTab, KeyModifiers::SHIFT),
                     Esc => press(KeyCode::Esc, KeyModifiers::NONE),
+                    Home => press(KeyCode::Home, KeyModifiers::NONE),
+                    End => press(KeyCode::End, KeyModifiers::NONE),
                 };
-                assert_eq!(action_for(&event), Some(b.action), "{k:?}");
+                let context = if b.context == Both { Live } else { b.context };
+                assert_eq!(action_for(&event, context), Some(b.action), "{k:?}");
             }
         }
     }
@@ -188,14 +240,22 @@ mod tests {
     fn shifted_letters_modifiers_and_releases() {
         // Terminals report 'T' with SHIFT; it must still be T, not t.
         let shift_t = press(KeyCode::Char('T'), KeyModifiers::SHIFT);
-        assert_eq!(action_for(&shift_t), Some(Action::ToggleModeAll));
+        assert_eq!(action_for(&shift_t, Live), Some(Action::ToggleModeAll));
+        // The same key means different things live and in a replay.
+        let space = press(KeyCode::Char(' '), KeyModifiers::NONE);
+        assert_eq!(action_for(&space, Live), Some(Action::PauseResume));
+        assert_eq!(action_for(&space, Replay), Some(Action::ReplayPlayPause));
+        assert_eq!(
+            action_for(&press(KeyCode::Char('t'), KeyModifiers::NONE), Replay),
+            None
+        );
         let ctrl_t = press(KeyCode::Char('t'), KeyModifiers::CONTROL);
-        assert_eq!(action_for(&ctrl_t), None);
+        assert_eq!(action_for(&ctrl_t, Live), None);
         let mut release = press(KeyCode::Char('t'), KeyModifiers::NONE);
         release.kind = KeyEventKind::Release;
-        assert_eq!(action_for(&release), None);
+        assert_eq!(action_for(&release, Live), None);
         assert_eq!(
-            action_for(&press(KeyCode::Char('x'), KeyModifiers::NONE)),
+            action_for(&press(KeyCode::Char('x'), KeyModifiers::NONE), Live),
             None
         );
     }

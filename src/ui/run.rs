@@ -9,9 +9,10 @@ use ratatui::crossterm::event::{self, Event as TermEvent};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use crate::protocol::{Control, EndReason, Event};
+use crate::protocol::{Command, Control, EndReason, Feed};
 
 use super::app::{App, StatusKind};
+use super::keys::Context;
 use super::options::UiOptions;
 use super::terminal::TerminalSession;
 use super::theme::Theme;
@@ -98,23 +99,22 @@ fn spawn_signal_forwarder() -> Result<Receiver<i32>, String> {
     Ok(rx)
 }
 
-/// Run the dashboard until the user quits or a signal arrives. `controls` is where key presses go
-/// (None: a read-only source).
+/// Run the dashboard until the user quits or a signal arrives. Key presses become `commands` for
+/// the source: run controls for a live run (`Context::Live`), replay controls for a replay.
 pub fn run(
-    events: &Receiver<Event>,
-    controls: Option<&Sender<Control>>,
+    feed: &Receiver<Feed>,
+    commands: &Sender<Command>,
     options: UiOptions,
-    recording: Option<String>,
+    context: Context,
 ) -> Result<RunOutcome, String> {
     let signals = spawn_signal_forwarder()?;
     let mut session = TerminalSession::enter(options.mouse)?;
     let input = spawn_input_reader();
     let theme = Theme::new(&options);
-    let mut app = App::new();
-    app.recording = recording;
+    let mut app = App::for_context(context);
     let started = Instant::now();
     let mut clock = FrameClock::new(options.frame_interval());
-    let mut events = events.clone();
+    let mut feed = feed.clone();
     let mut outcome = RunOutcome {
         signal: None,
         frames: 0,
@@ -128,16 +128,15 @@ pub fn run(
     loop {
         let wake = clock.wake_at(Instant::now(), dirty);
         select! {
-            recv(events) -> message => match message {
-                Ok(event) => {
-                    app.on_event(&event, Instant::now());
+            recv(feed) -> message => match message {
+                Ok(message) => {
+                    app.on_feed(&message, Instant::now());
                     dirty = true;
                 }
                 Err(_) => {
-                    events = never();
+                    feed = never();
                     source_open = false;
                     if app.live.end.is_none() {
-                        app.on_event(&Event::Unknown, Instant::now());
                         app.status = Some(super::app::Status {
                             text: "the run stopped without an end record; q quits".into(),
                             kind: StatusKind::Error,
@@ -149,9 +148,9 @@ pub fn run(
             },
             recv(input) -> message => match message {
                 Ok(Ok(TermEvent::Key(key))) => {
-                    for control in app.on_key(&key, Instant::now()) {
-                        outcome.quit_sent = control == Control::Quit;
-                        send(controls, control, source_open, &mut app);
+                    for command in app.on_key(&key, Instant::now()) {
+                        outcome.quit_sent = command == Command::Run(Control::Quit);
+                        send(commands, command, source_open, &mut app);
                     }
                     dirty = true;
                 }
@@ -193,11 +192,11 @@ pub fn run(
     Ok(outcome)
 }
 
-fn send(controls: Option<&Sender<Control>>, control: Control, source_open: bool, app: &mut App) {
-    let delivered = source_open && controls.is_some_and(|c| c.send(control).is_ok());
+fn send(commands: &Sender<Command>, command: Command, source_open: bool, app: &mut App) {
+    let delivered = source_open && commands.send(command).is_ok();
     if !delivered && !app.quit {
         app.status = Some(super::app::Status {
-            text: "the run is not taking controls (ended or read-only)".into(),
+            text: "the source is not taking commands any more (it ended)".into(),
             kind: StatusKind::Error,
             since: Instant::now(),
         });

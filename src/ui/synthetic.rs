@@ -66,6 +66,7 @@ pub fn header() -> RunHeader {
             })
             .collect(),
         conventions: Conventions::bntop(1e-5),
+        recording: None,
     }
 }
 

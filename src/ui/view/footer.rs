@@ -6,19 +6,21 @@ use ratatui::widgets::Paragraph;
 use ratatui::Frame;
 
 use super::charts::Pages;
-use crate::ui::app::{App, StatusKind};
+use crate::ui::app::{App, PromptKind, StatusKind};
 use crate::ui::health::Health;
-use crate::ui::keys::BINDINGS;
+use crate::ui::keys::bindings;
 use crate::ui::theme::Theme;
 
 pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme, pages: Pages) {
     let mut spans: Vec<Span> = Vec::new();
     if let Some(prompt) = &app.prompt {
-        let target = app.live.layer_name(prompt.layer);
-        spans.push(Span::styled(
-            format!("momentum for {target} (0-1): "),
-            theme.title(),
-        ));
+        let question = match prompt.kind {
+            PromptKind::Momentum(layer) => {
+                format!("momentum for {} (0-1): ", app.live.layer_name(layer))
+            }
+            PromptKind::Seek => "seek to step: ".to_string(),
+        };
+        spans.push(Span::styled(question, theme.title()));
         spans.push(Span::raw(format!("{}_", prompt.text)));
         spans.push(Span::styled("  Enter apply  Esc cancel", theme.dim()));
     } else {
@@ -36,7 +38,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme, pages: Page
                 theme.title(),
             ));
         }
-        for hint in BINDINGS.iter().filter_map(|b| b.footer) {
+        for hint in bindings(app.context).filter_map(|b| b.footer) {
             let (key, what) = hint.split_once(' ').unwrap_or((hint, ""));
             spans.push(Span::styled(key, theme.title()));
             spans.push(Span::styled(format!(" {what} "), theme.dim()));

@@ -6,7 +6,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 use ratatui::Frame;
 
-use crate::protocol::{EndReason, OptimizerKind};
+use crate::protocol::{EndReason, OptimizerKind, RecordingStatus, ReplayStatus};
 use crate::ui::app::App;
 use crate::ui::format::{num, pct};
 use crate::ui::health::{self, Health};
@@ -96,14 +96,72 @@ fn items(app: &App, theme: &Theme) -> Vec<Item> {
             theme.banner(),
         )]);
     }
-    items.push(match &app.recording {
-        Some(path) => vec![Span::styled(
-            format!("REC {path}"),
-            theme.health(Health::Bad),
-        )],
-        None => vec![Span::styled("not recording", theme.dim())],
-    });
+    if let Some(replay) = &app.replay {
+        items.push(replay_item(replay, theme));
+    }
+    if app.replay.is_none() {
+        items.push(recording_item(app.recording.as_ref(), theme));
+    }
     items
+}
+
+/// "REPLAY ▶ 4x step 1200/56000 run.jsonl" with indexing, following and skipped lines.
+fn replay_item(r: &ReplayStatus, theme: &Theme) -> Item {
+    let state = if r.playing {
+        theme.glyph("▶", ">")
+    } else {
+        theme.glyph("⏸", "||")
+    };
+    let mut item = vec![
+        Span::styled(
+            format!(" REPLAY {state} {}x ", num(r.speed, 3)),
+            theme.banner(),
+        ),
+        Span::raw(format!(" step {}/{} {}", r.step, r.last_step, r.file)),
+    ];
+    if !r.indexed {
+        item.push(Span::styled(" indexing", theme.dim()));
+    }
+    if r.following {
+        item.push(Span::styled(" following", theme.status()));
+    }
+    if r.skipped_lines > 0 {
+        let text = format!(" skipped {} bad lines", r.skipped_lines);
+        item.push(Span::styled(text, theme.health(Health::Warn)));
+    }
+    item
+}
+
+/// "● REC sessions/x.jsonl 1.2 MB", "REC paused (w)" or "not recording".
+fn recording_item(recording: Option<&RecordingStatus>, theme: &Theme) -> Item {
+    match recording {
+        Some(RecordingStatus {
+            path: Some(path),
+            active,
+            bytes,
+            error,
+        }) => {
+            let size = format!("{:.1} MB", *bytes as f64 / 1e6);
+            if error.is_some() {
+                vec![Span::styled(
+                    format!("REC FAILED {path}"),
+                    theme.health(Health::Bad),
+                )]
+            } else if *active {
+                let dot = theme.glyph("●", "*");
+                vec![Span::styled(
+                    format!("{dot} REC {path} {size}"),
+                    theme.health(Health::Bad),
+                )]
+            } else {
+                vec![Span::styled(
+                    format!("REC paused (w) {path} {size}"),
+                    theme.dim(),
+                )]
+            }
+        }
+        _ => vec![Span::styled("not recording", theme.dim())],
+    }
 }
 
 /// The header's lines for this width (at most three).

@@ -5,17 +5,15 @@ use ratatui::widgets::{Block, Borders, Clear, Paragraph};
 use ratatui::Frame;
 
 use crate::ui::health::LEGEND;
-use crate::ui::keys::{keys_label, BINDINGS};
+use crate::ui::keys::{bindings, keys_label, Context};
 use crate::ui::theme::Theme;
 
-pub fn draw(frame: &mut Frame, area: Rect, scroll: u16, theme: &Theme) {
-    let key_width = BINDINGS
-        .iter()
+pub fn draw(frame: &mut Frame, area: Rect, scroll: u16, context: Context, theme: &Theme) {
+    let key_width = bindings(context)
         .map(|b| keys_label(b, theme.ascii).chars().count())
         .max()
         .unwrap_or(0);
-    let mut lines: Vec<Line> = BINDINGS
-        .iter()
+    let mut lines: Vec<Line> = bindings(context)
         .map(|b| {
             Line::from(vec![
                 Span::styled(

@@ -39,7 +39,7 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme) {
         let pages = charts::draw(frame, charts_area, app, theme);
         footer::draw(frame, footer_area, app, theme, pages);
         if app.help {
-            help::draw(frame, area, app.help_scroll, theme);
+            help::draw(frame, area, app.help_scroll, app.context, theme);
         }
     }
     if theme.ascii {

@@ -1,0 +1,7 @@
+//! Sessions: every live run recorded as JSON lines (sessions/FORMAT.md), read back with an index
+//! for replay, followed while another bntop writes it, and exported as CSV.
+pub mod recorder;
+pub mod writer;
+
+pub use recorder::Recorder;
+pub use writer::{default_path, SessionWriter, DEFAULT_POLICY};

@@ -1,0 +1,532 @@
+//! Reading a session: an index of the records (byte offset, length, step, kind) built incrementally,
+//! so a replay can show its first frame before a 500 MB file is indexed and a follower picks up the
+//! lines another bntop appends; records are parsed in full only when read.
+//!
+//! Indexing looks at each line cheaply: the prefix serde writes (`{"kind":"snapshot","step":123,`)
+//! when it is there, else a small peek parse of `kind` and `step` that ignores every other field.
+//! So a line whose body is damaged past its prefix may be indexed and found bad only when read;
+//! [`Reader::read`] then counts it in [`Skipped`] (once per line) and returns an error.
+//!
+//! Bad input never panics and never stops the reading: garbage, binary junk and lines longer than
+//! [`MAX_LINE`] are skipped and counted; a partial last line (a writer in mid-write, or one that
+//! was killed) stays pending until its newline arrives. Records of kinds this version does not
+//! know are counted in `Skipped::unknown_kinds` and not indexed (forward compatibility), so
+//! [`Kind::Unknown`] never appears in the index; [`Kind::of`] uses it for parsed events.
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::protocol::{Event, RunHeader, FORMAT_NAME, FORMAT_VERSION_MAJOR};
+
+/// Longer lines are skipped unread: no real record comes near it (a whole snapshot of a wide
+/// network is a few hundred KB), and it bounds the memory one line can take.
+pub const MAX_LINE: usize = 16 << 20;
+
+/// Sequential indexing reads in large blocks: few system calls per MB.
+const READ_BUFFER: usize = 1 << 20;
+
+/// `open` indexes at most this much while looking for the first good record.
+const OPEN_BUDGET: usize = 1 << 20;
+
+/// What a record is, as far as the index knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Header,
+    /// `whole`: the layers carry their per-channel arrays (else summary-only, or no layers).
+    Snapshot {
+        whole: bool,
+    },
+    Control,
+    Evaluation,
+    Marker,
+    End,
+    /// Never in the index (unknown kinds are counted and skipped); for [`Kind::of`] an unknown event.
+    Unknown,
+}
+
+impl Kind {
+    /// The kind of a parsed event (a snapshot is whole if any layer has its `batch_mean`).
+    pub fn of(event: &Event) -> Kind {
+        match event {
+            Event::Header(_) => Kind::Header,
+            Event::Snapshot(s) => Kind::Snapshot {
+                whole: s.layers.iter().any(|l| !l.batch_mean.is_empty()),
+            },
+            Event::Control(_) => Kind::Control,
+            Event::Evaluation(_) => Kind::Evaluation,
+            Event::Marker(_) => Kind::Marker,
+            Event::End(_) => Kind::End,
+            Event::Unknown => Kind::Unknown,
+        }
+    }
+
+    fn same_variant(self, other: Kind) -> bool {
+        std::mem::discriminant(&self) == std::mem::discriminant(&other)
+    }
+}
+
+/// One indexed record: the line at `offset`, `len` bytes without its newline. The header's step is 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub offset: u64,
+    pub len: u32,
+    pub step: u64,
+    pub kind: Kind,
+}
+
+/// Lines that were not records. `lines` counts bad lines (found while indexing, or when a read
+/// fails to parse an indexed line); `unknown_kinds` counts well-formed records of unknown kinds.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Skipped {
+    pub lines: u64,
+    pub unknown_kinds: u64,
+    pub last_problem: Option<String>,
+}
+
+/// What one [`Reader::poll`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Poll {
+    /// Entries added since the previous poll (including any `open` indexed); after a reset, all of them.
+    pub new_entries: usize,
+    /// The file shrank or was replaced: the index was rebuilt from the start.
+    pub reset: bool,
+    /// Every complete line currently in the file is indexed (a partial last line may be pending).
+    pub at_end: bool,
+}
+
+/// An incrementally read, indexed session file.
+pub struct Reader {
+    path: PathBuf,
+    file: BufReader<File>,
+    identity: Option<(u64, u64)>,
+    header: Option<RunHeader>,
+    entries: Vec<Entry>,
+    skipped: Skipped,
+    /// End of the complete lines consumed (indexed or skipped).
+    pos: u64,
+    /// How far the file has been read: `pos` plus a pending partial line or a long line being skipped.
+    scanned: u64,
+    /// The pending partial line (bytes `pos..scanned`), unless a too-long line is being skipped.
+    line: Vec<u8>,
+    /// Start of a line longer than MAX_LINE whose newline has not been reached yet.
+    skipping_from: Option<u64>,
+    /// `read` moved the file position: the next poll must seek back to `scanned`.
+    reposition: bool,
+    /// File length when a poll last reached the end: an unchanged file needs no reading.
+    at_end_len: Option<u64>,
+    /// Entries already reported by a poll.
+    reported: usize,
+    /// Offsets of indexed lines that failed to parse when read (each counted once).
+    bad_reads: HashSet<u64>,
+}
+
+/// The peek parse: the tag and the step, every other field skipped without being built.
+#[derive(Deserialize)]
+struct Peek<'a> {
+    #[serde(borrow)]
+    kind: Cow<'a, str>,
+    #[serde(default)]
+    step: Option<serde_json::Value>,
+}
+
+/// A header's identity, read before the full header so a newer format is reported as such even
+/// when the rest of its header no longer parses.
+#[derive(Deserialize)]
+struct HeaderPeek<'a> {
+    #[serde(borrow)]
+    format: Cow<'a, str>,
+    version_major: u32,
+    version_minor: u32,
+}
+
+/// How one complete line was classified.
+enum Line {
+    Record(Kind, u64, Option<Box<RunHeader>>),
+    Unknown,
+    Bad(String),
+}
+
+#[cfg(unix)]
+fn identity(meta: &fs::Metadata) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    Some((meta.dev(), meta.ino()))
+}
+
+#[cfg(not(unix))]
+fn identity(_meta: &fs::Metadata) -> Option<(u64, u64)> {
+    None
+}
+
+fn open_file(path: &Path) -> Result<(File, Option<(u64, u64)>), String> {
+    let file = File::open(path)
+        .map_err(|e| format!("cannot open session file {}: {e}", path.display()))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("cannot read session file {}: {e}", path.display()))?;
+    if meta.is_dir() {
+        return Err(format!("{}: is a directory, not a session file", path.display()));
+    }
+    Ok((file, identity(&meta)))
+}
+
+impl Reader {
+    /// Opens the file and indexes up to its first good record (at most about 1 MB), so a header of
+    /// a newer format is reported here. An empty file or one without a header is not an error.
+    pub fn open(path: &Path) -> Result<Reader, String> {
+        let (file, identity) = open_file(path)?;
+        let mut reader = Reader {
+            path: path.to_path_buf(),
+            file: BufReader::with_capacity(READ_BUFFER, file),
+            identity,
+            header: None,
+            entries: Vec::new(),
+            skipped: Skipped::default(),
+            pos: 0,
+            scanned: 0,
+            line: Vec::new(),
+            skipping_from: None,
+            reposition: false,
+            at_end_len: None,
+            reported: 0,
+            bad_reads: HashSet::new(),
+        };
+        reader.index(OPEN_BUDGET, true)?;
+        Ok(reader)
+    }
+
+    /// Indexes about `budget_bytes` of complete lines appended since the last poll (at least one
+    /// line when there is one and the budget is not 0). Starts over (`reset`) if the file shrank
+    /// below what was read or the path now names another file.
+    pub fn poll(&mut self, budget_bytes: usize) -> Result<Poll, String> {
+        let mut reset = false;
+        if let Ok(meta) = fs::metadata(&self.path) {
+            let now = identity(&meta);
+            if now != self.identity && !meta.is_dir() {
+                // Replaced (e.g. renamed over): follow the path. If it cannot be opened right now,
+                // keep the old file and try again next poll.
+                if let Ok((file, now)) = open_file(&self.path) {
+                    self.file = BufReader::with_capacity(READ_BUFFER, file);
+                    self.identity = now;
+                    self.reset();
+                    reset = true;
+                }
+            }
+        }
+        let len = self.len()?;
+        if len < self.scanned {
+            self.reset();
+            reset = true;
+        }
+        let at_end = if self.at_end_len == Some(len) {
+            true
+        } else {
+            self.index(budget_bytes, false)? || self.scanned >= len
+        };
+        self.at_end_len = at_end.then_some(self.scanned.max(len));
+        let new_entries = self.entries.len() - self.reported;
+        self.reported = self.entries.len();
+        Ok(Poll {
+            new_entries,
+            reset,
+            at_end,
+        })
+    }
+
+    /// The header record, once seen (the first header in the file).
+    pub fn header(&self) -> Option<&RunHeader> {
+        self.header.as_ref()
+    }
+
+    /// The indexed records in file order; bad lines and unknown kinds are not in it.
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    /// Reads and fully parses one indexed record. A record that does not parse (or no longer
+    /// matches its entry) is counted in `skipped()` the first time and returned as an error.
+    pub fn read(&mut self, entry: &Entry) -> Result<Event, String> {
+        let mut bytes = vec![0u8; entry.len as usize];
+        self.reposition = true;
+        let file = self.file.get_mut();
+        file.seek(SeekFrom::Start(entry.offset))
+            .and_then(|_| file.read_exact(&mut bytes))
+            .map_err(|e| {
+                format!(
+                    "{}: cannot read the record at byte {}: {e}",
+                    self.path.display(),
+                    entry.offset
+                )
+            })?;
+        let problem = match serde_json::from_slice::<Event>(&bytes) {
+            Ok(event) => {
+                let kind = Kind::of(&event);
+                let step = event.step().unwrap_or(0);
+                if kind.same_variant(entry.kind) && step == entry.step {
+                    return Ok(event);
+                }
+                format!("now holds a {kind:?} record of step {step}, not the indexed one")
+            }
+            Err(e) => format!("not a valid record: {e}"),
+        };
+        let problem = format!("line at byte {}: {problem}", entry.offset);
+        if self.bad_reads.insert(entry.offset) {
+            self.skipped.lines += 1;
+            self.skipped.last_problem = Some(problem.clone());
+        }
+        Err(format!("{}: {problem}", self.path.display()))
+    }
+
+    pub fn skipped(&self) -> &Skipped {
+        &self.skipped
+    }
+
+    /// Bytes of complete lines consumed so far (indexed or skipped).
+    pub fn bytes_indexed(&self) -> u64 {
+        self.pos
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn len(&self) -> Result<u64, String> {
+        self.file
+            .get_ref()
+            .metadata()
+            .map(|m| m.len())
+            .map_err(|e| format!("cannot read session file {}: {e}", self.path.display()))
+    }
+
+    fn reset(&mut self) {
+        self.header = None;
+        self.entries.clear();
+        self.skipped = Skipped::default();
+        self.pos = 0;
+        self.scanned = 0;
+        self.line = Vec::new();
+        self.skipping_from = None;
+        self.reposition = true;
+        self.at_end_len = None;
+        self.reported = 0;
+        self.bad_reads.clear();
+    }
+
+    fn io_error(&self, e: std::io::Error) -> String {
+        format!("cannot read session file {}: {e}", self.path.display())
+    }
+
+    /// Consumes complete lines until `budget` bytes were read, the end of the file, or (with
+    /// `until_first`) the first indexed record. Returns whether the end of the file was reached.
+    fn index(&mut self, budget: usize, until_first: bool) -> Result<bool, String> {
+        if self.reposition {
+            self.file
+                .seek(SeekFrom::Start(self.scanned))
+                .map_err(|e| self.io_error(e))?;
+            self.reposition = false;
+        }
+        let start = self.scanned;
+        let budget = budget as u64;
+        while self.scanned - start < budget && !(until_first && !self.entries.is_empty()) {
+            if let Some(from) = self.skipping_from {
+                // Stream through a too-long line in buffer-sized pieces, keeping none of it.
+                self.line.clear();
+                let n = (&mut self.file)
+                    .take(READ_BUFFER as u64)
+                    .read_until(b'\n', &mut self.line)
+                    .map_err(|e| self.io_error(e))?;
+                self.scanned += n as u64;
+                let ended = self.line.last() == Some(&b'\n');
+                self.line.clear();
+                if n == 0 {
+                    return Ok(true);
+                }
+                if ended {
+                    self.skipping_from = None;
+                    self.pos = self.scanned;
+                    self.bad_line(from, format!("longer than {} MiB", MAX_LINE >> 20));
+                }
+                continue;
+            }
+            let room = (MAX_LINE + 1 - self.line.len()) as u64;
+            let n = (&mut self.file)
+                .take(room)
+                .read_until(b'\n', &mut self.line)
+                .map_err(|e| self.io_error(e))?;
+            self.scanned += n as u64;
+            if n == 0 {
+                // The end of the file; a partial line stays in `line` until its newline arrives.
+                return Ok(true);
+            }
+            if self.line.last() == Some(&b'\n') {
+                let offset = self.pos;
+                let line = std::mem::take(&mut self.line);
+                let result = self.line_read(offset, &line[..line.len() - 1]);
+                self.line = line;
+                self.line.clear();
+                if let Err(e) = result {
+                    // Not consumed: every later poll reports the same error (until a reset).
+                    self.line.clear();
+                    self.scanned = self.pos;
+                    self.reposition = true;
+                    return Err(e);
+                }
+                self.pos = self.scanned;
+            } else if self.line.len() > MAX_LINE {
+                self.skipping_from = Some(self.pos);
+                self.line = Vec::new();
+            }
+        }
+        Ok(false)
+    }
+
+    /// Indexes or counts one complete line (without its newline). Errs only for a header this
+    /// version cannot read.
+    fn line_read(&mut self, offset: u64, line: &[u8]) -> Result<(), String> {
+        match classify(line) {
+            Line::Record(kind, step, header) => {
+                if let Some(header) = header {
+                    if self.header.is_none() {
+                        self.header = Some(*header);
+                    }
+                }
+                self.entries.push(Entry {
+                    offset,
+                    len: line.len() as u32,
+                    step,
+                    kind,
+                });
+            }
+            Line::Unknown => self.skipped.unknown_kinds += 1,
+            Line::Bad(problem) => {
+                if problem.starts_with(HEADER_REFUSED) && self.header.is_none() {
+                    return Err(format!(
+                        "{}: {}",
+                        self.path.display(),
+                        &problem[HEADER_REFUSED.len()..]
+                    ));
+                }
+                self.bad_line(offset, problem);
+            }
+        }
+        Ok(())
+    }
+
+    fn bad_line(&mut self, offset: u64, problem: String) {
+        self.skipped.lines += 1;
+        self.skipped.last_problem = Some(format!("line at byte {offset}: {problem}"));
+    }
+}
+
+/// Marks a header a reader must refuse (another format, or a newer major version).
+const HEADER_REFUSED: &str = "refused header: ";
+
+fn kind_with_step(name: &[u8], line: &[u8]) -> Option<Kind> {
+    Some(match name {
+        b"snapshot" => Kind::Snapshot {
+            whole: contains(line, b"\"batch_mean\""),
+        },
+        b"control" => Kind::Control,
+        b"evaluation" => Kind::Evaluation,
+        b"marker" => Kind::Marker,
+        b"end" => Kind::End,
+        _ => return None,
+    })
+}
+
+/// Substring search. Whole snapshots have `"batch_mean"` within their first few hundred bytes, and
+/// the lines scanned to the end are small (summary-only snapshots and the other records).
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    let Some((&first, rest)) = needle.split_first() else {
+        return true;
+    };
+    let mut from = 0;
+    while let Some(i) = haystack[from..].iter().position(|&b| b == first) {
+        let at = from + i + 1;
+        if haystack[at..].starts_with(rest) {
+            return true;
+        }
+        from = at;
+    }
+    false
+}
+
+/// The fast path: `{"kind":"<name>","step":<digits>,` as serde writes every record with a step,
+/// and a line that ends like an object. Anything else goes to the peek parse.
+fn scan_prefix(line: &[u8]) -> Option<(Kind, u64)> {
+    let rest = line.strip_prefix(b"{\"kind\":\"")?;
+    let quote = rest.iter().take(16).position(|&b| b == b'"')?;
+    let (name, rest) = rest.split_at(quote);
+    let rest = rest.strip_prefix(b"\",\"step\":")?;
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 || !matches!(rest.get(digits), Some(b',') | Some(b'}')) {
+        return None;
+    }
+    if line.trim_ascii_end().last() != Some(&b'}') {
+        return None;
+    }
+    let step = std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()?;
+    Some((kind_with_step(name, line)?, step))
+}
+
+fn classify(line: &[u8]) -> Line {
+    if let Some((kind, step)) = scan_prefix(line) {
+        return Line::Record(kind, step, None);
+    }
+    let peek: Peek = match serde_json::from_slice(line) {
+        Ok(peek) => peek,
+        Err(e) => return Line::Bad(format!("not a record: {e}")),
+    };
+    if peek.kind == "header" {
+        return header_line(line);
+    }
+    let Some(kind) = kind_with_step(peek.kind.as_bytes(), line) else {
+        return Line::Unknown;
+    };
+    match peek.step.as_ref().and_then(|s| s.as_u64()) {
+        Some(step) => Line::Record(kind, step, None),
+        None => Line::Bad(format!("a {} record without a step", peek.kind)),
+    }
+}
+
+fn header_line(line: &[u8]) -> Line {
+    let peek: HeaderPeek = match serde_json::from_slice(line) {
+        Ok(peek) => peek,
+        Err(e) => return Line::Bad(format!("not a valid header: {e}")),
+    };
+    if peek.format != FORMAT_NAME {
+        return Line::Bad(format!(
+            "{HEADER_REFUSED}not a bntop session (format \"{}\")",
+            peek.format.escape_debug()
+        ));
+    }
+    if peek.version_major > FORMAT_VERSION_MAJOR {
+        return Line::Bad(format!(
+            "{HEADER_REFUSED}session format {FORMAT_NAME} {}.{} is newer than this bntop reads ({FORMAT_VERSION_MAJOR}.x); upgrade bntop",
+            peek.version_major, peek.version_minor
+        ));
+    }
+    match serde_json::from_slice::<Event>(line) {
+        Ok(Event::Header(header)) => Line::Record(Kind::Header, 0, Some(header)),
+        Ok(_) => Line::Bad("a header that is not a header".into()),
+        Err(e) => Line::Bad(format!("not a valid header: {e}")),
+    }
+}
+
+/// Index of the last entry with step <= `step` among entries satisfying `pred`: a binary search
+/// when steps are non-decreasing (as in every session), else a linear scan.
+pub fn last_at_or_before(
+    entries: &[Entry],
+    step: u64,
+    pred: impl Fn(&Entry) -> bool,
+) -> Option<usize> {
+    if entries.is_sorted_by_key(|e| e.step) {
+        let end = entries.partition_point(|e| e.step <= step);
+        entries[..end].iter().rposition(pred)
+    } else {
+        entries.iter().rposition(|e| e.step <= step && pred(e))
+    }
+}

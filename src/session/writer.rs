@@ -1,0 +1,266 @@
+//! Writing a session: the header, then one record per line. Each line goes to the file in one
+//! `write` call with nothing buffered, so a writer killed at any moment (even `kill -9`) loses at
+//! most the line in flight, and a reader sees only whole lines plus at most one partial tail.
+//!
+//! Snapshots are decimated by run time (`RecordingPolicy`) so a one-hour run at full speed stays
+//! far below 200 MB; every control, evaluation, marker and the end are kept.
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use crate::protocol::{Event, LayerSnapshot, RecordingPolicy, Snapshot};
+
+pub const DEFAULT_POLICY: RecordingPolicy = RecordingPolicy {
+    snapshot_interval_s: 0.04,
+    channel_arrays_interval_s: 2.0,
+};
+
+/// `<UTC date-time>.jsonl` under `dir`, e.g. `sessions/2026-11-26T15-04-05.jsonl` (UTC).
+pub fn default_path(dir: &Path, unix_seconds: u64) -> PathBuf {
+    let (days, secs) = (unix_seconds / 86_400, unix_seconds % 86_400);
+    let (y, m, d) = civil_from_days(days as i64);
+    let name = format!(
+        "{y:04}-{m:02}-{d:02}T{:02}-{:02}-{:02}Z.jsonl",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    );
+    dir.join(name)
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+pub struct SessionWriter {
+    file: File,
+    path: PathBuf,
+    policy: RecordingPolicy,
+    last_snapshot_s: Option<f64>,
+    last_arrays_s: Option<f64>,
+    /// The step after a control is kept whole, so its effect is on record.
+    keep_next_whole: bool,
+    /// The newest snapshot not written: written whole before `end`, so the last step is on record.
+    held_back: Option<Snapshot>,
+    last_snapshot_step: Option<u64>,
+    bytes: u64,
+}
+
+impl SessionWriter {
+    /// Create a new session file (never overwriting one), creating its directory if needed.
+    pub fn create(path: &Path, policy: RecordingPolicy) -> Result<SessionWriter, String> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map_err(|e| format!("cannot create session file {}: {e}", path.display()))?;
+        Ok(SessionWriter {
+            file,
+            path: path.to_path_buf(),
+            policy,
+            last_snapshot_s: None,
+            last_arrays_s: None,
+            keep_next_whole: false,
+            held_back: None,
+            last_snapshot_step: None,
+            bytes: 0,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn bytes_written(&self) -> u64 {
+        self.bytes
+    }
+
+    fn write_line(&mut self, event: &Event) -> io::Result<()> {
+        let mut line = serde_json::to_vec(event).map_err(io::Error::other)?;
+        line.push(b'\n');
+        self.file.write_all(&line)?;
+        self.bytes += line.len() as u64;
+        if let Event::Snapshot(s) = event {
+            self.last_snapshot_step = Some(s.step);
+        }
+        Ok(())
+    }
+
+    /// Record one event of the stream (the policy decides what of a snapshot is kept).
+    pub fn record(&mut self, event: &Event) -> io::Result<()> {
+        match event {
+            Event::Header(header) => {
+                let mut header = header.clone();
+                header.recording = Some(self.policy.clone());
+                self.write_line(&Event::Header(header))
+            }
+            Event::Snapshot(snapshot) => self.snapshot(snapshot),
+            Event::Control(control) => {
+                self.keep_next_whole |= control.rejected.is_none();
+                self.write_line(event)
+            }
+            Event::End(_) => {
+                if let Some(last) = self.held_back.take() {
+                    if self.last_snapshot_step.is_none_or(|s| s < last.step) {
+                        self.write_line(&Event::Snapshot(last))?;
+                    }
+                }
+                self.write_line(event)
+            }
+            Event::Evaluation(_) | Event::Marker(_) | Event::Unknown => self.write_line(event),
+        }
+    }
+
+    fn snapshot(&mut self, s: &Snapshot) -> io::Result<()> {
+        let due = |last: Option<f64>, interval: f64| last.is_none_or(|t| s.time_s - t >= interval);
+        let whole = self.keep_next_whole
+            || (due(self.last_arrays_s, self.policy.channel_arrays_interval_s)
+                && !s.layers.is_empty());
+        if !whole && !due(self.last_snapshot_s, self.policy.snapshot_interval_s) {
+            self.held_back = Some(s.clone());
+            return Ok(());
+        }
+        self.held_back = None;
+        self.last_snapshot_s = Some(s.time_s);
+        if whole && !s.layers.is_empty() {
+            self.keep_next_whole = false;
+            self.last_arrays_s = Some(s.time_s);
+            return self.write_line(&Event::Snapshot(s.clone()));
+        }
+        let mut decimated = s.clone();
+        decimated.layers = s.layers.iter().map(summary_only).collect();
+        self.write_line(&Event::Snapshot(decimated))
+    }
+}
+
+/// A layer with its mode, momentum and summary, without per-channel arrays.
+fn summary_only(layer: &LayerSnapshot) -> LayerSnapshot {
+    LayerSnapshot {
+        mode: layer.mode,
+        momentum: layer.momentum,
+        batch_mean: Vec::new(),
+        batch_var: Vec::new(),
+        running_mean_pre: Vec::new(),
+        running_var_pre: Vec::new(),
+        running_mean_post: Vec::new(),
+        running_var_post: Vec::new(),
+        r: Vec::new(),
+        d: Vec::new(),
+        drift: Vec::new(),
+        out_mean: Vec::new(),
+        out_var: Vec::new(),
+        relu_mean: Vec::new(),
+        relu_var: Vec::new(),
+        relu_active: Vec::new(),
+        gamma: Vec::new(),
+        beta: Vec::new(),
+        grad_gamma: Vec::new(),
+        grad_beta: Vec::new(),
+        weight_norm: Vec::new(),
+        angular_update: Vec::new(),
+        weight_grad_cos: Vec::new(),
+        bias_grad: None,
+        summary: layer.summary.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{Control, ControlEvent};
+    use crate::ui::synthetic;
+
+    fn lines(path: &Path) -> Vec<Event> {
+        fs::read_to_string(path)
+            .expect("read")
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("each line is one record"))
+            .collect()
+    }
+
+    #[test]
+    fn dates_are_civil() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(20_513), (2026, 3, 1));
+        let path = default_path(Path::new("sessions"), 1_795_705_445);
+        assert_eq!(path, Path::new("sessions/2026-11-26T15-04-05Z.jsonl"));
+    }
+
+    #[test]
+    fn policy_keeps_controls_whole_neighbours_and_the_last_step() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("nested/run.jsonl");
+        let mut writer = SessionWriter::create(&path, DEFAULT_POLICY).expect("create");
+        // 150 steps/s for 1000 steps (6.7 s of run time), block2 to EVAL at 40%.
+        let mut events = synthetic::run(1000, 1);
+        events.push(Event::End(crate::protocol::RunEnd {
+            step: 1000,
+            reason: crate::protocol::EndReason::Completed,
+            elapsed_s: 6.7,
+            message: None,
+        }));
+        for e in &events {
+            writer.record(e).expect("record");
+        }
+        assert!(
+            SessionWriter::create(&path, DEFAULT_POLICY).is_err(),
+            "never overwrites"
+        );
+        let written = lines(&path);
+        let Event::Header(header) = &written[0] else {
+            panic!("first line is the header")
+        };
+        assert_eq!(header.recording, Some(DEFAULT_POLICY));
+        let snapshots: Vec<&Snapshot> = written
+            .iter()
+            .filter_map(|e| match e {
+                Event::Snapshot(s) => Some(s),
+                _ => None,
+            })
+            .collect();
+        // 25 per second of run time, not 150.
+        assert!(
+            (150..=180).contains(&snapshots.len()),
+            "{}",
+            snapshots.len()
+        );
+        let whole: Vec<u64> = snapshots
+            .iter()
+            .filter(|s| !s.layers[0].batch_mean.is_empty())
+            .map(|s| s.step)
+            .collect();
+        let controls: Vec<u64> = written
+            .iter()
+            .filter_map(|e| match e {
+                Event::Control(ControlEvent { step, .. }) => Some(*step),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(controls, vec![400, 700]);
+        // The first step, one every two seconds, and the step after each control keep arrays.
+        assert!(whole.contains(&1) && whole.contains(&301) && whole.contains(&400));
+        assert!(whole.contains(&700) && whole.len() <= 8, "{whole:?}");
+        assert_eq!(snapshots.last().map(|s| s.step), Some(1000));
+        // Every evaluation is kept, and every summary.
+        let evaluations = written
+            .iter()
+            .filter(|e| matches!(e, Event::Evaluation(_)))
+            .count();
+        assert_eq!(evaluations, 20);
+        assert!(snapshots.iter().all(|s| s.layers.len() == 3));
+        let _ = Control::Pause;
+    }
+}
