@@ -36,6 +36,47 @@ enum Command {
     Bench(BenchArgs),
     /// Measure the dashboard: render time, bytes per second to the terminal, history memory.
     BenchDashboard(BenchDashboardArgs),
+    /// Replay a recorded session in the dashboard (--follow: one that is still being written).
+    Replay(ReplayArgs),
+    /// Write a session's per-step, per-layer scalars as CSV.
+    Export(ExportArgs),
+    /// Measure session reading: first frame and seeks on a generated 500 MB file.
+    BenchSession(BenchSessionArgs),
+}
+
+#[derive(Args)]
+struct ReplayArgs {
+    /// A session file (JSON lines, see sessions/FORMAT.md).
+    file: PathBuf,
+    /// Keep reading as another bntop writes the file.
+    #[arg(long)]
+    follow: bool,
+    #[command(flatten)]
+    dashboard: DashboardArgs,
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    /// A session file.
+    file: PathBuf,
+    /// CSV output (the only format so far; the flag keeps room for others).
+    #[arg(long, required = true)]
+    csv: bool,
+    /// Only this layer: its name (block2) or 0-based index.
+    #[arg(long)]
+    layer: Option<String>,
+    /// Write here instead of standard output.
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct BenchSessionArgs {
+    /// Size of the generated session file, in MB.
+    #[arg(long, default_value_t = 500)]
+    megabytes: u64,
+    #[arg(long, default_value_t = 100)]
+    seeks: usize,
 }
 
 #[derive(Args)]
@@ -214,6 +255,9 @@ fn main() -> ExitCode {
         Some(Command::Train(args)) => train(&args),
         Some(Command::Bench(args)) => run_bench(&args),
         Some(Command::BenchDashboard(args)) => run_bench_dashboard(&args),
+        Some(Command::Replay(args)) => replay(&args),
+        Some(Command::Export(args)) => export(&args),
+        Some(Command::BenchSession(args)) => run_bench_session(&args),
         None => train(&cli.train),
     };
     match result {
@@ -321,6 +365,76 @@ fn recorder(args: &TrainArgs) -> Result<Recorder, Failure> {
         }
     };
     Recorder::create(&path).map_err(|e| Failure(2, e))
+}
+
+fn replay(args: &ReplayArgs) -> Result<(), Failure> {
+    let replay = session::replay::spawn(&args.file, args.follow).map_err(|e| Failure(2, e))?;
+    let result = ui::run(
+        &replay.feed,
+        &replay.commands,
+        args.dashboard.options(),
+        Context::Replay,
+    );
+    drop(replay.commands);
+    drop(replay.feed);
+    let skipped = replay
+        .thread
+        .join()
+        .map_err(|_| Failure(1, "the replay thread panicked".into()))?;
+    if skipped.lines > 0 {
+        let last = skipped.last_problem.unwrap_or_default();
+        eprintln!(
+            "bntop: {}: skipped {} bad lines (last: {last})",
+            args.file.display(),
+            skipped.lines
+        );
+    }
+    let outcome = result.map_err(|e| Failure(1, e))?;
+    match outcome.signal {
+        Some(signal) => Err(Failure(
+            128 + signal as u8,
+            format!("stopped by signal {signal}; terminal restored"),
+        )),
+        None => Ok(()),
+    }
+}
+
+fn export(args: &ExportArgs) -> Result<(), Failure> {
+    let mut reader = session::reader::Reader::open(&args.file).map_err(|e| Failure(2, e))?;
+    let stdout = std::io::stdout();
+    let mut out: Box<dyn Write> = match &args.output {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path)
+                .map_err(|e| Failure(2, format!("cannot create {}: {e}", path.display())))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(stdout.lock())),
+    };
+    let stats = session::export::write_csv(&mut reader, args.layer.as_deref(), &mut out)
+        .map_err(|e| Failure(2, e))?;
+    out.flush()
+        .map_err(|e| Failure(1, format!("cannot write the CSV: {e}")))?;
+    if stats.skipped_lines > 0 {
+        eprintln!(
+            "bntop: {}: skipped {} bad lines",
+            args.file.display(),
+            stats.skipped_lines
+        );
+    }
+    Ok(())
+}
+
+fn run_bench_session(args: &BenchSessionArgs) -> Result<(), Failure> {
+    if args.megabytes == 0 || args.seeks == 0 {
+        return Err(Failure(
+            2,
+            "--megabytes and --seeks must be positive".into(),
+        ));
+    }
+    let plan = bench::session::Plan {
+        target_bytes: args.megabytes * 1_000_000,
+        seeks: args.seeks,
+    };
+    bench::session::run(&plan, &mut std::io::stdout()).map_err(|e| Failure(1, e))
 }
 
 fn run_bench(args: &BenchArgs) -> Result<(), Failure> {

@@ -2,4 +2,5 @@
 //! (render time, terminal bandwidth, memory of the dashboard). Release builds only give numbers
 //! worth reporting.
 pub mod dashboard;
+pub mod session;
 pub mod training;

@@ -148,6 +148,8 @@ enum Line {
     Record(Kind, u64, Option<Box<RunHeader>>),
     Unknown,
     Bad(String),
+    /// A header this version must not read: another format, or a newer major version.
+    Refused(String),
 }
 
 #[cfg(unix)]
@@ -168,7 +170,10 @@ fn open_file(path: &Path) -> Result<(File, Option<(u64, u64)>), String> {
         .metadata()
         .map_err(|e| format!("cannot read session file {}: {e}", path.display()))?;
     if meta.is_dir() {
-        return Err(format!("{}: is a directory, not a session file", path.display()));
+        return Err(format!(
+            "{}: is a directory, not a session file",
+            path.display()
+        ));
     }
     Ok((file, identity(&meta)))
 }
@@ -367,6 +372,8 @@ impl Reader {
                 let result = self.line_read(offset, &line[..line.len() - 1]);
                 self.line = line;
                 self.line.clear();
+                // Keep the buffer of an ordinary line, not of a 16 MiB one.
+                self.line.shrink_to(READ_BUFFER);
                 if let Err(e) = result {
                     // Not consumed: every later poll reports the same error (until a reset).
                     self.line.clear();
@@ -401,16 +408,12 @@ impl Reader {
                 });
             }
             Line::Unknown => self.skipped.unknown_kinds += 1,
-            Line::Bad(problem) => {
-                if problem.starts_with(HEADER_REFUSED) && self.header.is_none() {
-                    return Err(format!(
-                        "{}: {}",
-                        self.path.display(),
-                        &problem[HEADER_REFUSED.len()..]
-                    ));
-                }
-                self.bad_line(offset, problem);
+            // Only as the first good record: a file that starts another way is read for what it has.
+            Line::Refused(problem) if self.entries.is_empty() => {
+                return Err(format!("{}: {problem}", self.path.display()));
             }
+            // A header after other records: just a line this reader cannot use.
+            Line::Bad(problem) | Line::Refused(problem) => self.bad_line(offset, problem),
         }
         Ok(())
     }
@@ -420,9 +423,6 @@ impl Reader {
         self.skipped.last_problem = Some(format!("line at byte {offset}: {problem}"));
     }
 }
-
-/// Marks a header a reader must refuse (another format, or a newer major version).
-const HEADER_REFUSED: &str = "refused header: ";
 
 fn kind_with_step(name: &[u8], line: &[u8]) -> Option<Kind> {
     Some(match name {
@@ -498,14 +498,14 @@ fn header_line(line: &[u8]) -> Line {
         Err(e) => return Line::Bad(format!("not a valid header: {e}")),
     };
     if peek.format != FORMAT_NAME {
-        return Line::Bad(format!(
-            "{HEADER_REFUSED}not a bntop session (format \"{}\")",
+        return Line::Refused(format!(
+            "not a bntop session (format \"{}\")",
             peek.format.escape_debug()
         ));
     }
     if peek.version_major > FORMAT_VERSION_MAJOR {
-        return Line::Bad(format!(
-            "{HEADER_REFUSED}session format {FORMAT_NAME} {}.{} is newer than this bntop reads ({FORMAT_VERSION_MAJOR}.x); upgrade bntop",
+        return Line::Refused(format!(
+            "session format {FORMAT_NAME} {}.{} is newer than this bntop reads ({FORMAT_VERSION_MAJOR}.x); upgrade bntop",
             peek.version_major, peek.version_minor
         ));
     }

@@ -208,7 +208,10 @@ mod tests {
                 .flat_map(|b| b.keys.iter().copied())
                 .collect();
             for (i, a) in all.iter().enumerate() {
-                assert!(!all[i + 1..].contains(a), "{a:?} is bound twice in {context:?}");
+                assert!(
+                    !all[i + 1..].contains(a),
+                    "{a:?} is bound twice in {context:?}"
+                );
             }
         }
     }

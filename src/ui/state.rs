@@ -148,14 +148,27 @@ impl LayerState {
     fn observe(&mut self, step: u64, layer: &LayerSnapshot) {
         self.mode = layer.mode;
         self.momentum = layer.momentum;
-        self.floor.observe(step, layer);
         let summary = &layer.summary;
         self.drift.push(step, summary.drift);
+        self.weight_norm.push(step, summary.weight_norm);
+        self.angular_update.push(step, summary.angular_update);
+        if layer.batch_mean.is_empty() {
+            // A summary-only snapshot (a recording keeps per-channel arrays at a lower rate):
+            // the arrays shown stay those of the last whole snapshot.
+            match &mut self.latest {
+                Some(latest) => {
+                    latest.mode = layer.mode;
+                    latest.momentum = layer.momentum;
+                    latest.summary = layer.summary.clone();
+                }
+                None => self.latest = Some(layer.clone()),
+            }
+            return;
+        }
+        self.floor.observe(step, layer);
         if let Some(floor) = self.noise_floor() {
             self.drift_floor.push(step, floor as f32);
         }
-        self.weight_norm.push(step, summary.weight_norm);
-        self.angular_update.push(step, summary.angular_update);
         if self.channel_history.len() < layer.batch_mean.len() {
             self.channel_history
                 .resize_with(layer.batch_mean.len(), ChannelHistory::new);

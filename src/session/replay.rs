@@ -1,0 +1,384 @@
+//! Replaying a session into the dashboard: a player thread reads the indexed file and sends its
+//! records as a [`Feed`] at the recorded pace times the speed, and obeys replay commands (play,
+//! pause, speed, step, seek, jump to marks). With `follow` it keeps reading a file another bntop is
+//! still writing, and starts over if the file is truncated or replaced.
+//!
+//! A seek rebuilds the dashboard from a sample of the records before the target (every control
+//! and marker, evenly spaced snapshots and evaluations, and the last ones densely), so it costs
+//! about the same at step 100 or at step 10 million.
+use std::path::Path;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+
+use super::reader::{Entry, Kind, Reader, Skipped};
+use crate::protocol::{
+    Command, Event, Feed, ReplayCommand, ReplayStatus, MAX_REPLAY_SPEED, MIN_REPLAY_SPEED,
+};
+
+/// Bytes indexed per loop turn: the first frame shows before a large file is indexed.
+const INDEX_BUDGET: usize = 8 << 20;
+/// Records sent per loop turn at most, so commands stay responsive at 64x.
+const MAX_RECORDS_PER_TURN: usize = 4000;
+/// A pause in the recorded run (the run was paused) is shortened to this much run time.
+const MAX_GAP_S: f64 = 0.5;
+/// How often a followed file that has nothing new is polled.
+const FOLLOW_POLL: Duration = Duration::from_millis(200);
+/// Sample sizes when a seek rebuilds the past.
+const SAMPLED_SNAPSHOTS: usize = 600;
+const SAMPLED_WHOLE_SNAPSHOTS: usize = 60;
+const RECENT_SNAPSHOTS: usize = 200;
+const SAMPLED_EVALUATIONS: usize = 400;
+const KEPT_MARKS: usize = 2000;
+
+pub struct Replay {
+    pub feed: Receiver<Feed>,
+    pub commands: Sender<Command>,
+    /// What was skipped, reported after the dashboard closes.
+    pub thread: JoinHandle<Skipped>,
+}
+
+/// Open `path` (an error here is a bad file: exit 2) and start playing it.
+pub fn spawn(path: &Path, follow: bool) -> Result<Replay, String> {
+    let reader = Reader::open(path)?;
+    let (feed_tx, feed) = crossbeam_channel::bounded(4096);
+    let (commands, command_rx) = crossbeam_channel::unbounded();
+    let file = path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let thread = thread::Builder::new()
+        .name("bntop-replay".into())
+        .spawn(move || {
+            let mut player = Player::new(reader, feed_tx, file, follow);
+            player.run(&command_rx);
+            player.reader.skipped().clone()
+        })
+        .map_err(|e| format!("cannot start the replay thread: {e}"))?;
+    Ok(Replay {
+        feed,
+        commands,
+        thread,
+    })
+}
+
+struct Player {
+    reader: Reader,
+    feed: Sender<Feed>,
+    file: String,
+    follow: bool,
+    /// Index of the next entry to send.
+    next: usize,
+    playing: bool,
+    speed: f64,
+    /// Run time (a snapshot's `time_s`) the replay has reached, and when it did (wall clock).
+    run_time: f64,
+    anchor: Instant,
+    step: u64,
+    /// The next snapshot, read ahead to learn its time.
+    pending: Option<(usize, Event)>,
+    last_status: Option<ReplayStatus>,
+    indexed: bool,
+}
+
+impl Player {
+    fn new(reader: Reader, feed: Sender<Feed>, file: String, follow: bool) -> Player {
+        Player {
+            reader,
+            feed,
+            file,
+            follow,
+            next: 0,
+            playing: true,
+            speed: 1.0,
+            run_time: 0.0,
+            anchor: Instant::now(),
+            step: 0,
+            pending: None,
+            last_status: None,
+            indexed: false,
+        }
+    }
+
+    fn run(&mut self, commands: &Receiver<Command>) {
+        let mut last_poll = Instant::now() - FOLLOW_POLL;
+        loop {
+            if !self.indexed || (self.follow && last_poll.elapsed() >= FOLLOW_POLL) {
+                last_poll = Instant::now();
+                match self.reader.poll(INDEX_BUDGET) {
+                    Ok(poll) => {
+                        self.indexed = poll.at_end;
+                        if poll.reset {
+                            self.seek(0);
+                        }
+                    }
+                    Err(_) => self.indexed = true,
+                }
+            }
+            let wait = if self.playing { self.play() } else { None };
+            if !self.send_status() {
+                return;
+            }
+            let timeout = if !self.indexed {
+                Duration::ZERO
+            } else {
+                wait.unwrap_or(FOLLOW_POLL).min(FOLLOW_POLL)
+            };
+            match commands.recv_timeout(timeout) {
+                Ok(command) => {
+                    self.command(command);
+                    while let Ok(command) = commands.try_recv() {
+                        self.command(command);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        }
+    }
+
+    /// Where the replay clock is now, in run time.
+    fn clock(&self) -> f64 {
+        if self.playing {
+            self.run_time + self.anchor.elapsed().as_secs_f64() * self.speed
+        } else {
+            self.run_time
+        }
+    }
+
+    /// Freeze the clock at its current reading (before a change of speed or of play state).
+    fn reanchor(&mut self) {
+        self.run_time = self.clock();
+        self.anchor = Instant::now();
+    }
+
+    fn send(&self, event: Event) -> bool {
+        self.feed.send(Feed::Event(event)).is_ok()
+    }
+
+    /// Read the entry at `i` (a bad record is skipped: the reader counts it).
+    fn read(&mut self, i: usize) -> Option<Event> {
+        let entry = *self.reader.entries().get(i)?;
+        self.reader.read(&entry).ok()
+    }
+
+    /// Send every record that is due; returns how long until the next one is.
+    fn play(&mut self) -> Option<Duration> {
+        for _ in 0..MAX_RECORDS_PER_TURN {
+            let i = self.next;
+            let entry = *self.reader.entries().get(i)?;
+            let event = match self.pending.take() {
+                Some((j, event)) if j == i => event,
+                _ => match self.reader.read(&entry) {
+                    Ok(event) => event,
+                    Err(_) => {
+                        self.next += 1;
+                        continue;
+                    }
+                },
+            };
+            if let Event::Snapshot(s) = &event {
+                let now = self.clock();
+                if s.time_s > now + MAX_GAP_S {
+                    // A long pause in the recorded run: skip the dead time.
+                    self.run_time = s.time_s - MAX_GAP_S;
+                    self.anchor = Instant::now();
+                }
+                let now = self.clock();
+                if s.time_s > now {
+                    let wait = (s.time_s - now) / self.speed;
+                    self.pending = Some((i, event));
+                    return Some(Duration::from_secs_f64(wait));
+                }
+                self.step = s.step;
+            } else if let Some(step) = event.step() {
+                self.step = self.step.max(step);
+            }
+            self.next += 1;
+            if !self.send(event) {
+                return None;
+            }
+        }
+        Some(Duration::ZERO)
+    }
+
+    fn command(&mut self, command: Command) {
+        let Command::Replay(command) = command else {
+            return;
+        };
+        match command {
+            ReplayCommand::PlayPause => {
+                self.reanchor();
+                self.playing = !self.playing;
+            }
+            ReplayCommand::Faster | ReplayCommand::Slower => {
+                self.reanchor();
+                let factor = if command == ReplayCommand::Faster {
+                    2.0
+                } else {
+                    0.5
+                };
+                self.speed = (self.speed * factor).clamp(MIN_REPLAY_SPEED, MAX_REPLAY_SPEED);
+            }
+            ReplayCommand::StepForward => {
+                self.playing = false;
+                self.step_forward();
+            }
+            ReplayCommand::StepBack => {
+                self.playing = false;
+                let before = self.step.saturating_sub(1);
+                let entries = self.reader.entries();
+                let previous = entries[..self.next.min(entries.len())]
+                    .iter()
+                    .rev()
+                    .find(|e| is_snapshot(e) && e.step <= before)
+                    .map(|e| e.step);
+                self.seek(previous.unwrap_or(0));
+            }
+            ReplayCommand::ToStart => self.seek(0),
+            ReplayCommand::ToEnd => {
+                let last = self.reader.entries().iter().map(|e| e.step).max();
+                self.seek(last.unwrap_or(0));
+            }
+            ReplayCommand::Seek(step) => self.seek(step),
+            ReplayCommand::NextMark => {
+                let step = self.step;
+                let mark = self
+                    .reader
+                    .entries()
+                    .iter()
+                    .find(|e| is_mark(e) && e.step > step)
+                    .map(|e| e.step);
+                if let Some(step) = mark {
+                    self.seek(step);
+                }
+            }
+            ReplayCommand::PrevMark => {
+                let step = self.step;
+                let mark = self
+                    .reader
+                    .entries()
+                    .iter()
+                    .rev()
+                    .find(|e| is_mark(e) && e.step < step)
+                    .map(|e| e.step);
+                if let Some(step) = mark {
+                    self.seek(step);
+                }
+            }
+        }
+    }
+
+    /// Send records up to and including the next snapshot.
+    fn step_forward(&mut self) {
+        self.pending = None;
+        while let Some(entry) = self.reader.entries().get(self.next).copied() {
+            self.next += 1;
+            let Ok(event) = self.reader.read(&entry) else {
+                continue;
+            };
+            let snapshot_time = match &event {
+                Event::Snapshot(s) => Some((s.step, s.time_s)),
+                _ => None,
+            };
+            if !self.send(event) {
+                return;
+            }
+            if let Some((step, time)) = snapshot_time {
+                self.step = step;
+                self.run_time = time;
+                return;
+            }
+        }
+    }
+
+    /// Rebuild the dashboard at `target`: reset, then a sample of everything before it.
+    fn seek(&mut self, target: u64) {
+        self.pending = None;
+        if self.feed.send(Feed::Reset).is_err() {
+            return;
+        }
+        let entries = self.reader.entries();
+        // Steps never decrease in a session, so the past is a prefix.
+        let cut = entries.partition_point(|e| e.step <= target);
+        let past = &entries[..cut];
+        let mut chosen: Vec<usize> = Vec::new();
+        let of_kind = |pred: &dyn Fn(&Entry) -> bool| -> Vec<usize> {
+            past.iter()
+                .enumerate()
+                .filter(|(_, e)| pred(e))
+                .map(|(i, _)| i)
+                .collect()
+        };
+        chosen.extend(of_kind(&|e| e.kind == Kind::Header).into_iter().take(1));
+        let marks = of_kind(&is_mark);
+        chosen.extend(&marks[marks.len().saturating_sub(KEPT_MARKS)..]);
+        chosen.extend(evenly(
+            &of_kind(&|e| e.kind == Kind::Evaluation),
+            SAMPLED_EVALUATIONS,
+        ));
+        let snapshots = of_kind(&is_snapshot);
+        chosen.extend(evenly(&snapshots, SAMPLED_SNAPSHOTS));
+        chosen.extend(&snapshots[snapshots.len().saturating_sub(RECENT_SNAPSHOTS)..]);
+        let whole = of_kind(&|e| e.kind == Kind::Snapshot { whole: true });
+        chosen.extend(evenly(&whole, SAMPLED_WHOLE_SNAPSHOTS));
+        chosen.extend(whole.last());
+        chosen.extend(past.iter().rposition(|e| e.kind == Kind::End));
+        chosen.sort_unstable();
+        chosen.dedup();
+        let last_past_step = past.last().map_or(0, |e| e.step);
+        self.step = 0;
+        for i in chosen {
+            let Some(event) = self.read(i) else {
+                continue;
+            };
+            if let Event::Snapshot(s) = &event {
+                self.step = s.step;
+                self.run_time = s.time_s;
+            }
+            if !self.send(event) {
+                return;
+            }
+        }
+        self.step = self.step.max(target.min(last_past_step));
+        self.anchor = Instant::now();
+        self.next = cut;
+    }
+
+    /// Tell the dashboard where the replay stands, when that changed; false once it has gone.
+    fn send_status(&mut self) -> bool {
+        let status = ReplayStatus {
+            file: self.file.clone(),
+            playing: self.playing,
+            speed: self.speed,
+            step: self.step,
+            last_step: self.reader.entries().last().map_or(0, |e| e.step),
+            following: self.follow,
+            indexed: self.indexed,
+            skipped_lines: self.reader.skipped().lines,
+        };
+        if self.last_status.as_ref() == Some(&status) {
+            // Nothing new; a dashboard that went away shows up as closed commands.
+            return true;
+        }
+        self.last_status = Some(status.clone());
+        self.feed.send(Feed::Replay(status)).is_ok()
+    }
+}
+
+fn is_snapshot(e: &Entry) -> bool {
+    matches!(e.kind, Kind::Snapshot { .. })
+}
+
+fn is_mark(e: &Entry) -> bool {
+    matches!(e.kind, Kind::Control | Kind::Marker)
+}
+
+/// About `n` items spread evenly over `items` (all of them when there are fewer).
+fn evenly(items: &[usize], n: usize) -> Vec<usize> {
+    if items.len() <= n {
+        return items.to_vec();
+    }
+    (0..n).map(|k| items[k * items.len() / n]).collect()
+}
