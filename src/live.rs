@@ -48,6 +48,7 @@ fn relay(
     let _ = feed.send(Feed::Recording(recorder.status()));
     let mut commands = commands.clone();
     let mut stop_by: Option<Instant> = None;
+    let mut quit_sent = false;
     let mut last_status = Instant::now();
     let mut end = None;
     loop {
@@ -70,6 +71,7 @@ fn relay(
             },
             recv(commands) -> command => match command {
                 Ok(Command::Run(control)) => {
+                    quit_sent |= control == Control::Quit;
                     let _ = engine.controls.send(control);
                 }
                 Ok(Command::SetRecording(active)) => {
@@ -79,7 +81,9 @@ fn relay(
                 Ok(Command::Replay(_)) => {}
                 Err(_) => {
                     // The dashboard closed: stop training, record until its end record.
-                    let _ = engine.controls.send(Control::Quit);
+                    if !quit_sent {
+                        let _ = engine.controls.send(Control::Quit);
+                    }
                     commands = crossbeam_channel::never();
                     stop_by = Some(Instant::now() + SHUTDOWN_WAIT);
                 }

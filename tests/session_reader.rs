@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use bntop::bench;
 use bntop::protocol::{
     BnMode, Control, ControlEvent, EndReason, EvalScore, Evaluation, Event, Marker, MarkerKind,
     RecordingPolicy, RunEnd, Snapshot,
@@ -434,7 +433,7 @@ fn a_newer_header_appearing_in_a_followed_file_is_an_error_on_poll() {
         &path,
         format!("{}\n", header_json(3, 1, "bntop")).as_bytes(),
     );
-    let err = reader.poll(usize::MAX).err().expect("refused");
+    let err = reader.poll(usize::MAX).expect_err("refused");
     assert!(err.contains("bntop 3.1 is newer"), "{err}");
     // It stays refused: the line is not consumed as if it were garbage.
     assert!(reader.poll(usize::MAX).is_err());
@@ -628,7 +627,7 @@ fn mutated_sessions_never_panic_and_every_indexed_line_is_accounted_for() {
     let original = fs::read(&src).expect("read");
     let mut rng = ChaCha8Rng::seed_from_u64(2024);
     let mut refused = 0;
-    for case in 0..3000 {
+    for case in 0..150 {
         let mut data = original.clone();
         for _ in 0..rng.gen_range(1..6) {
             mutate(&mut rng, &mut data);
@@ -710,7 +709,7 @@ fn mutated_sessions_never_panic_and_every_indexed_line_is_accounted_for() {
         }
         let _ = fs::remove_file(&path);
     }
-    eprintln!("refused {refused}");
+    assert!(refused < 20, "{refused} of 150 cases refused");
 }
 
 #[test]
@@ -828,22 +827,4 @@ fn csv_export_writes_non_finite_values_and_skips_bad_records() {
         (row[0], row[3], row[9], row[20]),
         ("2", "NaN", "inf", "-inf")
     );
-}
-
-/// `cargo test --release --test session_reader -- --ignored --nocapture`; BNTOP_BENCH_MB sets the
-/// size (default 500 MB).
-#[test]
-#[ignore]
-fn bench_session() {
-    let mb: u64 = std::env::var("BNTOP_BENCH_MB")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(500);
-    let plan = bench::session::Plan {
-        target_bytes: mb * 1_000_000,
-        seeks: 200,
-    };
-    let mut out = Vec::new();
-    bench::session::run(&plan, &mut out).expect("benchmark");
-    print!("{}", String::from_utf8_lossy(&out));
 }

@@ -178,3 +178,34 @@ fn csv_field(s: &str) -> Cow<'_, str> {
         Cow::Borrowed(s)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_by_name_or_index() {
+        let names: Vec<String> = ["block1", "block2", "3"].map(String::from).to_vec();
+        assert_eq!(resolve_layer(&names, "block2"), Ok(1));
+        assert_eq!(resolve_layer(&names, "0"), Ok(0));
+        // A name wins over an index.
+        assert_eq!(resolve_layer(&names, "3"), Ok(2));
+        let err = resolve_layer(&names, "7").expect_err("unknown");
+        assert_eq!(
+            err,
+            "no layer \"7\"; layers: block1, block2, 3 (or an index from 0 to 2)"
+        );
+        assert!(resolve_layer(&[], "0").is_err());
+    }
+
+    #[test]
+    fn fields_and_means() {
+        assert_eq!(csv_field("block1"), "block1");
+        assert_eq!(csv_field("a,\"b\""), "\"a,\"\"b\"\"\"");
+        assert_eq!(channel_mean(&[]), None);
+        assert_eq!(channel_mean(&[1.0, 2.0, 4.5]), Some(2.5));
+        assert!(channel_mean(&[1.0, f32::NAN]).is_some_and(f32::is_nan));
+        assert_eq!(format!("{}", f32::NEG_INFINITY), "-inf");
+        assert_eq!(COLUMNS.split(',').count(), 24);
+    }
+}

@@ -254,6 +254,13 @@ impl Reader {
     /// Reads and fully parses one indexed record. A record that does not parse (or no longer
     /// matches its entry) is counted in `skipped()` the first time and returned as an error.
     pub fn read(&mut self, entry: &Entry) -> Result<Event, String> {
+        if entry.len as usize > MAX_LINE {
+            return Err(format!(
+                "{}: no record at byte {} is that long",
+                self.path.display(),
+                entry.offset
+            ));
+        }
         let mut bytes = vec![0u8; entry.len as usize];
         self.reposition = true;
         let file = self.file.get_mut();
@@ -335,7 +342,7 @@ impl Reader {
         }
         let start = self.scanned;
         let budget = budget as u64;
-        while self.scanned - start < budget && !(until_first && !self.entries.is_empty()) {
+        while self.scanned - start < budget && (!until_first || self.entries.is_empty()) {
             if let Some(from) = self.skipping_from {
                 // Stream through a too-long line in buffer-sized pieces, keeping none of it.
                 self.line.clear();
@@ -500,7 +507,11 @@ fn header_line(line: &[u8]) -> Line {
     if peek.format != FORMAT_NAME {
         return Line::Refused(format!(
             "not a bntop session (format \"{}\")",
-            peek.format.escape_debug()
+            peek.format
+                .chars()
+                .take(40)
+                .collect::<String>()
+                .escape_debug()
         ));
     }
     if peek.version_major > FORMAT_VERSION_MAJOR {
@@ -528,5 +539,119 @@ pub fn last_at_or_before(
         entries[..end].iter().rposition(pred)
     } else {
         entries.iter().rposition(|e| e.step <= step && pred(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(line: &str) -> (Kind, u64) {
+        match classify(line.as_bytes()) {
+            Line::Record(kind, step, _) => (kind, step),
+            Line::Unknown => panic!("{line}: unknown"),
+            Line::Bad(p) | Line::Refused(p) => panic!("{line}: {p}"),
+        }
+    }
+
+    fn is_bad(line: &[u8]) -> bool {
+        matches!(classify(line), Line::Bad(_))
+    }
+
+    #[test]
+    fn the_prefix_gives_kind_and_step_and_other_orders_fall_back_to_a_peek() {
+        let whole = r#"{"kind":"snapshot","step":12,"layers":[{"mode":"train","batch_mean":[1]}]}"#;
+        assert_eq!(record(whole), (Kind::Snapshot { whole: true }, 12));
+        assert_eq!(
+            scan_prefix(whole.as_bytes()),
+            Some((Kind::Snapshot { whole: true }, 12))
+        );
+        let summary = r#"{"kind":"snapshot","step":3,"layers":[{"mode":"eval"}]}"#;
+        assert_eq!(record(summary), (Kind::Snapshot { whole: false }, 3));
+        // Another field order, whitespace, an escaped tag: no prefix, the peek parse finds them.
+        let reordered =
+            r#" { "step" : 7, "control": {"control":"pause"}, "kind" : "con\u0074rol" } "#;
+        assert_eq!(scan_prefix(reordered.as_bytes()), None);
+        assert_eq!(record(reordered), (Kind::Control, 7));
+        assert_eq!(
+            record(r#"{"kind":"end","step":18446744073709551615}"#).1,
+            u64::MAX
+        );
+        assert_eq!(record(r#"{"kind":"marker","step":0}"#), (Kind::Marker, 0));
+        assert_eq!(
+            record(r#"{"kind":"evaluation","step":50}"#),
+            (Kind::Evaluation, 50)
+        );
+    }
+
+    #[test]
+    fn lines_that_are_not_records_are_bad_and_unknown_kinds_are_not() {
+        assert!(is_bad(b""));
+        assert!(is_bad(b"   "));
+        assert!(is_bad(b"null"));
+        assert!(is_bad(b"{\"step\":1}"));
+        assert!(is_bad(b"{\"kind\":\"snapshot\",\"step\":1"));
+        assert!(is_bad(
+            b"{\"kind\":\"snapshot\",\"step\":18446744073709551616}"
+        ));
+        assert!(is_bad(b"{\"kind\":\"snapshot\",\"step\":\"1\"}"));
+        assert!(is_bad(b"{\"kind\":\"header\",\"format\":\"bntop\"}"));
+        assert!(is_bad(&[0xff, 0xfe, b'{', b'}']));
+        assert!(matches!(
+            classify(b"{\"kind\":\"future\",\"step\":\"whenever\"}"),
+            Line::Unknown
+        ));
+        assert!(matches!(
+            classify(b"{\"kind\":\"header\",\"format\":\"bntop\",\"version_major\":2,\"version_minor\":0}"),
+            Line::Refused(p) if p.contains("bntop 2.0 is newer")
+        ));
+    }
+
+    #[test]
+    fn substring_search() {
+        assert!(contains(b"ab\"batch_mean\"", b"\"batch_mean\""));
+        assert!(contains(b"\"\"batch_mean\"x", b"\"batch_mean\""));
+        assert!(!contains(b"\"batch_mea\"", b"\"batch_mean\""));
+        assert!(!contains(b"", b"x"));
+        assert!(contains(b"", b""));
+    }
+
+    fn entry(step: u64, kind: Kind) -> Entry {
+        Entry {
+            offset: 0,
+            len: 0,
+            step,
+            kind,
+        }
+    }
+
+    #[test]
+    fn last_at_or_before_searches_sorted_steps_and_scans_unsorted_ones() {
+        let whole = Kind::Snapshot { whole: true };
+        let part = Kind::Snapshot { whole: false };
+        let sorted = [
+            entry(0, Kind::Header),
+            entry(1, whole),
+            entry(2, part),
+            entry(2, Kind::Control),
+            entry(3, part),
+            entry(5, whole),
+            entry(5, Kind::End),
+        ];
+        let is_whole = |e: &Entry| e.kind == whole;
+        assert_eq!(last_at_or_before(&sorted, 4, is_whole), Some(1));
+        assert_eq!(last_at_or_before(&sorted, 5, is_whole), Some(5));
+        assert_eq!(last_at_or_before(&sorted, 2, |_| true), Some(3));
+        assert_eq!(last_at_or_before(&sorted, 0, is_whole), None);
+        assert_eq!(last_at_or_before(&[], 9, |_| true), None);
+        let unsorted = [
+            entry(4, whole),
+            entry(9, whole),
+            entry(2, whole),
+            entry(7, part),
+        ];
+        assert_eq!(last_at_or_before(&unsorted, 5, is_whole), Some(2));
+        assert_eq!(last_at_or_before(&unsorted, 3, is_whole), Some(2));
+        assert_eq!(last_at_or_before(&unsorted, 1, is_whole), None);
     }
 }

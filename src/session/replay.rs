@@ -31,6 +31,9 @@ const SAMPLED_WHOLE_SNAPSHOTS: usize = 60;
 const RECENT_SNAPSHOTS: usize = 200;
 const SAMPLED_EVALUATIONS: usize = 400;
 const KEPT_MARKS: usize = 2000;
+/// Bytes of snapshots a seek parses at most (about 20 ms), so a file of whole snapshots (22 KB
+/// each) rebuilds from fewer of them than one of summaries (1 KB).
+const SEEK_SNAPSHOT_BYTES: u64 = 4 << 20;
 
 pub struct Replay {
     pub feed: Receiver<Feed>,
@@ -319,10 +322,21 @@ impl Player {
             SAMPLED_EVALUATIONS,
         ));
         let snapshots = of_kind(&is_snapshot);
-        chosen.extend(evenly(&snapshots, SAMPLED_SNAPSHOTS));
-        chosen.extend(&snapshots[snapshots.len().saturating_sub(RECENT_SNAPSHOTS)..]);
+        let mean_len = snapshots
+            .iter()
+            .map(|&i| u64::from(past[i].len))
+            .sum::<u64>()
+            / snapshots.len().max(1) as u64;
+        let affordable = (SEEK_SNAPSHOT_BYTES / mean_len.max(1)) as usize;
+        let (sampled, recent) = if affordable >= SAMPLED_SNAPSHOTS + RECENT_SNAPSHOTS {
+            (SAMPLED_SNAPSHOTS, RECENT_SNAPSHOTS)
+        } else {
+            (affordable * 3 / 4, affordable / 4)
+        };
+        chosen.extend(evenly(&snapshots, sampled));
+        chosen.extend(&snapshots[snapshots.len().saturating_sub(recent)..]);
         let whole = of_kind(&|e| e.kind == Kind::Snapshot { whole: true });
-        chosen.extend(evenly(&whole, SAMPLED_WHOLE_SNAPSHOTS));
+        chosen.extend(evenly(&whole, SAMPLED_WHOLE_SNAPSHOTS.min(affordable)));
         chosen.extend(whole.last());
         chosen.extend(past.iter().rposition(|e| e.kind == Kind::End));
         chosen.sort_unstable();

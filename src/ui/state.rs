@@ -434,3 +434,41 @@ impl RunState {
         self.end.as_ref().map(|e| e.reason)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ui::synthetic;
+
+    /// A recording's summary-only snapshots update the summary series but keep the last whole
+    /// snapshot's per-channel arrays (no NaN channel means).
+    #[test]
+    fn summary_only_snapshots_keep_the_last_arrays() {
+        let mut state = RunState::new();
+        let events = synthetic::run(20, 1);
+        for e in &events {
+            state.apply(e);
+        }
+        let arrays = state.layers[0]
+            .latest
+            .as_ref()
+            .map(|l| l.batch_mean.clone());
+        let Some(Event::Snapshot(mut next)) = synthetic::run(21, 1).into_iter().last() else {
+            panic!("the synthetic run ends with a snapshot")
+        };
+        for layer in &mut next.layers {
+            layer.batch_mean.clear();
+            layer.summary.drift = 0.75;
+        }
+        let points = state.layers[0].channel_history[0]
+            .batch_mean
+            .buckets()
+            .len();
+        state.apply(&Event::Snapshot(next));
+        let layer = &state.layers[0];
+        assert_eq!(layer.latest.as_ref().map(|l| l.batch_mean.clone()), arrays);
+        assert_eq!(layer.latest.as_ref().map(|l| l.summary.drift), Some(0.75));
+        assert_eq!(layer.drift.last_value(), Some(0.75));
+        assert_eq!(layer.channel_history[0].batch_mean.buckets().len(), points);
+    }
+}
