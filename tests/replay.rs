@@ -276,3 +276,30 @@ fn replay_keys_send_replay_commands() {
         vec![Command::Replay(ReplayCommand::Seek(1234))]
     );
 }
+
+/// After jumping to the end, a jump back to the start plays at the recorded pace again (the
+/// replay clock must restart, not stay at the end of the run).
+#[test]
+fn back_to_the_start_after_the_end_plays_at_pace() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("run.jsonl");
+    record(&path, &synthetic::run(600, 5)); // 4 s of run time
+    let r = replay::spawn(&path, false).expect("open");
+    r.commands
+        .send(Command::Replay(ReplayCommand::ToEnd))
+        .expect("send");
+    collect_until(&r.feed, |f| status(f).is_some_and(|s| s.step == 600));
+    r.commands
+        .send(Command::Replay(ReplayCommand::ToStart))
+        .expect("send");
+    let start = Instant::now();
+    collect_until(&r.feed, |f| status(f).is_some_and(|s| s.step == 0));
+    let got = collect_until(&r.feed, |f| {
+        snapshot_steps(f).last().is_some_and(|&s| s >= 300)
+    });
+    assert!(
+        start.elapsed() > Duration::from_millis(1500),
+        "replayed at once: {:?}",
+        snapshot_steps(&got).len()
+    );
+}

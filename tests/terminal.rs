@@ -36,14 +36,14 @@ fn shell_quote(s: &str) -> String {
 /// The pane's command: `bntop args`, then its exit code and the terminal modes; then the pane
 /// stays open so the screen can be read.
 fn bntop_script(args: &[&str]) -> String {
-    // These tests do not look at recordings: keep them out of the source tree.
-    let record = if args.contains(&"--record") {
+    // Live runs here are not about recording: keep recordings out of the source tree.
+    let record = if args.contains(&"--record") || args.first() == Some(&"replay") {
         ""
     } else {
         "--no-record"
     };
     format!(
-        "{} {record} {}; echo \"EXIT=$?\"; stty -a; exec sleep 600",
+        "{} {} {record}; echo \"EXIT=$?\"; stty -a; exec sleep 600",
         shell_quote(env!("CARGO_BIN_EXE_bntop")),
         args.join(" ")
     )
@@ -538,4 +538,94 @@ fn small_and_resized_terminal() {
     );
     t.send_keys(&["q"]);
     t.assert_exited_and_restored(0);
+}
+
+/// A live run recorded with `--record`, `w` pausing and resuming the recording, then the same
+/// file replayed in the dashboard: jump to the end and back to the start.
+#[test]
+fn record_then_replay_the_session() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("run.jsonl");
+    let file_arg = shell_quote(&file.display().to_string());
+    let t = Tmux::new(
+        "record",
+        150,
+        40,
+        &bntop_script(&[
+            "--fps", "20", "--color", "none", "--steps", "300", "--record", &file_arg,
+        ]),
+    );
+    t.wait_for_dashboard();
+    t.wait_for(|s| s.contains("● REC"), "the recording indicator");
+    t.send_keys(&["w"]);
+    t.wait_for(|s| s.contains("REC paused"), "recording paused");
+    t.send_keys(&["w"]);
+    t.wait_for(|s| s.contains("● REC"), "recording resumed");
+    t.wait_for_within(STARTUP, |s| s.contains("FINISHED"), "the run to finish");
+    t.send_keys(&["q"]);
+    t.assert_exited_and_restored(0);
+
+    let r = Tmux::new(
+        "replay",
+        150,
+        40,
+        &bntop_script(&["replay", &file_arg, "--fps", "20", "--color", "none"]),
+    );
+    r.wait_for(|s| s.contains("REPLAY"), "the replay header");
+    r.send_keys(&["G"]);
+    r.wait_for(|s| s.contains("step 300/300"), "the end of the recording");
+    r.wait_for(|s| s.contains("FINISHED"), "the recorded end");
+    r.send_keys(&["g"]);
+    r.wait_for(|s| !s.contains("FINISHED"), "back at the start");
+    r.send_keys(&["q"]);
+    r.assert_exited_and_restored(0);
+}
+
+/// Garbage in a session: the replay shows the good records, counts the bad lines in its header
+/// and on stderr after it closes; a file that is not a session at all is a one-line error.
+#[test]
+fn replay_counts_bad_lines_and_refuses_newer_formats() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("damaged.jsonl");
+    let mut f = std::fs::File::create(&file).expect("create");
+    let events = bntop::ui::synthetic::run(200, 3);
+    for (i, e) in events.iter().enumerate() {
+        writeln!(f, "{}", serde_json::to_string(e).expect("json")).expect("write");
+        if i == 50 {
+            f.write_all(b"this is not json\n\xff\xfe binary junk\n")
+                .expect("write");
+        }
+    }
+    drop(f);
+    let file_arg = shell_quote(&file.display().to_string());
+    let t = Tmux::new(
+        "damaged",
+        150,
+        40,
+        &bntop_script(&["replay", &file_arg, "--color", "none"]),
+    );
+    t.wait_for(
+        |s| s.contains("skipped 2 bad lines"),
+        "the skipped-lines count",
+    );
+    t.send_keys(&["G"]);
+    t.wait_for(|s| s.contains("step 200/200"), "the last good record");
+    t.send_keys(&["q"]);
+    t.assert_exited_and_restored(0);
+    let history = t.capture_history();
+    assert!(history.contains("skipped 2 bad lines"), "{history}");
+
+    let newer = dir.path().join("newer.jsonl");
+    let header = serde_json::to_string(&events[0])
+        .expect("json")
+        .replace("\"version_major\":1", "\"version_major\":2");
+    std::fs::write(&newer, header + "\n").expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bntop"))
+        .args(["replay", &newer.display().to_string()])
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("newer") && err.lines().count() == 1, "{err}");
 }

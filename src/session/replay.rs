@@ -343,6 +343,9 @@ impl Player {
         chosen.dedup();
         let last_past_step = past.last().map_or(0, |e| e.step);
         self.step = 0;
+        // The clock restarts at the last snapshot sent (or the start of the run): a jump back
+        // must not leave it ahead, which would play the rest of the file at once.
+        self.run_time = 0.0;
         for i in chosen {
             let Some(event) = self.read(i) else {
                 continue;
