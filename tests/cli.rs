@@ -318,3 +318,92 @@ fn trains_on_an_idx_directory_and_a_cifar_batch() {
         ("cifar10", 3, 32, 3)
     );
 }
+
+/// `kill -9` in the middle of a recorded run: every complete line of the file is a record, and
+/// at most the last line is cut short.
+#[test]
+fn a_killed_writer_loses_at_most_the_line_in_flight() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("killed.jsonl");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bntop"))
+        .args(["train", "--headless", "--record"])
+        .arg(&file)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start bntop");
+    // Wait until it has written a good part of a second of records, then kill it hard.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::fs::metadata(&file).map_or(0, |m| m.len()) < 200_000 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "bntop wrote too little"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reap");
+    let bytes = std::fs::read(&file).expect("read");
+    let text = String::from_utf8_lossy(&bytes);
+    let complete = match text.rfind('\n') {
+        Some(i) => &text[..i],
+        None => "",
+    };
+    let records: Vec<Event> = complete
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad complete line: {e}")))
+        .collect();
+    assert!(matches!(records.first(), Some(Event::Header(_))));
+    assert!(
+        records
+            .iter()
+            .filter(|e| matches!(e, Event::Snapshot(_)))
+            .count()
+            > 10
+    );
+}
+
+#[test]
+fn export_writes_csv_per_step_and_layer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = bntop_in(
+        dir.path(),
+        &[
+            "train",
+            "--headless",
+            "--steps",
+            "40",
+            "--record",
+            "run.jsonl",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = bntop_in(
+        dir.path(),
+        &["export", "run.jsonl", "--csv", "--layer", "block2"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let csv = String::from_utf8_lossy(&out.stdout);
+    let mut lines = csv.lines();
+    assert!(lines
+        .next()
+        .is_some_and(|h| h.starts_with("step,epoch,time_s,loss")));
+    let rows: Vec<&str> = lines.collect();
+    assert!(!rows.is_empty() && rows.iter().all(|r| r.split(',').nth(6) == Some("block2")));
+    assert!(
+        rows.last().is_some_and(|r| r.starts_with("40,")),
+        "{rows:?}"
+    );
+    let out = bntop_in(
+        dir.path(),
+        &["export", "run.jsonl", "--csv", "--layer", "block9"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("block2"),
+        "lists the layers: {}",
+        stderr(&out)
+    );
+    let out = bntop_in(dir.path(), &["export", "missing.jsonl", "--csv"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
+}

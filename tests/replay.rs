@@ -303,3 +303,30 @@ fn back_to_the_start_after_the_end_plays_at_pace() {
         snapshot_steps(&got).len()
     );
 }
+
+/// A followed file that is replaced by a shorter one (a new run writing the same path): the
+/// dashboard is reset and shows the new file from its start.
+#[test]
+fn follow_starts_over_when_the_file_is_replaced() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("run.jsonl");
+    record(&path, &synthetic::run(300, 6));
+    let r = replay::spawn(&path, true).expect("open");
+    for _ in 0..6 {
+        r.commands
+            .send(Command::Replay(ReplayCommand::Faster))
+            .expect("send");
+    }
+    collect_until(&r.feed, |f| {
+        snapshot_steps(f).last().is_some_and(|&s| s >= 250)
+    });
+    let fresh = dir.path().join("fresh.jsonl");
+    record(&fresh, &synthetic::run(40, 7));
+    std::fs::rename(&fresh, &path).expect("replace");
+    let got = collect_until(&r.feed, |f| {
+        f.iter().any(|m| *m == Feed::Reset) && snapshot_steps(f).last() == Some(&40)
+    });
+    let after = &got[got.iter().rposition(|f| *f == Feed::Reset).expect("reset")..];
+    assert!(snapshot_steps(after).iter().all(|&s| s <= 40));
+    collect_until(&r.feed, |f| status(f).is_some_and(|s| s.last_step == 40));
+}
