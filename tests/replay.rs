@@ -324,7 +324,7 @@ fn follow_starts_over_when_the_file_is_replaced() {
     record(&fresh, &synthetic::run(40, 7));
     std::fs::rename(&fresh, &path).expect("replace");
     let got = collect_until(&r.feed, |f| {
-        f.iter().any(|m| *m == Feed::Reset) && snapshot_steps(f).last() == Some(&40)
+        f.contains(&Feed::Reset) && snapshot_steps(f).last() == Some(&40)
     });
     let after = &got[got.iter().rposition(|f| *f == Feed::Reset).expect("reset")..];
     assert!(snapshot_steps(after).iter().all(|&s| s <= 40));

@@ -245,31 +245,22 @@ impl Player {
                 self.seek(last.unwrap_or(0));
             }
             ReplayCommand::Seek(step) => self.seek(step),
-            ReplayCommand::NextMark => {
-                let step = self.step;
-                let mark = self
-                    .reader
-                    .entries()
-                    .iter()
-                    .find(|e| is_mark(e) && e.step > step)
-                    .map(|e| e.step);
-                if let Some(step) = mark {
+            ReplayCommand::NextMark | ReplayCommand::PrevMark => {
+                if let Some(step) = self.mark_from_here(command == ReplayCommand::NextMark) {
                     self.seek(step);
                 }
             }
-            ReplayCommand::PrevMark => {
-                let step = self.step;
-                let mark = self
-                    .reader
-                    .entries()
-                    .iter()
-                    .rev()
-                    .find(|e| is_mark(e) && e.step < step)
-                    .map(|e| e.step);
-                if let Some(step) = mark {
-                    self.seek(step);
-                }
-            }
+        }
+    }
+
+    /// The step of the nearest control or marker after (or before) the current step.
+    fn mark_from_here(&self, forward: bool) -> Option<u64> {
+        let step = self.step;
+        let mut marks = self.reader.entries().iter().filter(|e| is_mark(e));
+        if forward {
+            marks.find(|e| e.step > step).map(|e| e.step)
+        } else {
+            marks.rev().find(|e| e.step < step).map(|e| e.step)
         }
     }
 
