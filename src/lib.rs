@@ -8,5 +8,6 @@ pub mod headless;
 pub mod live;
 pub mod metrics;
 pub mod protocol;
+pub mod remote;
 pub mod session;
 pub mod ui;

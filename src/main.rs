@@ -11,7 +11,7 @@ use bntop::protocol::{EndReason, OptimizerConfig, OptimizerKind, WeightDecayMode
 use bntop::session::{self, Recorder};
 use bntop::ui::keys::Context;
 use bntop::ui::{self, ColorChoice, UiOptions};
-use bntop::{bench, headless, live};
+use bntop::{bench, headless, live, remote};
 
 #[derive(Parser)]
 #[command(
@@ -42,6 +42,51 @@ enum Command {
     Export(ExportArgs),
     /// Measure session reading: first frame and seeks on a generated 500 MB file.
     BenchSession(BenchSessionArgs),
+    /// Train headless (recording as usual) and serve the run to viewers (`bntop attach`).
+    Serve(ServeArgs),
+    /// Open the dashboard on a running `bntop serve`: a socket path (default: yours),
+    /// tcp://HOST:PORT, or ssh://[user@]host[:port][/socket].
+    Attach(AttachArgs),
+    /// Join standard input and output to the local server's socket (what attach runs over ssh).
+    Bridge(BridgeArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    train: TrainArgs,
+    /// Unix socket to listen on (default: $XDG_RUNTIME_DIR/bntop.sock or /tmp/bntop-UID/bntop.sock).
+    #[arg(long)]
+    socket: Option<PathBuf>,
+    /// Also listen on TCP at this address (e.g. 127.0.0.1:7777); viewers need the token.
+    #[arg(long)]
+    tcp: Option<std::net::SocketAddr>,
+    /// The token TCP viewers must present (default: a random one, printed at start).
+    #[arg(long, env = "BNTOP_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Allow --tcp on an address other than loopback.
+    #[arg(long)]
+    allow_remote: bool,
+}
+
+#[derive(Args)]
+struct AttachArgs {
+    /// Socket path, tcp://HOST:PORT or ssh://[user@]host[:port][/socket] (default: your socket).
+    target: Option<String>,
+    /// Token for tcp:// targets.
+    #[arg(long, env = "BNTOP_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Watch only: controls are not sent.
+    #[arg(long)]
+    readonly: bool,
+    #[command(flatten)]
+    dashboard: DashboardArgs,
+}
+
+#[derive(Args)]
+struct BridgeArgs {
+    /// The server's socket (default: your socket).
+    socket: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -184,6 +229,7 @@ impl DashboardArgs {
             ColorArg::None => ColorChoice::None,
         };
         UiOptions {
+            readonly: false,
             fps: self.fps,
             color: choice.resolve(|name| std::env::var(name).ok()),
             ascii: self.ascii,
@@ -258,6 +304,15 @@ fn main() -> ExitCode {
         Some(Command::Replay(args)) => replay(&args),
         Some(Command::Export(args)) => export(&args),
         Some(Command::BenchSession(args)) => run_bench_session(&args),
+        Some(Command::Serve(args)) => serve(&args),
+        Some(Command::Attach(args)) => attach(&args),
+        Some(Command::Bridge(args)) => {
+            let socket = args
+                .socket
+                .clone()
+                .unwrap_or_else(remote::wire::default_socket);
+            remote::bridge::run(&socket).map_err(|e| Failure(2, e))
+        }
         None => train(&cli.train),
     };
     match result {
@@ -435,6 +490,101 @@ fn run_bench_session(args: &BenchSessionArgs) -> Result<(), Failure> {
         seeks: args.seeks,
     };
     bench::session::run(&plan, &mut std::io::stdout()).map_err(|e| Failure(1, e))
+}
+
+fn serve(args: &ServeArgs) -> Result<(), Failure> {
+    let config = args.train.config();
+    config.validate().map_err(|e| Failure(2, e))?;
+    let data = load_data(args.train.data.as_deref())?;
+    let recorder = recorder(&args.train)?;
+    let recording = recorder.status().path;
+    let engine = engine::spawn(config, data).map_err(|e| Failure(2, e))?;
+    let hub = remote::hub::spawn(engine, recorder).map_err(|e| Failure(1, e))?;
+    let options = remote::server::ServeOptions {
+        socket: args
+            .socket
+            .clone()
+            .unwrap_or_else(remote::wire::default_socket),
+        tcp: args.tcp,
+        token: args.token.clone(),
+        allow_remote: args.allow_remote,
+    };
+    let server = match remote::server::start(options, hub.inbox.clone()) {
+        Ok(server) => server,
+        Err(e) => {
+            let _ = hub.inbox.send(remote::hub::HubMessage::Stop);
+            let _ = hub.thread.join();
+            return Err(Failure(2, e));
+        }
+    };
+    eprintln!(
+        "bntop serve: training; attach with: bntop attach {}",
+        server.socket.display()
+    );
+    if let (Some(addr), Some(token)) = (server.tcp, &server.token) {
+        eprintln!("bntop serve: also on tcp://{addr} (token {token})");
+    }
+    if let Some(path) = recording {
+        eprintln!("bntop serve: recording to {path}");
+    }
+    // SIGINT, SIGTERM and SIGHUP stop training; the hub records up to the end record.
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ])
+    .map_err(|e| Failure(1, format!("cannot install signal handlers: {e}")))?;
+    let inbox = hub.inbox.clone();
+    std::thread::spawn(move || {
+        for signal in signals.forever() {
+            eprintln!("bntop serve: signal {signal}: stopping training");
+            let _ = inbox.send(remote::hub::HubMessage::Stop);
+        }
+    });
+    let end = hub
+        .thread
+        .join()
+        .map_err(|_| Failure(1, "the hub thread panicked".into()))?;
+    drop(server);
+    match end.map(|e| (e.reason, e.step, e.message)) {
+        Some((EndReason::Completed | EndReason::Quit, step, _)) => {
+            eprintln!("bntop serve: run ended at step {step}");
+            Ok(())
+        }
+        Some((_, _, message)) => Err(Failure(
+            1,
+            message.unwrap_or_else(|| "training failed".into()),
+        )),
+        None => Err(Failure(1, "the run stopped without an end record".into())),
+    }
+}
+
+fn attach(args: &AttachArgs) -> Result<(), Failure> {
+    let target =
+        remote::client::Target::parse(args.target.as_deref()).map_err(|e| Failure(2, e))?;
+    let connection = remote::client::connect(&target, args.token.clone(), args.readonly)
+        .map_err(|e| Failure(2, e))?;
+    let mut options = args.dashboard.options();
+    options.readonly = args.readonly;
+    let result = ui::run(
+        &connection.feed,
+        &connection.commands,
+        options,
+        Context::Live,
+    );
+    drop(connection.commands);
+    if let Some(mut child) = connection.child {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let outcome = result.map_err(|e| Failure(1, e))?;
+    match outcome.signal {
+        Some(signal) => Err(Failure(
+            128 + signal as u8,
+            format!("stopped by signal {signal}; terminal restored"),
+        )),
+        None => Ok(()),
+    }
 }
 
 fn run_bench(args: &BenchArgs) -> Result<(), Failure> {

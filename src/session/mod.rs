@@ -1,5 +1,6 @@
 //! Sessions: every live run recorded as JSON lines (sessions/FORMAT.md), read back with an index
 //! for replay, followed while another bntop writes it, and exported as CSV.
+pub mod decimator;
 pub mod export;
 pub mod reader;
 pub mod recorder;

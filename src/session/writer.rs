@@ -2,13 +2,14 @@
 //! `write` call with nothing buffered, so a writer killed at any moment (even `kill -9`) loses at
 //! most the line in flight, and a reader sees only whole lines plus at most one partial tail.
 //!
-//! Snapshots are decimated by run time (`RecordingPolicy`) so a one-hour run at full speed stays
-//! far below 200 MB; every control, evaluation, marker and the end are kept.
+//! Snapshots are decimated by run time (`RecordingPolicy`, see `decimator`) so a one-hour run at
+//! full speed stays far below 200 MB; every control, evaluation, marker and the end are kept.
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use crate::protocol::{Event, LayerSnapshot, RecordingPolicy, Snapshot};
+use super::decimator::Decimator;
+use crate::protocol::{Event, RecordingPolicy};
 
 pub const DEFAULT_POLICY: RecordingPolicy = RecordingPolicy {
     snapshot_interval_s: 0.04,
@@ -46,13 +47,7 @@ pub struct SessionWriter {
     file: File,
     path: PathBuf,
     policy: RecordingPolicy,
-    last_snapshot_s: Option<f64>,
-    last_arrays_s: Option<f64>,
-    /// The step after a control is kept whole, so its effect is on record.
-    keep_next_whole: bool,
-    /// The newest snapshot not written: written whole before `end`, so the last step is on record.
-    held_back: Option<Snapshot>,
-    last_snapshot_step: Option<u64>,
+    decimator: Decimator,
     bytes: u64,
 }
 
@@ -70,12 +65,8 @@ impl SessionWriter {
         Ok(SessionWriter {
             file,
             path: path.to_path_buf(),
+            decimator: Decimator::new(policy.clone()),
             policy,
-            last_snapshot_s: None,
-            last_arrays_s: None,
-            keep_next_whole: false,
-            held_back: None,
-            last_snapshot_step: None,
             bytes: 0,
         })
     }
@@ -93,94 +84,27 @@ impl SessionWriter {
         line.push(b'\n');
         self.file.write_all(&line)?;
         self.bytes += line.len() as u64;
-        if let Event::Snapshot(s) = event {
-            self.last_snapshot_step = Some(s.step);
-        }
         Ok(())
     }
 
     /// Record one event of the stream (the policy decides what of a snapshot is kept).
     pub fn record(&mut self, event: &Event) -> io::Result<()> {
-        match event {
-            Event::Header(header) => {
-                let mut header = header.clone();
-                header.recording = Some(self.policy.clone());
-                self.write_line(&Event::Header(header))
-            }
-            Event::Snapshot(snapshot) => self.snapshot(snapshot),
-            Event::Control(control) => {
-                self.keep_next_whole |= control.rejected.is_none();
-                self.write_line(event)
-            }
-            Event::End(_) => {
-                if let Some(last) = self.held_back.take() {
-                    if self.last_snapshot_step.is_none_or(|s| s < last.step) {
-                        self.write_line(&Event::Snapshot(last))?;
-                    }
-                }
-                self.write_line(event)
-            }
-            Event::Evaluation(_) | Event::Marker(_) | Event::Unknown => self.write_line(event),
+        if let Event::Header(header) = event {
+            let mut header = header.clone();
+            header.recording = Some(self.policy.clone());
+            return self.write_line(&Event::Header(header));
         }
-    }
-
-    fn snapshot(&mut self, s: &Snapshot) -> io::Result<()> {
-        let due = |last: Option<f64>, interval: f64| last.is_none_or(|t| s.time_s - t >= interval);
-        let whole = self.keep_next_whole
-            || (due(self.last_arrays_s, self.policy.channel_arrays_interval_s)
-                && !s.layers.is_empty());
-        if !whole && !due(self.last_snapshot_s, self.policy.snapshot_interval_s) {
-            self.held_back = Some(s.clone());
-            return Ok(());
+        for kept in self.decimator.filter(event) {
+            self.write_line(&kept)?;
         }
-        self.held_back = None;
-        self.last_snapshot_s = Some(s.time_s);
-        if whole && !s.layers.is_empty() {
-            self.keep_next_whole = false;
-            self.last_arrays_s = Some(s.time_s);
-            return self.write_line(&Event::Snapshot(s.clone()));
-        }
-        let mut decimated = s.clone();
-        decimated.layers = s.layers.iter().map(summary_only).collect();
-        self.write_line(&Event::Snapshot(decimated))
-    }
-}
-
-/// A layer with its mode, momentum and summary, without per-channel arrays.
-fn summary_only(layer: &LayerSnapshot) -> LayerSnapshot {
-    LayerSnapshot {
-        mode: layer.mode,
-        momentum: layer.momentum,
-        batch_mean: Vec::new(),
-        batch_var: Vec::new(),
-        running_mean_pre: Vec::new(),
-        running_var_pre: Vec::new(),
-        running_mean_post: Vec::new(),
-        running_var_post: Vec::new(),
-        r: Vec::new(),
-        d: Vec::new(),
-        drift: Vec::new(),
-        out_mean: Vec::new(),
-        out_var: Vec::new(),
-        relu_mean: Vec::new(),
-        relu_var: Vec::new(),
-        relu_active: Vec::new(),
-        gamma: Vec::new(),
-        beta: Vec::new(),
-        grad_gamma: Vec::new(),
-        grad_beta: Vec::new(),
-        weight_norm: Vec::new(),
-        angular_update: Vec::new(),
-        weight_grad_cos: Vec::new(),
-        bias_grad: None,
-        summary: layer.summary.clone(),
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{Control, ControlEvent};
+    use crate::protocol::{Control, ControlEvent, Snapshot};
     use crate::ui::synthetic;
 
     fn lines(path: &Path) -> Vec<Event> {

@@ -75,6 +75,8 @@ pub struct App {
     pub recording: Option<RecordingStatus>,
     /// Where a replay stands.
     pub replay: Option<ReplayStatus>,
+    /// Watch only: run controls are refused here.
+    pub readonly: bool,
 }
 
 impl Default for App {
@@ -106,6 +108,7 @@ impl App {
             context,
             recording: None,
             replay: None,
+            readonly: false,
         }
     }
 
@@ -361,6 +364,10 @@ impl App {
             | Action::ReplaySeek
             | Action::ReplayNextMark
             | Action::ReplayPrevMark => {}
+        }
+        if self.readonly && action != Action::Quit && !controls.is_empty() {
+            self.say("read-only viewer: controls are off", StatusKind::Error, now);
+            return Vec::new();
         }
         if !controls.is_empty() && action != Action::Quit {
             let labels: Vec<String> = controls.iter().map(|c| self.live.describe(c)).collect();

@@ -59,6 +59,8 @@ pub struct UiOptions {
     /// Only ASCII glyphs: no Braille, box drawing or Greek letters.
     pub ascii: bool,
     pub mouse: bool,
+    /// A viewer that only watches: run controls are refused with a message, not sent.
+    pub readonly: bool,
 }
 
 impl UiOptions {
@@ -74,6 +76,7 @@ impl Default for UiOptions {
             color: ColorMode::Ansi256,
             ascii: false,
             mouse: false,
+            readonly: false,
         }
     }
 }

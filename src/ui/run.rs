@@ -112,6 +112,7 @@ pub fn run(
     let input = spawn_input_reader();
     let theme = Theme::new(&options);
     let mut app = App::for_context(context);
+    app.readonly = options.readonly;
     let started = Instant::now();
     let mut clock = FrameClock::new(options.frame_interval());
     let mut feed = feed.clone();
@@ -138,7 +139,7 @@ pub fn run(
                     source_open = false;
                     if app.live.end.is_none() {
                         app.status = Some(super::app::Status {
-                            text: "the run stopped without an end record; q quits".into(),
+                            text: "the source closed without an end record (run stopped or connection lost); q quits".into(),
                             kind: StatusKind::Error,
                             since: Instant::now(),
                         });

@@ -1,0 +1,13 @@
+//! Remote viewing (DESIGN.md "Terminal and SSH"): `bntop serve` trains headless and serves its
+//! event stream to viewers on a private Unix socket (and, when asked, TCP with a token);
+//! `bntop attach` opens the dashboard on it, directly or through `ssh host bntop bridge`.
+//!
+//! The wire protocol is JSON lines both ways. The viewer speaks first with one `hello` line
+//! (token, read-only); the server answers with the session format's records (header, recent
+//! history, then the live stream) or one `refused` line. Afterwards the viewer sends controls,
+//! one `Control` object per line.
+pub mod bridge;
+pub mod client;
+pub mod hub;
+pub mod server;
+pub mod wire;

@@ -1,0 +1,266 @@
+//! `bntop serve` with real sockets: two viewers (Unix socket and loopback TCP) see the stream, a
+//! control from one shows in the other, a viewer that dies or stalls costs nothing, bad peers are
+//! refused, and `bntop bridge` carries the protocol over a pipe.
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::{Child, ChildStderr, Command as Process, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use bntop::protocol::{BnMode, Command, Control, Event, Feed};
+use bntop::remote::client::{self, Target};
+use crossbeam_channel::Receiver;
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// A running `bntop serve`, killed on drop; its stderr lines arrive on `log`.
+struct Server {
+    child: Child,
+    log: mpsc::Receiver<String>,
+    socket: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn lines_of(stderr: ChildStderr) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+impl Server {
+    fn start(extra: &[&str]) -> Server {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let socket = dir.path().join("bntop.sock");
+        let mut child = Process::new(env!("CARGO_BIN_EXE_bntop"))
+            .arg("serve")
+            .arg("--socket")
+            .arg(&socket)
+            .arg("--record")
+            .arg(dir.path().join("run.jsonl"))
+            .args(extra)
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start bntop serve");
+        let log = lines_of(child.stderr.take().expect("stderr"));
+        let server = Server {
+            child,
+            log,
+            socket,
+            _dir: dir,
+        };
+        server.wait_log(|l| l.contains("attach with"));
+        server
+    }
+
+    /// Wait for a log line matching `pred`; returns it.
+    fn wait_log(&self, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.log.recv_timeout(left) {
+                Ok(line) if pred(&line) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("no such log line from bntop serve"),
+            }
+        }
+    }
+
+    fn recording(&self) -> PathBuf {
+        self._dir.path().join("run.jsonl")
+    }
+}
+
+/// The step of the newest snapshot seen after waiting for `more` new snapshots.
+fn wait_steps(feed: &Receiver<Feed>, more: usize) -> Vec<Event> {
+    let deadline = Instant::now() + DEADLINE;
+    let mut events = Vec::new();
+    let mut seen = 0;
+    while seen < more {
+        match feed.recv_deadline(deadline) {
+            Ok(Feed::Event(e)) => {
+                seen += usize::from(matches!(e, Event::Snapshot(_)));
+                events.push(e);
+            }
+            Ok(_) => {}
+            Err(_) => panic!("the stream stopped after {seen} snapshots"),
+        }
+    }
+    events
+}
+
+fn last_step(events: &[Event]) -> u64 {
+    events
+        .iter()
+        .rev()
+        .find_map(|e| match e {
+            Event::Snapshot(s) => Some(s.step),
+            _ => None,
+        })
+        .unwrap_or(0)
+}
+
+fn tcp_address(server: &Server) -> (String, String) {
+    let line = server.wait_log(|l| l.contains("also on tcp://"));
+    let rest = line.split("tcp://").nth(1).expect("address");
+    let address = rest.split_whitespace().next().expect("address").to_string();
+    let token = rest
+        .split("(token ")
+        .nth(1)
+        .expect("token")
+        .trim_end_matches(')')
+        .to_string();
+    (address, token)
+}
+
+#[test]
+fn two_viewers_share_the_run_and_its_controls() {
+    let server = Server::start(&["--tcp", "127.0.0.1:0"]);
+    let (address, token) = tcp_address(&server);
+    let a =
+        client::connect(&Target::Unix(server.socket.clone()), None, false).expect("unix viewer");
+    let b = client::connect(&Target::Tcp(address.clone()), Some(token.clone()), false)
+        .expect("tcp viewer");
+    // Both get the header first, then live snapshots.
+    let seen_a = wait_steps(&a.feed, 5);
+    let seen_b = wait_steps(&b.feed, 5);
+    assert!(matches!(seen_a.first(), Some(Event::Header(_))));
+    assert!(matches!(seen_b.first(), Some(Event::Header(_))));
+    // A control from the Unix viewer shows in the TCP viewer.
+    let eval = Control::SetMode {
+        layer: Some(1),
+        mode: BnMode::Eval,
+    };
+    a.commands.send(Command::Run(eval.clone())).expect("send");
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        match b.feed.recv_deadline(deadline) {
+            Ok(Feed::Event(Event::Control(c))) if c.control == eval => break,
+            Ok(_) => {}
+            Err(_) => panic!("the control never reached the other viewer"),
+        }
+    }
+    // One viewer goes away; the other and training go on.
+    drop(a);
+    let before = last_step(&wait_steps(&b.feed, 1));
+    let after = last_step(&wait_steps(&b.feed, 20));
+    assert!(after > before, "training stopped: {before} -> {after}");
+    // A viewer attaching now gets the header and recent history at once.
+    let c = client::connect(&Target::Unix(server.socket.clone()), None, true).expect("late viewer");
+    let backlog = wait_steps(&c.feed, 50);
+    assert!(matches!(backlog.first(), Some(Event::Header(_))));
+    assert!(backlog
+        .iter()
+        .any(|e| matches!(e, Event::Control(x) if x.control == eval)));
+    // The recording has the control too.
+    let recorded = std::fs::read_to_string(server.recording()).expect("recording");
+    assert!(recorded.contains("\"set_mode\""), "the control is recorded");
+}
+
+#[test]
+fn bad_peers_are_refused_and_the_server_keeps_serving() {
+    let server = Server::start(&["--tcp", "127.0.0.1:0", "--token", "right"]);
+    let (address, _) = tcp_address(&server);
+    let good = client::connect(&Target::Unix(server.socket.clone()), None, false).expect("viewer");
+    wait_steps(&good.feed, 3);
+
+    // Garbage instead of a hello: one refusal line, then the connection closes.
+    let mut garbage = UnixStream::connect(&server.socket).expect("connect");
+    garbage
+        .write_all(b"\x00\xffnot json at all\n")
+        .expect("write");
+    let mut answer = String::new();
+    garbage.read_to_string(&mut answer).expect("read");
+    assert!(answer.contains("refused"), "{answer}");
+    server.wait_log(|l| l.contains("refused"));
+
+    // A wrong token.
+    let refusal = client::connect(&Target::Tcp(address.clone()), Some("wrong".into()), false).err();
+    assert!(refusal.is_some_and(|e| e.contains("token")));
+
+    // A garbage control after a good hello drops that viewer only.
+    let mut rude = TcpStream::connect(&address).expect("connect");
+    rude.write_all(b"{\"hello\":{\"token\":\"right\"}}\n{\"control\":\"explode\"}\n")
+        .expect("write");
+    server.wait_log(|l| l.contains("not a control"));
+
+    // A viewer that attaches and never reads, and one that never says hello.
+    let mut stalled = UnixStream::connect(&server.socket).expect("connect");
+    stalled.write_all(b"{\"hello\":{}}\n").expect("write");
+    let _half_open = UnixStream::connect(&server.socket).expect("connect");
+    server.wait_log(|l| l.contains("no hello in time"));
+
+    // Through all of it the good viewer keeps receiving a training run that keeps going.
+    let before = last_step(&wait_steps(&good.feed, 1));
+    let after = last_step(&wait_steps(&good.feed, 30));
+    assert!(after > before + 100, "{before} -> {after}");
+}
+
+#[test]
+fn the_bridge_carries_the_protocol_over_a_pipe() {
+    let server = Server::start(&[]);
+    let mut bridge = Process::new(env!("CARGO_BIN_EXE_bntop"))
+        .arg("bridge")
+        .arg(&server.socket)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("bridge");
+    let mut stdin = bridge.stdin.take().expect("stdin");
+    stdin.write_all(b"{\"hello\":{}}\n").expect("hello");
+    let mut out = BufReader::new(bridge.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    out.read_line(&mut line).expect("read");
+    assert!(
+        matches!(serde_json::from_str::<Event>(&line), Ok(Event::Header(_))),
+        "{line}"
+    );
+    let pause = serde_json::to_string(&Control::Pause).expect("json") + "\n";
+    stdin.write_all(pause.as_bytes()).expect("control");
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        line.clear();
+        assert!(Instant::now() < deadline, "no echo of the control");
+        out.read_line(&mut line).expect("read");
+        if matches!(serde_json::from_str::<Event>(&line), Ok(Event::Control(c)) if c.control == Control::Pause)
+        {
+            break;
+        }
+    }
+    drop(stdin);
+    assert!(bridge.wait().expect("bridge exits").success());
+}
+
+#[test]
+fn a_signal_stops_training_and_closes_the_recording() {
+    let mut server = Server::start(&[]);
+    let viewer =
+        client::connect(&Target::Unix(server.socket.clone()), None, false).expect("viewer");
+    wait_steps(&viewer.feed, 5);
+    let pid = server.child.id().to_string();
+    assert!(Process::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .expect("kill")
+        .success());
+    let status = server.child.wait().expect("exit");
+    assert!(status.success(), "{status:?}");
+    let recorded = std::fs::read_to_string(server.recording()).expect("recording");
+    let last = recorded.lines().last().expect("a line");
+    assert!(last.contains("\"kind\":\"end\""), "{last}");
+    assert!(!server.socket.exists(), "the socket is removed");
+}
