@@ -264,3 +264,55 @@ fn a_signal_stops_training_and_closes_the_recording() {
     assert!(last.contains("\"kind\":\"end\""), "{last}");
     assert!(!server.socket.exists(), "the socket is removed");
 }
+
+/// `attach ssh://host/socket` runs `ssh -T -- host bntop bridge socket`. A stand-in `ssh` on the
+/// PATH (which runs the remote command here) checks that command line and the whole path through
+/// the bridge, without an ssh server.
+#[test]
+fn ssh_targets_run_the_bridge_through_ssh() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = Server::start(&[]);
+    let bin = tempfile::tempdir().expect("tempdir");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_bntop"), bin.path().join("bntop"))
+        .expect("link");
+    let fake_ssh = bin.path().join("ssh");
+    let log = bin.path().join("ssh-args");
+    std::fs::write(
+        &fake_ssh,
+        format!(
+            "#!/bin/sh\necho \"$@\" > '{}'\n[ \"$1\" = -p ] && shift 2\n[ \"$1\" = -T ] && [ \"$2\" = -- ] || exit 9\nshift 3\nexec \"$@\"\n",
+            log.display()
+        ),
+    )
+    .expect("write");
+    std::fs::set_permissions(&fake_ssh, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    // The client spawns `ssh` from PATH; run it with the stand-in first on the PATH.
+    let target = Target::parse(Some(&format!(
+        "ssh://me@gpu:2222{}",
+        server.socket.display()
+    )))
+    .expect("target");
+    let previous = std::env::var_os("PATH");
+    // SAFETY of the test: this test binary's other tests do not spawn ssh.
+    unsafe { std::env::set_var("PATH", &path) };
+    let viewer = client::connect(&target, None, true);
+    if let Some(p) = previous {
+        unsafe { std::env::set_var("PATH", p) };
+    }
+    let viewer = viewer.expect("viewer over the stand-in ssh");
+    let events = wait_steps(&viewer.feed, 5);
+    assert!(matches!(events.first(), Some(Event::Header(_))));
+    let args = std::fs::read_to_string(&log).expect("ssh was run");
+    assert_eq!(
+        args.trim(),
+        format!(
+            "-p 2222 -T -- me@gpu bntop bridge {}",
+            server.socket.display()
+        )
+    );
+}

@@ -429,12 +429,17 @@ fn keys_switch_mode_and_momentum_visible_on_screen() {
 
 /// Start the dashboard, send `signal` to bntop with kill, expect exit code `code` and the
 /// terminal restored.
+/// The dashboard gets `signal`: the terminal is restored, the exit code is 128 + signal, and
+/// the recording is closed with the run's end record (as after a dropped ssh connection).
 fn terminal_restored_after(name: &str, signal: &str, code: i32) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("run.jsonl");
+    let file_arg = shell_quote(&file.display().to_string());
     let t = Tmux::new(
         name,
         100,
         30,
-        &bntop_script(&["--fps", "20", "--color", "none"]),
+        &bntop_script(&["--fps", "20", "--color", "none", "--record", &file_arg]),
     );
     t.wait_for_dashboard();
     assert_eq!(
@@ -445,6 +450,12 @@ fn terminal_restored_after(name: &str, signal: &str, code: i32) {
     let pid = t.bntop_pid();
     send_signal(pid, signal);
     t.assert_exited_and_restored(code);
+    let recorded = std::fs::read_to_string(&file).expect("the recording");
+    let last = recorded.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("\"kind\":\"end\""),
+        "the recording ends with: {last}"
+    );
 }
 
 #[test]
