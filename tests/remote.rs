@@ -316,3 +316,28 @@ fn ssh_targets_run_the_bridge_through_ssh() {
         )
     );
 }
+
+/// A viewer that says hello and then never reads: once its socket buffer is full the server
+/// gives up on it (a write that does not finish within 10 s) and says so; training never waited.
+#[test]
+fn a_viewer_that_never_reads_is_dropped() {
+    let server = Server::start(&[]);
+    let good = client::connect(&Target::Unix(server.socket.clone()), None, true).expect("viewer");
+    let mut stalled = UnixStream::connect(&server.socket).expect("connect");
+    stalled.write_all(b"{\"hello\":{}}\n").expect("write");
+    let started = Instant::now();
+    server.wait_log(|l| l.contains("viewer 2") && l.contains("dropped"));
+    // Dropped by the write timeout, not at once; and the other viewer kept receiving.
+    assert!(
+        started.elapsed() >= Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let events = wait_steps(&good.feed, 200);
+    assert!(
+        last_step(&events) > 1000,
+        "training went on: {}",
+        last_step(&events)
+    );
+    drop(stalled);
+}
