@@ -1,0 +1,88 @@
+//! `bntop replay` and `bntop export`: reading recorded sessions.
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::Args;
+
+use bntop::session;
+use bntop::ui;
+use bntop::ui::keys::Context;
+
+use super::train::DashboardArgs;
+use super::{exit_after_signal, Failure};
+
+#[derive(Args)]
+pub struct ReplayArgs {
+    /// A session file (JSON lines, see sessions/FORMAT.md).
+    pub file: PathBuf,
+    /// Keep reading as another bntop writes the file.
+    #[arg(long)]
+    pub follow: bool,
+    #[command(flatten)]
+    pub dashboard: DashboardArgs,
+}
+
+#[derive(Args)]
+pub struct ExportArgs {
+    /// A session file.
+    pub file: PathBuf,
+    /// CSV output (the only format so far; the flag keeps room for others).
+    #[arg(long, required = true)]
+    pub csv: bool,
+    /// Only this layer: its name (block2) or 0-based index.
+    #[arg(long)]
+    pub layer: Option<String>,
+    /// Write here instead of standard output.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+}
+
+pub fn replay(args: &ReplayArgs) -> Result<(), Failure> {
+    let replay = session::replay::spawn(&args.file, args.follow).map_err(|e| Failure(2, e))?;
+    let result = ui::run(
+        &replay.feed,
+        &replay.commands,
+        args.dashboard.options(),
+        Context::Replay,
+    );
+    drop(replay.commands);
+    drop(replay.feed);
+    let skipped = replay
+        .thread
+        .join()
+        .map_err(|_| Failure(1, "the replay thread panicked".into()))?;
+    if skipped.lines > 0 {
+        let last = skipped.last_problem.unwrap_or_default();
+        eprintln!(
+            "bntop: {}: skipped {} bad lines (last: {last})",
+            args.file.display(),
+            skipped.lines
+        );
+    }
+    let outcome = result.map_err(|e| Failure(1, e))?;
+    exit_after_signal(&outcome)
+}
+
+pub fn export(args: &ExportArgs) -> Result<(), Failure> {
+    let mut reader = session::reader::Reader::open(&args.file).map_err(|e| Failure(2, e))?;
+    let stdout = std::io::stdout();
+    let mut out: Box<dyn Write> = match &args.output {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path)
+                .map_err(|e| Failure(2, format!("cannot create {}: {e}", path.display())))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(stdout.lock())),
+    };
+    let stats = session::export::write_csv(&mut reader, args.layer.as_deref(), &mut out)
+        .map_err(|e| Failure(2, e))?;
+    out.flush()
+        .map_err(|e| Failure(1, format!("cannot write the CSV: {e}")))?;
+    if stats.skipped_lines > 0 {
+        eprintln!(
+            "bntop: {}: skipped {} bad lines",
+            args.file.display(),
+            stats.skipped_lines
+        );
+    }
+    Ok(())
+}

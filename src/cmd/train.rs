@@ -1,0 +1,237 @@
+//! `bntop` / `bntop train`: the training options, the dashboard on a live run (the default), the
+//! headless run, and where the run is recorded.
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+
+use bntop::engine::{self, TrainConfig};
+use bntop::protocol::{EndReason, OptimizerConfig, OptimizerKind, WeightDecayMode};
+use bntop::session::{self, Recorder};
+use bntop::ui::keys::Context;
+use bntop::ui::{self, ColorChoice, UiOptions};
+use bntop::{headless, live};
+
+use super::{exit_after_signal, load_data, Failure};
+
+#[derive(Args, Clone)]
+pub struct TrainArgs {
+    /// Run without the dashboard: progress lines on stderr, or events as JSON lines with --json.
+    #[arg(long)]
+    pub headless: bool,
+    /// Write every event to stdout as one JSON object per line (the records the dashboard receives).
+    #[arg(long, requires = "headless")]
+    pub json: bool,
+    /// Stop after this many optimizer steps (default: run until stopped).
+    #[arg(long)]
+    pub steps: Option<u64>,
+    /// MNIST/Fashion-MNIST IDX directory or CIFAR-10 binary batches (default: the embedded digits).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    #[arg(long, default_value_t = TrainConfig::default().batch_size)]
+    pub batch: usize,
+    #[arg(long, value_enum, default_value_t = OptimizerArg::Sgd)]
+    pub optimizer: OptimizerArg,
+    #[arg(long, default_value_t = TrainConfig::default().optimizer.lr, allow_negative_numbers = true)]
+    pub lr: f32,
+    /// SGD momentum (ignored by Adam).
+    #[arg(long, default_value_t = TrainConfig::default().optimizer.momentum, allow_negative_numbers = true)]
+    pub momentum: f32,
+    #[arg(long, default_value_t = TrainConfig::default().optimizer.weight_decay, allow_negative_numbers = true)]
+    pub weight_decay: f32,
+    /// Coupled (L2 added to the gradient) or decoupled (SGDW/AdamW) weight decay.
+    #[arg(long, value_enum, default_value_t = DecayArg::Coupled)]
+    pub weight_decay_mode: DecayArg,
+    /// Initial BN momentum of every layer, PyTorch convention (running <- (1-m)·running + m·batch).
+    #[arg(long, default_value_t = TrainConfig::default().bn_momentum, allow_negative_numbers = true)]
+    pub bn_momentum: f32,
+    #[arg(long, default_value_t = TrainConfig::default().seed)]
+    pub seed: u64,
+    /// Held-out evaluation (batch and running statistics) every this many steps.
+    #[arg(long, default_value_t = TrainConfig::default().eval_every)]
+    pub eval_every: u64,
+    /// Held-out images per evaluation (at most the held-out split).
+    #[arg(long, default_value_t = TrainConfig::default().eval_samples)]
+    pub eval_samples: usize,
+    /// Add a learnable bias before each BN (redundant: BN's mean subtraction cancels it).
+    #[arg(long)]
+    pub conv_bias: bool,
+    /// Record the session to this file (default: sessions/<UTC date-time>.jsonl).
+    #[arg(long, conflicts_with = "no_record")]
+    pub record: Option<PathBuf>,
+    /// Do not record the session.
+    #[arg(long)]
+    pub no_record: bool,
+    #[command(flatten)]
+    pub dashboard: DashboardArgs,
+}
+
+#[derive(Args, Clone)]
+pub struct DashboardArgs {
+    /// Dashboard frames per second, at most (1-60).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=60))]
+    pub fps: u32,
+    /// Colour depth; `auto` reads NO_COLOR, COLORTERM and TERM.
+    #[arg(long, value_enum, default_value_t = ColorArg::Auto)]
+    pub color: ColorArg,
+    /// Only ASCII glyphs (no Braille, box drawing or Greek letters).
+    #[arg(long)]
+    pub ascii: bool,
+    /// Capture the mouse (off by default, so the terminal's own selection works).
+    #[arg(long)]
+    pub mouse: bool,
+}
+
+#[derive(ValueEnum, Clone, Copy)]
+pub enum ColorArg {
+    Auto,
+    Truecolor,
+    #[value(name = "256")]
+    Ansi256,
+    #[value(name = "16")]
+    Ansi16,
+    None,
+}
+
+impl DashboardArgs {
+    pub fn options(&self) -> UiOptions {
+        let choice = match self.color {
+            ColorArg::Auto => ColorChoice::Auto,
+            ColorArg::Truecolor => ColorChoice::TrueColor,
+            ColorArg::Ansi256 => ColorChoice::Ansi256,
+            ColorArg::Ansi16 => ColorChoice::Ansi16,
+            ColorArg::None => ColorChoice::None,
+        };
+        UiOptions {
+            readonly: false,
+            fps: self.fps,
+            color: choice.resolve(|name| std::env::var(name).ok()),
+            ascii: self.ascii,
+            mouse: self.mouse,
+        }
+    }
+}
+
+#[derive(ValueEnum, Clone, Copy)]
+pub enum OptimizerArg {
+    Sgd,
+    Adam,
+}
+
+#[derive(ValueEnum, Clone, Copy)]
+pub enum DecayArg {
+    Coupled,
+    Decoupled,
+}
+
+impl TrainArgs {
+    pub fn config(&self) -> TrainConfig {
+        TrainConfig {
+            optimizer: OptimizerConfig {
+                kind: match self.optimizer {
+                    OptimizerArg::Sgd => OptimizerKind::Sgd,
+                    OptimizerArg::Adam => OptimizerKind::Adam,
+                },
+                lr: self.lr,
+                momentum: self.momentum,
+                weight_decay: self.weight_decay,
+                weight_decay_mode: match self.weight_decay_mode {
+                    DecayArg::Coupled => WeightDecayMode::Coupled,
+                    DecayArg::Decoupled => WeightDecayMode::Decoupled,
+                },
+            },
+            batch_size: self.batch,
+            seed: self.seed,
+            bn_momentum: self.bn_momentum,
+            eval_every: self.eval_every,
+            eval_samples: self.eval_samples,
+            max_steps: self.steps,
+            conv_bias: self.conv_bias,
+            ..TrainConfig::default()
+        }
+    }
+}
+
+pub fn train(args: &TrainArgs) -> Result<(), Failure> {
+    let config = args.config();
+    config.validate().map_err(|e| Failure(2, e))?;
+    let data = load_data(args.data.as_deref())?;
+    let mut recorder = recorder(args)?;
+    let engine = engine::spawn(config, data).map_err(|e| Failure(2, e))?;
+    if !args.headless {
+        return dashboard(engine, recorder, &args.dashboard);
+    }
+    let stdout = std::io::stdout();
+    let mut json_out = std::io::BufWriter::new(stdout.lock());
+    let json: Option<&mut dyn Write> = if args.json { Some(&mut json_out) } else { None };
+    let outcome = headless::consume(
+        &engine.events,
+        json,
+        &mut recorder,
+        &mut std::io::stderr(),
+        0.97,
+    )
+    .map_err(|e| Failure(1, format!("cannot write output: {e}")))?;
+    json_out
+        .flush()
+        .map_err(|e| Failure(1, format!("cannot write output: {e}")))?;
+    drop(engine.controls);
+    engine
+        .thread
+        .join()
+        .map_err(|_| Failure(1, "the training thread panicked".into()))?;
+    match outcome.end.map(|e| (e.reason, e.message)) {
+        Some((EndReason::Completed | EndReason::Quit, _)) => Ok(()),
+        Some((_, message)) => Err(Failure(
+            1,
+            message.unwrap_or_else(|| "training failed".into()),
+        )),
+        None => Err(Failure(
+            1,
+            "the training thread stopped without an end record".into(),
+        )),
+    }
+}
+
+pub fn dashboard(
+    engine: engine::EngineHandle,
+    recorder: Recorder,
+    args: &DashboardArgs,
+) -> Result<(), Failure> {
+    let relay = live::spawn(engine, recorder).map_err(|e| Failure(1, e))?;
+    let result = ui::run(&relay.feed, &relay.commands, args.options(), Context::Live);
+    // Closing the command channel tells the relay to stop training and finish the recording.
+    drop(relay.commands);
+    drop(relay.feed);
+    let end = relay
+        .thread
+        .join()
+        .map_err(|_| Failure(1, "the relay thread panicked".into()))?;
+    let outcome = result.map_err(|e| Failure(1, e))?;
+    exit_after_signal(&outcome)?;
+    match end.map(|e| (e.reason, e.message)).or(outcome.end) {
+        Some((EndReason::Diverged | EndReason::Error, message)) => Err(Failure(
+            1,
+            message.unwrap_or_else(|| "training failed".into()),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The session file of a live run: `--record PATH`, none with `--no-record`, otherwise a new file
+/// named by the date and time under sessions/.
+pub fn recorder(args: &TrainArgs) -> Result<Recorder, Failure> {
+    if args.no_record {
+        return Ok(Recorder::off());
+    }
+    let path = match &args.record {
+        Some(path) => path.clone(),
+        None => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            session::default_path(std::path::Path::new("sessions"), now)
+        }
+    };
+    Recorder::create(&path).map_err(|e| Failure(2, e))
+}
