@@ -101,6 +101,7 @@ fn bad_arguments_exit_2_with_a_one_line_error() {
         (&["--batch", "100000"], "--batch"),
         (&["--data", "/no/such/dir"], "/no/such/dir"),
         (&["--lr", "fast"], "--lr"),
+        (&["--data-order", "sorted"], "class_sorted"),
     ];
     for (args, mentions) in cases {
         let mut full = vec!["train", "--headless", "--steps", "1"];

@@ -453,3 +453,27 @@ fn every_terminal_size_draws() {
         }
     }
 }
+
+#[test]
+fn o_cycles_the_data_order() {
+    use bntop::protocol::DataOrder;
+    let mut app = fresh_app();
+    assert_eq!(app.live.data_order, "shuffled");
+    let sent = press(&mut app, &[key('o')]);
+    assert_eq!(
+        sent,
+        vec![Control::SetDataOrder {
+            order: DataOrder::ClassSorted
+        }]
+    );
+    echo(&mut app, sent[0].clone());
+    assert_eq!(app.live.data_order, "class_sorted");
+    let text = screen(&render(&app, 120, 40, unicode()));
+    assert!(text.contains("order class_sorted"), "{text}");
+    assert_eq!(
+        press(&mut app, &[key('o')]),
+        vec![Control::SetDataOrder {
+            order: DataOrder::Clips
+        }]
+    );
+}

@@ -205,3 +205,29 @@ fn pause_holds_training_until_step_or_resume() {
     assert_eq!(steps, vec![1, 2, 3, 4, 5]);
     engine.thread.join().expect("engine thread");
 }
+
+/// The data order is set from the config, named in the header, and changes live by a control
+/// that is applied between steps and echoed (what the orders do to batches is tested in
+/// `engine::batches`).
+#[test]
+fn data_order_starts_from_the_config_and_changes_live() {
+    let cfg = TrainConfig {
+        max_steps: Some(40),
+        eval_every: 1000,
+        data_order: bntop::protocol::DataOrder::Drifting,
+        ..TrainConfig::default()
+    };
+    let switch = Control::SetDataOrder {
+        order: bntop::protocol::DataOrder::ClassSorted,
+    };
+    let events = run(cfg, &[(20, switch.clone())]);
+    let Some(Event::Header(header)) = events.first() else {
+        panic!("no header")
+    };
+    assert_eq!(header.config.data_order, "drifting");
+    let echo = events.iter().find_map(|e| match e {
+        Event::Control(c) if c.control == switch => Some(c.clone()),
+        _ => None,
+    });
+    assert!(echo.is_some_and(|c| c.rejected.is_none() && c.step >= 20));
+}

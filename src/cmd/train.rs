@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, ValueEnum};
 
 use bntop::engine::{self, TrainConfig};
-use bntop::protocol::{EndReason, OptimizerConfig, OptimizerKind, WeightDecayMode};
+use bntop::protocol::{DataOrder, EndReason, OptimizerConfig, OptimizerKind, WeightDecayMode};
 use bntop::session::{self, Recorder};
 use bntop::ui::keys::Context;
 use bntop::ui::{self, ColorChoice, UiOptions};
@@ -56,6 +56,11 @@ pub struct TrainArgs {
     /// Add a learnable bias before each BN (redundant: BN's mean subtraction cancels it).
     #[arg(long)]
     pub conv_bias: bool,
+    /// The order training batches arrive in: shuffled (i.i.d.), class-sorted (one or two classes
+    /// per batch), clips (consecutive frames are shifts of one image), drifting (contrast and
+    /// brightness ramp slowly). The dashboard's `o` key changes it live.
+    #[arg(long, value_parser = parse_data_order, default_value = "shuffled")]
+    pub data_order: DataOrder,
     /// Record the session to this file (default: sessions/<UTC date-time>.jsonl).
     #[arg(long, conflicts_with = "no_record")]
     pub record: Option<PathBuf>,
@@ -147,6 +152,7 @@ impl TrainArgs {
             eval_samples: self.eval_samples,
             max_steps: self.steps,
             conv_bias: self.conv_bias,
+            data_order: self.data_order,
             ..TrainConfig::default()
         }
     }
@@ -234,4 +240,11 @@ pub fn recorder(args: &TrainArgs) -> Result<Recorder, Failure> {
         }
     };
     Recorder::create(&path).map_err(|e| Failure(2, e))
+}
+
+fn parse_data_order(name: &str) -> Result<DataOrder, String> {
+    DataOrder::from_name(&name.replace('-', "_")).ok_or_else(|| {
+        let names: Vec<&str> = DataOrder::ALL.iter().map(|o| o.name()).collect();
+        format!("expected one of {}", names.join(", "))
+    })
 }

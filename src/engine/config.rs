@@ -1,5 +1,5 @@
 //! What a training run is asked to do, checked before any thread starts.
-use crate::protocol::{OptimizerConfig, OptimizerKind, WeightDecayMode};
+use crate::protocol::{DataOrder, OptimizerConfig, OptimizerKind, WeightDecayMode};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct TrainConfig {
@@ -12,6 +12,8 @@ pub struct TrainConfig {
     pub eval_samples: usize,
     pub max_steps: Option<u64>,
     pub conv_bias: bool,
+    /// The order training batches arrive in (changeable while running).
+    pub data_order: DataOrder,
     /// Per-layer statistics in every snapshot; off only to measure their cost.
     pub layer_metrics: bool,
     pub start_paused: bool,
@@ -35,6 +37,7 @@ impl Default for TrainConfig {
             eval_samples: 2000,
             max_steps: None,
             conv_bias: false,
+            data_order: DataOrder::Shuffled,
             layer_metrics: true,
             start_paused: false,
         }

@@ -7,7 +7,7 @@ use dfdx::prelude::*;
 
 use super::host::{from_host, to_host};
 
-use super::batches::{gather_channel_major, ShuffledBatches};
+use super::batches::Batches;
 use super::config::TrainConfig;
 use super::conv::{ConvGeometry, Im2colCache};
 use super::data::DataSet;
@@ -35,7 +35,7 @@ pub struct Trainer<const IN: usize> {
     grads: Gradients<f32, Cpu>,
     cache: Im2colCache,
     data: DataSet,
-    batches: ShuffledBatches,
+    batches: Batches,
     heldout: HeldOut,
     modes: [BnMode; 3],
     lr: f32,
@@ -66,7 +66,7 @@ impl<const IN: usize> Trainer<IN> {
         }
         let opt = NetOptimizer::new(&net, &cfg.optimizer);
         let grads = net.alloc_grads();
-        let batches = ShuffledBatches::new(data.train.len(), cfg.batch_size, cfg.seed);
+        let batches = Batches::new(data.train.len(), cfg.batch_size, cfg.seed, cfg.data_order);
         let heldout = HeldOut::new(&data.heldout, cfg.eval_samples, cfg.batch_size);
         Trainer {
             lr: cfg.optimizer.lr,
@@ -195,6 +195,7 @@ impl<const IN: usize> Trainer<IN> {
                 self.lr = lr;
                 self.opt.set_lr(lr as f64);
             }
+            Control::SetDataOrder { order } => self.batches.set_order(order),
             Control::Pause => self.paused = true,
             Control::Resume => self.paused = false,
             Control::Step => {
@@ -226,8 +227,8 @@ impl<const IN: usize> Trainer<IN> {
 
     /// One optimizer step on the next batch, and the record its snapshot is made from.
     fn train_step(&mut self) -> Result<StepRecord, String> {
-        let (indices, new_epoch) = self.batches.next_batch();
-        let (pixels, labels) = gather_channel_major(&self.data.train, indices);
+        let batch = self.batches.next(&self.data.train);
+        let (pixels, labels, new_epoch) = (batch.pixels, batch.labels, batch.new_epoch);
         if new_epoch {
             let epoch = self.batches.epoch();
             self.outbox.send(Event::Marker(Marker {
@@ -401,7 +402,7 @@ impl<const IN: usize> Trainer<IN> {
                 eval_samples: self.heldout.samples(),
                 max_steps: self.cfg.max_steps,
                 conv_bias: self.cfg.conv_bias,
-                data_order: ShuffledBatches::NAME.into(),
+                data_order: self.cfg.data_order.name().into(),
                 layer_metrics: self.cfg.layer_metrics,
             },
             data: DataInfo {

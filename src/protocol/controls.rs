@@ -15,6 +15,50 @@ pub enum BnMode {
 }
 
 /// A request to the training run. `layer: None` means every BN layer.
+/// The order training images arrive in (BN-METRICS §2-3: what correlated or non-stationary
+/// batches do to the statistics). Held-out evaluation is always shuffled and undrifted.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum DataOrder {
+    /// A fresh permutation every epoch: i.i.d. batches.
+    Shuffled,
+    /// Each epoch sorted by class: every batch holds one or two classes (strongly correlated).
+    ClassSorted,
+    /// Clips of consecutive frames, each a small shift of the frame before (autocorrelated).
+    Clips,
+    /// Shuffled, with input contrast and brightness ramping slowly (non-stationary).
+    Drifting,
+}
+
+impl DataOrder {
+    pub const ALL: [DataOrder; 4] = [
+        DataOrder::Shuffled,
+        DataOrder::ClassSorted,
+        DataOrder::Clips,
+        DataOrder::Drifting,
+    ];
+
+    /// The name used on the command line, in headers and on screen.
+    pub fn name(self) -> &'static str {
+        match self {
+            DataOrder::Shuffled => "shuffled",
+            DataOrder::ClassSorted => "class_sorted",
+            DataOrder::Clips => "clips",
+            DataOrder::Drifting => "drifting",
+        }
+    }
+
+    /// The next order in `ALL`, wrapping (the dashboard's `o` key).
+    pub fn next(self) -> DataOrder {
+        let i = Self::ALL.iter().position(|&o| o == self).unwrap_or(0);
+        Self::ALL[(i + 1) % Self::ALL.len()]
+    }
+
+    pub fn from_name(name: &str) -> Option<DataOrder> {
+        Self::ALL.into_iter().find(|o| o.name() == name)
+    }
+}
+
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(tag = "control", rename_all = "snake_case")]
 pub enum Control {
@@ -31,6 +75,10 @@ pub enum Control {
     SetLr {
         #[serde(with = "float_encoding::scalar")]
         lr: f32,
+    },
+    /// Format 1.2.
+    SetDataOrder {
+        order: DataOrder,
     },
     Pause,
     Resume,

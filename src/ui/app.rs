@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind};
 
 use crate::protocol::{
-    BnMode, Command, Control, EndReason, Event, Feed, RecordingStatus, ReplayCommand, ReplayStatus,
+    BnMode, Command, Control, DataOrder, EndReason, Event, Feed, RecordingStatus, ReplayCommand,
+    ReplayStatus,
 };
 
 use super::keys::{action_for, Action, Context};
@@ -348,6 +349,13 @@ impl App {
             Action::Quit => {
                 self.quit = true;
                 controls.push(Control::Quit);
+            }
+            Action::NextDataOrder => {
+                let current =
+                    DataOrder::from_name(&self.live.data_order).unwrap_or(DataOrder::Shuffled);
+                controls.push(Control::SetDataOrder {
+                    order: current.next(),
+                });
             }
             Action::ToggleRecording => {
                 let active = self.recording.as_ref().is_some_and(|r| r.active);

@@ -27,6 +27,7 @@ pub enum Action {
     ColumnsLeft,
     ColumnsRight,
     ToggleRecording,
+    NextDataOrder,
     ReplayPlayPause,
     ReplayFaster,
     ReplaySlower,
@@ -108,6 +109,7 @@ pub const BINDINGS: &[Binding] = &[
     Binding { context: Both, keys: &[BackTab], action: Action::PrevPage, help: "previous page of charts", footer: None },
     Binding { context: Both, keys: &[Left, Char('h')], action: Action::ColumnsLeft, help: "scroll the layers table left (narrow terminals)", footer: None },
     Binding { context: Both, keys: &[Right, Char('l')], action: Action::ColumnsRight, help: "scroll the layers table right", footer: None },
+    Binding { context: Live, keys: &[Char('o')], action: Action::NextDataOrder, help: "data order: shuffled -> class_sorted -> clips -> drifting", footer: Some("o order") },
     Binding { context: Live, keys: &[Char('w')], action: Action::ToggleRecording, help: "pause / resume recording the session file", footer: Some("w rec") },
     Binding { context: Replay, keys: &[Char(' '), Char('p')], action: Action::ReplayPlayPause, help: "play / pause the replay", footer: Some("space play") },
     Binding { context: Replay, keys: &[Char(']')], action: Action::ReplayFaster, help: "replay speed x2 (up to 64x)", footer: Some("[] speed") },
@@ -181,14 +183,23 @@ pub fn keys_label(binding: &Binding, ascii: bool) -> String {
 
 /// The key list as Markdown table rows (the README embeds this; a test keeps them equal).
 pub fn markdown_table() -> String {
-    let mut out = String::from("| keys | action |\n|---|---|\n");
+    let mut out = String::from("| keys | in | action |\n|---|---|---|\n");
     for b in BINDINGS {
         let keys: Vec<String> = b
             .keys
             .iter()
             .map(|k| format!("`{}`", k.label(false)))
             .collect();
-        out.push_str(&format!("| {} | {} |\n", keys.join(" "), b.help));
+        let context = match b.context {
+            Both => "both",
+            Live => "live",
+            Replay => "replay",
+        };
+        out.push_str(&format!(
+            "| {} | {context} | {} |\n",
+            keys.join(" "),
+            b.help
+        ));
     }
     out
 }

@@ -240,6 +240,8 @@ pub struct RunState {
     pub loss: f32,
     pub batch_accuracy: f32,
     pub lr: f32,
+    /// As in the header, then as changed by controls.
+    pub data_order: String,
     pub paused: bool,
     pub layers: Vec<LayerState>,
     pub loss_history: Series,
@@ -315,6 +317,7 @@ impl RunState {
     fn on_header(&mut self, header: &RunHeader) {
         let config = &header.config;
         self.lr = config.optimizer.lr;
+        self.data_order = config.data_order.clone();
         self.layers = header
             .layers
             .iter()
@@ -385,6 +388,7 @@ impl RunState {
                 }
             }
             Control::SetLr { lr } => self.lr = lr,
+            Control::SetDataOrder { order } => self.data_order = order.name().to_string(),
             Control::Pause => self.paused = true,
             Control::Resume => self.paused = false,
             Control::Step | Control::ResetRunningStats { .. } | Control::Quit => {}
@@ -407,6 +411,7 @@ impl RunState {
                 super::format::momentum(momentum)
             ),
             Control::SetLr { lr } => format!("lr = {}", super::format::num(f64::from(lr), 3)),
+            Control::SetDataOrder { order } => format!("data order = {}", order.name()),
             Control::Pause => "pause".into(),
             Control::Resume => "resume".into(),
             Control::Step => "single step".into(),

@@ -72,12 +72,7 @@ fn items(app: &App, theme: &Theme) -> Vec<Item> {
             h.config.batch_size.to_string(),
             Health::Ok,
         ));
-        items.push(labelled(
-            theme,
-            "order",
-            h.config.data_order.clone(),
-            Health::Ok,
-        ));
+        items.push(labelled(theme, "order", s.data_order.clone(), Health::Ok));
     }
     let run_state = match s.finished() {
         Some(EndReason::Completed) => Some("FINISHED"),
