@@ -4,10 +4,11 @@
 use std::collections::VecDeque;
 
 use crate::metrics::drift::{inverse_n_eff_from_successive_means, noise_floor_sq};
+use crate::metrics::weights::{theta_star_coupled, theta_star_decoupled};
 use crate::metrics::BN_EPSILON;
 use crate::protocol::{
-    BnMode, Control, ControlEvent, EndReason, Evaluation, Event, LayerSnapshot, MarkerKind, RunEnd,
-    RunHeader, Snapshot,
+    BnMode, Control, ControlEvent, EndReason, Evaluation, Event, LayerSnapshot, MarkerKind,
+    OptimizerKind, RunEnd, RunHeader, Snapshot, WeightDecayMode,
 };
 
 use super::history::Series;
@@ -422,6 +423,24 @@ impl RunState {
         }
     }
 
+    /// The equilibrium angular update θ* of a normalised filter under SGD with weight decay, at
+    /// the current learning rate (BN-METRICS §5); `None` for Adam or without weight decay.
+    pub fn theta_star(&self) -> Option<f64> {
+        let o = &self.header.as_ref()?.config.optimizer;
+        if o.kind != OptimizerKind::Sgd || o.weight_decay <= 0.0 {
+            return None;
+        }
+        let (lr, wd, mu) = (
+            f64::from(self.lr),
+            f64::from(o.weight_decay),
+            f64::from(o.momentum),
+        );
+        Some(match o.weight_decay_mode {
+            WeightDecayMode::Coupled => theta_star_coupled(lr, wd, mu),
+            WeightDecayMode::Decoupled => theta_star_decoupled(lr, wd, mu),
+        })
+    }
+
     /// Heap bytes held by the history (ring buffers are preallocated, so this does not grow with
     /// the run).
     pub fn history_bytes(&self) -> usize {
@@ -444,6 +463,31 @@ impl RunState {
 mod tests {
     use super::*;
     use crate::ui::synthetic;
+
+    #[test]
+    fn theta_star_follows_the_optimizer_and_the_live_lr() {
+        let mut state = RunState::new();
+        for e in &synthetic::run(5, 1) {
+            state.apply(e);
+        }
+        // SGD lr 0.05, momentum 0.9, coupled wd 5e-4: sqrt(2*0.05*5e-4/1.9).
+        let expected = (2.0 * 0.05 * 5e-4 / 1.9f64).sqrt();
+        assert!(state
+            .theta_star()
+            .is_some_and(|t| (t - expected).abs() < 1e-6));
+        state.apply(&Event::Control(ControlEvent {
+            step: 5,
+            control: Control::SetLr { lr: 0.2 },
+            rejected: None,
+        }));
+        assert!(state
+            .theta_star()
+            .is_some_and(|t| (t - 2.0 * expected).abs() < 1e-5));
+        if let Some(h) = state.header.as_mut() {
+            h.config.optimizer.kind = OptimizerKind::Adam;
+        }
+        assert_eq!(state.theta_star(), None);
+    }
 
     /// A recording's summary-only snapshots update the summary series but keep the last whole
     /// snapshot's per-channel arrays (no NaN channel means).

@@ -205,11 +205,25 @@ fn weight_chart(
             format!(" {} {} per step ", layer.name, theme.glyph("θ", "angle")),
         )
     };
-    let plots = [Plot {
+    let mut plots = vec![Plot {
         series,
         role: Role::Primary,
         name: "",
     }];
+    // The equilibrium θ* under SGD with weight decay, as a flat line across the run.
+    let equilibrium = (!norm).then(|| state.theta_star()).flatten().map(|theta| {
+        let mut line = Series::new(4);
+        line.push(0, theta as f32);
+        line.push(time_axis_end(state.step), theta as f32);
+        line
+    });
+    if let Some(line) = &equilibrium {
+        plots.push(Plot {
+            series: line,
+            role: Role::Tertiary,
+            name: "θ*",
+        });
+    }
     line_chart(frame, area, title, &plots, state, false, theme);
 }
 
