@@ -477,3 +477,12 @@ fn o_cycles_the_data_order() {
         }]
     );
 }
+
+#[test]
+fn snapshot_lab_panel_160x48() {
+    let mut app = app_after(1000);
+    press(&mut app, &[key('j'), code(KeyCode::Tab)]);
+    let text = screen(&render(&app, 160, 48, unicode()));
+    assert!(text.contains("block2 lab"), "{text}");
+    insta::assert_snapshot!(text);
+}

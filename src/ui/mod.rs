@@ -13,6 +13,7 @@ pub mod state;
 pub mod synthetic;
 pub mod terminal;
 pub mod theme;
+pub mod theory;
 pub mod view;
 
 pub use options::{ColorChoice, ColorMode, UiOptions};

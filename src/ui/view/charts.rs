@@ -8,7 +8,7 @@ use ratatui::widgets::{Axis, Block, Borders, Chart, Dataset, GraphType, Paragrap
 use ratatui::Frame;
 
 use super::axis::{time_axis_end, value_bounds};
-use super::{heatmap, inner};
+use super::{heatmap, inner, theory};
 use crate::ui::app::App;
 use crate::ui::format::num;
 use crate::ui::history::Series;
@@ -25,10 +25,11 @@ enum Panel {
     HeldOut,
     WeightNorm,
     Angular,
+    Theory,
 }
 
 /// In order of importance: small terminals page through them.
-const PANELS: [Panel; 8] = [
+const PANELS: [Panel; 9] = [
     Panel::Mean,
     Panel::Var,
     Panel::Drift,
@@ -37,6 +38,7 @@ const PANELS: [Panel; 8] = [
     Panel::HeldOut,
     Panel::WeightNorm,
     Panel::Angular,
+    Panel::Theory,
 ];
 const MIN_PANEL_WIDTH: u16 = 36;
 const MIN_PANEL_HEIGHT: u16 = 9;
@@ -183,6 +185,7 @@ fn draw_panel(frame: &mut Frame, area: Rect, panel: Panel, app: &App, theme: &Th
         }
         Panel::WeightNorm => weight_chart(frame, area, layer, state, theme, true),
         Panel::Angular => weight_chart(frame, area, layer, state, theme, false),
+        Panel::Theory => theory::draw(frame, area, state, layer, theme),
     }
 }
 

@@ -8,6 +8,7 @@ mod header;
 mod heatmap;
 mod help;
 mod layers;
+mod theory;
 mod too_small;
 
 use ratatui::layout::{Constraint, Layout, Rect};

@@ -1,0 +1,138 @@
+//! Theory beside measurement for the selected layer (BN-METRICS.md): the BatchNorm lab's
+//! predictions computed from what the stream carries, so the dashboard can show both.
+use crate::metrics::drift::xi;
+use crate::metrics::relu::rectified_gaussian;
+use crate::protocol::LayerSnapshot;
+
+use super::state::{LayerState, RunState};
+
+/// One row of the lab panel: what is measured, what theory predicts, and a verdict.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Comparison {
+    pub quantity: &'static str,
+    pub measured: f64,
+    pub predicted: Option<f64>,
+    pub note: String,
+}
+
+/// ReLU after BN (§9): the pre-activation of channel c is about N(β_c, γ_c²), so the active
+/// fraction is Φ(β/|γ|) and the mean |γ|φ(β/|γ|) + βΦ(β/|γ|). Layer values: channel means.
+/// Returns (measured active, predicted active, measured mean, predicted mean, dead channels).
+pub fn relu_shift(layer: &LayerSnapshot) -> Option<(f64, f64, f64, f64, usize)> {
+    let c = layer.gamma.len();
+    if c == 0 || layer.beta.len() != c || layer.relu_active.len() != c || layer.relu_mean.len() != c
+    {
+        return None;
+    }
+    let mean = |xs: &mut dyn Iterator<Item = f64>| xs.sum::<f64>() / c as f64;
+    let predicted: Vec<_> = (0..c)
+        .map(|i| rectified_gaussian(f64::from(layer.beta[i]), f64::from(layer.gamma[i])))
+        .collect();
+    let dead = layer.relu_active.iter().filter(|&&a| a < 0.01).count();
+    Some((
+        mean(&mut layer.relu_active.iter().map(|&a| f64::from(a))),
+        mean(&mut predicted.iter().map(|p| p.active_fraction)),
+        mean(&mut layer.relu_mean.iter().map(|&m| f64::from(m))),
+        mean(&mut predicted.iter().map(|p| p.mean)),
+        dead,
+    ))
+}
+
+/// The lab rows for `layer` in `state`.
+pub fn comparisons(state: &RunState, layer: &LayerState) -> Vec<Comparison> {
+    let mut rows = Vec::new();
+    let Some(latest) = &layer.latest else {
+        return rows;
+    };
+    let d = f64::from(latest.summary.drift);
+    let floor = layer.noise_floor();
+    rows.push(Comparison {
+        quantity: "drift D vs floor D0",
+        measured: d,
+        predicted: floor,
+        note: match floor {
+            Some(f) => format!("Ξ = (D/D0)² = {:.2} (healthy 1-2)", xi(d * d, f * f)),
+            None => "D0 needs successive steps (live runs)".into(),
+        },
+    });
+    if let Some((active, active_pred, mean, mean_pred, dead)) = relu_shift(latest) {
+        rows.push(Comparison {
+            quantity: "ReLU active fraction",
+            measured: active,
+            predicted: Some(active_pred),
+            note: format!("Φ(β/|γ|); {dead} dead channels (< 1% active)"),
+        });
+        rows.push(Comparison {
+            quantity: "ReLU output mean",
+            measured: mean,
+            predicted: Some(mean_pred),
+            note: "rectified Gaussian N(β, γ²)".into(),
+        });
+    }
+    let theta = f64::from(latest.summary.angular_update);
+    rows.push(Comparison {
+        quantity: "angular update (rad/step)",
+        measured: theta,
+        predicted: state.theta_star(),
+        note: match state.theta_star() {
+            Some(t) => format!("θ* = √(2ηλ/(1+μ)); ratio {:.2}", theta / t),
+            None => "no θ* (Adam, or no weight decay)".into(),
+        },
+    });
+    let cos = f64::from(latest.summary.max_abs_cos);
+    rows.push(Comparison {
+        quantity: "max |cos(w, grad)|",
+        measured: cos,
+        predicted: Some(0.0),
+        note: if cos < 1e-3 {
+            "~0: normalised, scale invariant".into()
+        } else {
+            "not ~0: this layer is not really normalised (eval mode?)".into()
+        },
+    });
+    rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ui::synthetic;
+
+    /// With β = 0 every channel is active half the time and its mean is |γ|/sqrt(2π).
+    #[test]
+    fn relu_shift_matches_the_rectified_gaussian_at_zero_shift() {
+        let mut state = RunState::new();
+        for e in &synthetic::run(10, 1) {
+            state.apply(e);
+        }
+        let mut layer = state.layers[0].latest.clone().expect("a snapshot");
+        let c = layer.gamma.len();
+        layer.gamma = vec![2.0; c];
+        layer.beta = vec![0.0; c];
+        layer.relu_active = vec![0.5; c];
+        layer.relu_mean = vec![2.0 / (2.0 * std::f32::consts::PI).sqrt(); c];
+        let (active, active_pred, mean, mean_pred, dead) = relu_shift(&layer).expect("arrays");
+        assert!((active - active_pred).abs() < 1e-9 && (mean - mean_pred).abs() < 1e-6);
+        assert_eq!(dead, 0);
+        layer.relu_active[3] = 0.0;
+        assert_eq!(relu_shift(&layer).map(|r| r.4), Some(1));
+    }
+
+    #[test]
+    fn comparisons_flag_an_eval_mode_layer() {
+        let mut state = RunState::new();
+        for e in &synthetic::run(1000, 1) {
+            state.apply(e);
+        }
+        // The synthetic run switches block2 to eval mode at step 400.
+        let rows = comparisons(&state, &state.layers[1]);
+        let cos = rows.iter().find(|r| r.quantity.starts_with("max |cos"));
+        assert!(cos.is_some_and(|r| r.note.contains("not really normalised")));
+        let rows = comparisons(&state, &state.layers[0]);
+        let cos = rows.iter().find(|r| r.quantity.starts_with("max |cos"));
+        assert!(cos.is_some_and(|r| r.note.contains("scale invariant")));
+        assert!(rows
+            .iter()
+            .any(|r| r.quantity.starts_with("angular") && r.predicted.is_some()));
+    }
+}
