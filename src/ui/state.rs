@@ -22,6 +22,18 @@ const CONTROLS_KEPT: usize = 256;
 /// Smoothing of the empirical noise floor (steps): long enough to average the χ² noise.
 const FLOOR_SMOOTHING: f64 = 0.02;
 const FLOOR_MIN_SAMPLES: u32 = 20;
+/// Successive steps kept per layer for measuring the running mean's lag and noise (§2): a few
+/// times 1/m at the default m = 0.1.
+pub const EMA_WINDOW: usize = 400;
+const MAX_EMA_GAP: u64 = 3;
+
+/// One step's batch means and post-update running means, per channel.
+#[derive(Clone, Debug)]
+pub struct EmaStep {
+    pub step: u64,
+    pub batch_mean: Vec<f32>,
+    pub running_mean_post: Vec<f32>,
+}
 
 #[derive(Clone, Debug)]
 pub struct ChannelHistory {
@@ -100,6 +112,8 @@ pub struct LayerState {
     pub weight_norm: Series,
     pub angular_update: Series,
     pub channel_history: Vec<ChannelHistory>,
+    /// The last successive whole steps (cleared at a gap or a momentum change).
+    pub ema_window: VecDeque<EmaStep>,
 }
 
 impl LayerState {
@@ -117,6 +131,7 @@ impl LayerState {
             weight_norm: s(),
             angular_update: s(),
             channel_history: (0..channels).map(|_| ChannelHistory::new()).collect(),
+            ema_window: VecDeque::with_capacity(EMA_WINDOW),
         }
     }
 
@@ -141,12 +156,36 @@ impl LayerState {
         layer.into_iter().chain(channels)
     }
 
+    /// Keep successive steps at one momentum: the lag and noise theory holds for a fixed m.
+    fn observe_ema(&mut self, step: u64, layer: &LayerSnapshot) {
+        // A step or two missing (the engine coalesced them while the UI was busy) barely moves
+        // a fit over hundreds of steps; a longer gap starts the window over.
+        let successive = self
+            .ema_window
+            .back()
+            .is_some_and(|last| step > last.step && step - last.step <= MAX_EMA_GAP);
+        if !successive {
+            self.ema_window.clear();
+        }
+        if self.ema_window.len() == EMA_WINDOW {
+            self.ema_window.pop_front();
+        }
+        self.ema_window.push_back(EmaStep {
+            step,
+            batch_mean: layer.batch_mean.clone(),
+            running_mean_post: layer.running_mean_post.clone(),
+        });
+    }
+
     /// Empirical drift noise floor D0, once enough successive steps were seen.
     pub fn noise_floor(&self) -> Option<f64> {
         self.floor.floor(self.momentum)
     }
 
     fn observe(&mut self, step: u64, layer: &LayerSnapshot) {
+        if layer.momentum != self.momentum {
+            self.ema_window.clear();
+        }
         self.mode = layer.mode;
         self.momentum = layer.momentum;
         let summary = &layer.summary;
@@ -167,6 +206,7 @@ impl LayerState {
             return;
         }
         self.floor.observe(step, layer);
+        self.observe_ema(step, layer);
         if let Some(floor) = self.noise_floor() {
             self.drift_floor.push(step, floor as f32);
         }

@@ -1,6 +1,7 @@
 //! Theory beside measurement for the selected layer (BN-METRICS.md): the BatchNorm lab's
 //! predictions computed from what the stream carries, so the dashboard can show both.
 use crate::metrics::drift::xi;
+use crate::metrics::ema::{fit_lag_noise, lag_steps, noise_var, optimal_momentum};
 use crate::metrics::relu::rectified_gaussian;
 use crate::protocol::LayerSnapshot;
 
@@ -38,6 +39,56 @@ pub fn relu_shift(layer: &LayerSnapshot) -> Option<(f64, f64, f64, f64, usize)> 
     ))
 }
 
+/// The running mean as an EMA (§2), measured over the layer's window of successive steps and
+/// averaged over channels: (measured lag, predicted lag (1-m)/m, measured noise, predicted noise
+/// √(m/(2-m)·v), suggested m*). The lag is `None` when the batch means show no trend to lag
+/// behind (a stationary layer: only the noise is measurable).
+pub struct EmaReading {
+    pub lag: Option<f64>,
+    pub lag_predicted: f64,
+    pub noise: f64,
+    pub noise_predicted: f64,
+    pub best_momentum: Option<f64>,
+}
+
+pub fn ema_reading(layer: &LayerState) -> Option<EmaReading> {
+    let window = &layer.ema_window;
+    let m = f64::from(layer.momentum);
+    if window.len() < 50 || !(m > 0.0 && m < 1.0) {
+        return None;
+    }
+    let channels = window.iter().map(|s| s.batch_mean.len()).min()?;
+    let (mut lags, mut noise, mut noise_pred, mut best) = (Vec::new(), 0.0, 0.0, Vec::new());
+    for c in 0..channels {
+        let batch: Vec<f64> = window.iter().map(|s| f64::from(s.batch_mean[c])).collect();
+        let running: Vec<f64> = window
+            .iter()
+            .map(|s| f64::from(s.running_mean_post.get(c).copied().unwrap_or(f32::NAN)))
+            .collect();
+        let fit = fit_lag_noise(&batch, &running)?;
+        let v = fit.batch_noise_std * fit.batch_noise_std;
+        noise += fit.noise_std / channels as f64;
+        noise_pred += noise_var(m, v).sqrt() / channels as f64;
+        // A trend is measurable when it moves the mean by more than the noise over the window.
+        if fit.slope.abs() * window.len() as f64 > 4.0 * fit.batch_noise_std {
+            lags.push(fit.lag_steps);
+            best.push(optimal_momentum(fit.slope, v));
+        }
+    }
+    let median = |mut xs: Vec<f64>| -> Option<f64> {
+        xs.retain(|x| x.is_finite());
+        xs.sort_by(f64::total_cmp);
+        xs.get(xs.len() / 2).copied()
+    };
+    Some(EmaReading {
+        lag: median(lags),
+        lag_predicted: lag_steps(m),
+        noise,
+        noise_predicted: noise_pred,
+        best_momentum: median(best),
+    })
+}
+
 /// The lab rows for `layer` in `state`.
 pub fn comparisons(state: &RunState, layer: &LayerState) -> Vec<Comparison> {
     let mut rows = Vec::new();
@@ -67,6 +118,23 @@ pub fn comparisons(state: &RunState, layer: &LayerState) -> Vec<Comparison> {
             measured: mean,
             predicted: Some(mean_pred),
             note: "rectified Gaussian N(β, γ²)".into(),
+        });
+    }
+    if let Some(ema) = ema_reading(layer) {
+        rows.push(Comparison {
+            quantity: "running-mean noise",
+            measured: ema.noise,
+            predicted: Some(ema.noise_predicted),
+            note: "√(m/(2-m)·v), v the batch-mean noise".into(),
+        });
+        rows.push(Comparison {
+            quantity: "running-mean lag (steps)",
+            measured: ema.lag.unwrap_or(f64::NAN),
+            predicted: Some(ema.lag_predicted),
+            note: match (ema.lag, ema.best_momentum) {
+                (Some(_), Some(best)) => format!("(1-m)/m; m* ≈ {:.3} for this drift", best),
+                _ => "no trend in the batch means to lag behind".into(),
+            },
         });
     }
     let theta = f64::from(latest.summary.angular_update);
@@ -116,6 +184,49 @@ mod tests {
         assert_eq!(dead, 0);
         layer.relu_active[3] = 0.0;
         assert_eq!(relu_shift(&layer).map(|r| r.4), Some(1));
+    }
+
+    /// A running mean fed an EMA of linearly drifting, noisy batch means: the measured lag is
+    /// (1-m)/m and the measured noise matches √(m/(2-m)·v).
+    #[test]
+    fn ema_reading_recovers_lag_and_noise() {
+        use crate::metrics::test_util::Gaussian;
+        let mut state = RunState::new();
+        for e in &synthetic::run(2, 1) {
+            state.apply(e);
+        }
+        let mut layer = state.layers[0].clone();
+        layer.momentum = 0.1;
+        layer.ema_window.clear();
+        let mut g = Gaussian::new(3);
+        let channels = 16;
+        let mut running = vec![0.0f64; channels];
+        for t in 0..(crate::ui::state::EMA_WINDOW as u64 + 200) {
+            let batch: Vec<f64> = (0..channels)
+                .map(|_| 0.01 * t as f64 + 0.2 * g.sample())
+                .collect();
+            for (r, b) in running.iter_mut().zip(&batch) {
+                *r = 0.9 * *r + 0.1 * b;
+            }
+            if layer.ema_window.len() == crate::ui::state::EMA_WINDOW {
+                layer.ema_window.pop_front();
+            }
+            layer.ema_window.push_back(crate::ui::state::EmaStep {
+                step: t,
+                batch_mean: batch.iter().map(|&x| x as f32).collect(),
+                running_mean_post: running.iter().map(|&x| x as f32).collect(),
+            });
+        }
+        let reading = ema_reading(&layer).expect("a reading");
+        let lag = reading.lag.expect("a trend");
+        assert!((lag - 9.0).abs() < 1.5, "lag {lag}");
+        assert!(
+            (reading.noise / reading.noise_predicted - 1.0).abs() < 0.25,
+            "{} vs {}",
+            reading.noise,
+            reading.noise_predicted
+        );
+        assert!(reading.best_momentum.is_some_and(|m| m > 0.0 && m < 1.0));
     }
 
     #[test]
