@@ -408,3 +408,39 @@ fn export_writes_csv_per_step_and_layer() {
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
 }
+
+/// Ctrl-C (SIGINT) on a headless run: training stops cleanly, the recording ends with the end
+/// record, and the exit code says which signal it was.
+#[test]
+fn sigint_ends_a_headless_run_with_its_end_record() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("run.jsonl");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bntop"))
+        .args(["train", "--headless", "--record"])
+        .arg(&file)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start bntop");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::fs::metadata(&file).map_or(0, |m| m.len()) < 100_000 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "bntop wrote too little"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("kill")
+        .success());
+    let status = child.wait().expect("exit");
+    assert_eq!(status.code(), Some(130));
+    let text = std::fs::read_to_string(&file).expect("read");
+    let last: Event = serde_json::from_str(text.lines().last().expect("a line")).expect("json");
+    assert!(
+        matches!(&last, Event::End(e) if e.reason == EndReason::Quit),
+        "{last:?}"
+    );
+}

@@ -167,6 +167,8 @@ pub fn train(args: &TrainArgs) -> Result<(), Failure> {
     if !args.headless {
         return dashboard(engine, recorder, &args.dashboard);
     }
+    // A signal stops training the way `q` would: the run ends with its end record, recorded.
+    let stopped_by = stop_on_signals(engine.controls.clone())?;
     let stdout = std::io::stdout();
     let mut json_out = std::io::BufWriter::new(stdout.lock());
     let json: Option<&mut dyn Write> = if args.json { Some(&mut json_out) } else { None };
@@ -186,6 +188,13 @@ pub fn train(args: &TrainArgs) -> Result<(), Failure> {
         .thread
         .join()
         .map_err(|_| Failure(1, "the training thread panicked".into()))?;
+    let signal = stopped_by.load(std::sync::atomic::Ordering::SeqCst);
+    if signal != 0 {
+        return Err(Failure(
+            128 + signal as u8,
+            format!("stopped by signal {signal}; the run ended cleanly"),
+        ));
+    }
     match outcome.end.map(|e| (e.reason, e.message)) {
         Some((EndReason::Completed | EndReason::Quit, _)) => Ok(()),
         Some((_, message)) => Err(Failure(
@@ -247,4 +256,23 @@ fn parse_data_order(name: &str) -> Result<DataOrder, String> {
         let names: Vec<&str> = DataOrder::ALL.iter().map(|o| o.name()).collect();
         format!("expected one of {}", names.join(", "))
     })
+}
+
+/// On SIGINT, SIGTERM or SIGHUP, ask the run to quit (it then sends, and the recorder writes, its
+/// end record). The signal number is stored in the returned cell (0: none).
+fn stop_on_signals(
+    controls: crossbeam_channel::Sender<bntop::protocol::Control>,
+) -> Result<std::sync::Arc<std::sync::atomic::AtomicI32>, Failure> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
+        .map_err(|e| Failure(1, format!("cannot install signal handlers: {e}")))?;
+    let stopped_by = std::sync::Arc::new(std::sync::atomic::AtomicI32::new(0));
+    let cell = std::sync::Arc::clone(&stopped_by);
+    std::thread::spawn(move || {
+        for signal in signals.forever() {
+            cell.store(signal, std::sync::atomic::Ordering::SeqCst);
+            let _ = controls.send(bntop::protocol::Control::Quit);
+        }
+    });
+    Ok(stopped_by)
 }
