@@ -83,7 +83,7 @@ pub fn consume(
                     h.config.bn_momentum
                 )?;
             }
-            Event::Control(_) | Event::Marker(_) | Event::Unknown => {}
+            Event::Control(_) | Event::Marker(_) | Event::Folding(_) | Event::Unknown => {}
         }
         if last_print.elapsed() >= PROGRESS_EVERY {
             write_progress(progress, last_snapshot.as_ref(), &outcome, &rate)?;

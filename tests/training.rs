@@ -231,3 +231,27 @@ fn data_order_starts_from_the_config_and_changes_live() {
     });
     assert!(echo.is_some_and(|c| c.rejected.is_none() && c.step >= 20));
 }
+
+/// The fold_check control folds each conv + BN into one conv and checks it on the held-out set:
+/// the folded network gives the eval-mode logits to float rounding.
+#[test]
+fn fold_check_reports_the_folded_network_matches_eval_mode() {
+    let cfg = TrainConfig {
+        max_steps: Some(60),
+        eval_every: 1000,
+        ..TrainConfig::default()
+    };
+    let events = run(cfg, &[(50, Control::FoldCheck)]);
+    let report = events.iter().find_map(|e| match e {
+        Event::Folding(f) => Some(f.clone()),
+        _ => None,
+    });
+    let report = report.expect("a folding record");
+    assert!(report.step >= 50 && report.samples > 0);
+    assert!(
+        report.max_abs_diff < 1e-4,
+        "max |diff| {}",
+        report.max_abs_diff
+    );
+    assert!(report.unfolded_us_per_image > 0.0 && report.folded_us_per_image > 0.0);
+}

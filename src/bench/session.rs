@@ -66,6 +66,7 @@ fn shift(event: &mut Event, steps: u64) {
         Event::Control(c) => c.step += steps,
         Event::Evaluation(e) => e.step += steps,
         Event::Marker(m) => m.step += steps,
+        Event::Folding(f) => f.step += steps,
         Event::End(e) => e.step += steps,
         Event::Header(_) | Event::Unknown => {}
     }

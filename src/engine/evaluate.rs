@@ -18,6 +18,21 @@ pub struct HeldOut {
 }
 
 impl HeldOut {
+    /// Each batch's channel-major pixels and its number of images.
+    pub fn inputs(&self) -> impl Iterator<Item = (&[f32], usize)> {
+        self.batches
+            .iter()
+            .map(|(pixels, labels)| (pixels.as_slice(), labels.len()))
+    }
+
+    pub fn height(&self) -> usize {
+        self.height
+    }
+
+    pub fn width(&self) -> usize {
+        self.width
+    }
+
     /// The first `limit` held-out images, in near-equal batches of at most `batch_size`, so each
     /// batch-statistics batch is about as large as a training batch.
     pub fn new(images: &Images, limit: usize, batch_size: usize) -> Self {

@@ -41,6 +41,23 @@ pub struct PassConfig<'a> {
     pub cache: &'a mut Im2colCache,
 }
 
+/// The convolution of a block with `spec` on input of `shape` (C, N, H, W).
+pub fn geometry<const I: usize>(
+    shape: (Const<I>, usize, usize, usize),
+    spec: &BlockSpec,
+) -> ConvGeometry {
+    let (_, batch, height, width) = shape;
+    ConvGeometry {
+        in_channels: I,
+        batch,
+        height,
+        width,
+        kernel: KERNEL,
+        stride: spec.stride,
+        padding: PADDING,
+    }
+}
+
 impl<const I: usize, const O: usize> ConvBn<I, O, f32, Cpu> {
     fn conv<T>(
         &self,
@@ -51,16 +68,7 @@ impl<const I: usize, const O: usize> ConvBn<I, O, f32, Cpu> {
     where
         T: Tape<f32, Cpu> + Merge<T> + Merge<NoneTape>,
     {
-        let (_, batch, height, width) = *x.shape();
-        let geometry = ConvGeometry {
-            in_channels: I,
-            batch,
-            height,
-            width,
-            kernel: KERNEL,
-            stride: spec.stride,
-            padding: PADDING,
-        };
+        let geometry = geometry::<I>(*x.shape(), spec);
         let h = conv2d(x, &self.weight, geometry, pass.cache);
         if pass.conv_bias {
             let shape = *h.shape();
@@ -164,7 +172,7 @@ impl<const IN: usize> Net<IN, f32, Cpu> {
     }
 
     /// Global average pool over H and W, then the linear classifier: (N, CLASSES) logits.
-    fn classify<T: Tape<f32, Cpu> + Merge<T> + Merge<NoneTape>>(
+    pub(super) fn classify<T: Tape<f32, Cpu> + Merge<T> + Merge<NoneTape>>(
         &self,
         x: Activations<64, T>,
     ) -> Logits<T> {

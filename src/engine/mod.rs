@@ -6,6 +6,7 @@ mod config;
 pub mod conv;
 pub mod data;
 mod evaluate;
+pub mod folding;
 pub mod forward;
 mod host;
 mod layer_snapshot;

@@ -12,12 +12,14 @@ use super::config::TrainConfig;
 use super::conv::{ConvGeometry, Im2colCache};
 use super::data::DataSet;
 use super::evaluate::{cross_entropy_and_hits, HeldOut};
+use super::folding;
 use super::forward::{BlockObservation, InferenceStats, PassConfig};
 use super::layer_snapshot::BlockStep;
 use super::model::{Net, BLOCKS, CLASSES, KERNEL, PADDING};
 use super::optimizer::NetOptimizer;
 use super::params::BlockGrads;
 use super::publisher::{Publisher, StepRecord};
+use crate::protocol::FoldingReport;
 use crate::protocol::{
     BnMode, Control, ControlEvent, Conventions, DataInfo, EndReason, Evaluation, Event, LayerInfo,
     Marker, MarkerKind, RunConfig, RunEnd, RunHeader, Snapshot, FORMAT_NAME, FORMAT_VERSION_MAJOR,
@@ -166,10 +168,32 @@ impl<const IN: usize> Trainer<IN> {
     fn handle(&mut self, control: Control) {
         let rejected = self.apply(&control).err();
         self.control_just_applied |= rejected.is_none();
+        let fold = control == Control::FoldCheck;
         self.outbox.send(Event::Control(ControlEvent {
             step: self.step,
             control,
             rejected,
+        }));
+        if fold {
+            self.report_folding();
+        }
+    }
+
+    /// Fold every conv + BN, check the folded network on the held-out set, time both.
+    fn report_folding(&mut self) {
+        let check = folding::check(
+            &self.net,
+            &self.heldout,
+            self.cfg.conv_bias,
+            &mut self.cache,
+        );
+        let per_image = |s: f64| s * 1e6 / check.samples.max(1) as f64;
+        self.outbox.send(Event::Folding(FoldingReport {
+            step: self.step,
+            samples: check.samples,
+            max_abs_diff: check.max_abs_diff,
+            unfolded_us_per_image: per_image(check.unfolded_s),
+            folded_us_per_image: per_image(check.folded_s),
         }));
     }
 
@@ -196,6 +220,8 @@ impl<const IN: usize> Trainer<IN> {
                 self.opt.set_lr(lr as f64);
             }
             Control::SetDataOrder { order } => self.batches.set_order(order),
+            // Answered after the echo by a `folding` record (see `report_folding`).
+            Control::FoldCheck => {}
             Control::Pause => self.paused = true,
             Control::Resume => self.paused = false,
             Control::Step => {

@@ -80,6 +80,9 @@ pub enum Control {
     SetDataOrder {
         order: DataOrder,
     },
+    /// Format 1.2: fold each conv + BN and check the folded network (answered by a `folding`
+    /// record).
+    FoldCheck,
     Pause,
     Resume,
     /// One training step while paused.

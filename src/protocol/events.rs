@@ -15,6 +15,8 @@ pub enum Event {
     Control(ControlEvent),
     Evaluation(Evaluation),
     Marker(Marker),
+    /// Format 1.2: the result of folding conv + BN (the `fold_check` control).
+    Folding(FoldingReport),
     End(RunEnd),
     /// A record kind this version does not know (written by a newer bntop): skipped by readers.
     #[serde(other)]
@@ -29,6 +31,7 @@ impl Event {
             Event::Control(c) => Some(c.step),
             Event::Evaluation(e) => Some(e.step),
             Event::Marker(m) => Some(m.step),
+            Event::Folding(f) => Some(f.step),
             Event::End(e) => Some(e.step),
             Event::Header(_) | Event::Unknown => None,
         }
@@ -71,6 +74,18 @@ pub struct Marker {
     #[serde(rename = "marker")]
     pub kind: MarkerKind,
     pub label: String,
+}
+
+/// Each conv + BN folded into one conv in eval form, checked on the held-out set: the largest
+/// logit difference from the eval-mode network, and both networks' time per image.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct FoldingReport {
+    pub step: u64,
+    pub samples: usize,
+    #[serde(with = "float_encoding::scalar")]
+    pub max_abs_diff: f32,
+    pub unfolded_us_per_image: f64,
+    pub folded_us_per_image: f64,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]

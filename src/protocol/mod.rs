@@ -12,7 +12,9 @@ mod header;
 mod snapshot;
 
 pub use controls::{BnMode, Control, ControlEvent, DataOrder};
-pub use events::{EndReason, EvalScore, Evaluation, Event, Marker, MarkerKind, RunEnd};
+pub use events::{
+    EndReason, EvalScore, Evaluation, Event, FoldingReport, Marker, MarkerKind, RunEnd,
+};
 pub use feed::{
     Command, Feed, RecordingStatus, ReplayCommand, ReplayStatus, MAX_REPLAY_SPEED, MIN_REPLAY_SPEED,
 };

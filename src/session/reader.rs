@@ -58,7 +58,8 @@ impl Kind {
             },
             Event::Control(_) => Kind::Control,
             Event::Evaluation(_) => Kind::Evaluation,
-            Event::Marker(_) => Kind::Marker,
+            // A folding check is a point-in-time result, indexed like a marker.
+            Event::Marker(_) | Event::Folding(_) => Kind::Marker,
             Event::End(_) => Kind::End,
             Event::Unknown => Kind::Unknown,
         }
@@ -438,7 +439,7 @@ fn kind_with_step(name: &[u8], line: &[u8]) -> Option<Kind> {
         },
         b"control" => Kind::Control,
         b"evaluation" => Kind::Evaluation,
-        b"marker" => Kind::Marker,
+        b"marker" | b"folding" => Kind::Marker,
         b"end" => Kind::End,
         _ => return None,
     })

@@ -152,6 +152,17 @@ impl App {
                 Some(why) => (format!("rejected {}: {why}", mark.label), StatusKind::Error),
             },
             Notice::Divergence(label) => (label, StatusKind::Error),
+            Notice::Folding(f) => (
+                format!(
+                    "folded conv+BN: max |Δlogit| {:.1e} over {} images; {:.0} vs {:.0} µs/image ({:.2}x)",
+                    f.max_abs_diff,
+                    f.samples,
+                    f.folded_us_per_image,
+                    f.unfolded_us_per_image,
+                    f.unfolded_us_per_image / f.folded_us_per_image
+                ),
+                StatusKind::Info,
+            ),
             Notice::End(end) => {
                 let what = match end.reason {
                     EndReason::Completed => "run completed".to_string(),
@@ -357,6 +368,7 @@ impl App {
                     order: current.next(),
                 });
             }
+            Action::FoldCheck => controls.push(Control::FoldCheck),
             Action::ToggleRecording => {
                 let active = self.recording.as_ref().is_some_and(|r| r.active);
                 return vec![Command::SetRecording(!active)];

@@ -12,6 +12,7 @@ use crate::protocol::{
 };
 
 use super::history::Series;
+use crate::protocol::FoldingReport;
 
 /// Buckets per run-level and layer-level series, and per per-channel series. Bounded memory: about
 /// 10 MB for the default network however long the run.
@@ -241,6 +242,7 @@ pub struct ControlMark {
 pub enum Notice {
     Control(ControlMark),
     Divergence(String),
+    Folding(FoldingReport),
     End(RunEnd),
 }
 
@@ -289,6 +291,7 @@ pub struct RunState {
     pub heldout_batch_stats: Series,
     pub heldout_running_stats: Series,
     pub last_evaluation: Option<Evaluation>,
+    pub last_folding: Option<FoldingReport>,
     pub controls: VecDeque<ControlMark>,
     pub end: Option<RunEnd>,
     pub rate: StepRate,
@@ -347,6 +350,10 @@ impl RunState {
                 self.end = Some(end.clone());
                 self.paused = false;
                 Some(Notice::End(end.clone()))
+            }
+            Event::Folding(report) => {
+                self.last_folding = Some(report.clone());
+                Some(Notice::Folding(report.clone()))
             }
             Event::Unknown => {
                 self.unknown_records += 1;
@@ -432,7 +439,10 @@ impl RunState {
             Control::SetDataOrder { order } => self.data_order = order.name().to_string(),
             Control::Pause => self.paused = true,
             Control::Resume => self.paused = false,
-            Control::Step | Control::ResetRunningStats { .. } | Control::Quit => {}
+            Control::Step
+            | Control::ResetRunningStats { .. }
+            | Control::FoldCheck
+            | Control::Quit => {}
         }
     }
 
@@ -459,6 +469,7 @@ impl RunState {
             Control::ResetRunningStats { layer } => {
                 format!("{} running stats reset", self.layer_name(layer))
             }
+            Control::FoldCheck => "fold conv + BN and check".into(),
             Control::Quit => "quit".into(),
         }
     }
