@@ -3,7 +3,8 @@
 use crate::metrics::drift::xi;
 use crate::metrics::ema::{fit_lag_noise, lag_steps, noise_var, optimal_momentum};
 use crate::metrics::relu::rectified_gaussian;
-use crate::protocol::LayerSnapshot;
+use crate::metrics::BN_EPSILON;
+use crate::protocol::{BnMode, LayerSnapshot};
 
 use super::state::{LayerState, RunState};
 
@@ -89,6 +90,34 @@ pub fn ema_reading(layer: &LayerState) -> Option<EmaReading> {
     })
 }
 
+/// The pre-BN bias gradient (§6, with `--conv-bias`), as mean |∇b| / mean |∇β| over channels:
+/// measured, and predicted from the layer's mode. In train mode BN subtracts the batch mean,
+/// so the bias cancels and its gradient is 0; in eval mode ∇b = (γ/σ_R)∇β.
+pub fn bias_gradient(layer: &LayerSnapshot) -> Option<(f64, f64)> {
+    let bias = layer.bias_grad.as_ref()?;
+    let c = bias.len();
+    let ok = |v: &Vec<f32>| v.len() == c;
+    if c == 0 || !ok(&layer.grad_beta) || !ok(&layer.gamma) || !ok(&layer.running_var_pre) {
+        return None;
+    }
+    let mean_abs = |it: &mut dyn Iterator<Item = f64>| it.map(f64::abs).sum::<f64>() / c as f64;
+    let beta = mean_abs(&mut layer.grad_beta.iter().map(|&g| f64::from(g)));
+    if beta == 0.0 {
+        return None;
+    }
+    let measured = mean_abs(&mut bias.iter().map(|&g| f64::from(g))) / beta;
+    let predicted = match layer.mode {
+        BnMode::Train => 0.0,
+        BnMode::Eval => {
+            mean_abs(&mut (0..c).map(|i| {
+                let sigma = (f64::from(layer.running_var_pre[i]) + BN_EPSILON).sqrt();
+                f64::from(layer.gamma[i]) / sigma * f64::from(layer.grad_beta[i])
+            })) / beta
+        }
+    };
+    Some((measured, predicted))
+}
+
 /// The lab rows for `layer` in `state`.
 pub fn comparisons(state: &RunState, layer: &LayerState) -> Vec<Comparison> {
     let mut rows = Vec::new();
@@ -146,6 +175,17 @@ pub fn comparisons(state: &RunState, layer: &LayerState) -> Vec<Comparison> {
                 "float rounding (~1e-6); {:.2}x faster folded (F to rerun)",
                 f.unfolded_us_per_image / f.folded_us_per_image
             ),
+        });
+    }
+    if let Some((measured, predicted)) = bias_gradient(latest) {
+        rows.push(Comparison {
+            quantity: "bias grad |∇b|/|∇β|",
+            measured,
+            predicted: Some(predicted),
+            note: match latest.mode {
+                BnMode::Train => "train mode: the bias cancels, ∇b ≈ 0".into(),
+                BnMode::Eval => "eval mode: ∇b = (γ/σ_R)∇β, a phantom gradient".into(),
+            },
         });
     }
     let theta = f64::from(latest.summary.angular_update);
@@ -238,6 +278,33 @@ mod tests {
             reading.noise_predicted
         );
         assert!(reading.best_momentum.is_some_and(|m| m > 0.0 && m < 1.0));
+    }
+
+    #[test]
+    fn bias_gradient_prediction_follows_the_mode() {
+        let mut state = RunState::new();
+        for e in &synthetic::run(10, 1) {
+            state.apply(e);
+        }
+        let mut layer = state.layers[0].latest.clone().expect("a snapshot");
+        assert_eq!(
+            bias_gradient(&layer),
+            None,
+            "no --conv-bias, no bias gradient"
+        );
+        let c = layer.gamma.len();
+        layer.gamma = vec![2.0; c];
+        layer.running_var_pre = vec![4.0 - BN_EPSILON as f32; c];
+        layer.grad_beta = vec![0.5; c];
+        // Eval mode: ∇b = (γ/σ_R)∇β = (2/2)·0.5, so the ratio is 1.
+        layer.mode = BnMode::Eval;
+        layer.bias_grad = Some(vec![0.5; c]);
+        let (measured, predicted) = bias_gradient(&layer).expect("arrays");
+        assert!((measured - 1.0).abs() < 1e-6 && (predicted - 1.0).abs() < 1e-4);
+        layer.mode = BnMode::Train;
+        layer.bias_grad = Some(vec![1e-9; c]);
+        let (measured, predicted) = bias_gradient(&layer).expect("arrays");
+        assert!(measured < 1e-6 && predicted == 0.0);
     }
 
     #[test]
