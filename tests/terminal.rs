@@ -17,7 +17,30 @@ const STARTUP: Duration = Duration::from_secs(40);
 const POLL: Duration = Duration::from_millis(100);
 const INSTALL_HINT: &str = "tmux is required for the terminal tests: apt-get install -y tmux";
 
+/// On a fresh machine where the tests run as root (as CI does), install tmux once, so the README's
+/// test command needs no set-up of its own; anywhere else, say what is missing.
+fn install_tmux_if_missing() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let present = Command::new("tmux")
+            .arg("-V")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        let root = std::fs::metadata("/proc/self").is_ok_and(|m| {
+            use std::os::unix::fs::MetadataExt;
+            m.uid() == 0
+        });
+        if !present && root {
+            let _ = Command::new("apt-get").args(["update", "-qq"]).status();
+            let _ = Command::new("apt-get")
+                .args(["install", "-y", "-qq", "tmux"])
+                .status();
+        }
+    });
+}
+
 fn require_tmux() {
+    install_tmux_if_missing();
     match Command::new("tmux").arg("-V").output() {
         Ok(out) if out.status.success() => {}
         Ok(out) => panic!(
