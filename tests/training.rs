@@ -255,3 +255,42 @@ fn fold_check_reports_the_folded_network_matches_eval_mode() {
     );
     assert!(report.unfolded_us_per_image > 0.0 && report.folded_us_per_image > 0.0);
 }
+
+/// BN-METRICS §5: with SGD, momentum μ and coupled weight decay λ, the angular update of a
+/// normalised filter settles at θ* = sqrt(2ηλ/(1+μ)) after a few time constants
+/// τ = (1-μ)/(4ηλ). With η = 0.1, λ = 5e-3, μ = 0.9: θ* = 0.0229 and τ = 50 steps, so steps
+/// 300-600 are 6-12 τ in.
+#[test]
+fn angular_update_settles_at_the_weight_decay_equilibrium() {
+    let mut cfg = TrainConfig {
+        max_steps: Some(600),
+        eval_every: 1000,
+        ..TrainConfig::default()
+    };
+    cfg.optimizer.lr = 0.1;
+    cfg.optimizer.weight_decay = 5e-3;
+    let theta_star = bntop::metrics::weights::theta_star_coupled(0.1, 5e-3, 0.9);
+    let events = run(cfg, &[]);
+    for layer in 0..3 {
+        let angles: Vec<f64> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Snapshot(s) if s.step > 300 && !s.layers.is_empty() => {
+                    Some(f64::from(s.layers[layer].summary.angular_update))
+                }
+                _ => None,
+            })
+            .collect();
+        assert!(
+            angles.len() > 200,
+            "layer {layer}: {} snapshots",
+            angles.len()
+        );
+        let mean = angles.iter().sum::<f64>() / angles.len() as f64;
+        let ratio = mean / theta_star;
+        assert!(
+            (0.8..1.2).contains(&ratio),
+            "layer {layer}: {mean:.4} vs theta* {theta_star:.4} ({ratio:.2})"
+        );
+    }
+}
