@@ -486,3 +486,25 @@ fn snapshot_lab_panel_160x48() {
     assert!(text.contains("block2 lab"), "{text}");
     insta::assert_snapshot!(text);
 }
+
+/// A replayed file can hold any steps: huge ones and ones going backwards must not panic the
+/// state or the views.
+#[test]
+fn extreme_and_backward_steps_do_not_panic() {
+    let mut app = app_after(50);
+    let Some(Event::Snapshot(last)) = synthetic::run(50, 7)
+        .into_iter()
+        .rev()
+        .find(|e| matches!(e, Event::Snapshot(_)))
+    else {
+        panic!("a snapshot")
+    };
+    for step in [u64::MAX, u64::MAX - 1, 3, 0, u64::MAX] {
+        let mut s = last.clone();
+        s.step = step;
+        s.time_s = -1.0;
+        app.on_event(&Event::Snapshot(s), Instant::now());
+        let text = screen(&render(&app, 160, 48, unicode()));
+        assert!(text.contains("block1"));
+    }
+}

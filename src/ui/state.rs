@@ -72,7 +72,7 @@ impl FloorEstimate {
     fn observe(&mut self, step: u64, layer: &LayerSnapshot) {
         if let Some((previous_step, previous_mean)) = &self.previous {
             // Only successive steps: a gap (coalesced snapshots) would overstate the change.
-            if *previous_step + 1 == step {
+            if previous_step.checked_add(1) == Some(step) {
                 let x = inverse_n_eff_from_successive_means(
                     previous_mean,
                     &layer.batch_mean,
@@ -270,7 +270,7 @@ impl StepRate {
     pub fn per_second(&self) -> Option<f64> {
         let (t0, s0) = *self.samples.front()?;
         let (t1, s1) = *self.samples.back()?;
-        (t1 > t0).then(|| (s1 - s0) as f64 / (t1 - t0))
+        (t1 > t0).then(|| (s1 as f64 - s0 as f64) / (t1 - t0))
     }
 }
 

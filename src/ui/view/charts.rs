@@ -250,7 +250,11 @@ fn envelope(series: &Series, from: u64, to: u64, columns: usize, log_y: bool) ->
     };
     let step = (to - from) as f64 / columns as f64;
     let mut points = Vec::with_capacity(2 * columns);
-    for (i, b) in series.resample(from, to + 1, columns).iter().enumerate() {
+    for (i, b) in series
+        .resample(from, to.saturating_add(1), columns)
+        .iter()
+        .enumerate()
+    {
         if !b.is_finite_range() {
             continue;
         }

@@ -113,7 +113,7 @@ pub fn draw(frame: &mut Frame, area: Rect, layer: &LayerState, app: &App, theme:
         for (c, history) in layer.channel_history.iter().enumerate() {
             let g = c * groups / channels.max(1);
             for (x, bucket) in pick(history)
-                .resample(from, to + 1, columns)
+                .resample(from, to.saturating_add(1), columns)
                 .iter()
                 .enumerate()
             {
