@@ -10,4 +10,5 @@ pub mod metrics;
 pub mod protocol;
 pub mod remote;
 pub mod session;
+pub mod signals;
 pub mod ui;

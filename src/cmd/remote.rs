@@ -86,19 +86,12 @@ pub fn serve(args: &ServeArgs) -> Result<(), Failure> {
         eprintln!("bntop serve: recording to {path}");
     }
     // SIGINT, SIGTERM and SIGHUP stop training; the hub records up to the end record.
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGHUP,
-    ])
-    .map_err(|e| Failure(1, format!("cannot install signal handlers: {e}")))?;
     let inbox = hub.inbox.clone();
-    std::thread::spawn(move || {
-        for signal in signals.forever() {
-            eprintln!("bntop serve: signal {signal}: stopping training");
-            let _ = inbox.send(remote::hub::HubMessage::Stop);
-        }
-    });
+    bntop::signals::on_stop_signals(move |signal| {
+        eprintln!("bntop serve: signal {signal}: stopping training");
+        let _ = inbox.send(remote::hub::HubMessage::Stop);
+    })
+    .map_err(|e| Failure(1, e))?;
     let end = hub
         .thread
         .join()

@@ -263,16 +263,12 @@ fn parse_data_order(name: &str) -> Result<DataOrder, String> {
 fn stop_on_signals(
     controls: crossbeam_channel::Sender<bntop::protocol::Control>,
 ) -> Result<std::sync::Arc<std::sync::atomic::AtomicI32>, Failure> {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
-        .map_err(|e| Failure(1, format!("cannot install signal handlers: {e}")))?;
     let stopped_by = std::sync::Arc::new(std::sync::atomic::AtomicI32::new(0));
     let cell = std::sync::Arc::clone(&stopped_by);
-    std::thread::spawn(move || {
-        for signal in signals.forever() {
-            cell.store(signal, std::sync::atomic::Ordering::SeqCst);
-            let _ = controls.send(bntop::protocol::Control::Quit);
-        }
-    });
+    bntop::signals::on_stop_signals(move |signal| {
+        cell.store(signal, std::sync::atomic::Ordering::SeqCst);
+        let _ = controls.send(bntop::protocol::Control::Quit);
+    })
+    .map_err(|e| Failure(1, e))?;
     Ok(stopped_by)
 }

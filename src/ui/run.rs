@@ -6,10 +6,9 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{never, select, Receiver, Sender};
 use ratatui::crossterm::event::{self, Event as TermEvent};
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-use signal_hook::iterator::Signals;
 
 use crate::protocol::{Command, Control, EndReason, Feed};
+use crate::signals::on_stop_signals;
 
 use super::app::{App, StatusKind};
 use super::keys::Context;
@@ -83,19 +82,11 @@ fn spawn_input_reader() -> Receiver<std::io::Result<TermEvent>> {
 /// Turn SIGINT, SIGTERM and SIGHUP into messages, so they end the loop and the terminal is restored
 /// on the normal path.
 fn spawn_signal_forwarder() -> Result<Receiver<i32>, String> {
-    let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])
-        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     let (tx, rx) = crossbeam_channel::bounded(4);
-    thread::Builder::new()
-        .name("bntop-signals".into())
-        .spawn(move || {
-            for signal in signals.forever() {
-                if tx.send(signal).is_err() {
-                    break;
-                }
-            }
-        })
-        .map_err(|e| format!("cannot start the signal thread: {e}"))?;
+    // After the dashboard has gone nobody listens; a late signal is dropped.
+    on_stop_signals(move |signal| {
+        let _ = tx.try_send(signal);
+    })?;
     Ok(rx)
 }
 
