@@ -6,6 +6,7 @@
 //! 2. Bytes per second written to the terminal at the default frame rate, 120x40, in steady state,
 //!    with the real engine training in real time (after a warm-up, so the axes have settled).
 //! 3. History memory after `history` steps and after 20x as many: it must not grow.
+use super::percentile;
 use std::io::{self, Write};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -46,13 +47,6 @@ fn terminal(
     let terminal = Terminal::with_options(backend, ratatui::TerminalOptions { viewport })
         .map_err(|e| format!("cannot make a terminal: {e}"))?;
     Ok((terminal, bytes))
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
 fn render_time(plan: &Plan, out: &mut dyn Write) -> Result<(), String> {

@@ -6,6 +6,7 @@
 //! (one budget-limited poll, as a replay's first frame), the time to index the whole file, and
 //! `seeks` random seeks (the last whole snapshot at or before a random step, read and parsed).
 //! The file was just written, so it is read from the page cache: a cold disk adds its read time.
+use super::percentile;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -106,13 +107,6 @@ fn record(path: &Path, target_bytes: u64) -> Result<u64, String> {
         }))
         .map_err(io)?;
     Ok(steps)
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
 fn is_whole(e: &Entry) -> bool {

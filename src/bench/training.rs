@@ -59,7 +59,7 @@ fn measure(data: &DataSet, batch: usize, metrics: bool, plan: &Plan) -> Result<(
 
 fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(f64::total_cmp);
-    xs[xs.len() / 2]
+    super::percentile(&xs, 0.5)
 }
 
 pub fn run(plan: &Plan, data: &DataSet, out: &mut dyn Write) -> Result<(), String> {
