@@ -320,27 +320,33 @@ fn trains_on_an_idx_directory_and_a_cifar_batch() {
     );
 }
 
-/// `kill -9` in the middle of a recorded run: every complete line of the file is a record, and
-/// at most the last line is cut short.
-#[test]
-fn a_killed_writer_loses_at_most_the_line_in_flight() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let file = dir.path().join("killed.jsonl");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bntop"))
+/// A headless run recording to `file`, returned once the file holds at least `bytes`.
+fn recording_run(file: &Path, bytes: u64) -> std::process::Child {
+    let child = Command::new(env!("CARGO_BIN_EXE_bntop"))
         .args(["train", "--headless", "--record"])
-        .arg(&file)
+        .arg(file)
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("start bntop");
-    // Wait until it has written a good part of a second of records, then kill it hard.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while std::fs::metadata(&file).map_or(0, |m| m.len()) < 200_000 {
+    while std::fs::metadata(file).map_or(0, |m| m.len()) < bytes {
         assert!(
             std::time::Instant::now() < deadline,
             "bntop wrote too little"
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+    child
+}
+
+/// `kill -9` in the middle of a recorded run: every complete line of the file is a record, and
+/// at most the last line is cut short.
+#[test]
+fn a_killed_writer_loses_at_most_the_line_in_flight() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("killed.jsonl");
+    // A good part of a second of records, then kill it hard.
+    let mut child = recording_run(&file, 200_000);
     child.kill().expect("SIGKILL");
     child.wait().expect("reap");
     let bytes = std::fs::read(&file).expect("read");
@@ -415,20 +421,7 @@ fn export_writes_csv_per_step_and_layer() {
 fn sigint_ends_a_headless_run_with_its_end_record() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("run.jsonl");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bntop"))
-        .args(["train", "--headless", "--record"])
-        .arg(&file)
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start bntop");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while std::fs::metadata(&file).map_or(0, |m| m.len()) < 100_000 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "bntop wrote too little"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let mut child = recording_run(&file, 100_000);
     let pid = child.id().to_string();
     assert!(Command::new("kill")
         .args(["-INT", &pid])
