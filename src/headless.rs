@@ -83,7 +83,12 @@ pub fn consume(
                     h.config.bn_momentum
                 )?;
             }
-            Event::Control(_) | Event::Marker(_) | Event::Folding(_) | Event::Unknown => {}
+            Event::Control(_)
+            | Event::Marker(_)
+            | Event::Folding(_)
+            | Event::Population(_)
+            | Event::Probe(_)
+            | Event::Unknown => {}
         }
         if last_print.elapsed() >= PROGRESS_EVERY {
             write_progress(progress, last_snapshot.as_ref(), &outcome, &rate)?;
@@ -113,8 +118,11 @@ fn write_progress(
 
 fn progress_line(s: &Snapshot, eval: Option<&Evaluation>, steps_per_s: Option<f64>) -> String {
     let held_out = eval.map_or("held-out: pending".to_string(), |e| {
+        let precise = e.precise_stats.map_or(String::new(), |p| {
+            format!("  PreciseBN {:.1}%", 100.0 * p.accuracy)
+        });
         format!(
-            "held-out acc (step {}): batch stats {:.1}%  running stats {:.1}%",
+            "held-out acc (step {}): batch stats {:.1}%  running stats {:.1}%{precise}",
             e.step,
             100.0 * e.batch_stats.accuracy,
             100.0 * e.running_stats.accuracy

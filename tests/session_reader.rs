@@ -142,6 +142,7 @@ fn every_record_kind_round_trips() {
         Event::Evaluation(Evaluation {
             step: 2,
             samples: 360,
+            precise_stats: None,
             batch_stats: EvalScore {
                 loss: 0.5,
                 accuracy: 0.9,

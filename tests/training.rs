@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use bntop::engine::{self, data, TrainConfig};
-use bntop::protocol::{BnMode, Control, EndReason, Event};
+use bntop::protocol::{BnMode, Control, DataOrder, EndReason, Event, PopulationReport};
 
 fn run(cfg: TrainConfig, controls_at: &[(u64, Control)]) -> Vec<Event> {
     let engine = engine::spawn(cfg, data::embedded_digits().expect("digits")).expect("spawn");
@@ -292,5 +292,122 @@ fn angular_update_settles_at_the_weight_decay_equilibrium() {
             (0.8..1.2).contains(&ratio),
             "layer {layer}: {mean:.4} vs theta* {theta_star:.4} ({ratio:.2})"
         );
+    }
+}
+
+fn populations(events: &[Event]) -> Vec<&PopulationReport> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Population(p) => Some(p),
+            _ => None,
+        })
+        .collect()
+}
+
+/// BN-METRICS §3 on a trained network: shuffled batches see the population's variance; class-
+/// sorted batches see much less in the class-specific last layer, as 1 - 1/n_eff predicts; the
+/// EMA learns the shrunken variance, and writing the PreciseBN statistics into the running
+/// statistics recovers the population's.
+#[test]
+fn precise_bn_measures_the_class_sorted_variance_ratio_and_recovers_the_population() {
+    let cfg = TrainConfig {
+        max_steps: Some(500),
+        eval_every: 500,
+        lab_every: 0,
+        ..TrainConfig::default()
+    };
+    let class_sorted = Control::SetDataOrder {
+        order: DataOrder::ClassSorted,
+    };
+    let events = run(
+        cfg,
+        &[
+            (300, Control::PreciseBn),
+            (301, class_sorted),
+            (302, Control::PreciseBn),
+            (480, Control::PreciseBn),
+            (481, Control::ApplyPreciseBn { layer: None }),
+            (482, Control::PreciseBn),
+        ],
+    );
+    let reports = populations(&events);
+    assert_eq!(
+        reports.len(),
+        5,
+        "three on demand, one per apply, one after"
+    );
+    let (shuffled, sorted, sorted_trained, applied) =
+        (reports[0], reports[1], reports[2], reports[3]);
+    assert_eq!(shuffled.order, DataOrder::Shuffled);
+    assert!(shuffled.samples >= 1000, "{}", shuffled.samples);
+    for l in &shuffled.layers {
+        assert!(l.var_ratio > 0.97, "shuffled: {l:?}");
+        assert!((l.var_ratio - l.predicted_ratio).abs() < 0.02, "{l:?}");
+    }
+    assert_eq!(sorted.order, DataOrder::ClassSorted);
+    let last = &sorted.layers[2];
+    assert!(
+        last.var_ratio < 0.85 && last.predicted_ratio < 0.9,
+        "class-sorted batches shrink the last layer's variance: {last:?}"
+    );
+    assert!(last.n_eff < 10.0, "{last:?}");
+    // Block 1 sees the images themselves (no BN upstream), so the law of total variance makes
+    // measurement and prediction agree up to the sampling of the two image sets.
+    let first = &sorted.layers[0];
+    assert!(
+        (first.var_ratio - first.predicted_ratio).abs() < 0.02,
+        "{first:?}"
+    );
+    // After some class-sorted training the EMA holds the batches' smaller variance...
+    assert!(
+        sorted_trained.layers[2].running_var_ratio < 0.95,
+        "{:?}",
+        sorted_trained.layers[2]
+    );
+    // ...and PreciseBN puts the population's back (running variances are stored unbiased).
+    for l in &applied.layers {
+        assert!((l.running_var_ratio - 1.0).abs() < 1e-3, "{l:?}");
+    }
+    let three_way = events
+        .iter()
+        .filter(|e| matches!(e, Event::Evaluation(v) if v.precise_stats.is_some()))
+        .count();
+    assert_eq!(three_way, 4, "each PreciseBn control evaluates three ways");
+}
+
+/// BN-METRICS §6-7: the probe's three bars on the real network. In train mode the pre-BN bias
+/// gradient cancels to rounding; with stop-gradient and in eval mode it is (γ/σ)∇β, non-zero.
+#[test]
+fn phantom_probe_bars_match_theory() {
+    let cfg = TrainConfig {
+        max_steps: Some(200),
+        eval_every: 100,
+        lab_every: 100,
+        ..TrainConfig::default()
+    };
+    let events = run(cfg, &[(150, Control::PhantomProbe)]);
+    let probes: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Probe(p) => Some(p),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(probes.len(), 4, "steps 0, 100, 200 and one on demand");
+    for probe in probes {
+        assert_eq!(probe.layers.len(), 3);
+        for l in &probe.layers {
+            assert!(l.train_cancellation < 1e-5, "step {}: {l:?}", probe.step);
+            assert!(
+                l.train < 1e-4 * l.stop_gradient,
+                "step {}: {l:?}",
+                probe.step
+            );
+            assert!(l.eval > 1e-5 && l.stop_gradient > 1e-5, "{l:?}");
+            let close = |a: f64, b: f64| (a - b).abs() <= 1e-3 * b.abs();
+            assert!(close(l.stop_gradient, l.stop_gradient_predicted), "{l:?}");
+            assert!(close(l.eval, l.eval_predicted), "{l:?}");
+        }
     }
 }

@@ -68,6 +68,8 @@ fn shift(event: &mut Event, steps: u64) {
         Event::Evaluation(e) => e.step += steps,
         Event::Marker(m) => m.step += steps,
         Event::Folding(f) => f.step += steps,
+        Event::Population(p) => p.step += steps,
+        Event::Probe(p) => p.step += steps,
         Event::End(e) => e.step += steps,
         Event::Header(_) | Event::Unknown => {}
     }

@@ -53,6 +53,13 @@ pub struct TrainArgs {
     /// Held-out images per evaluation (at most the held-out split).
     #[arg(long, default_value_t = TrainConfig::default().eval_samples)]
     pub eval_samples: usize,
+    /// PreciseBN statistics, a three-way held-out evaluation (batch / EMA / PreciseBN) and the
+    /// phantom-gradient probe every this many steps (0: only on demand, keys P and b).
+    #[arg(long, default_value_t = TrainConfig::default().lab_every)]
+    pub lab_every: u64,
+    /// Shuffled training images behind each PreciseBN estimate.
+    #[arg(long, default_value_t = TrainConfig::default().precise_samples)]
+    pub precise_samples: usize,
     /// Add a learnable bias before each BN (redundant: BN's mean subtraction cancels it).
     #[arg(long)]
     pub conv_bias: bool,
@@ -150,6 +157,8 @@ impl TrainArgs {
             bn_momentum: self.bn_momentum,
             eval_every: self.eval_every,
             eval_samples: self.eval_samples,
+            lab_every: self.lab_every,
+            precise_samples: self.precise_samples,
             max_steps: self.steps,
             conv_bias: self.conv_bias,
             data_order: self.data_order,

@@ -16,6 +16,7 @@ pub const DRIFT_PERIOD: u64 = 4000;
 /// Shuffled (i.i.d.) order: a fresh permutation of the training set every epoch; batches never
 /// straddle two epochs (the tail of a permutation shorter than a batch is skipped, as with
 /// PyTorch's `drop_last`).
+#[derive(Clone)]
 pub struct ShuffledBatches {
     order: Vec<usize>,
     cursor: usize,
@@ -76,7 +77,9 @@ pub struct Batch {
     pub new_epoch: bool,
 }
 
-/// The training batches in the current data order.
+/// The training batches in the current data order. A clone draws the batches training will see
+/// next without moving training on (PreciseBN's comparison, the phantom-gradient probe).
+#[derive(Clone)]
 pub struct Batches {
     order: DataOrder,
     epochs: ShuffledBatches,
@@ -106,6 +109,10 @@ impl Batches {
 
     pub fn epoch(&self) -> u64 {
         self.epochs.epoch()
+    }
+
+    pub fn order(&self) -> DataOrder {
+        self.order
     }
 
     /// Contrast and brightness of the `drifting` order at `step`: a triangle wave.

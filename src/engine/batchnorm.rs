@@ -1,10 +1,29 @@
-//! The two BatchNorm forwards dfdx 0.13 lacks. Training in train mode uses dfdx's own
-//! `BatchNorm2D::forward_mut` (batch statistics, running-statistics update); these cover the rest.
+//! The BatchNorm forwards dfdx 0.13 lacks. Training in train mode uses dfdx's own
+//! `BatchNorm2D::forward_mut` (batch statistics, running-statistics update); these cover the rest,
+//! and none of them touches the running statistics.
 use dfdx::nn::modules::BatchNorm2D;
 use dfdx::prelude::*;
 
 /// Channel-major BN input: (C, N, H, W).
 pub type BnInput<const C: usize, T> = Tensor<(Const<C>, usize, usize, usize), f32, Cpu, T>;
+
+/// (x - mean)·γ/sqrt(var + ε) + β with `mean` and `var` held constant: gradients flow to the
+/// input, γ and β only.
+fn normalize_with_constants<const C: usize, T>(
+    x: BnInput<C, T>,
+    mean: Tensor<Rank1<C>, f32, Cpu>,
+    var: Tensor<Rank1<C>, f32, Cpu>,
+    bn: &BatchNorm2D<C, f32, Cpu>,
+) -> BnInput<C, T>
+where
+    T: Tape<f32, Cpu> + Merge<T> + Merge<NoneTape>,
+{
+    let shape = *x.shape();
+    let inv_std = (var + bn.epsilon as f32).sqrt().recip();
+    let scale = bn.scale.retaped::<T>() * inv_std;
+    let centered = x - mean.broadcast_like(&shape);
+    centered * scale.broadcast_like(&shape) + bn.bias.retaped::<T>().broadcast_like(&shape)
+}
 
 /// Eval mode: normalise with the running statistics, which stay untouched, while gradients still
 /// flow to the input, γ and β (PyTorch's `.eval()` during training; the phantom-gradient case).
@@ -16,23 +35,42 @@ pub fn normalize_with_running_stats<const C: usize, T>(
 where
     T: Tape<f32, Cpu> + Merge<T> + Merge<NoneTape>,
 {
+    normalize_with_constants(x, bn.running_mean.clone(), bn.running_var.clone(), bn)
+}
+
+/// Train-mode normalisation (biased batch variance, gradients through the batch statistics) that
+/// leaves the running statistics alone: the "batch statistics" held-out evaluation, PreciseBN's
+/// passes and the probe's train-mode bar. Same graph as dfdx's `forward_mut`.
+pub fn normalize_with_batch_stats<const C: usize, T>(
+    x: BnInput<C, T>,
+    bn: &BatchNorm2D<C, f32, Cpu>,
+) -> BnInput<C, T>
+where
+    T: Tape<f32, Cpu> + Merge<T> + Merge<NoneTape>,
+{
     let shape = *x.shape();
-    let inv_std = (bn.running_var.clone() + bn.epsilon as f32).sqrt().recip();
-    let scale = bn.scale.retaped::<T>() * inv_std;
-    let centered = x - bn.running_mean.clone().broadcast_like(&shape);
+    let mean: Tensor<Rank1<C>, f32, Cpu, T> = x.retaped::<T>().mean();
+    let centered = x - mean.broadcast_like(&shape);
+    let var: Tensor<Rank1<C>, f32, Cpu, T> = centered.retaped::<T>().square().mean();
+    let scale = bn.scale.retaped::<T>() / (var + bn.epsilon as f32).sqrt();
     centered * scale.broadcast_like(&shape) + bn.bias.retaped::<T>().broadcast_like(&shape)
 }
 
-/// Train-mode normalisation (biased batch variance) that leaves the running statistics alone:
-/// the "batch statistics" held-out evaluation.
-pub fn normalize_with_batch_stats<const C: usize>(
-    x: BnInput<C, NoneTape>,
+/// Batch statistics treated as constants in the backward pass (BN-METRICS §7, Ioffe & Szegedy
+/// 2015 §2): the forward equals train mode, but the gradient misses the terms that make the
+/// layer cancel a bias, so a pre-BN bias gets (γ/σ̃_B)∇β.
+pub fn normalize_with_detached_batch_stats<const C: usize, T>(
+    x: BnInput<C, T>,
     bn: &BatchNorm2D<C, f32, Cpu>,
-) -> BnInput<C, NoneTape> {
+) -> BnInput<C, T>
+where
+    T: Tape<f32, Cpu> + Merge<T> + Merge<NoneTape>,
+{
     let shape = *x.shape();
-    let mean: Tensor<Rank1<C>, f32, Cpu> = x.clone().mean();
-    let centered = x - mean.broadcast_like(&shape);
-    let var: Tensor<Rank1<C>, f32, Cpu> = centered.clone().square().mean();
-    let scale = bn.scale.clone() / (var + bn.epsilon as f32).sqrt();
-    centered * scale.broadcast_like(&shape) + bn.bias.clone().broadcast_like(&shape)
+    let detached = x.retaped::<NoneTape>();
+    let mean: Tensor<Rank1<C>, f32, Cpu> = detached.clone().mean();
+    let var: Tensor<Rank1<C>, f32, Cpu> = (detached - mean.clone().broadcast_like(&shape))
+        .square()
+        .mean();
+    normalize_with_constants(x, mean, var, bn)
 }

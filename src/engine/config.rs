@@ -10,6 +10,11 @@ pub struct TrainConfig {
     pub bn_momentum: f32,
     pub eval_every: u64,
     pub eval_samples: usize,
+    /// PreciseBN statistics, a three-way evaluation and the phantom-gradient probe every this
+    /// many steps (0: only on demand).
+    pub lab_every: u64,
+    /// Shuffled training images behind each PreciseBN estimate.
+    pub precise_samples: usize,
     pub max_steps: Option<u64>,
     pub conv_bias: bool,
     /// The order training batches arrive in (changeable while running).
@@ -35,6 +40,8 @@ impl Default for TrainConfig {
             bn_momentum: 0.1,
             eval_every: 50,
             eval_samples: 2000,
+            lab_every: 100,
+            precise_samples: 1024,
             max_steps: None,
             conv_bias: false,
             data_order: DataOrder::Shuffled,
@@ -77,6 +84,12 @@ impl TrainConfig {
         }
         if self.eval_every == 0 {
             return Err("--eval-every must be at least 1".into());
+        }
+        if self.precise_samples < self.batch_size {
+            return Err(format!(
+                "--precise-samples must be at least the batch size ({}), got {}",
+                self.batch_size, self.precise_samples
+            ));
         }
         if self.eval_samples == 0 {
             return Err("--eval-samples must be at least 1".into());

@@ -3,6 +3,7 @@
 use dfdx::prelude::*;
 
 use super::host::to_host;
+use crate::metrics::moments::{channel_moments, Moments};
 
 use super::batchnorm::{normalize_with_batch_stats, normalize_with_running_stats};
 use super::conv::{conv2d, ConvGeometry, ConvOutput, Im2colCache};
@@ -26,6 +27,14 @@ pub struct BlockObservation {
     pub running_var_pre: Vec<f32>,
     pub running_mean_post: Vec<f32>,
     pub running_var_post: Vec<f32>,
+}
+
+/// The per-channel mean and BIASED variance of one BN input over one batch.
+#[derive(Clone, Debug)]
+pub struct BnInputMoments {
+    /// Values per channel: N·H·W.
+    pub n: usize,
+    pub channels: Vec<Moments>,
 }
 
 /// Which statistics BN normalises with in held-out inference.
@@ -59,7 +68,7 @@ pub fn geometry<const I: usize>(
 }
 
 impl<const I: usize, const O: usize> ConvBn<I, O, f32, Cpu> {
-    fn conv<T>(
+    pub(super) fn conv<T>(
         &self,
         x: Activations<I, T>,
         spec: &BlockSpec,
@@ -126,8 +135,16 @@ impl<const I: usize, const O: usize> ConvBn<I, O, f32, Cpu> {
         spec: &BlockSpec,
         stats: InferenceStats,
         pass: &mut PassConfig,
+        moments: Option<&mut Vec<BnInputMoments>>,
     ) -> Activations<O, NoneTape> {
         let h = self.conv(x, spec, pass);
+        if let Some(moments) = moments {
+            let (_, n, height, width) = *h.shape();
+            moments.push(BnInputMoments {
+                n: n * height * width,
+                channels: channel_moments(&to_host(&h), O),
+            });
+        }
         match stats {
             InferenceStats::Batch => normalize_with_batch_stats(h, &self.bn),
             InferenceStats::Running => normalize_with_running_stats(h, &self.bn),
@@ -165,9 +182,35 @@ impl<const IN: usize> Net<IN, f32, Cpu> {
         stats: InferenceStats,
         pass: &mut PassConfig,
     ) -> Logits<NoneTape> {
-        let x = self.block1.infer(x, &BLOCKS[0], stats, pass);
-        let x = self.block2.infer(x, &BLOCKS[1], stats, pass);
-        let x = self.block3.infer(x, &BLOCKS[2], stats, pass);
+        self.forward_infer_observed(x, stats, pass, None)
+    }
+
+    /// Per block, the per-channel mean and BIASED variance of the BN input over this batch, with
+    /// every BN normalising by batch statistics (as in training; PreciseBN's passes).
+    pub fn batch_moments(
+        &self,
+        x: Activations<IN, NoneTape>,
+        pass: &mut PassConfig,
+    ) -> Vec<BnInputMoments> {
+        let mut moments = Vec::with_capacity(BLOCKS.len());
+        self.forward_infer_observed(x, InferenceStats::Batch, pass, Some(&mut moments));
+        moments
+    }
+
+    fn forward_infer_observed(
+        &self,
+        x: Activations<IN, NoneTape>,
+        stats: InferenceStats,
+        pass: &mut PassConfig,
+        mut moments: Option<&mut Vec<BnInputMoments>>,
+    ) -> Logits<NoneTape> {
+        let x = self
+            .block1
+            .infer(x, &BLOCKS[0], stats, pass, moments.as_deref_mut());
+        let x = self
+            .block2
+            .infer(x, &BLOCKS[1], stats, pass, moments.as_deref_mut());
+        let x = self.block3.infer(x, &BLOCKS[2], stats, pass, moments);
         self.classify(x)
     }
 

@@ -14,6 +14,8 @@ pub mod model;
 mod optimizer;
 mod outbox;
 pub mod params;
+mod population;
+mod probe;
 mod publisher;
 mod trainer;
 

@@ -262,3 +262,74 @@ fn train_mode_is_scale_invariant_and_the_weight_gradient_is_orthogonal_to_the_we
         "eval-mode max |cos| {eval_worst} should be far from 0"
     );
 }
+
+/// The probe's train-mode and stop-gradient forwards equal dfdx's training forward (same batch
+/// statistics) and leave the running statistics alone.
+#[test]
+fn batch_stat_forwards_without_running_update_equal_dfdx_train_mode() {
+    use super::batchnorm::{normalize_with_batch_stats, normalize_with_detached_batch_stats};
+    let mut f = Fixture::new(4);
+    f.warm_up();
+    let x: Tensor<(Const<16>, usize, usize, usize), f32, Cpu> =
+        f.dev.sample_normal_like(&(Const::<16>, 8, 5, 5));
+    let before = (
+        f.net.block1.bn.running_mean.as_vec(),
+        f.net.block1.bn.running_var.as_vec(),
+    );
+    let taped = normalize_with_batch_stats(x.leaky_trace(), &f.net.block1.bn);
+    let detached = normalize_with_detached_batch_stats(x.leaky_trace(), &f.net.block1.bn);
+    assert_eq!(f.net.block1.bn.running_mean.as_vec(), before.0);
+    assert_eq!(f.net.block1.bn.running_var.as_vec(), before.1);
+    let dfdx = f
+        .net
+        .block1
+        .bn
+        .forward_mut(x.leaky_trace().reshape_like(&(Const::<16>, 40, 5)))
+        .reshape_like(&(Const::<16>, 8, 5, 5));
+    let diff = |a: &[f32], b: &[f32]| a.iter().zip(b).fold(0f32, |m, (p, q)| m.max((p - q).abs()));
+    assert!(diff(&taped.as_vec(), &dfdx.as_vec()) < 1e-5);
+    assert!(diff(&detached.as_vec(), &dfdx.as_vec()) < 1e-5);
+}
+
+/// PreciseBN (BN-METRICS §3): block 1 sees the images themselves, so its population is the whole
+/// training set. Equal batches covering every image pool to its variance exactly (law of total
+/// variance); 1024 shuffled images estimate it to sampling error.
+#[test]
+fn precise_bn_pools_batch_moments_into_the_training_set_variance() {
+    use super::population::{gathered, moments_of_batches, pool, shuffled_batches};
+    let mut f = Fixture::new(5);
+    let train = &f.data.train;
+    let len = train.len();
+    let mut pass = PassConfig {
+        conv_bias: false,
+        cache: &mut f.cache,
+    };
+    let everything = vec![(0..len).collect::<Vec<_>>()];
+    let exact = &moments_of_batches(&f.net, train, gathered(train, &everything), &mut pass)[0][0];
+    // 1437 = 3 x 479: equal batches covering the training set once.
+    assert_eq!(len % 479, 0, "the embedded split has {len} training images");
+    let whole = shuffled_batches(len, len, 479, 7);
+    let whole = pool(
+        &moments_of_batches(&f.net, train, gathered(train, &whole), &mut pass),
+        len,
+    );
+    let sample = shuffled_batches(len, 1024, 64, 8);
+    assert_eq!(sample.len(), 16);
+    let sample = pool(
+        &moments_of_batches(&f.net, train, gathered(train, &sample), &mut pass),
+        1024,
+    );
+    for (c, m) in exact.channels.iter().enumerate() {
+        let (w, s) = (&whole.layers[0], &sample.layers[0]);
+        assert!((w.var[c] - m.var).abs() < 1e-6 * m.var, "c {c}");
+        assert!((w.mean[c] - m.mean).abs() < 1e-6 * (m.var.sqrt() + m.mean.abs()));
+        assert!(
+            (s.var[c] / m.var - 1.0).abs() < 0.05,
+            "c {c}: {} vs {}",
+            s.var[c],
+            m.var
+        );
+        assert!((s.mean[c] - m.mean).abs() < 0.05 * m.var.sqrt(), "c {c}");
+    }
+    assert_eq!(whole.layers[0].values, len * 64, "8x8 outputs per image");
+}

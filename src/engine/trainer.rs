@@ -18,13 +18,14 @@ use super::layer_snapshot::BlockStep;
 use super::model::{Net, BLOCKS, CLASSES, KERNEL, PADDING};
 use super::optimizer::NetOptimizer;
 use super::params::BlockGrads;
+use super::population::{self, Population};
 use super::publisher::{Publisher, StepRecord};
-use crate::protocol::FoldingReport;
 use crate::protocol::{
     BnMode, Control, ControlEvent, Conventions, DataInfo, EndReason, Evaluation, Event, LayerInfo,
     Marker, MarkerKind, RunConfig, RunEnd, RunHeader, Snapshot, FORMAT_NAME, FORMAT_VERSION_MAJOR,
     FORMAT_VERSION_MINOR,
 };
+use crate::protocol::{FoldingReport, PopulationReport, ProbeReport};
 
 /// How long a paused engine waits for a control before checking on its consumer again.
 const PAUSED_POLL: Duration = Duration::from_millis(50);
@@ -97,7 +98,7 @@ impl<const IN: usize> Trainer<IN> {
     /// Runs until the step limit, a quit, divergence or an error; the last event is always `End`.
     pub fn run(mut self) {
         self.outbox.send(Event::Header(Box::new(self.header())));
-        self.evaluate();
+        self.evaluate_and_probe();
         let (reason, message) = loop {
             if let Some(reason) = self.wait_for_go() {
                 break (reason, None);
@@ -120,15 +121,13 @@ impl<const IN: usize> Trainer<IN> {
                             Some(format!("the loss became non-finite at step {}", self.step)),
                         );
                     }
-                    if self.step.is_multiple_of(self.cfg.eval_every) {
-                        self.evaluate();
-                    }
+                    self.evaluate_and_probe();
                 }
                 Err(message) => break (EndReason::Error, Some(message)),
             }
         };
         if reason != EndReason::Diverged && self.last_evaluated != Some(self.step) {
-            self.evaluate();
+            self.evaluate(None);
         }
         self.outbox.send(Event::End(RunEnd {
             step: self.step,
@@ -168,15 +167,109 @@ impl<const IN: usize> Trainer<IN> {
     fn handle(&mut self, control: Control) {
         let rejected = self.apply(&control).err();
         self.control_just_applied |= rejected.is_none();
-        let fold = control == Control::FoldCheck;
+        let accepted = rejected.is_none();
         self.outbox.send(Event::Control(ControlEvent {
             step: self.step,
-            control,
+            control: control.clone(),
             rejected,
         }));
-        if fold {
-            self.report_folding();
+        // The answers of the on-demand lab controls follow their echo.
+        match control {
+            Control::FoldCheck => self.report_folding(),
+            Control::PreciseBn => {
+                let population = self.report_population();
+                self.evaluate(Some(&population));
+            }
+            Control::ApplyPreciseBn { .. } if accepted => {
+                self.report_population();
+            }
+            Control::PhantomProbe => self.report_probe(),
+            _ => {}
         }
+    }
+
+    /// At every `eval_every` steps a held-out evaluation; at every `lab_every` steps (and before
+    /// the first) also PreciseBN statistics, making it three-way, and the phantom-gradient probe.
+    fn evaluate_and_probe(&mut self) {
+        let lab_due = self.cfg.lab_every > 0 && self.step.is_multiple_of(self.cfg.lab_every);
+        if lab_due {
+            let population = self.report_population();
+            self.evaluate(Some(&population));
+            self.report_probe();
+        } else if self.step.is_multiple_of(self.cfg.eval_every) {
+            self.evaluate(None);
+        }
+    }
+
+    /// PreciseBN statistics over `precise_samples` shuffled training images. The sample is drawn
+    /// from the seed and the step, so it is repeatable and an estimate and its `apply` agree.
+    fn population(&mut self) -> Population {
+        let train = &self.data.train;
+        let seed = self.cfg.seed ^ self.step.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let batches = population::shuffled_batches(
+            train.len(),
+            self.cfg.precise_samples,
+            self.cfg.batch_size,
+            seed,
+        );
+        let mut pass = PassConfig {
+            conv_bias: self.cfg.conv_bias,
+            cache: &mut self.cache,
+        };
+        let moments = population::moments_of_batches(
+            &self.net,
+            train,
+            population::gathered(train, &batches),
+            &mut pass,
+        );
+        population::pool(&moments, batches.iter().map(Vec::len).sum())
+    }
+
+    /// Population statistics, compared with the batches training will see next in the current
+    /// order (an epoch's worth, within 1-4 times the population's batch count).
+    fn report_population(&mut self) -> Population {
+        let population = self.population();
+        let train = &self.data.train;
+        let population_batches = (population.samples / self.cfg.batch_size).max(1);
+        let count =
+            (train.len() / self.cfg.batch_size).clamp(population_batches, 4 * population_batches);
+        let mut pass = PassConfig {
+            conv_bias: self.cfg.conv_bias,
+            cache: &mut self.cache,
+        };
+        let order = population::moments_of_batches(
+            &self.net,
+            train,
+            population::upcoming_batches(&self.batches, train, count),
+            &mut pass,
+        );
+        let running_var: Vec<Vec<f32>> =
+            self.net.blocks().iter().map(|b| b.running_var()).collect();
+        self.outbox.send(Event::Population(PopulationReport {
+            step: self.step,
+            samples: population.samples,
+            order: self.batches.order(),
+            order_batches: count,
+            layers: population::compare(&population, &order, &running_var),
+        }));
+        population
+    }
+
+    /// The three bars of the phantom-gradient probe on the batch training will see next.
+    fn report_probe(&mut self) {
+        let train = &self.data.train;
+        let batch = self.batches.clone().next(train);
+        let layers = self.net.probe(
+            &batch.pixels,
+            &batch.labels,
+            (train.height, train.width),
+            &mut self.cache,
+        );
+        self.outbox.send(Event::Probe(ProbeReport {
+            step: self.step,
+            batch: batch.labels.len(),
+            layers,
+        }));
     }
 
     /// Fold every conv + BN, check the folded network on the held-out set, time both.
@@ -220,8 +313,13 @@ impl<const IN: usize> Trainer<IN> {
                 self.opt.set_lr(lr as f64);
             }
             Control::SetDataOrder { order } => self.batches.set_order(order),
-            // Answered after the echo by a `folding` record (see `report_folding`).
-            Control::FoldCheck => {}
+            // Answered after the echo (see `handle`).
+            Control::FoldCheck | Control::PreciseBn | Control::PhantomProbe => {}
+            Control::ApplyPreciseBn { layer } => {
+                let layers = self.layers(layer)?;
+                let population = self.population();
+                population::apply(&mut self.net, &population, layers);
+            }
             Control::Pause => self.paused = true,
             Control::Resume => self.paused = false,
             Control::Step => {
@@ -359,7 +457,8 @@ impl<const IN: usize> Trainer<IN> {
             .collect()
     }
 
-    fn evaluate(&mut self) {
+    /// Held-out loss and accuracy with batch and running statistics, and with `population`'s.
+    fn evaluate(&mut self, population: Option<&Population>) {
         let mut pass = PassConfig {
             conv_bias: self.cfg.conv_bias,
             cache: &mut self.cache,
@@ -370,12 +469,18 @@ impl<const IN: usize> Trainer<IN> {
         let running_stats = self
             .heldout
             .evaluate(&self.net, InferenceStats::Running, &mut pass);
+        let precise_stats = population.map(|p| {
+            let precise = population::precise_net(&self.net, p);
+            self.heldout
+                .evaluate(&precise, InferenceStats::Running, &mut pass)
+        });
         self.last_evaluated = Some(self.step);
         self.outbox.send(Event::Evaluation(Evaluation {
             step: self.step,
             samples: self.heldout.samples(),
             batch_stats,
             running_stats,
+            precise_stats,
         }));
     }
 

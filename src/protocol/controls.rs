@@ -14,7 +14,6 @@ pub enum BnMode {
     Eval,
 }
 
-/// A request to the training run. `layer: None` means every BN layer.
 /// The order training images arrive in (BN-METRICS §2-3: what correlated or non-stationary
 /// batches do to the statistics). Held-out evaluation is always shuffled and undrifted.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -59,6 +58,7 @@ impl DataOrder {
     }
 }
 
+/// A request to the training run. `layer: None` means every BN layer.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(tag = "control", rename_all = "snake_case")]
 pub enum Control {
@@ -83,6 +83,16 @@ pub enum Control {
     /// Format 1.2: fold each conv + BN and check the folded network (answered by a `folding`
     /// record).
     FoldCheck,
+    /// Format 1.3: PreciseBN population statistics now, and a three-way held-out evaluation
+    /// (answered by a `population` and an `evaluation` record).
+    PreciseBn,
+    /// Format 1.3: recompute the PreciseBN statistics and write them into the running statistics
+    /// (the variance Bessel-corrected, as running variances are stored).
+    ApplyPreciseBn {
+        layer: Option<usize>,
+    },
+    /// Format 1.3: the phantom-gradient probe now (answered by a `probe` record).
+    PhantomProbe,
     Pause,
     Resume,
     /// One training step while paused.

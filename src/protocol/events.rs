@@ -1,7 +1,7 @@
 //! The records of a stream: header first, then snapshots, controls, evaluations and markers, then end.
 use serde::{Deserialize, Serialize};
 
-use super::controls::ControlEvent;
+use super::controls::{ControlEvent, DataOrder};
 use super::float_encoding;
 use super::header::RunHeader;
 use super::snapshot::Snapshot;
@@ -17,6 +17,10 @@ pub enum Event {
     Marker(Marker),
     /// Format 1.2: the result of folding conv + BN (the `fold_check` control).
     Folding(FoldingReport),
+    /// Format 1.3: PreciseBN population statistics against the current order's batches.
+    Population(PopulationReport),
+    /// Format 1.3: the phantom-gradient probe (train / stop-gradient / eval bias gradients).
+    Probe(ProbeReport),
     End(RunEnd),
     /// A record kind this version does not know (written by a newer bntop): skipped by readers.
     #[serde(other)]
@@ -32,6 +36,8 @@ impl Event {
             Event::Evaluation(e) => Some(e.step),
             Event::Marker(m) => Some(m.step),
             Event::Folding(f) => Some(f.step),
+            Event::Population(p) => Some(p.step),
+            Event::Probe(p) => Some(p.step),
             Event::End(e) => Some(e.step),
             Event::Header(_) | Event::Unknown => None,
         }
@@ -56,6 +62,10 @@ pub struct Evaluation {
     pub batch_stats: EvalScore,
     /// The running (EMA) statistics: what deployment uses (BN "eval mode").
     pub running_stats: EvalScore,
+    /// Format 1.3: PreciseBN statistics recomputed over shuffled training samples just before
+    /// (see the `population` record of the same step); absent when none were computed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precise_stats: Option<EvalScore>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,6 +96,62 @@ pub struct FoldingReport {
     pub max_abs_diff: f32,
     pub unfolded_us_per_image: f64,
     pub folded_us_per_image: f64,
+}
+
+/// PreciseBN (BN-METRICS §3): population statistics of every BN input over `samples` shuffled
+/// training images (batch statistics upstream, momentum-free), compared with `order_batches`
+/// upcoming training batches in the current data order.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct PopulationReport {
+    pub step: u64,
+    pub samples: usize,
+    pub order: DataOrder,
+    pub order_batches: usize,
+    /// One per BN layer, in header order.
+    pub layers: Vec<PopulationLayer>,
+}
+
+/// One layer's population statistics; layer values are means over channels.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct PopulationLayer {
+    /// Per channel: μ_pop and σ²_pop = mean_B[σ²_B + μ_B²] - (mean_B μ_B)² (pooled, biased).
+    #[serde(with = "float_encoding::vec")]
+    pub mean: Vec<f32>,
+    #[serde(with = "float_encoding::vec")]
+    pub var: Vec<f32>,
+    /// Measured mean_t σ²_B / σ²_pop over the current order's batches.
+    pub var_ratio: f64,
+    /// Effective batch size σ²_pop / Var_t(μ_B) (harmonic mean over channels).
+    pub n_eff: f64,
+    /// Predicted 1 - 1/n_eff.
+    pub predicted_ratio: f64,
+    /// The running (EMA) variance against the population's: v_R / σ²_pop.
+    pub running_var_ratio: f64,
+}
+
+/// The phantom-gradient probe (BN-METRICS §6-7) on one training batch: the gradient of a bias
+/// added before each BN, with every layer normalising three ways. Nothing in the model changes.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct ProbeReport {
+    pub step: u64,
+    pub batch: usize,
+    /// One per BN layer, in header order.
+    pub layers: Vec<ProbeLayer>,
+}
+
+/// One layer's three bars: RMS over channels of ∂L/∂b, measured and predicted.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
+pub struct ProbeLayer {
+    /// Batch statistics with their gradient: BN subtracts the batch mean, so ∂L/∂b = 0.
+    pub train: f64,
+    /// max_c |Σ_i ∂L/∂h_ic| / Σ_i |∂L/∂h_ic| in train mode (≈ 1e-7 in f32).
+    pub train_cancellation: f64,
+    /// Batch statistics treated as constants: ∂L/∂b = (γ/σ̃_B)∇β.
+    pub stop_gradient: f64,
+    pub stop_gradient_predicted: f64,
+    /// Running statistics (eval mode): ∂L/∂b = (γ/σ_R)∇β.
+    pub eval: f64,
+    pub eval_predicted: f64,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]

@@ -13,7 +13,8 @@ mod snapshot;
 
 pub use controls::{BnMode, Control, ControlEvent, DataOrder};
 pub use events::{
-    EndReason, EvalScore, Evaluation, Event, FoldingReport, Marker, MarkerKind, RunEnd,
+    EndReason, EvalScore, Evaluation, Event, FoldingReport, Marker, MarkerKind, PopulationLayer,
+    PopulationReport, ProbeLayer, ProbeReport, RunEnd,
 };
 pub use feed::{
     Command, Feed, RecordingStatus, ReplayCommand, ReplayStatus, MAX_REPLAY_SPEED, MIN_REPLAY_SPEED,

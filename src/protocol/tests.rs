@@ -139,6 +139,46 @@ fn every_kind() -> Vec<Event> {
                 loss: f32::INFINITY,
                 accuracy: 0.1,
             },
+            precise_stats: Some(EvalScore {
+                loss: 0.2,
+                accuracy: 0.9,
+            }),
+        }),
+        Event::Control(ControlEvent {
+            step: 50,
+            control: Control::ApplyPreciseBn { layer: Some(2) },
+            rejected: None,
+        }),
+        Event::Control(ControlEvent {
+            step: 50,
+            control: Control::PhantomProbe,
+            rejected: None,
+        }),
+        Event::Population(PopulationReport {
+            step: 50,
+            samples: 1024,
+            order: DataOrder::ClassSorted,
+            order_batches: 22,
+            layers: vec![PopulationLayer {
+                mean: vec![0.1, -0.2],
+                var: vec![1.5, f32::NAN],
+                var_ratio: 0.67,
+                n_eff: 4.4,
+                predicted_ratio: 0.77,
+                running_var_ratio: 0.91,
+            }],
+        }),
+        Event::Probe(ProbeReport {
+            step: 50,
+            batch: 64,
+            layers: vec![ProbeLayer {
+                train: 1e-9,
+                train_cancellation: 2e-7,
+                stop_gradient: 0.01,
+                stop_gradient_predicted: 0.01,
+                eval: 0.02,
+                eval_predicted: 0.02,
+            }],
         }),
         Event::Marker(Marker {
             step: 22,
@@ -178,7 +218,7 @@ fn every_record_kind_round_trips_through_one_json_line() {
 #[test]
 fn a_record_kind_from_a_newer_version_is_unknown_not_an_error() {
     let event: Event =
-        serde_json::from_str(r#"{"kind":"probe","step":5,"bars":[1,2]}"#).expect("parse");
+        serde_json::from_str(r#"{"kind":"telemetry","step":5,"bars":[1,2]}"#).expect("parse");
     assert_eq!(event, Event::Unknown);
     assert_eq!(event.step(), None);
 }

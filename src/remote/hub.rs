@@ -61,7 +61,7 @@ struct Backlog {
     header: Option<Line>,
     recent: VecDeque<(u64, Line)>,
     thin: VecDeque<(u64, Line)>,
-    /// Controls, evaluations and non-epoch markers: few, and each one matters.
+    /// Controls, evaluations, lab results and non-epoch markers: few, and each one matters.
     records: VecDeque<(u64, Line)>,
     seq: u64,
 }
@@ -82,7 +82,12 @@ impl Backlog {
                 push(&mut self.thin, THIN_SNAPSHOTS, item.clone());
                 push(&mut self.recent, RECENT_EVENTS, item);
             }
-            Event::Control(_) | Event::Evaluation(_) | Event::End(_) => {
+            Event::Control(_)
+            | Event::Evaluation(_)
+            | Event::Folding(_)
+            | Event::Population(_)
+            | Event::Probe(_)
+            | Event::End(_) => {
                 push(&mut self.records, KEPT_RECORDS, item.clone());
                 push(&mut self.recent, RECENT_EVENTS, item);
             }

@@ -58,8 +58,10 @@ impl Kind {
             },
             Event::Control(_) => Kind::Control,
             Event::Evaluation(_) => Kind::Evaluation,
-            // A folding check is a point-in-time result, indexed like a marker.
-            Event::Marker(_) | Event::Folding(_) => Kind::Marker,
+            // Lab results (folding, PreciseBN, probe) are point-in-time, indexed like markers.
+            Event::Marker(_) | Event::Folding(_) | Event::Population(_) | Event::Probe(_) => {
+                Kind::Marker
+            }
             Event::End(_) => Kind::End,
             Event::Unknown => Kind::Unknown,
         }
@@ -439,7 +441,7 @@ fn kind_with_step(name: &[u8], line: &[u8]) -> Option<Kind> {
         },
         b"control" => Kind::Control,
         b"evaluation" => Kind::Evaluation,
-        b"marker" | b"folding" => Kind::Marker,
+        b"marker" | b"folding" | b"population" | b"probe" => Kind::Marker,
         b"end" => Kind::End,
         _ => return None,
     })

@@ -12,7 +12,7 @@ use crate::protocol::{
 };
 
 use super::history::Series;
-use crate::protocol::FoldingReport;
+use crate::protocol::{FoldingReport, PopulationReport, ProbeReport};
 
 /// Buckets per run-level and layer-level series, and per per-channel series. Bounded memory: about
 /// 10 MB for the default network however long the run.
@@ -290,8 +290,12 @@ pub struct RunState {
     pub loss_history: Series,
     pub heldout_batch_stats: Series,
     pub heldout_running_stats: Series,
+    /// Three-way evaluations only (PreciseBN statistics).
+    pub heldout_precise_stats: Series,
     pub last_evaluation: Option<Evaluation>,
     pub last_folding: Option<FoldingReport>,
+    pub last_population: Option<PopulationReport>,
+    pub last_probe: Option<ProbeReport>,
     pub controls: VecDeque<ControlMark>,
     pub end: Option<RunEnd>,
     pub rate: StepRate,
@@ -339,6 +343,9 @@ impl RunState {
                     .push(step, evaluation.batch_stats.accuracy);
                 self.heldout_running_stats
                     .push(step, evaluation.running_stats.accuracy);
+                if let Some(precise) = evaluation.precise_stats {
+                    self.heldout_precise_stats.push(step, precise.accuracy);
+                }
                 self.last_evaluation = Some(evaluation.clone());
                 None
             }
@@ -354,6 +361,14 @@ impl RunState {
             Event::Folding(report) => {
                 self.last_folding = Some(report.clone());
                 Some(Notice::Folding(report.clone()))
+            }
+            Event::Population(report) => {
+                self.last_population = Some(report.clone());
+                None
+            }
+            Event::Probe(report) => {
+                self.last_probe = Some(report.clone());
+                None
             }
             Event::Unknown => {
                 self.unknown_records += 1;
@@ -442,6 +457,9 @@ impl RunState {
             Control::Step
             | Control::ResetRunningStats { .. }
             | Control::FoldCheck
+            | Control::PreciseBn
+            | Control::ApplyPreciseBn { .. }
+            | Control::PhantomProbe
             | Control::Quit => {}
         }
     }
@@ -470,6 +488,11 @@ impl RunState {
                 format!("{} running stats reset", self.layer_name(layer))
             }
             Control::FoldCheck => "fold conv + BN and check".into(),
+            Control::PreciseBn => "PreciseBN statistics and three-way evaluation".into(),
+            Control::ApplyPreciseBn { layer } => {
+                format!("{} running stats <- PreciseBN", self.layer_name(layer))
+            }
+            Control::PhantomProbe => "phantom-gradient probe".into(),
             Control::Quit => "quit".into(),
         }
     }
@@ -499,6 +522,7 @@ impl RunState {
             &self.loss_history,
             &self.heldout_batch_stats,
             &self.heldout_running_stats,
+            &self.heldout_precise_stats,
         ];
         let layers = self.layers.iter().flat_map(LayerState::series);
         run.into_iter().chain(layers).map(Series::heap_bytes).sum()

@@ -129,6 +129,7 @@ pub fn run(steps: u64, seed: u64) -> Vec<Event> {
             let acc = 0.99 - 0.8 * (-6.0 * progress).exp();
             let eval_penalty = if step >= eval_step { 0.03 } else { 0.0 };
             events.push(Event::Evaluation(Evaluation {
+                precise_stats: None,
                 step,
                 samples: 360,
                 batch_stats: EvalScore {

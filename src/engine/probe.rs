@@ -1,0 +1,184 @@
+//! The phantom-gradient probe (BN-METRICS §6-7): on one training batch, the gradient of a bias
+//! added before each BN while every layer normalises (a) by batch statistics, (b) by batch
+//! statistics held constant in backward, (c) by running statistics. Theory: (a) 0, because BN
+//! subtracts the batch mean; (b) (γ/σ̃_B)∇β; (c) (γ/σ_R)∇β. Nothing in the model changes: the
+//! running statistics are not updated and no optimizer step is taken.
+use dfdx::losses::cross_entropy_with_logits_loss;
+use dfdx::prelude::*;
+
+use super::batchnorm::{
+    normalize_with_batch_stats, normalize_with_detached_batch_stats, normalize_with_running_stats,
+};
+use super::conv::Im2colCache;
+use super::forward::{Activations, PassConfig};
+use super::host::{from_host, to_host};
+use super::model::{BlockSpec, ConvBn, Net, BLOCKS, CLASSES};
+use crate::metrics::drift::rms;
+use crate::metrics::moments::channel_moments;
+use crate::protocol::ProbeLayer;
+
+type Taped = OwnedTape<f32, Cpu>;
+
+/// How every BN layer normalises in one probe pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProbeMode {
+    Train,
+    StopGradient,
+    Eval,
+}
+
+/// What one block's pre-BN bias saw in one pass, read after the backward pass.
+#[derive(Clone, Debug)]
+pub struct BiasReading {
+    /// ∂L/∂b_c = Σ_i ∂L/∂h_ic.
+    pub bias: Vec<f32>,
+    /// Σ_i |∂L/∂h_ic|: what the sum cancels down from.
+    pub abs_sum: Vec<f64>,
+    /// ∂L/∂β_c in the same pass.
+    pub beta: Vec<f32>,
+    pub gamma: Vec<f32>,
+    /// The σ the layer divided by: σ̃_B = sqrt(σ²_B + ε) or σ_R = sqrt(v_R + ε).
+    pub sigma: Vec<f64>,
+}
+
+impl BiasReading {
+    /// (γ_c/σ_c)∇β_c: the theory's bias gradient for stop-gradient and eval mode.
+    pub fn predicted(&self) -> Vec<f64> {
+        (0..self.bias.len())
+            .map(|c| f64::from(self.gamma[c]) / self.sigma[c] * f64::from(self.beta[c]))
+            .collect()
+    }
+
+    /// max_c |Σ_i ∂L/∂h_ic| / Σ_i |∂L/∂h_ic|.
+    pub fn cancellation(&self) -> f64 {
+        self.bias
+            .iter()
+            .zip(&self.abs_sum)
+            .map(|(&b, &s)| if s > 0.0 { f64::from(b).abs() / s } else { 0.0 })
+            .fold(0.0, f64::max)
+    }
+}
+
+type Reader = Box<dyn FnOnce(&Gradients<f32, Cpu>) -> BiasReading>;
+
+impl<const I: usize, const O: usize> ConvBn<I, O, f32, Cpu> {
+    fn probe_forward(
+        &self,
+        x: Activations<I, Taped>,
+        spec: &BlockSpec,
+        mode: ProbeMode,
+        pass: &mut PassConfig,
+        readers: &mut Vec<Reader>,
+    ) -> Activations<O, Taped> {
+        let h = self.conv(x, spec, pass);
+        // Same id as `h`: its gradient is ∂L/∂h, kept because the probe's gradients are leaky.
+        let h_handle = h.retaped::<NoneTape>();
+        let eps = self.bn.epsilon;
+        let sigma: Vec<f64> = match mode {
+            ProbeMode::Train | ProbeMode::StopGradient => channel_moments(&to_host(&h), O)
+                .iter()
+                .map(|m| (m.var + eps).sqrt())
+                .collect(),
+            ProbeMode::Eval => to_host(&self.bn.running_var)
+                .iter()
+                .map(|&v| (f64::from(v) + eps).sqrt())
+                .collect(),
+        };
+        let y = match mode {
+            ProbeMode::Train => normalize_with_batch_stats(h, &self.bn),
+            ProbeMode::StopGradient => normalize_with_detached_batch_stats(h, &self.bn),
+            ProbeMode::Eval => normalize_with_running_stats(h, &self.bn),
+        };
+        let (bias, beta, gamma) = (
+            self.bias.clone(),
+            self.bn.bias.clone(),
+            to_host(&self.bn.scale),
+        );
+        readers.push(Box::new(move |grads| {
+            let dh = to_host(&grads.get(&h_handle));
+            BiasReading {
+                bias: to_host(&grads.get(&bias)),
+                abs_sum: dh
+                    .chunks_exact(dh.len() / O)
+                    .map(|ch| ch.iter().map(|g| f64::from(g.abs())).sum())
+                    .collect(),
+                beta: to_host(&grads.get(&beta)),
+                gamma,
+                sigma,
+            }
+        }));
+        y.relu()
+    }
+}
+
+impl<const IN: usize> Net<IN, f32, Cpu> {
+    /// One probe pass on channel-major `pixels` with `labels`: each block's bias reading.
+    pub fn probe_pass(
+        &self,
+        pixels: &[f32],
+        labels: &[u8],
+        (height, width): (usize, usize),
+        mode: ProbeMode,
+        cache: &mut Im2colCache,
+    ) -> Vec<BiasReading> {
+        let dev = self.head.weight.device().clone();
+        let n = labels.len();
+        let x = from_host(&dev, pixels, (Const::<IN>, n, height, width));
+        let mut targets = vec![0.0; n * CLASSES];
+        for (row, &label) in targets.chunks_exact_mut(CLASSES).zip(labels) {
+            row[label as usize] = 1.0;
+        }
+        let targets = from_host(&dev, &targets, (n, Const::<CLASSES>));
+        // The bias always takes part: a zero bias (no --conv-bias) changes no output but has a
+        // gradient.
+        let mut pass = PassConfig {
+            conv_bias: true,
+            cache,
+        };
+        let mut readers: Vec<Reader> = Vec::with_capacity(BLOCKS.len());
+        let x = x.traced(Gradients::leaky());
+        let x = self
+            .block1
+            .probe_forward(x, &BLOCKS[0], mode, &mut pass, &mut readers);
+        let x = self
+            .block2
+            .probe_forward(x, &BLOCKS[1], mode, &mut pass, &mut readers);
+        let x = self
+            .block3
+            .probe_forward(x, &BLOCKS[2], mode, &mut pass, &mut readers);
+        let grads = cross_entropy_with_logits_loss(self.classify(x), targets).backward();
+        readers.into_iter().map(|read| read(&grads)).collect()
+    }
+
+    /// The three bars of every layer on one batch.
+    pub fn probe(
+        &self,
+        pixels: &[f32],
+        labels: &[u8],
+        size: (usize, usize),
+        cache: &mut Im2colCache,
+    ) -> Vec<ProbeLayer> {
+        let mut pass = |mode| self.probe_pass(pixels, labels, size, mode, cache);
+        let (train, stop, eval) = (
+            pass(ProbeMode::Train),
+            pass(ProbeMode::StopGradient),
+            pass(ProbeMode::Eval),
+        );
+        train
+            .iter()
+            .zip(stop.iter().zip(&eval))
+            .map(|(train, (stop, eval))| ProbeLayer {
+                train: rms(&widen(&train.bias)),
+                train_cancellation: train.cancellation(),
+                stop_gradient: rms(&widen(&stop.bias)),
+                stop_gradient_predicted: rms(&stop.predicted()),
+                eval: rms(&widen(&eval.bias)),
+                eval_predicted: rms(&eval.predicted()),
+            })
+            .collect()
+    }
+}
+
+fn widen(xs: &[f32]) -> Vec<f64> {
+    xs.iter().map(|&x| f64::from(x)).collect()
+}
