@@ -520,7 +520,7 @@ fn ascii_mode_draws_only_ascii() {
     t.wait_for_dashboard();
     // Wait until the charts carry some history, not just their first points.
     let screen = t.wait_for(
-        |s| s.contains("BN-eval") && step(s).is_some_and(|n| n >= 100),
+        |s| s.contains("held-out batch") && step(s).is_some_and(|n| n >= 100),
         "step 100 and a held-out evaluation in the header",
     );
     assert!(

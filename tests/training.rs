@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use bntop::engine::{self, data, TrainConfig};
+use bntop::metrics::weights::radial_fraction_sgd;
 use bntop::protocol::{BnMode, Control, DataOrder, EndReason, Event, PopulationReport};
 
 fn run(cfg: TrainConfig, controls_at: &[(u64, Control)]) -> Vec<Event> {
@@ -409,5 +410,44 @@ fn phantom_probe_bars_match_theory() {
             assert!(close(l.stop_gradient, l.stop_gradient_predicted), "{l:?}");
             assert!(close(l.eval, l.eval_predicted), "{l:?}");
         }
+    }
+}
+
+/// BN-METRICS §5: plain SGD (no momentum) makes a step of -η(g + λw) with g ⊥ w, so its radial
+/// fraction is -ηλ/sqrt((ηλ)² + ((1-ηλ)tan θ)²) given the step's angle θ; without weight decay
+/// the step is purely tangential.
+#[test]
+fn radial_fraction_of_plain_sgd_steps_matches_theory() {
+    for wd in [0.0, 5e-3] {
+        let mut cfg = TrainConfig {
+            max_steps: Some(60),
+            eval_every: 1000,
+            lab_every: 0,
+            ..TrainConfig::default()
+        };
+        cfg.optimizer.lr = 0.1;
+        cfg.optimizer.momentum = 0.0;
+        cfg.optimizer.weight_decay = wd;
+        let events = run(cfg, &[]);
+        let mut checked = 0;
+        for e in &events {
+            let Event::Snapshot(s) = e else { continue };
+            for l in &s.layers {
+                let predicted = l
+                    .angular_update
+                    .iter()
+                    .map(|&t| radial_fraction_sgd(0.1, f64::from(wd), f64::from(t)))
+                    .sum::<f64>()
+                    / l.angular_update.len() as f64;
+                let measured = f64::from(l.summary.radial_fraction);
+                assert!(
+                    (measured - predicted).abs() < 2e-3,
+                    "wd {wd} step {}: {measured} vs {predicted}",
+                    s.step
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked >= 150, "{checked} layer snapshots");
     }
 }

@@ -13,7 +13,7 @@ pub struct TrainConfig {
     /// PreciseBN statistics, a three-way evaluation and the phantom-gradient probe every this
     /// many steps (0: only on demand).
     pub lab_every: u64,
-    /// Shuffled training images behind each PreciseBN estimate.
+    /// Shuffled training images behind each PreciseBN estimate (at least one batch is used).
     pub precise_samples: usize,
     pub max_steps: Option<u64>,
     pub conv_bias: bool,
@@ -85,11 +85,8 @@ impl TrainConfig {
         if self.eval_every == 0 {
             return Err("--eval-every must be at least 1".into());
         }
-        if self.precise_samples < self.batch_size {
-            return Err(format!(
-                "--precise-samples must be at least the batch size ({}), got {}",
-                self.batch_size, self.precise_samples
-            ));
+        if self.precise_samples == 0 {
+            return Err("--precise-samples must be at least 1".into());
         }
         if self.eval_samples == 0 {
             return Err("--eval-samples must be at least 1".into());

@@ -46,6 +46,10 @@ impl BlockStep {
         let norms = weights::row_norms(&self.weight_after, channels);
         let angles = weights::row_angles(&self.weight_before, &self.weight_after, channels);
         let cosines = weights::row_cosines(&self.weight_before, &self.grads.weight, channels);
+        let step: Vec<f32> = (self.weight_after.iter().zip(&self.weight_before))
+            .map(|(a, b)| a - b)
+            .collect();
+        let radial = weights::row_cosines(&self.weight_before, &step, channels);
 
         let big_d: Vec<f64> = drifts.iter().map(|x| x.big_d).collect();
         let r: Vec<f64> = drifts.iter().map(|x| x.r).collect();
@@ -70,6 +74,7 @@ impl BlockStep {
                 f64::max,
             ) as f32,
             relu_active: mean(&relu.iter().map(|m| m.active_fraction).collect::<Vec<_>>()) as f32,
+            radial_fraction: mean(&radial) as f32,
         };
         LayerSnapshot {
             mode: self.mode,

@@ -208,7 +208,7 @@ impl<const IN: usize> Trainer<IN> {
         let seed = self.cfg.seed ^ self.step.wrapping_mul(0x9e37_79b9_7f4a_7c15);
         let batches = population::shuffled_batches(
             train.len(),
-            self.cfg.precise_samples,
+            self.cfg.precise_samples.max(self.cfg.batch_size),
             self.cfg.batch_size,
             seed,
         );

@@ -142,6 +142,21 @@ pub fn radial_fraction(w: &[f32], dw: &[f32]) -> f64 {
     cosine(w, dw)
 }
 
+/// Radial fraction of a plain SGD step (no momentum) with weight decay λ on a scale-invariant
+/// filter, given the step's angle θ: the step -η(g + λw) has radial part ηλ||w|| and, since
+/// g ⊥ w, tangential part η||g|| = (1 - ηλ)||w|| tan θ; so -ηλ/sqrt((ηλ)² + ((1-ηλ) tan θ)²).
+/// Coupled and decoupled decay agree without momentum. 0 when λ = 0; -1 when θ = 0 and λ > 0.
+pub fn radial_fraction_sgd(lr: f64, wd: f64, theta: f64) -> f64 {
+    let shrink = lr * wd;
+    let tangential = (1.0 - shrink) * theta.tan();
+    let norm = shrink.hypot(tangential);
+    if norm == 0.0 {
+        0.0
+    } else {
+        -shrink / norm
+    }
+}
+
 /// ||w_{t+1}||² after a plain SGD step with no weight decay: ||w||² + η²||g||² (exact, since
 /// w·g = 0): the norm only grows.
 pub fn sgd_norm_growth(norm_sq: f64, lr: f64, grad_norm_sq: f64) -> f64 {
@@ -153,6 +168,30 @@ mod tests {
     use super::*;
     use crate::metrics::test_util::assert_close;
     use std::f64::consts::FRAC_PI_2;
+
+    /// A step -η(g + λw) with g ⊥ w, built explicitly: its measured cos(w, Δw) and angle give
+    /// the closed form back.
+    #[test]
+    fn radial_fraction_of_an_sgd_step_from_its_angle() {
+        let (lr, wd) = (0.1, 5e-3);
+        let w = [3.0f32, -1.0, 2.0, 0.5];
+        let g = [1.0f32, 2.0, -0.5, -0.0]; // w·g = 3 - 2 - 1 + 0 = 0
+        assert_close(dot(&w, &g), 0.0, 1e-12);
+        let dw: Vec<f32> = w
+            .iter()
+            .zip(&g)
+            .map(|(&w, &g)| -(lr as f32) * (g + wd as f32 * w))
+            .collect();
+        let after: Vec<f32> = w.iter().zip(&dw).map(|(a, b)| a + b).collect();
+        let theta = angle(&w, &after);
+        assert_close(
+            radial_fraction_sgd(lr, wd, theta),
+            radial_fraction(&w, &dw),
+            1e-6,
+        );
+        assert_eq!(radial_fraction_sgd(lr, 0.0, theta), 0.0);
+        assert_eq!(radial_fraction_sgd(lr, wd, 0.0), -1.0);
+    }
 
     #[test]
     fn norms_dots_and_cosines() {

@@ -44,6 +44,11 @@ fn from_wire<E: serde::de::Error>(w: Wire<'_>) -> Result<f32, E> {
 }
 
 /// `#[serde(with = "float_encoding::scalar")]` for an `f32` field.
+/// The default of a number a recording from an older version does not have.
+pub fn nan() -> f32 {
+    f32::NAN
+}
+
 pub mod scalar {
     use super::*;
 

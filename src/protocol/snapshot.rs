@@ -203,4 +203,9 @@ pub struct LayerSummary {
     /// Mean over channels of the ReLU active fraction.
     #[serde(with = "float_encoding::scalar")]
     pub relu_active: f32,
+    /// Format 1.3: mean over channels of the radial fraction of the step, cos(w_c, Δw_c): 0 for
+    /// a purely tangential (direction-only) step, -sin(θ/2) when the norm holds steady, negative
+    /// when it shrinks. NaN in older recordings.
+    #[serde(default = "float_encoding::nan", with = "float_encoding::scalar")]
+    pub radial_fraction: f32,
 }

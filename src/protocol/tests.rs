@@ -40,6 +40,7 @@ fn layer(c: usize, bias: bool) -> LayerSnapshot {
             effective_lr: 0.01,
             max_abs_cos: 1e-6,
             relu_active: 0.5,
+            radial_fraction: -0.01,
         },
     }
 }

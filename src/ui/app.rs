@@ -369,6 +369,12 @@ impl App {
                 });
             }
             Action::FoldCheck => controls.push(Control::FoldCheck),
+            Action::PreciseBn => controls.push(Control::PreciseBn),
+            Action::ApplyPreciseBn => controls.push(Control::ApplyPreciseBn {
+                layer: Some(selected),
+            }),
+            Action::ApplyPreciseBnAll => controls.push(Control::ApplyPreciseBn { layer: None }),
+            Action::PhantomProbe => controls.push(Control::PhantomProbe),
             Action::ToggleRecording => {
                 let active = self.recording.as_ref().is_some_and(|r| r.active);
                 return vec![Command::SetRecording(!active)];

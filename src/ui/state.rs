@@ -290,8 +290,9 @@ pub struct RunState {
     pub loss_history: Series,
     pub heldout_batch_stats: Series,
     pub heldout_running_stats: Series,
-    /// Three-way evaluations only (PreciseBN statistics).
+    /// Three-way evaluations only (PreciseBN statistics), and the latest of them.
     pub heldout_precise_stats: Series,
+    pub last_three_way: Option<Evaluation>,
     pub last_evaluation: Option<Evaluation>,
     pub last_folding: Option<FoldingReport>,
     pub last_population: Option<PopulationReport>,
@@ -345,6 +346,7 @@ impl RunState {
                     .push(step, evaluation.running_stats.accuracy);
                 if let Some(precise) = evaluation.precise_stats {
                     self.heldout_precise_stats.push(step, precise.accuracy);
+                    self.last_three_way = Some(evaluation.clone());
                 }
                 self.last_evaluation = Some(evaluation.clone());
                 None

@@ -5,9 +5,10 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::protocol::{
-    BnMode, Control, ControlEvent, Conventions, DataInfo, EvalScore, Evaluation, Event, LayerInfo,
-    LayerSnapshot, LayerSummary, OptimizerConfig, OptimizerKind, RunConfig, RunHeader, Snapshot,
-    WeightDecayMode, FORMAT_NAME, FORMAT_VERSION_MAJOR, FORMAT_VERSION_MINOR,
+    BnMode, Control, ControlEvent, Conventions, DataInfo, DataOrder, EvalScore, Evaluation, Event,
+    LayerInfo, LayerSnapshot, LayerSummary, OptimizerConfig, OptimizerKind, PopulationLayer,
+    PopulationReport, ProbeLayer, ProbeReport, RunConfig, RunHeader, Snapshot, WeightDecayMode,
+    FORMAT_NAME, FORMAT_VERSION_MAJOR, FORMAT_VERSION_MINOR,
 };
 
 const CHANNELS: [usize; 3] = [16, 32, 64];
@@ -125,11 +126,20 @@ pub fn run(steps: u64, seed: u64) -> Vec<Event> {
             lr: 0.05,
             layers,
         }));
+        // The lab every 100 steps: PreciseBN (its evaluation is three-way) and the probe.
+        let lab = step % 100 == 0;
+        if lab {
+            events.push(Event::Population(population(step, modes)));
+            events.push(Event::Probe(probe(step, modes)));
+        }
         if step % 50 == 0 {
             let acc = 0.99 - 0.8 * (-6.0 * progress).exp();
             let eval_penalty = if step >= eval_step { 0.03 } else { 0.0 };
             events.push(Event::Evaluation(Evaluation {
-                precise_stats: None,
+                precise_stats: lab.then_some(EvalScore {
+                    loss: 1.0 - acc + 0.01,
+                    accuracy: acc - 0.01,
+                }),
                 step,
                 samples: 360,
                 batch_stats: EvalScore {
@@ -144,6 +154,54 @@ pub fn run(steps: u64, seed: u64) -> Vec<Event> {
         }
     }
     events
+}
+
+/// Shuffled batches: the variance ratio is 1 - 1/n_eff with n_eff shrinking in deeper layers.
+fn population(step: u64, modes: [BnMode; 3]) -> PopulationReport {
+    let layers = (0..3)
+        .map(|l| {
+            let channels = CHANNELS[l];
+            let n_eff = 4000.0 / 8f64.powi(l as i32);
+            let eval = modes[l] == BnMode::Eval;
+            PopulationLayer {
+                mean: vec![0.0; channels],
+                var: vec![1.0; channels],
+                var_ratio: 1.0 - 1.2 / n_eff,
+                n_eff,
+                predicted_ratio: 1.0 - 1.0 / n_eff,
+                running_var_ratio: if eval { 0.8 } else { 1.01 },
+            }
+        })
+        .collect();
+    PopulationReport {
+        step,
+        samples: 1024,
+        order: DataOrder::Shuffled,
+        order_batches: 22,
+        layers,
+    }
+}
+
+/// Train-mode bias gradients cancel to rounding; stop-gradient and eval ones do not.
+fn probe(step: u64, modes: [BnMode; 3]) -> ProbeReport {
+    let layers = (0..3)
+        .map(|l| {
+            let eval = if modes[l] == BnMode::Eval { 0.03 } else { 0.01 };
+            ProbeLayer {
+                train: 2e-9,
+                train_cancellation: 2e-7,
+                stop_gradient: 0.02,
+                stop_gradient_predicted: 0.02,
+                eval,
+                eval_predicted: eval,
+            }
+        })
+        .collect();
+    ProbeReport {
+        step,
+        batch: 64,
+        layers,
+    }
 }
 
 fn control(step: u64, control: Control) -> Event {
@@ -204,6 +262,8 @@ fn layer(
             effective_lr: 0.05 / (1.0 + progress).powi(2),
             max_abs_cos: if mode == BnMode::Eval { 0.05 } else { 1e-6 },
             relu_active: 0.5,
+            // A steady norm: -sin(θ/2).
+            radial_fraction: -(0.005 * (1.0 - 0.5 * progress)).sin(),
         },
     };
     let mut sum_d2 = 0.0f32;

@@ -3,8 +3,9 @@
 use crate::metrics::drift::xi;
 use crate::metrics::ema::{fit_lag_noise, lag_steps, noise_var, optimal_momentum};
 use crate::metrics::relu::rectified_gaussian;
+use crate::metrics::weights::radial_fraction_sgd;
 use crate::metrics::BN_EPSILON;
-use crate::protocol::{BnMode, LayerSnapshot};
+use crate::protocol::{BnMode, LayerSnapshot, OptimizerKind, ProbeLayer};
 
 use super::state::{LayerState, RunState};
 
@@ -15,6 +16,8 @@ pub struct Comparison {
     pub measured: f64,
     pub predicted: Option<f64>,
     pub note: String,
+    /// Length of a bar beside the value, as a fraction of the longest in its group (the probe).
+    pub bar: Option<f64>,
 }
 
 /// ReLU after BN (§9): the pre-activation of channel c is about N(β_c, γ_c²), so the active
@@ -118,6 +121,37 @@ pub fn bias_gradient(layer: &LayerSnapshot) -> Option<(f64, f64)> {
     Some((measured, predicted))
 }
 
+/// The radial fraction of the layer's last step (§5), measured, and predicted from each
+/// channel's angle for SGD without momentum (the step is -η(g + λw) with g ⊥ w). With momentum
+/// the norm oscillates around its equilibrium and there is no per-step prediction.
+pub fn radial_step(state: &RunState, layer: &LayerSnapshot) -> (f64, Option<f64>) {
+    let measured = f64::from(layer.summary.radial_fraction);
+    let sgd = state
+        .header
+        .as_ref()
+        .map(|h| &h.config.optimizer)
+        .filter(|o| {
+            o.kind == OptimizerKind::Sgd && o.momentum == 0.0 && !layer.angular_update.is_empty()
+        });
+    let predicted = sgd.map(|o| {
+        let (lr, wd) = (f64::from(state.lr), f64::from(o.weight_decay));
+        let n = layer.angular_update.len() as f64;
+        layer
+            .angular_update
+            .iter()
+            .map(|&t| radial_fraction_sgd(lr, wd, f64::from(t)))
+            .sum::<f64>()
+            / n
+    });
+    (measured, predicted)
+}
+
+/// The probe's three bars for the layer at `index` (§6-7), if a probe has run.
+pub fn probe_bars(state: &RunState, index: usize) -> Option<(u64, ProbeLayer)> {
+    let probe = state.last_probe.as_ref()?;
+    Some((probe.step, *probe.layers.get(index)?))
+}
+
 /// The lab rows for `layer` in `state`.
 pub fn comparisons(state: &RunState, layer: &LayerState) -> Vec<Comparison> {
     let mut rows = Vec::new();
@@ -127,6 +161,7 @@ pub fn comparisons(state: &RunState, layer: &LayerState) -> Vec<Comparison> {
     let d = f64::from(latest.summary.drift);
     let floor = layer.noise_floor();
     rows.push(Comparison {
+        bar: None,
         quantity: "drift D vs floor D0",
         measured: d,
         predicted: floor,
@@ -137,12 +172,14 @@ pub fn comparisons(state: &RunState, layer: &LayerState) -> Vec<Comparison> {
     });
     if let Some((active, active_pred, mean, mean_pred, dead)) = relu_shift(latest) {
         rows.push(Comparison {
+            bar: None,
             quantity: "ReLU active fraction",
             measured: active,
             predicted: Some(active_pred),
             note: format!("Φ(β/|γ|); {dead} dead channels (< 1% active)"),
         });
         rows.push(Comparison {
+            bar: None,
             quantity: "ReLU output mean",
             measured: mean,
             predicted: Some(mean_pred),
@@ -151,12 +188,14 @@ pub fn comparisons(state: &RunState, layer: &LayerState) -> Vec<Comparison> {
     }
     if let Some(ema) = ema_reading(layer) {
         rows.push(Comparison {
+            bar: None,
             quantity: "running-mean noise",
             measured: ema.noise,
             predicted: Some(ema.noise_predicted),
             note: "√(m/(2-m)·v), v the batch-mean noise".into(),
         });
         rows.push(Comparison {
+            bar: None,
             quantity: "running-mean lag (steps)",
             measured: ema.lag.unwrap_or(f64::NAN),
             predicted: Some(ema.lag_predicted),
@@ -168,6 +207,7 @@ pub fn comparisons(state: &RunState, layer: &LayerState) -> Vec<Comparison> {
     }
     if let Some(f) = &state.last_folding {
         rows.push(Comparison {
+            bar: None,
             quantity: "folded conv+BN max |Δlogit|",
             measured: f64::from(f.max_abs_diff),
             predicted: Some(0.0),
@@ -179,6 +219,7 @@ pub fn comparisons(state: &RunState, layer: &LayerState) -> Vec<Comparison> {
     }
     if let Some((measured, predicted)) = bias_gradient(latest) {
         rows.push(Comparison {
+            bar: None,
             quantity: "bias grad |∇b|/|∇β|",
             measured,
             predicted: Some(predicted),
@@ -188,8 +229,87 @@ pub fn comparisons(state: &RunState, layer: &LayerState) -> Vec<Comparison> {
             },
         });
     }
+    let index = state.layers.iter().position(|l| l.name == layer.name);
+    if let Some(p) = &state.last_population {
+        if let Some(l) = index.and_then(|i| p.layers.get(i)) {
+            rows.push(Comparison {
+                bar: None,
+                quantity: "batch var σ²_B/σ²_pop",
+                measured: l.var_ratio,
+                predicted: Some(l.predicted_ratio),
+                note: format!(
+                    "1-1/n_eff, n_eff {}; {} batches; EMA var/σ²_pop {:.2} (step {}, P a A)",
+                    crate::ui::format::num(l.n_eff, 3),
+                    p.order.name(),
+                    l.running_var_ratio,
+                    p.step
+                ),
+            });
+        }
+    }
+    if let Some(e) = &state.last_three_way {
+        if let Some(precise) = e.precise_stats {
+            rows.push(Comparison {
+                bar: None,
+                quantity: "held-out acc EMA vs PreciseBN",
+                measured: f64::from(e.running_stats.accuracy),
+                predicted: Some(f64::from(precise.accuracy)),
+                note: format!(
+                    "batch stats {:.1}% (step {}): EMA-Precise = EMA staleness, batch-Precise = \
+                     train/test mismatch",
+                    100.0 * e.batch_stats.accuracy,
+                    e.step
+                ),
+            });
+        }
+    }
+    if let Some((step, bars)) = index.and_then(|i| probe_bars(state, i)) {
+        let longest = bars.train.max(bars.stop_gradient).max(bars.eval);
+        let bar = |x: f64| Some(if longest > 0.0 { x / longest } else { 0.0 });
+        rows.push(Comparison {
+            bar: bar(bars.train),
+            quantity: "probe ∇b, train mode",
+            measured: bars.train,
+            predicted: Some(0.0),
+            note: format!(
+                "BN cancels the bias: |Σ∂L/∂h|/Σ|∂L/∂h| ≤ {:.0e} (step {step}, b)",
+                bars.train_cancellation
+            ),
+        });
+        rows.push(Comparison {
+            bar: bar(bars.stop_gradient),
+            quantity: "probe ∇b, stop-gradient",
+            measured: bars.stop_gradient,
+            predicted: Some(bars.stop_gradient_predicted),
+            note: "(γ/σ̃_B)∇β: batch stats held constant".into(),
+        });
+        rows.push(Comparison {
+            bar: bar(bars.eval),
+            quantity: "probe ∇b, eval mode",
+            measured: bars.eval,
+            predicted: Some(bars.eval_predicted),
+            note: "(γ/σ_R)∇β: the phantom gradient".into(),
+        });
+    }
+    let (radial, radial_predicted) = radial_step(state, latest);
+    rows.push(Comparison {
+        bar: None,
+        quantity: "radial part of a step",
+        measured: radial,
+        predicted: radial_predicted,
+        note: format!(
+            "cos(w, Δw); tangential {:.3}{}",
+            (1.0 - radial * radial).max(0.0).sqrt(),
+            if radial_predicted.is_some() {
+                ""
+            } else {
+                "; momentum: the norm oscillates"
+            }
+        ),
+    });
     let theta = f64::from(latest.summary.angular_update);
     rows.push(Comparison {
+        bar: None,
         quantity: "angular update (rad/step)",
         measured: theta,
         predicted: state.theta_star(),
@@ -200,6 +320,7 @@ pub fn comparisons(state: &RunState, layer: &LayerState) -> Vec<Comparison> {
     });
     let cos = f64::from(latest.summary.max_abs_cos);
     rows.push(Comparison {
+        bar: None,
         quantity: "max |cos(w, grad)|",
         measured: cos,
         predicted: Some(0.0),
@@ -323,5 +444,34 @@ mod tests {
         assert!(rows
             .iter()
             .any(|r| r.quantity.starts_with("angular") && r.predicted.is_some()));
+    }
+
+    #[test]
+    fn lab_rows_carry_precise_bn_the_probe_and_the_radial_step() {
+        let mut state = RunState::new();
+        for e in &synthetic::run(1000, 1) {
+            state.apply(e);
+        }
+        let rows = comparisons(&state, &state.layers[2]);
+        let find = |q: &str| rows.iter().find(|r| r.quantity.starts_with(q));
+        let ratio = find("batch var").expect("PreciseBN row");
+        assert_eq!(ratio.predicted, Some(1.0 - 1.0 / 62.5), "block3's n_eff");
+        let train = find("probe ∇b, train").expect("probe row");
+        assert_eq!((train.predicted, train.bar.is_some()), (Some(0.0), true));
+        assert!(train.bar < find("probe ∇b, eval").and_then(|r| r.bar));
+        assert!(find("held-out acc").is_some_and(|r| r.predicted.is_some()));
+        // With momentum there is no per-step prediction of the radial part; without, there is.
+        let latest = state.layers[2].latest.clone().expect("snapshot");
+        assert_eq!(radial_step(&state, &latest).1, None);
+        if let Some(h) = state.header.as_mut() {
+            h.config.optimizer.momentum = 0.0;
+        }
+        let (_, predicted) = radial_step(&state, &latest);
+        let theta = f64::from(latest.angular_update[0]);
+        let expected = radial_fraction_sgd(f64::from(state.lr), 5e-4, theta);
+        assert!(
+            predicted.is_some_and(|p| (p - expected).abs() < 1e-9),
+            "{predicted:?}"
+        );
     }
 }

@@ -61,14 +61,16 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) -> Pages {
     let slots = cols * rows;
     let pages = PANELS.len().div_ceil(slots);
     let page = app.page % pages;
-    let row_areas = Layout::vertical(vec![Constraint::Ratio(1, rows as u32); rows]).split(area);
-    for (r, row_area) in row_areas.iter().enumerate() {
-        let cells =
-            Layout::horizontal(vec![Constraint::Ratio(1, cols as u32); cols]).split(*row_area);
-        for (c, cell) in cells.iter().enumerate() {
-            if let Some(&panel) = PANELS.get(page * slots + r * cols + c) {
-                draw_panel(frame, *cell, panel, app, theme);
-            }
+    // A page that is not full (the last) gives its panels the room of the missing ones.
+    let on_page = &PANELS[page * slots..((page + 1) * slots).min(PANELS.len())];
+    let rows_used = on_page.len().div_ceil(cols);
+    let row_areas =
+        Layout::vertical(vec![Constraint::Ratio(1, rows_used as u32); rows_used]).split(area);
+    for (row_area, row_panels) in row_areas.iter().zip(on_page.chunks(cols)) {
+        let n = row_panels.len() as u32;
+        let cells = Layout::horizontal(vec![Constraint::Ratio(1, n); n as usize]).split(*row_area);
+        for (cell, &panel) in cells.iter().zip(row_panels) {
+            draw_panel(frame, *cell, panel, app, theme);
         }
     }
     Pages { page, pages }
@@ -165,18 +167,23 @@ fn draw_panel(frame: &mut Frame, area: Rect, panel: Panel, app: &App, theme: &Th
                 Plot {
                     series: &state.heldout_batch_stats,
                     role: Role::Primary,
-                    name: "BN-train",
+                    name: "batch",
                 },
                 Plot {
                     series: &state.heldout_running_stats,
                     role: Role::Secondary,
-                    name: "BN-eval",
+                    name: "EMA",
+                },
+                Plot {
+                    series: &state.heldout_precise_stats,
+                    role: Role::Tertiary,
+                    name: "Precise",
                 },
             ];
             line_chart(
                 frame,
                 area,
-                " held-out acc ".into(),
+                " held-out ".into(),
                 &plots,
                 state,
                 false,

@@ -45,13 +45,18 @@ fn items(app: &App, theme: &Theme) -> Vec<Item> {
     if let Some(e) = &s.last_evaluation {
         let train = pct(f64::from(e.batch_stats.accuracy));
         let eval = pct(f64::from(e.running_stats.accuracy));
-        items.push(vec![
+        let mut item = vec![
             Span::styled("held-out ", theme.dim()),
-            Span::styled("BN-train ", theme.dim()),
+            Span::styled("batch ", theme.dim()),
             Span::raw(train),
-            Span::styled(" BN-eval ", theme.dim()),
+            Span::styled(" EMA ", theme.dim()),
             Span::raw(eval),
-        ]);
+        ];
+        if let Some(p) = s.last_three_way.as_ref().and_then(|t| t.precise_stats) {
+            item.push(Span::styled(" Precise ", theme.dim()));
+            item.push(Span::raw(pct(f64::from(p.accuracy))));
+        }
+        items.push(item);
     }
     let rate = match s.rate.per_second() {
         Some(r) if !s.paused && s.end.is_none() => format!("{r:.0}"),

@@ -7,19 +7,24 @@ use ratatui::Frame;
 
 use crate::ui::format::num;
 use crate::ui::state::{LayerState, RunState};
-use crate::ui::theme::Theme;
+use crate::ui::theme::{Role, Theme};
 use crate::ui::theory::comparisons;
 
 pub fn draw(frame: &mut Frame, area: Rect, state: &RunState, layer: &LayerState, theme: &Theme) {
     let mut lines = Vec::new();
     for row in comparisons(state, layer) {
         let predicted = row.predicted.map_or_else(|| "-".to_string(), |p| num(p, 3));
-        lines.push(Line::from(vec![
-            Span::styled(format!("{}: ", row.quantity), theme.title()),
+        let mut spans = vec![Span::styled(format!("{}: ", row.quantity), theme.title())];
+        if let Some(fraction) = row.bar {
+            spans.push(Span::styled(bar(fraction), theme.series(Role::Primary)));
+            spans.push(Span::raw(" "));
+        }
+        spans.extend([
             Span::raw(num(row.measured, 3)),
             Span::styled(" vs ", theme.dim()),
             Span::raw(predicted),
-        ]));
+        ]);
+        lines.push(Line::from(spans));
         lines.push(Line::styled(format!("  {}", row.note), theme.dim()));
     }
     if lines.is_empty() {
@@ -42,4 +47,23 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &RunState, layer: &LayerState,
             .block(block),
         area,
     );
+}
+
+/// Cells of the probe's bars at full length.
+const BAR_CELLS: usize = 12;
+
+/// A bar of `fraction` (0..1) of [`BAR_CELLS`] in eighth-cell steps, padded to full width; a
+/// value that rounds to nothing still shows as a thin mark, so "about 0" reads as measured.
+fn bar(fraction: f64) -> String {
+    const EIGHTHS: [char; 8] = ['▏', '▎', '▍', '▌', '▋', '▊', '▉', '█'];
+    let eighths = (fraction.clamp(0.0, 1.0) * (BAR_CELLS * 8) as f64).round() as usize;
+    let (full, part) = (eighths / 8, eighths % 8);
+    let mut s = "█".repeat(full);
+    if part > 0 {
+        s.push(EIGHTHS[part - 1]);
+    } else if full == 0 {
+        s.push(EIGHTHS[0]);
+    }
+    let used = s.chars().count();
+    s + &" ".repeat(BAR_CELLS.saturating_sub(used))
 }
