@@ -92,10 +92,20 @@ fn plays_seeks_steps_and_jumps_to_marks() {
         steps.windows(2).all(|w| w[0] < w[1]) && steps.len() < 1500,
         "a sample, in order"
     );
-    // The control at 1200 is part of the rebuilt past.
+    // The control at 1200 is part of the rebuilt past, and so are the latest lab results and
+    // three-way evaluation (the lab panel shows them).
     assert!(after_reset
         .iter()
         .any(|f| matches!(f, Feed::Event(Event::Control(c)) if c.step == 1200)));
+    for latest in [
+        |e: &Event| matches!(e, Event::Population(p) if p.step == 1500),
+        |e: &Event| matches!(e, Event::Probe(p) if p.step == 1500),
+        |e: &Event| matches!(e, Event::Evaluation(v) if v.step == 1500 && v.precise_stats.is_some()),
+    ] {
+        assert!(after_reset
+            .iter()
+            .any(|f| matches!(f, Feed::Event(e) if latest(e))));
+    }
 
     // Step forward and back, one recorded snapshot at a time.
     r.commands

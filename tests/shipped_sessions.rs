@@ -2,7 +2,7 @@
 //! skipped line, at most 5 MB, with the controls their descriptions mention.
 use std::path::Path;
 
-use bntop::protocol::{BnMode, Control, EndReason, Event};
+use bntop::protocol::{BnMode, Control, DataOrder, EndReason, Event};
 use bntop::session::reader::Reader;
 
 fn read_all(name: &str) -> Vec<Event> {
@@ -66,4 +66,54 @@ fn healthy_recording_runs_to_completion_untouched() {
     assert!(
         matches!(events.last(), Some(Event::End(e)) if e.reason == EndReason::Completed && e.step == 6000)
     );
+}
+
+#[test]
+fn class_sorted_recording_shows_precise_bn_and_the_probe() {
+    let events = read_all("class-sorted-precise-bn.jsonl");
+    let controls = controls(&events);
+    for wanted in [
+        Control::SetDataOrder {
+            order: DataOrder::ClassSorted,
+        },
+        Control::PreciseBn,
+        Control::ApplyPreciseBn { layer: None },
+        Control::PhantomProbe,
+    ] {
+        assert!(controls.contains(&wanted), "{wanted:?}");
+    }
+    let populations: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Population(p) => Some(p),
+            _ => None,
+        })
+        .collect();
+    // Block3 under shuffled batches sees the population's variance; under class-sorted ones less.
+    let block3 = |order| {
+        populations
+            .iter()
+            .filter(|p| p.order == order && p.step > 0)
+            .map(|p| p.layers[2].var_ratio)
+            .fold(f64::NAN, f64::max)
+    };
+    assert!(block3(DataOrder::Shuffled) < 1.01 && block3(DataOrder::Shuffled) > 0.98);
+    assert!(block3(DataOrder::ClassSorted) < 0.95);
+    let applied_at = events
+        .iter()
+        .find_map(|e| match e {
+            Event::Control(c) if matches!(c.control, Control::ApplyPreciseBn { .. }) => {
+                Some(c.step)
+            }
+            _ => None,
+        })
+        .expect("apply");
+    let after = populations
+        .iter()
+        .find(|p| p.step == applied_at)
+        .expect("the apply's report");
+    for l in &after.layers {
+        assert!((l.running_var_ratio - 1.0).abs() < 1e-3, "{l:?}");
+    }
+    assert!(events.iter().any(|e| matches!(e, Event::Probe(_))));
 }

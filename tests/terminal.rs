@@ -450,6 +450,67 @@ fn keys_switch_mode_and_momentum_visible_on_screen() {
     t.assert_exited_and_restored(0);
 }
 
+/// The measured and predicted numbers of a lab-panel row ("quantity: [bar] measured vs predicted").
+fn lab_row(screen: &str, quantity: &str) -> Option<(f64, Option<f64>)> {
+    let line = screen.lines().find(|l| l.contains(quantity))?;
+    let (_, values) = line.split_once(&format!("{quantity}:"))?;
+    let mut numbers = values
+        .split_whitespace()
+        .filter(|w| *w != "vs")
+        .map(|w| w.trim_end_matches('│').parse::<f64>());
+    let measured = numbers.find_map(Result::ok)?;
+    Some((measured, numbers.find_map(Result::ok)))
+}
+
+#[test]
+fn lab_keys_run_the_probe_and_precise_bn_and_apply_it() {
+    let t = Tmux::new(
+        "lab",
+        160,
+        48,
+        &bntop_script(&["--fps", "20", "--color", "none", "--lab-every", "0"]),
+    );
+    t.wait_for_dashboard();
+    t.send_keys(&["j", "j", "Tab"]);
+    let screen = t.wait_for(|s| s.contains("block3 lab"), "Tab: block3's lab panel");
+    assert!(
+        !screen.contains("probe ∇b") && !screen.contains("σ²_B/σ²_pop"),
+        "--lab-every 0: nothing before asked\n{screen}"
+    );
+
+    t.send_keys(&["b"]);
+    let screen = t.wait_for(|s| s.contains("probe ∇b, eval mode"), "b: the probe's bars");
+    let (train, predicted) = lab_row(&screen, "probe ∇b, train mode").expect("train bar");
+    assert!(train < 1e-5 && predicted == Some(0.0), "{screen}");
+    for bar in ["probe ∇b, stop-gradient", "probe ∇b, eval mode"] {
+        let (measured, predicted) = lab_row(&screen, bar).expect("bar");
+        let predicted = predicted.expect("prediction");
+        assert!(
+            measured > 100.0 * train && (measured / predicted - 1.0).abs() < 0.01,
+            "{bar}: {measured} vs {predicted}\n{screen}"
+        );
+    }
+
+    t.send_keys(&["P"]);
+    let screen = t.wait_for(
+        |s| s.contains("σ²_B/σ²_pop") && s.contains("Precise") && s.contains("acc EMA vs"),
+        "P: PreciseBN row, three-way evaluation in the lab and the header",
+    );
+    let (ratio, predicted) = lab_row(&screen, "batch var σ²_B/σ²_pop").expect("ratio row");
+    assert!(
+        ratio > 0.8 && ratio < 1.05 && predicted.is_some(),
+        "shuffled batches: {ratio}\n{screen}"
+    );
+
+    t.send_keys(&["A"]);
+    t.wait_for(
+        |s| s.contains("EMA var/σ²_pop 1.00"),
+        "A: the running variance is the population's",
+    );
+    t.send_keys(&["q"]);
+    t.assert_exited_and_restored(0);
+}
+
 /// Start the dashboard, send `signal` to bntop with kill, expect exit code `code` and the
 /// terminal restored.
 /// The dashboard gets `signal`: the terminal is restored, the exit code is 128 + signal, and

@@ -535,6 +535,8 @@ impl<const IN: usize> Trainer<IN> {
                 conv_bias: self.cfg.conv_bias,
                 data_order: self.cfg.data_order.name().into(),
                 layer_metrics: self.cfg.layer_metrics,
+                lab_every: self.cfg.lab_every,
+                precise_samples: self.cfg.precise_samples,
             },
             data: DataInfo {
                 name: self.data.name.clone(),

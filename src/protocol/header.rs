@@ -80,6 +80,12 @@ pub struct RunConfig {
     pub data_order: String,
     /// Per-layer statistics in every snapshot (false: loss and accuracy only, as in the benchmark).
     pub layer_metrics: bool,
+    /// Format 1.3: PreciseBN, a three-way evaluation and the probe every this many steps (0: on
+    /// demand only), over `precise_samples` shuffled training images. 0 in older files.
+    #[serde(default)]
+    pub lab_every: u64,
+    #[serde(default)]
+    pub precise_samples: usize,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]

@@ -68,6 +68,8 @@ fn every_kind() -> Vec<Event> {
             conv_bias: true,
             data_order: "shuffled".into(),
             layer_metrics: true,
+            lab_every: 100,
+            precise_samples: 1024,
         },
         data: DataInfo {
             name: "digits".into(),

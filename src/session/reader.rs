@@ -43,6 +43,8 @@ pub enum Kind {
     Control,
     Evaluation,
     Marker,
+    /// PreciseBN and probe results: periodic, so not marks to jump between.
+    Lab,
     End,
     /// Never in the index (unknown kinds are counted and skipped); for [`Kind::of`] an unknown event.
     Unknown,
@@ -58,10 +60,9 @@ impl Kind {
             },
             Event::Control(_) => Kind::Control,
             Event::Evaluation(_) => Kind::Evaluation,
-            // Lab results (folding, PreciseBN, probe) are point-in-time, indexed like markers.
-            Event::Marker(_) | Event::Folding(_) | Event::Population(_) | Event::Probe(_) => {
-                Kind::Marker
-            }
+            // A folding check answers a control, a point-in-time result like a marker.
+            Event::Marker(_) | Event::Folding(_) => Kind::Marker,
+            Event::Population(_) | Event::Probe(_) => Kind::Lab,
             Event::End(_) => Kind::End,
             Event::Unknown => Kind::Unknown,
         }
@@ -441,7 +442,8 @@ fn kind_with_step(name: &[u8], line: &[u8]) -> Option<Kind> {
         },
         b"control" => Kind::Control,
         b"evaluation" => Kind::Evaluation,
-        b"marker" | b"folding" | b"population" | b"probe" => Kind::Marker,
+        b"marker" | b"folding" => Kind::Marker,
+        b"population" | b"probe" => Kind::Lab,
         b"end" => Kind::End,
         _ => return None,
     })
@@ -581,6 +583,8 @@ mod tests {
             u64::MAX
         );
         assert_eq!(record(r#"{"kind":"marker","step":0}"#), (Kind::Marker, 0));
+        assert_eq!(record(r#"{"kind":"probe","step":100}"#), (Kind::Lab, 100));
+        assert_eq!(record(r#"{"kind":"population","step":9}"#), (Kind::Lab, 9));
         assert_eq!(
             record(r#"{"kind":"evaluation","step":50}"#),
             (Kind::Evaluation, 50)

@@ -30,6 +30,10 @@ const SAMPLED_SNAPSHOTS: usize = 600;
 const SAMPLED_WHOLE_SNAPSHOTS: usize = 60;
 const RECENT_SNAPSHOTS: usize = 200;
 const SAMPLED_EVALUATIONS: usize = 400;
+/// Evaluations before a seek target always sent (`--lab-every` is a few `--eval-every`s).
+const RECENT_EVALUATIONS: usize = 4;
+/// PreciseBN and probe records before a seek target always sent: the lab shows the latest.
+const RECENT_LAB_RECORDS: usize = 4;
 const KEPT_MARKS: usize = 2000;
 /// Bytes of snapshots a seek parses at most (about 20 ms), so a file of whole snapshots (22 KB
 /// each) rebuilds from fewer of them than one of summaries (1 KB).
@@ -308,10 +312,12 @@ impl Player {
         chosen.extend(of_kind(&|e| e.kind == Kind::Header).into_iter().take(1));
         let marks = of_kind(&is_mark);
         chosen.extend(&marks[marks.len().saturating_sub(KEPT_MARKS)..]);
-        chosen.extend(evenly(
-            &of_kind(&|e| e.kind == Kind::Evaluation),
-            SAMPLED_EVALUATIONS,
-        ));
+        let evaluations = of_kind(&|e| e.kind == Kind::Evaluation);
+        chosen.extend(evenly(&evaluations, SAMPLED_EVALUATIONS));
+        // The latest always: the header shows the last one, the lab the last three-way one.
+        chosen.extend(&evaluations[evaluations.len().saturating_sub(RECENT_EVALUATIONS)..]);
+        let lab = of_kind(&|e| e.kind == Kind::Lab);
+        chosen.extend(&lab[lab.len().saturating_sub(RECENT_LAB_RECORDS)..]);
         let snapshots = of_kind(&is_snapshot);
         let mean_len = snapshots
             .iter()

@@ -36,6 +36,8 @@ pub fn header() -> RunHeader {
             conv_bias: false,
             data_order: "shuffled".into(),
             layer_metrics: true,
+            lab_every: 100,
+            precise_samples: 1024,
         },
         data: DataInfo {
             name: "digits".into(),
