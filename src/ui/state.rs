@@ -184,7 +184,9 @@ impl LayerState {
     }
 
     fn observe(&mut self, step: u64, layer: &LayerSnapshot) {
-        if layer.momentum != self.momentum {
+        // The EMA theory holds for one momentum, and only while the running statistics update
+        // (train mode): start the window over when either changes.
+        if layer.momentum != self.momentum || layer.mode != self.mode {
             self.ema_window.clear();
         }
         self.mode = layer.mode;

@@ -58,7 +58,8 @@ pub struct EmaReading {
 pub fn ema_reading(layer: &LayerState) -> Option<EmaReading> {
     let window = &layer.ema_window;
     let m = f64::from(layer.momentum);
-    if window.len() < 50 || !(m > 0.0 && m < 1.0) {
+    // In eval mode the running statistics do not update: there is no EMA to read.
+    if window.len() < 50 || !(m > 0.0 && m < 1.0) || layer.mode == BnMode::Eval {
         return None;
     }
     let channels = window.iter().map(|s| s.batch_mean.len()).min()?;
@@ -434,7 +435,10 @@ mod tests {
         for e in &synthetic::run(1000, 1) {
             state.apply(e);
         }
-        // The synthetic run switches block2 to eval mode at step 400.
+        // The synthetic run switches block2 to eval mode at step 400: its running statistics
+        // stop updating, so there is no EMA lag or noise to read.
+        assert!(ema_reading(&state.layers[1]).is_none());
+        assert!(ema_reading(&state.layers[0]).is_some());
         let rows = comparisons(&state, &state.layers[1]);
         let cos = rows.iter().find(|r| r.quantity.starts_with("max |cos"));
         assert!(cos.is_some_and(|r| r.note.contains("not really normalised")));
