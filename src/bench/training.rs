@@ -1,8 +1,10 @@
-//! `bntop bench`: steps per second of the default model with per-layer metrics on and off.
+//! `bntop bench`: steps per second of the default model with per-layer metrics off, on, and on
+//! with the lab (PreciseBN, three-way evaluation and probe) at the dashboard's default cadence.
 //!
 //! Each measurement is a real engine run on the embedded digits; the rate is taken from the
-//! snapshots' timestamps after a warm-up, so start-up and evaluations do not count. On and off runs
-//! alternate within each round, so machine noise hits both alike; the median round is reported.
+//! snapshots' timestamps after a warm-up, so start-up does not count, and there is no plain
+//! held-out evaluation in the timed window. The three runs of a round go in a rotating order, so
+//! machine noise hits all alike; the median round is reported.
 use std::io::Write;
 
 use crate::engine::{self, data::DataSet, TrainConfig};
@@ -18,13 +20,18 @@ pub struct Plan {
 /// One run: steps per second between the warm-up step and the last step, and the fraction of
 /// timed snapshots that carried layer metrics (the engine publishes a step without them while its
 /// publishing thread is behind, so a fast rate only counts if this stays near 100%).
-fn measure(data: &DataSet, batch: usize, metrics: bool, plan: &Plan) -> Result<(f64, f64), String> {
+fn measure(
+    data: &DataSet,
+    batch: usize,
+    setting: Setting,
+    plan: &Plan,
+) -> Result<(f64, f64), String> {
     let cfg = TrainConfig {
         batch_size: batch,
         max_steps: Some(plan.warmup + plan.steps),
-        layer_metrics: metrics,
-        // No held-out evaluation inside the timed window.
+        layer_metrics: setting.metrics,
         eval_every: u64::MAX,
+        lab_every: setting.lab_every,
         ..TrainConfig::default()
     };
     let engine = engine::spawn(cfg, data.clone())?;
@@ -57,6 +64,30 @@ fn measure(data: &DataSet, batch: usize, metrics: bool, plan: &Plan) -> Result<(
     }
 }
 
+#[derive(Clone, Copy)]
+struct Setting {
+    metrics: bool,
+    /// 0: no lab work.
+    lab_every: u64,
+}
+
+/// Off, on, and on with the lab at the dashboard's cadence.
+const SETTINGS: [Setting; 3] = [
+    Setting {
+        metrics: false,
+        lab_every: 0,
+    },
+    Setting {
+        metrics: true,
+        lab_every: 0,
+    },
+    Setting {
+        metrics: true,
+        lab_every: LAB_EVERY,
+    },
+];
+const LAB_EVERY: u64 = 200;
+
 fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(f64::total_cmp);
     super::percentile(&xs, 0.5)
@@ -79,38 +110,53 @@ pub fn run(plan: &Plan, data: &DataSet, out: &mut dyn Write) -> Result<(), Strin
     .map_err(io)?;
     writeln!(
         out,
-        "{:>6} {:>14} {:>14} {:>11} {:>9} {:>17}",
-        "batch", "metrics off", "metrics on", "ms/step on", "overhead", "steps w/ metrics"
+        "{:>6} {:>14} {:>14} {:>11} {:>9} {:>17} {:>14} {:>9}",
+        "batch",
+        "metrics off",
+        "metrics on",
+        "ms/step on",
+        "overhead",
+        "steps w/ metrics",
+        "+lab /200",
+        "lab cost"
     )
     .map_err(io)?;
     for &batch in &plan.batches {
-        let (mut off, mut on, mut coverage) = (Vec::new(), Vec::new(), Vec::new());
+        let mut rates: [Vec<f64>; 3] = Default::default();
+        let mut coverage = Vec::new();
         for round in 0..plan.rounds {
-            // Alternate which goes first so drift in machine load does not favour one side.
-            let order = if round % 2 == 0 {
-                [false, true]
-            } else {
-                [true, false]
-            };
-            for metrics in order {
-                let (rate, with_layers) = measure(data, batch, metrics, plan)?;
-                if metrics {
-                    on.push(rate);
+            // Rotate which goes first so drift in machine load does not favour one setting.
+            for k in 0..SETTINGS.len() {
+                let i = (round + k) % SETTINGS.len();
+                let (rate, with_layers) = measure(data, batch, SETTINGS[i], plan)?;
+                rates[i].push(rate);
+                if i == 1 {
                     coverage.push(with_layers);
-                } else {
-                    off.push(rate);
                 }
             }
         }
-        let (off, on) = (median(off), median(on));
+        let [off, on, lab] = rates.map(median);
         writeln!(
             out,
-            "{batch:>6} {off:>9.1} st/s {on:>9.1} st/s {:>11.2} {:>8.1}% {:>16.1}%",
+            "{batch:>6} {off:>9.1} st/s {on:>9.1} st/s {:>11.2} {:>8.1}% {:>16.1}% {lab:>9.1} st/s {:>8.1}%",
             1000.0 / on,
             100.0 * (off / on - 1.0),
-            100.0 * median(coverage)
+            100.0 * median(coverage),
+            100.0 * (on / lab - 1.0)
         )
         .map_err(io)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    /// The bench measures the lab at the cadence the dashboard uses.
+    #[test]
+    fn lab_setting_is_the_default_cadence() {
+        assert_eq!(
+            super::LAB_EVERY,
+            crate::engine::TrainConfig::default().lab_every
+        );
+    }
 }

@@ -15,6 +15,7 @@ pub struct BenchArgs {
     /// Rounds per configuration; the median is reported.
     #[arg(long, default_value_t = 3)]
     pub rounds: usize,
+    /// Batch sizes to measure, comma-separated (e.g. 32,64,128).
     #[arg(long, value_delimiter = ',', default_values_t = [32, 64, 128])]
     pub batches: Vec<usize>,
 }
