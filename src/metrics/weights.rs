@@ -142,6 +142,53 @@ pub fn radial_fraction(w: &[f32], dw: &[f32]) -> f64 {
     cosine(w, dw)
 }
 
+/// Without weight decay a scale-invariant filter's angular update falls as t^(-1/2) and its norm
+/// grows as t^(1/4) (BN-METRICS §5), while the gradients keep their size.
+pub const NO_DECAY_ANGLE_EXPONENT: f64 = -0.5;
+pub const NO_DECAY_NORM_EXPONENT: f64 = 0.25;
+
+/// y = scale·t^exponent.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PowerLaw {
+    pub exponent: f64,
+    pub scale: f64,
+}
+
+/// Least-squares fit of ln y = ln scale + exponent·ln t (the log-log slope) over the points with
+/// t > 0 and y > 0. None with fewer than two such points or a single t.
+pub fn fit_power_law(points: &[(f64, f64)]) -> Option<PowerLaw> {
+    let logs: Vec<(f64, f64)> = points
+        .iter()
+        .filter(|(t, y)| *t > 0.0 && *y > 0.0)
+        .map(|(t, y)| (t.ln(), y.ln()))
+        .collect();
+    let n = logs.len() as f64;
+    let (mx, my) = logs
+        .iter()
+        .fold((0.0, 0.0), |(a, b), (x, y)| (a + x / n, b + y / n));
+    let (sxy, sxx) = logs.iter().fold((0.0, 0.0), |(sxy, sxx), (x, y)| {
+        (sxy + (x - mx) * (y - my), sxx + (x - mx) * (x - mx))
+    });
+    (logs.len() >= 2 && sxx > 0.0).then(|| {
+        let exponent = sxy / sxx;
+        PowerLaw {
+            exponent,
+            scale: (my - exponent * mx).exp(),
+        }
+    })
+}
+
+/// The scale of y = scale·t^exponent with the exponent given: the least-squares fit in log
+/// space, exp(mean(ln y - exponent·ln t)), over the points with t > 0 and y > 0.
+pub fn power_law_scale(points: &[(f64, f64)], exponent: f64) -> Option<f64> {
+    let logs: Vec<f64> = points
+        .iter()
+        .filter(|(t, y)| *t > 0.0 && *y > 0.0)
+        .map(|(t, y)| y.ln() - exponent * t.ln())
+        .collect();
+    (!logs.is_empty()).then(|| (logs.iter().sum::<f64>() / logs.len() as f64).exp())
+}
+
 /// Radial fraction of a plain SGD step (no momentum) with weight decay λ on a scale-invariant
 /// filter, given the step's angle θ: the step -η(g + λw) has radial part ηλ||w|| and, since
 /// g ⊥ w, tangential part η||g|| = (1 - ηλ)||w|| tan θ; so -ηλ/sqrt((ηλ)² + ((1-ηλ) tan θ)²).
@@ -191,6 +238,20 @@ mod tests {
         );
         assert_eq!(radial_fraction_sgd(lr, 0.0, theta), 0.0);
         assert_eq!(radial_fraction_sgd(lr, wd, 0.0), -1.0);
+    }
+
+    #[test]
+    fn power_law_fits_recover_exponent_and_scale() {
+        let points: Vec<(f64, f64)> = (1..200)
+            .map(|t| (f64::from(t), 0.3 * f64::from(t).powf(-0.5)))
+            .chain([(0.0, 1.0), (5.0, 0.0)]) // not on a log scale: left out
+            .collect();
+        let law = fit_power_law(&points).expect("a fit");
+        assert_close(law.exponent, -0.5, 1e-12);
+        assert_close(law.scale, 0.3, 1e-12);
+        assert_close(power_law_scale(&points, -0.5).expect("scale"), 0.3, 1e-12);
+        assert_eq!(fit_power_law(&[(2.0, 1.0), (2.0, 3.0)]), None, "one t");
+        assert_eq!(power_law_scale(&[(0.0, 1.0)], -0.5), None);
     }
 
     #[test]

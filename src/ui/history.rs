@@ -158,6 +158,25 @@ impl Series {
         &self.buckets
     }
 
+    /// (step, value) per non-empty bucket from step `from` on, for fitting a trend: the bucket's
+    /// middle step and the geometric mean of its min and max (its typical size on a log scale);
+    /// buckets with a value <= 0 are left out.
+    pub fn log_scale_points(&self, from: u64) -> Vec<(f64, f64)> {
+        self.buckets
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| !b.is_empty() && b.min > 0.0)
+            .map(|(k, b)| {
+                let (lo, hi) = self.bounds(k);
+                (
+                    (lo + hi) as f64 / 2.0,
+                    (f64::from(b.min) * f64::from(b.max)).sqrt(),
+                )
+            })
+            .filter(|&(t, _)| t >= from as f64)
+            .collect()
+    }
+
     /// Finite min and max over buckets overlapping the inclusive step range `[from, to]`
     /// (swapped if reversed); None if there are none.
     pub fn range(&self, from: u64, to: u64) -> Option<(f32, f32)> {

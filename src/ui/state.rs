@@ -501,6 +501,14 @@ impl RunState {
         }
     }
 
+    /// SGD without weight decay: no equilibrium, but the t^(-1/2) law of BN-METRICS §5.
+    pub fn no_decay_sgd(&self) -> bool {
+        self.header.as_ref().is_some_and(|h| {
+            let o = &h.config.optimizer;
+            o.kind == OptimizerKind::Sgd && o.weight_decay == 0.0
+        })
+    }
+
     /// The equilibrium angular update θ* of a normalised filter under SGD with weight decay, at
     /// the current learning rate (BN-METRICS §5); `None` for Adam or without weight decay.
     pub fn theta_star(&self) -> Option<f64> {

@@ -3,7 +3,10 @@
 use crate::metrics::drift::xi;
 use crate::metrics::ema::{fit_lag_noise, lag_steps, noise_var, optimal_momentum};
 use crate::metrics::relu::rectified_gaussian;
-use crate::metrics::weights::radial_fraction_sgd;
+use crate::metrics::weights::{
+    fit_power_law, power_law_scale, radial_fraction_sgd, NO_DECAY_ANGLE_EXPONENT,
+    NO_DECAY_NORM_EXPONENT,
+};
 use crate::metrics::BN_EPSILON;
 use crate::protocol::{BnMode, LayerSnapshot, OptimizerKind, ProbeLayer};
 
@@ -145,6 +148,33 @@ pub fn radial_step(state: &RunState, layer: &LayerSnapshot) -> (f64, Option<f64>
             / n
     });
     (measured, predicted)
+}
+
+/// Without weight decay (§5): the log-log slopes of the layer's angular update and weight norm
+/// over the last 90% of the run, against -1/2 and 1/4.
+pub struct NoDecayLaws {
+    pub angle_exponent: f64,
+    pub norm_exponent: f64,
+    /// θ ≈ angle_scale·t^(-1/2), fitted with the exponent fixed (the chart's reference curve).
+    pub angle_scale: f64,
+}
+
+pub fn no_decay_laws(state: &RunState, layer: &LayerState) -> Option<NoDecayLaws> {
+    if !state.no_decay_sgd() {
+        return None;
+    }
+    // A decade of steps at least, past the first few.
+    let from = state.step / 10;
+    if state.step < 100 {
+        return None;
+    }
+    let angles = layer.angular_update.log_scale_points(from);
+    let norms = layer.weight_norm.log_scale_points(from);
+    Some(NoDecayLaws {
+        angle_exponent: fit_power_law(&angles)?.exponent,
+        norm_exponent: fit_power_law(&norms)?.exponent,
+        angle_scale: power_law_scale(&angles, NO_DECAY_ANGLE_EXPONENT)?,
+    })
 }
 
 /// The probe's three bars for the layer at `index` (§6-7), if a probe has run.
@@ -308,6 +338,19 @@ pub fn comparisons(state: &RunState, layer: &LayerState) -> Vec<Comparison> {
             }
         ),
     });
+    if let Some(laws) = no_decay_laws(state, layer) {
+        rows.push(Comparison {
+            bar: None,
+            quantity: "θ log-log slope (no decay)",
+            measured: laws.angle_exponent,
+            predicted: Some(NO_DECAY_ANGLE_EXPONENT),
+            note: format!(
+                "θ ~ t^-1/2, ‖w‖ ~ t^1/4 (‖w‖ slope {:.3} vs {}) while gradients keep their \
+                 size; as the loss falls θ drops faster and ‖w‖ stops growing",
+                laws.norm_exponent, NO_DECAY_NORM_EXPONENT
+            ),
+        });
+    }
     let theta = f64::from(latest.summary.angular_update);
     rows.push(Comparison {
         bar: None,
@@ -316,7 +359,8 @@ pub fn comparisons(state: &RunState, layer: &LayerState) -> Vec<Comparison> {
         predicted: state.theta_star(),
         note: match state.theta_star() {
             Some(t) => format!("θ* = √(2ηλ/(1+μ)); ratio {:.2}", theta / t),
-            None => "no θ* (Adam, or no weight decay)".into(),
+            None if state.no_decay_sgd() => "no weight decay: no θ*, the t^-1/2 law".into(),
+            None => "no θ* for Adam".into(),
         },
     });
     let cos = f64::from(latest.summary.max_abs_cos);
@@ -476,6 +520,48 @@ mod tests {
         assert!(
             predicted.is_some_and(|p| (p - expected).abs() < 1e-9),
             "{predicted:?}"
+        );
+    }
+
+    /// Without weight decay the lab fits the log-log slopes of θ and ||w||: on updates that
+    /// follow the law exactly it reads -1/2 and 1/4.
+    #[test]
+    fn no_decay_laws_read_the_log_log_slopes() {
+        let mut state = RunState::new();
+        for e in &synthetic::run(2, 1) {
+            state.apply(e);
+        }
+        let mut layer = state.layers[0].clone();
+        assert!(
+            no_decay_laws(&state, &layer).is_none(),
+            "weight decay 5e-4: θ* instead"
+        );
+        if let Some(h) = state.header.as_mut() {
+            h.config.optimizer.weight_decay = 0.0;
+        }
+        layer.angular_update = crate::ui::history::Series::new(512);
+        layer.weight_norm = crate::ui::history::Series::new(512);
+        for t in 1..=5000u64 {
+            let t_f = t as f64;
+            layer.angular_update.push(t, (0.02 / t_f.sqrt()) as f32);
+            layer.weight_norm.push(t, (2.0 * t_f.powf(0.25)) as f32);
+        }
+        state.step = 5000;
+        let laws = no_decay_laws(&state, &layer).expect("laws");
+        assert!(
+            (laws.angle_exponent + 0.5).abs() < 0.01,
+            "{}",
+            laws.angle_exponent
+        );
+        assert!(
+            (laws.norm_exponent - 0.25).abs() < 0.01,
+            "{}",
+            laws.norm_exponent
+        );
+        assert!(
+            (laws.angle_scale / 0.02 - 1.0).abs() < 0.02,
+            "{}",
+            laws.angle_scale
         );
     }
 }

@@ -14,6 +14,7 @@ use crate::ui::format::num;
 use crate::ui::history::Series;
 use crate::ui::state::{LayerState, RunState};
 use crate::ui::theme::{Role, Theme};
+use crate::ui::theory::no_decay_laws;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Panel {
@@ -42,6 +43,8 @@ const PANELS: [Panel; 9] = [
 ];
 const MIN_PANEL_WIDTH: u16 = 36;
 const MIN_PANEL_HEIGHT: u16 = 9;
+/// Points of the t^(-1/2) reference curve.
+const LAW_POINTS: usize = 64;
 /// Markers drawn per chart: the most recent controls.
 const MAX_MARKERS: usize = 24;
 
@@ -232,6 +235,26 @@ fn weight_chart(
             series: line,
             role: Role::Tertiary,
             name: "θ*",
+        });
+    }
+    // Without weight decay: the t^(-1/2) law through the measured updates.
+    let law = (!norm && equilibrium.is_none())
+        .then(|| no_decay_laws(state, layer))
+        .flatten()
+        .map(|laws| {
+            let (from, to) = (state.step / 10, time_axis_end(state.step));
+            let mut curve = Series::new(LAW_POINTS);
+            for k in 0..LAW_POINTS {
+                let t = from.max(1) + (to - from.max(1)) * k as u64 / (LAW_POINTS as u64 - 1);
+                curve.push(t, (laws.angle_scale / (t as f64).sqrt()) as f32);
+            }
+            curve
+        });
+    if let Some(curve) = &law {
+        plots.push(Plot {
+            series: curve,
+            role: Role::Tertiary,
+            name: "t^-1/2",
         });
     }
     line_chart(frame, area, title, &plots, state, false, theme);
