@@ -11,6 +11,16 @@ pub const KERNEL: usize = 3;
 pub const PADDING: usize = 1;
 pub const CLASSES: usize = 10;
 
+/// Cross-entropy targets: one row of [`CLASSES`] per label, 1 at the label. Labels are below
+/// `CLASSES` (the data loaders check it).
+pub fn one_hot(labels: &[u8]) -> Vec<f32> {
+    let mut targets = vec![0.0; labels.len() * CLASSES];
+    for (row, &label) in targets.chunks_exact_mut(CLASSES).zip(labels) {
+        row[label as usize] = 1.0;
+    }
+    targets
+}
+
 /// One conv -> BN -> ReLU block as the rest of bntop sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BlockSpec {

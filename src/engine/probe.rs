@@ -12,7 +12,7 @@ use super::batchnorm::{
 use super::conv::Im2colCache;
 use super::forward::{Activations, PassConfig};
 use super::host::{from_host, to_host};
-use super::model::{BlockSpec, ConvBn, Net, BLOCKS, CLASSES};
+use super::model::{one_hot, BlockSpec, ConvBn, Net, BLOCKS, CLASSES};
 use crate::metrics::drift::rms;
 use crate::metrics::moments::channel_moments;
 use crate::protocol::ProbeLayer;
@@ -124,11 +124,7 @@ impl<const IN: usize> Net<IN, f32, Cpu> {
         let dev = self.head.weight.device().clone();
         let n = labels.len();
         let x = from_host(&dev, pixels, (Const::<IN>, n, height, width));
-        let mut targets = vec![0.0; n * CLASSES];
-        for (row, &label) in targets.chunks_exact_mut(CLASSES).zip(labels) {
-            row[label as usize] = 1.0;
-        }
-        let targets = from_host(&dev, &targets, (n, Const::<CLASSES>));
+        let targets = from_host(&dev, &one_hot(labels), (n, Const::<CLASSES>));
         // The bias always takes part: a zero bias (no --conv-bias) changes no output but has a
         // gradient.
         let mut pass = PassConfig {

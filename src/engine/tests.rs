@@ -6,7 +6,7 @@ use super::batches::gather_channel_major;
 use super::conv::Im2colCache;
 use super::data::{embedded_digits, DataSet};
 use super::forward::{BlockObservation, PassConfig};
-use super::model::{Net, CLASSES};
+use super::model::{one_hot, Net, CLASSES};
 use super::params::{BlockGrads, BlockParams};
 use crate::metrics::{drift, ema, moments, weights};
 use crate::protocol::BnMode;
@@ -47,10 +47,7 @@ impl Fixture {
         let x = self
             .dev
             .tensor_from_vec(pixels, (Const::<1>, indices.len(), 8, 8));
-        let mut targets = vec![0.0f32; labels.len() * CLASSES];
-        for (row, &l) in targets.chunks_exact_mut(CLASSES).zip(&labels) {
-            row[l as usize] = 1.0;
-        }
+        let targets = one_hot(&labels);
         let targets = self
             .dev
             .tensor_from_vec(targets, (labels.len(), Const::<CLASSES>));
