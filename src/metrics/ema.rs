@@ -90,6 +90,10 @@ pub struct LagNoise {
     pub noise_std: f64,
     /// Standard deviation of μ_B,t - f(t): the batch noise to feed [`noise_var`] as sqrt(v).
     pub batch_noise_std: f64,
+    /// Lag-1 autocorrelation φ of μ_B,t - f(t), for [`noise_var_correlated`]: about 0 for
+    /// independent batches; positive when the batch means wander (the weights move under them).
+    /// NaN for a window of fewer than 3 steps or without batch noise.
+    pub batch_noise_lag1: f64,
 }
 
 /// Measures lag and noise of the running mean from a window of consecutive steps (section 2).
@@ -138,12 +142,23 @@ pub fn fit_lag_noise(batch_means: &[f64], running_means: &[f64]) -> Option<LagNo
         .map(|(t, &y)| y - fit(t))
         .collect();
     let running = moments_f64(&running_residual);
+    let batch = moments_f64(&batch_residual);
     Some(LagNoise {
         slope,
         lag_steps: -running.mean / slope,
         noise_std: running.var.sqrt(),
-        batch_noise_std: moments_f64(&batch_residual).var.sqrt(),
+        batch_noise_std: batch.var.sqrt(),
+        batch_noise_lag1: lag1_autocorrelation(&batch_residual, batch.mean, batch.var),
     })
+}
+
+/// Σ (x_t - mean)(x_{t+1} - mean) / ((n - 1)·var): the sample lag-1 autocorrelation (var biased).
+fn lag1_autocorrelation(xs: &[f64], mean: f64, var: f64) -> f64 {
+    if xs.len() < 3 || var <= 0.0 {
+        return f64::NAN;
+    }
+    let cov: f64 = xs.windows(2).map(|w| (w[0] - mean) * (w[1] - mean)).sum();
+    cov / ((xs.len() - 1) as f64 * var)
 }
 
 #[cfg(test)]
@@ -271,6 +286,31 @@ mod tests {
         assert_close(fit.batch_noise_std, noise, 0.05 * noise);
         let predicted = noise_var(m, fit.batch_noise_std.powi(2)).sqrt();
         assert_close(fit.noise_std, predicted, 0.1 * predicted);
+    }
+
+    /// Batch means with AR(1) noise (φ = 0.5) around a drift: the fit reads φ, and the running
+    /// mean's noise matches the correlated prediction, not the independent one.
+    #[test]
+    fn fit_reads_correlated_batch_noise() {
+        let (m, phi, innovation) = (0.1, 0.5, 0.002);
+        let mut gauss = Gaussian::new(5);
+        let (mut running, mut e) = (0.0, 0.0);
+        let (mut batch_means, mut running_means) = (Vec::new(), Vec::new());
+        for t in 0..40_000 {
+            e = phi * e + innovation * gauss.sample();
+            let batch = 0.001 * t as f64 + e;
+            running = ema_update(running, batch, m);
+            if t >= 500 {
+                batch_means.push(batch);
+                running_means.push(running);
+            }
+        }
+        let fit = fit_lag_noise(&batch_means, &running_means).expect("a fit");
+        assert_close(fit.batch_noise_lag1, phi, 0.03);
+        let v = fit.batch_noise_std.powi(2);
+        let correlated = noise_var_correlated(m, v, fit.batch_noise_lag1).sqrt();
+        assert_close(fit.noise_std, correlated, 0.05 * correlated);
+        assert!(fit.noise_std > 1.3 * noise_var(m, v).sqrt());
     }
 
     #[test]

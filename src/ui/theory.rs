@@ -1,7 +1,7 @@
 //! Theory beside measurement for the selected layer (BN-METRICS.md): the BatchNorm lab's
 //! predictions computed from what the stream carries, so the dashboard can show both.
 use crate::metrics::drift::xi;
-use crate::metrics::ema::{fit_lag_noise, lag_steps, noise_var, optimal_momentum};
+use crate::metrics::ema::{fit_lag_noise, lag_steps, noise_var_correlated, optimal_momentum};
 use crate::metrics::relu::rectified_gaussian;
 use crate::metrics::weights::{
     fit_power_law, power_law_scale, radial_fraction_sgd, NO_DECAY_ANGLE_EXPONENT,
@@ -48,13 +48,16 @@ pub fn relu_shift(layer: &LayerSnapshot) -> Option<(f64, f64, f64, f64, usize)> 
 
 /// The running mean as an EMA (§2), measured over the layer's window of successive steps and
 /// averaged over channels: (measured lag, predicted lag (1-m)/m, measured noise, predicted noise
-/// √(m/(2-m)·v), suggested m*). The lag is `None` when the batch means show no trend to lag
-/// behind (a stationary layer: only the noise is measurable).
+/// √(m/(2-m)·v·(1+(1-m)φ)/(1-(1-m)φ)) with φ the batch means' lag-1 correlation, suggested m*).
+/// The lag is `None` when the batch means show no trend to lag behind (a stationary layer: only
+/// the noise is measurable).
 pub struct EmaReading {
     pub lag: Option<f64>,
     pub lag_predicted: f64,
     pub noise: f64,
     pub noise_predicted: f64,
+    /// Channel mean of φ: about 0 for independent batches.
+    pub batch_correlation: f64,
     pub best_momentum: Option<f64>,
 }
 
@@ -67,6 +70,7 @@ pub fn ema_reading(layer: &LayerState) -> Option<EmaReading> {
     }
     let channels = window.iter().map(|s| s.batch_mean.len()).min()?;
     let (mut lags, mut noise, mut noise_pred, mut best) = (Vec::new(), 0.0, 0.0, Vec::new());
+    let mut correlation = 0.0;
     for c in 0..channels {
         let batch: Vec<f64> = window.iter().map(|s| f64::from(s.batch_mean[c])).collect();
         let running: Vec<f64> = window
@@ -75,8 +79,15 @@ pub fn ema_reading(layer: &LayerState) -> Option<EmaReading> {
             .collect();
         let fit = fit_lag_noise(&batch, &running)?;
         let v = fit.batch_noise_std * fit.batch_noise_std;
+        // A constant channel has no batch noise and so no correlation: count it as independent.
+        let phi = if fit.batch_noise_lag1.is_finite() {
+            fit.batch_noise_lag1
+        } else {
+            0.0
+        };
         noise += fit.noise_std / channels as f64;
-        noise_pred += noise_var(m, v).sqrt() / channels as f64;
+        noise_pred += noise_var_correlated(m, v, phi).sqrt() / channels as f64;
+        correlation += phi / channels as f64;
         // A trend is measurable when it moves the mean by more than the noise over the window.
         if fit.slope.abs() * window.len() as f64 > 4.0 * fit.batch_noise_std {
             lags.push(fit.lag_steps);
@@ -93,6 +104,7 @@ pub fn ema_reading(layer: &LayerState) -> Option<EmaReading> {
         lag_predicted: lag_steps(m),
         noise,
         noise_predicted: noise_pred,
+        batch_correlation: correlation,
         best_momentum: median(best),
     })
 }
@@ -223,7 +235,11 @@ pub fn comparisons(state: &RunState, layer: &LayerState) -> Vec<Comparison> {
             quantity: "running-mean noise",
             measured: ema.noise,
             predicted: Some(ema.noise_predicted),
-            note: "√(m/(2-m)·v), v the batch-mean noise".into(),
+            note: format!(
+                "√(m/(2-m)·v·(1+(1-m)φ)/(1-(1-m)φ)), v the batch-mean noise, φ = {:.2} its lag-1 \
+                 correlation",
+                ema.batch_correlation
+            ),
         });
         rows.push(Comparison {
             bar: None,
