@@ -487,6 +487,32 @@ fn snapshot_lab_panel_160x48() {
     insta::assert_snapshot!(text);
 }
 
+/// In a third of a 120x40 terminal the lab panel cannot hold every reading: it keeps every
+/// number and drops the readings.
+#[test]
+fn narrow_lab_panel_keeps_every_number() {
+    let mut app = app_after(1000);
+    press(&mut app, &[code(KeyCode::Tab)]);
+    let text = screen(&render(&app, 120, 40, unicode()));
+    assert!(text.contains("block1 lab"), "{text}");
+    for quantity in [
+        "drift D vs floor D0",
+        "probe ∇b, eval mode",
+        "max |cos(w, grad)|",
+    ] {
+        assert!(text.contains(quantity), "{quantity} missing\n{text}");
+    }
+    assert!(
+        !text.contains("rectified Gaussian"),
+        "no room for readings\n{text}"
+    );
+    let wide = screen(&render(&app, 160, 48, unicode()));
+    assert!(
+        wide.contains("rectified Gaussian"),
+        "room for readings\n{wide}"
+    );
+}
+
 /// A replayed file can hold any steps: huge ones and ones going backwards must not panic the
 /// state or the views.
 #[test]

@@ -1,5 +1,5 @@
 //! The lab panel: for the selected layer, each measured quantity beside the theory's prediction
-//! (`ui::theory`), with a one-line reading.
+//! (`ui::theory`), with a one-line reading when there is room for all of them.
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
@@ -11,7 +11,7 @@ use crate::ui::theme::{Role, Theme};
 use crate::ui::theory::comparisons;
 
 pub fn draw(frame: &mut Frame, area: Rect, state: &RunState, layer: &LayerState, theme: &Theme) {
-    let mut lines = Vec::new();
+    let (mut values, mut lines) = (Vec::new(), Vec::new());
     for row in comparisons(state, layer) {
         let predicted = row.predicted.map_or_else(|| "-".to_string(), |p| num(p, 3));
         let mut spans = vec![Span::styled(format!("{}: ", row.quantity), theme.title())];
@@ -24,8 +24,14 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &RunState, layer: &LayerState,
             Span::styled(" vs ", theme.dim()),
             Span::raw(predicted),
         ]);
+        values.push(Line::from(spans.clone()));
         lines.push(Line::from(spans));
         lines.push(Line::styled(format!("  {}", row.note), theme.dim()));
+    }
+    // Every number matters more than the readings: without room for both, numbers only.
+    let inner = (area.width.saturating_sub(2), area.height.saturating_sub(2));
+    if wrapped_rows(&lines, inner.0) > usize::from(inner.1) {
+        lines = values;
     }
     if lines.is_empty() {
         lines.push(Line::styled(
@@ -47,6 +53,12 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &RunState, layer: &LayerState,
             .block(block),
         area,
     );
+}
+
+/// Rows `lines` take when wrapped at `width` (at least; word wrapping may need a few more).
+fn wrapped_rows(lines: &[Line], width: u16) -> usize {
+    let width = usize::from(width.max(1));
+    lines.iter().map(|l| l.width().div_ceil(width).max(1)).sum()
 }
 
 /// Cells of the probe's bars at full length.
