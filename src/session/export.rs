@@ -7,9 +7,11 @@ use crate::protocol::{BnMode, Event, LayerSnapshot, Snapshot};
 
 use super::reader::{Entry, Kind, Reader};
 
-/// The CSV columns. The last four are channel means of `batch_mean`, `running_mean_pre`,
-/// `batch_var` and `running_var_pre`: empty where the snapshot was recorded summary-only.
-pub const COLUMNS: &str = "step,epoch,time_s,loss,batch_accuracy,lr,layer,mode,momentum,D,r_mean,r_min,r_max,d_mean_abs,d_max_abs,weight_norm,angular_update,effective_lr,max_abs_cos,relu_active,batch_mean,running_mean,batch_var,running_var";
+/// The CSV columns. `batch_mean` to `running_var` are channel means of `batch_mean`,
+/// `running_mean_pre`, `batch_var` and `running_var_pre`: empty where the snapshot was recorded
+/// summary-only. `radial_fraction` (format 1.3) came last, so older columns kept their places;
+/// NaN for older recordings.
+pub const COLUMNS: &str = "step,epoch,time_s,loss,batch_accuracy,lr,layer,mode,momentum,D,r_mean,r_min,r_max,d_mean_abs,d_max_abs,weight_norm,angular_update,effective_lr,max_abs_cos,relu_active,batch_mean,running_mean,batch_var,running_var,radial_fraction";
 
 /// Polls per call while reading the file to its end.
 const POLL_BUDGET: usize = 64 << 20;
@@ -160,7 +162,7 @@ fn write_row(
             None => write!(out, ",")?,
         }
     }
-    writeln!(out)
+    writeln!(out, ",{}", m.radial_fraction)
 }
 
 fn channel_mean(xs: &[f32]) -> Option<f32> {
@@ -206,6 +208,6 @@ mod tests {
         assert_eq!(channel_mean(&[1.0, 2.0, 4.5]), Some(2.5));
         assert!(channel_mean(&[1.0, f32::NAN]).is_some_and(f32::is_nan));
         assert_eq!(format!("{}", f32::NEG_INFINITY), "-inf");
-        assert_eq!(COLUMNS.split(',').count(), 24);
+        assert_eq!(COLUMNS.split(',').count(), 25);
     }
 }
