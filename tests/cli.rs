@@ -102,6 +102,8 @@ fn bad_arguments_exit_2_with_a_one_line_error() {
         (&["--data", "/no/such/dir"], "/no/such/dir"),
         (&["--lr", "fast"], "--lr"),
         (&["--data-order", "sorted"], "class_sorted"),
+        (&["--precise-samples", "0"], "--precise-samples"),
+        (&["--lab-every", "often"], "--lab-every"),
     ];
     for (args, mentions) in cases {
         let mut full = vec!["train", "--headless", "--steps", "1"];
