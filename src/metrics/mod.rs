@@ -15,6 +15,7 @@ pub mod correlated;
 pub mod drift;
 pub mod ema;
 pub mod moments;
+pub mod phantom;
 pub mod relu;
 pub mod weights;
 
