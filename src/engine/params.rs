@@ -12,7 +12,6 @@ pub trait BlockParams {
     fn weight(&self) -> Vec<f32>;
     fn gamma(&self) -> Vec<f32>;
     fn beta(&self) -> Vec<f32>;
-    fn running_mean(&self) -> Vec<f32>;
     fn running_var(&self) -> Vec<f32>;
     /// Overwrites the running statistics (PreciseBN); `var` as stored: unbiased.
     fn set_running_stats(&mut self, mean: &[f32], var: &[f32]);
@@ -45,9 +44,6 @@ impl<const I: usize, const O: usize> BlockParams for ConvBn<I, O, f32, Cpu> {
     }
     fn beta(&self) -> Vec<f32> {
         to_host(&self.bn.bias)
-    }
-    fn running_mean(&self) -> Vec<f32> {
-        to_host(&self.bn.running_mean)
     }
     fn running_var(&self) -> Vec<f32> {
         to_host(&self.bn.running_var)
