@@ -13,6 +13,7 @@ use super::conv::Im2colCache;
 use super::forward::{Activations, PassConfig};
 use super::host::{from_host, to_host};
 use super::model::{one_hot, BlockSpec, ConvBn, Net, BLOCKS, CLASSES};
+use crate::metrics::bias::cancellation_ratio;
 use crate::metrics::drift::rms;
 use crate::metrics::moments::channel_moments;
 use crate::protocol::ProbeLayer;
@@ -32,8 +33,8 @@ pub enum ProbeMode {
 pub struct BiasReading {
     /// ∂L/∂b_c = Σ_i ∂L/∂h_ic.
     pub bias: Vec<f32>,
-    /// Σ_i |∂L/∂h_ic|: what the sum cancels down from.
-    pub abs_sum: Vec<f64>,
+    /// max_c |Σ_i ∂L/∂h_ic| / Σ_i |∂L/∂h_ic| (`metrics::bias::cancellation_ratio`).
+    pub cancellation: f64,
     /// ∂L/∂β_c in the same pass.
     pub beta: Vec<f32>,
     pub gamma: Vec<f32>,
@@ -47,15 +48,6 @@ impl BiasReading {
         (0..self.bias.len())
             .map(|c| f64::from(self.gamma[c]) / self.sigma[c] * f64::from(self.beta[c]))
             .collect()
-    }
-
-    /// max_c |Σ_i ∂L/∂h_ic| / Σ_i |∂L/∂h_ic|.
-    pub fn cancellation(&self) -> f64 {
-        self.bias
-            .iter()
-            .zip(&self.abs_sum)
-            .map(|(&b, &s)| if s > 0.0 { f64::from(b).abs() / s } else { 0.0 })
-            .fold(0.0, f64::max)
     }
 }
 
@@ -98,10 +90,10 @@ impl<const I: usize, const O: usize> ConvBn<I, O, f32, Cpu> {
             let dh = to_host(&grads.get(&h_handle));
             BiasReading {
                 bias: to_host(&grads.get(&bias)),
-                abs_sum: dh
+                cancellation: dh
                     .chunks_exact(dh.len() / O)
-                    .map(|ch| ch.iter().map(|g| f64::from(g.abs())).sum())
-                    .collect(),
+                    .map(cancellation_ratio)
+                    .fold(0.0, f64::max),
                 beta: to_host(&grads.get(&beta)),
                 gamma,
                 sigma,
@@ -165,7 +157,7 @@ impl<const IN: usize> Net<IN, f32, Cpu> {
             .zip(stop.iter().zip(&eval))
             .map(|(train, (stop, eval))| ProbeLayer {
                 train: rms(&widen(&train.bias)),
-                train_cancellation: train.cancellation(),
+                train_cancellation: train.cancellation,
                 stop_gradient: rms(&widen(&stop.bias)),
                 stop_gradient_predicted: rms(&stop.predicted()),
                 eval: rms(&widen(&eval.bias)),
