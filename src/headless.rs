@@ -17,23 +17,29 @@ pub struct Outcome {
     /// First evaluation whose running-statistics accuracy reached `target_accuracy`: (step, seconds).
     pub reached_target: Option<(u64, f64)>,
     pub best_running_accuracy: Option<(f32, u64)>,
+    /// Why the JSON output stopped (its reader went away, or the disk is full): the run was then
+    /// stopped and recorded to its end.
+    pub output_error: Option<std::io::Error>,
 }
 
 /// Reads events until `End` (or the engine goes away), recording each. `json` receives every event
-/// as one line;
-/// `progress` receives the human-readable progress and summary lines.
+/// as one line; if writing it fails, `stop` is called once and the run is still recorded to its
+/// end. `progress` receives the human-readable progress and summary lines, best effort: a closed
+/// stderr must not end a run.
 pub fn consume(
     events: &Receiver<Event>,
     mut json: Option<&mut dyn Write>,
     recorder: &mut Recorder,
     progress: &mut dyn Write,
     target_accuracy: f32,
-) -> std::io::Result<Outcome> {
+    stop: &mut dyn FnMut(),
+) -> Outcome {
     let mut outcome = Outcome {
         end: None,
         last_eval: None,
         reached_target: None,
         best_running_accuracy: None,
+        output_error: None,
     };
     let mut last_snapshot: Option<Snapshot> = None;
     let mut last_print = Instant::now();
@@ -41,8 +47,14 @@ pub fn consume(
     for event in events.iter() {
         recorder.record(&event);
         if let Some(out) = json.as_deref_mut() {
-            serde_json::to_writer(&mut *out, &event)?;
-            out.write_all(b"\n")?;
+            let written = serde_json::to_writer(&mut *out, &event)
+                .map_err(std::io::Error::from)
+                .and_then(|()| out.write_all(b"\n"));
+            if let Err(e) = written {
+                outcome.output_error = Some(e);
+                json = None;
+                stop();
+            }
         }
         match event {
             Event::Snapshot(s) => {
@@ -68,7 +80,7 @@ pub fn consume(
                 break;
             }
             Event::Header(h) => {
-                writeln!(
+                let _ = writeln!(
                     progress,
                     "bntop: training on {} ({} train / {} held-out images, {}x{}x{}), batch {}, {:?} lr {}, BN momentum {}",
                     h.data.name,
@@ -81,7 +93,7 @@ pub fn consume(
                     h.config.optimizer.kind,
                     h.config.optimizer.lr,
                     h.config.bn_momentum
-                )?;
+                );
             }
             Event::Control(_)
             | Event::Marker(_)
@@ -91,13 +103,13 @@ pub fn consume(
             | Event::Unknown => {}
         }
         if last_print.elapsed() >= PROGRESS_EVERY {
-            write_progress(progress, last_snapshot.as_ref(), &outcome, &rate)?;
+            write_progress(progress, last_snapshot.as_ref(), &outcome, &rate);
             last_print = Instant::now();
         }
     }
-    write_progress(progress, last_snapshot.as_ref(), &outcome, &rate)?;
-    writeln!(progress, "{}", summary(&outcome, target_accuracy))?;
-    Ok(outcome)
+    write_progress(progress, last_snapshot.as_ref(), &outcome, &rate);
+    let _ = writeln!(progress, "{}", summary(&outcome, target_accuracy));
+    outcome
 }
 
 fn write_progress(
@@ -105,14 +117,10 @@ fn write_progress(
     snapshot: Option<&Snapshot>,
     outcome: &Outcome,
     rate: &RateMeter,
-) -> std::io::Result<()> {
-    match snapshot {
-        Some(s) => writeln!(
-            out,
-            "{}",
-            progress_line(s, outcome.last_eval.as_ref(), rate.per_second())
-        ),
-        None => Ok(()),
+) {
+    if let Some(s) = snapshot {
+        let line = progress_line(s, outcome.last_eval.as_ref(), rate.per_second());
+        let _ = writeln!(out, "{line}");
     }
 }
 

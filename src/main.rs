@@ -68,15 +68,9 @@ fn main() -> ExitCode {
                 .socket
                 .clone()
                 .unwrap_or_else(remote::wire::default_socket);
-            remote::bridge::run(&socket).map_err(|e| Failure(2, e))
+            remote::bridge::run(&socket).map_err(Failure::BadInput)
         }
         None => train(&cli.train),
     };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(Failure(code, message)) => {
-            eprintln!("bntop: {message}");
-            ExitCode::from(code)
-        }
-    }
+    result.map_or_else(Failure::exit, |()| ExitCode::SUCCESS)
 }

@@ -127,7 +127,7 @@ fn bandwidth(plan: &Plan, data: &DataSet, out: &mut dyn Write) -> Result<(), Str
         color: ColorMode::Ansi256,
         ..options
     });
-    let engine = engine::spawn(TrainConfig::default(), data.clone())?;
+    let engine = engine::spawn(TrainConfig::default(), data.clone()).map_err(|e| e.to_string())?;
     let (mut terminal, bytes) = terminal(120, 40)?;
     let mut app = App::new();
     let interval = options.frame_interval();

@@ -34,7 +34,7 @@ fn measure(
         lab_every: setting.lab_every,
         ..TrainConfig::default()
     };
-    let engine = engine::spawn(cfg, data.clone())?;
+    let engine = engine::spawn(cfg, data.clone()).map_err(|e| e.to_string())?;
     let (mut start, mut end) = (None, None);
     let (mut timed, mut with_layers) = (0u64, 0u64);
     for event in engine.events.iter() {

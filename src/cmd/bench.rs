@@ -47,8 +47,7 @@ pub struct BenchSessionArgs {
 
 pub fn run_bench(args: &BenchArgs) -> Result<(), Failure> {
     if args.steps == 0 || args.rounds == 0 || args.batches.is_empty() {
-        return Err(Failure(
-            2,
+        return Err(Failure::BadInput(
             "--steps, --rounds and --batches must be non-empty and positive".into(),
         ));
     }
@@ -59,7 +58,7 @@ pub fn run_bench(args: &BenchArgs) -> Result<(), Failure> {
         rounds: args.rounds,
         batches: args.batches.clone(),
     };
-    bench::training::run(&plan, &data, &mut std::io::stdout()).map_err(|e| Failure(1, e))
+    bench::training::run(&plan, &data, &mut std::io::stdout()).map_err(Failure::Failed)
 }
 
 pub fn run_bench_dashboard(args: &BenchDashboardArgs) -> Result<(), Failure> {
@@ -69,8 +68,7 @@ pub fn run_bench_dashboard(args: &BenchDashboardArgs) -> Result<(), Failure> {
         || !valid(args.warmup)
         || !(valid(args.seconds) && args.seconds > 0.0)
     {
-        return Err(Failure(
-            2,
+        return Err(Failure::BadInput(
             "--frames, --history and --seconds must be positive, --warmup >= 0".into(),
         ));
     }
@@ -81,13 +79,12 @@ pub fn run_bench_dashboard(args: &BenchDashboardArgs) -> Result<(), Failure> {
         warmup_s: args.warmup,
         seconds: args.seconds,
     };
-    bench::dashboard::run(&plan, &data, &mut std::io::stdout()).map_err(|e| Failure(1, e))
+    bench::dashboard::run(&plan, &data, &mut std::io::stdout()).map_err(Failure::Failed)
 }
 
 pub fn run_bench_session(args: &BenchSessionArgs) -> Result<(), Failure> {
     if args.megabytes == 0 || args.seeks == 0 {
-        return Err(Failure(
-            2,
+        return Err(Failure::BadInput(
             "--megabytes and --seeks must be positive".into(),
         ));
     }
@@ -95,5 +92,5 @@ pub fn run_bench_session(args: &BenchSessionArgs) -> Result<(), Failure> {
         target_bytes: args.megabytes * 1_000_000,
         seeks: args.seeks,
     };
-    bench::session::run(&plan, &mut std::io::stdout()).map_err(|e| Failure(1, e))
+    bench::session::run(&plan, &mut std::io::stdout()).map_err(Failure::Failed)
 }

@@ -52,12 +52,12 @@ pub struct BridgeArgs {
 
 pub fn serve(args: &ServeArgs) -> Result<(), Failure> {
     let config = args.train.config();
-    config.validate().map_err(|e| Failure(2, e))?;
+    config.validate().map_err(Failure::BadInput)?;
     let data = load_data(args.train.data.as_deref())?;
     let recorder = recorder(&args.train)?;
     let recording = recorder.status().path;
-    let engine = engine::spawn(config, data).map_err(|e| Failure(2, e))?;
-    let hub = remote::hub::spawn(engine, recorder).map_err(|e| Failure(1, e))?;
+    let engine = engine::spawn(config, data)?;
+    let hub = remote::hub::spawn(engine, recorder).map_err(Failure::Failed)?;
     let options = remote::server::ServeOptions {
         socket: args
             .socket
@@ -72,7 +72,7 @@ pub fn serve(args: &ServeArgs) -> Result<(), Failure> {
         Err(e) => {
             let _ = hub.inbox.send(remote::hub::HubMessage::Stop);
             let _ = hub.thread.join();
-            return Err(Failure(2, e));
+            return Err(Failure::BadInput(e));
         }
     };
     eprintln!(
@@ -91,30 +91,31 @@ pub fn serve(args: &ServeArgs) -> Result<(), Failure> {
         eprintln!("bntop serve: signal {signal}: stopping training");
         let _ = inbox.send(remote::hub::HubMessage::Stop);
     })
-    .map_err(|e| Failure(1, e))?;
+    .map_err(Failure::Failed)?;
     let end = hub
         .thread
         .join()
-        .map_err(|_| Failure(1, "the hub thread panicked".into()))?;
+        .map_err(|_| Failure::Failed("the hub thread panicked".into()))?;
     drop(server);
     match end.map(|e| (e.reason, e.step, e.message)) {
         Some((EndReason::Completed | EndReason::Quit, step, _)) => {
             eprintln!("bntop serve: run ended at step {step}");
             Ok(())
         }
-        Some((_, _, message)) => Err(Failure(
-            1,
+        Some((_, _, message)) => Err(Failure::Failed(
             message.unwrap_or_else(|| "training failed".into()),
         )),
-        None => Err(Failure(1, "the run stopped without an end record".into())),
+        None => Err(Failure::Failed(
+            "the run stopped without an end record".into(),
+        )),
     }
 }
 
 pub fn attach(args: &AttachArgs) -> Result<(), Failure> {
     let target =
-        remote::client::Target::parse(args.target.as_deref()).map_err(|e| Failure(2, e))?;
+        remote::client::Target::parse(args.target.as_deref()).map_err(Failure::BadInput)?;
     let connection = remote::client::connect(&target, args.token.clone(), args.readonly)
-        .map_err(|e| Failure(2, e))?;
+        .map_err(Failure::BadInput)?;
     let mut options = args.dashboard.options();
     options.readonly = args.readonly;
     let result = ui::run(
@@ -128,6 +129,6 @@ pub fn attach(args: &AttachArgs) -> Result<(), Failure> {
         let _ = child.kill();
         let _ = child.wait();
     }
-    let outcome = result.map_err(|e| Failure(1, e))?;
+    let outcome = result.map_err(Failure::Failed)?;
     exit_after_signal(&outcome)
 }

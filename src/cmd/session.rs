@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use bntop::session;
+use bntop::session::{self, SessionError};
 use bntop::ui;
 use bntop::ui::keys::Context;
 
@@ -38,7 +38,7 @@ pub struct ExportArgs {
 }
 
 pub fn replay(args: &ReplayArgs) -> Result<(), Failure> {
-    let replay = session::replay::spawn(&args.file, args.follow).map_err(|e| Failure(2, e))?;
+    let replay = session::replay::spawn(&args.file, args.follow).map_err(Failure::BadInput)?;
     let result = ui::run(
         &replay.feed,
         &replay.commands,
@@ -50,35 +50,38 @@ pub fn replay(args: &ReplayArgs) -> Result<(), Failure> {
     let skipped = replay
         .thread
         .join()
-        .map_err(|_| Failure(1, "the replay thread panicked".into()))?;
+        .map_err(|_| Failure::Failed("the replay thread panicked".into()))?;
     if skipped.lines > 0 {
         let last = skipped.last_problem.unwrap_or_default();
-        eprintln!(
+        let _ = writeln!(
+            std::io::stderr(),
             "bntop: {}: skipped {} bad lines (last: {last})",
             args.file.display(),
             skipped.lines
         );
     }
-    let outcome = result.map_err(|e| Failure(1, e))?;
+    let outcome = result.map_err(Failure::Failed)?;
     exit_after_signal(&outcome)
 }
 
 pub fn export(args: &ExportArgs) -> Result<(), Failure> {
-    let mut reader = session::reader::Reader::open(&args.file).map_err(|e| Failure(2, e))?;
+    let mut reader = session::reader::Reader::open(&args.file).map_err(Failure::BadInput)?;
     let stdout = std::io::stdout();
     let mut out: Box<dyn Write> = match &args.output {
         Some(path) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(path)
-                .map_err(|e| Failure(2, format!("cannot create {}: {e}", path.display())))?,
+                .map_err(|e| Failure::BadInput(format!("cannot create {}: {e}", path.display())))?,
         )),
         None => Box::new(std::io::BufWriter::new(stdout.lock())),
     };
-    let stats = session::export::write_csv(&mut reader, args.layer.as_deref(), &mut out)
-        .map_err(|e| Failure(2, e))?;
-    out.flush()
-        .map_err(|e| Failure(1, format!("cannot write the CSV: {e}")))?;
+    let stats = session::export::write_csv(&mut reader, args.layer.as_deref(), &mut out)?;
+    out.flush().map_err(|source| SessionError::Write {
+        what: "the CSV".into(),
+        source,
+    })?;
     if stats.skipped_lines > 0 {
-        eprintln!(
+        let _ = writeln!(
+            std::io::stderr(),
             "bntop: {}: skipped {} bad lines",
             args.file.display(),
             stats.skipped_lines

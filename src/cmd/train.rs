@@ -169,10 +169,10 @@ impl TrainArgs {
 
 pub fn train(args: &TrainArgs) -> Result<(), Failure> {
     let config = args.config();
-    config.validate().map_err(|e| Failure(2, e))?;
+    config.validate().map_err(Failure::BadInput)?;
     let data = load_data(args.data.as_deref())?;
     let mut recorder = recorder(args)?;
-    let engine = engine::spawn(config, data).map_err(|e| Failure(2, e))?;
+    let engine = engine::spawn(config, data)?;
     if !args.headless {
         return dashboard(engine, recorder, &args.dashboard);
     }
@@ -181,37 +181,40 @@ pub fn train(args: &TrainArgs) -> Result<(), Failure> {
     let stdout = std::io::stdout();
     let mut json_out = std::io::BufWriter::new(stdout.lock());
     let json: Option<&mut dyn Write> = if args.json { Some(&mut json_out) } else { None };
+    // The JSON reader going away (`| head`) or a full disk stops the run, recorded to its end.
+    let quit = engine.controls.clone();
     let outcome = headless::consume(
         &engine.events,
         json,
         &mut recorder,
         &mut std::io::stderr(),
         0.97,
-    )
-    .map_err(|e| Failure(1, format!("cannot write output: {e}")))?;
-    json_out
-        .flush()
-        .map_err(|e| Failure(1, format!("cannot write output: {e}")))?;
+        &mut || {
+            let _ = quit.send(bntop::protocol::Control::Quit);
+        },
+    );
+    let flushed = json_out.flush();
     drop(engine.controls);
     engine
         .thread
         .join()
-        .map_err(|_| Failure(1, "the training thread panicked".into()))?;
+        .map_err(|_| Failure::Failed("the training thread panicked".into()))?;
+    if let Some(error) = outcome.output_error.or(flushed.err()) {
+        return Err(Failure::writing("the event stream", error));
+    }
     let signal = stopped_by.load(std::sync::atomic::Ordering::SeqCst);
     if signal != 0 {
-        return Err(Failure(
-            128 + signal as u8,
-            format!("stopped by signal {signal}; the run ended cleanly"),
-        ));
+        return Err(Failure::Signal {
+            signal,
+            message: format!("stopped by signal {signal}; the run ended cleanly"),
+        });
     }
     match outcome.end.map(|e| (e.reason, e.message)) {
         Some((EndReason::Completed | EndReason::Quit, _)) => Ok(()),
-        Some((_, message)) => Err(Failure(
-            1,
+        Some((_, message)) => Err(Failure::Failed(
             message.unwrap_or_else(|| "training failed".into()),
         )),
-        None => Err(Failure(
-            1,
+        None => Err(Failure::Failed(
             "the training thread stopped without an end record".into(),
         )),
     }
@@ -222,7 +225,7 @@ pub fn dashboard(
     recorder: Recorder,
     args: &DashboardArgs,
 ) -> Result<(), Failure> {
-    let relay = live::spawn(engine, recorder).map_err(|e| Failure(1, e))?;
+    let relay = live::spawn(engine, recorder).map_err(Failure::Failed)?;
     let result = ui::run(&relay.feed, &relay.commands, args.options(), Context::Live);
     // Closing the command channel tells the relay to stop training and finish the recording.
     drop(relay.commands);
@@ -230,12 +233,11 @@ pub fn dashboard(
     let end = relay
         .thread
         .join()
-        .map_err(|_| Failure(1, "the relay thread panicked".into()))?;
-    let outcome = result.map_err(|e| Failure(1, e))?;
+        .map_err(|_| Failure::Failed("the relay thread panicked".into()))?;
+    let outcome = result.map_err(Failure::Failed)?;
     exit_after_signal(&outcome)?;
     match end.map(|e| (e.reason, e.message)).or(outcome.end) {
-        Some((EndReason::Diverged | EndReason::Error, message)) => Err(Failure(
-            1,
+        Some((EndReason::Diverged | EndReason::Error, message)) => Err(Failure::Failed(
             message.unwrap_or_else(|| "training failed".into()),
         )),
         _ => Ok(()),
@@ -257,7 +259,7 @@ pub fn recorder(args: &TrainArgs) -> Result<Recorder, Failure> {
             session::default_path(std::path::Path::new("sessions"), now)
         }
     };
-    Recorder::create(&path).map_err(|e| Failure(2, e))
+    Recorder::create(&path).map_err(Failure::BadInput)
 }
 
 fn parse_data_order(name: &str) -> Result<DataOrder, String> {
@@ -278,6 +280,6 @@ fn stop_on_signals(
         cell.store(signal, std::sync::atomic::Ordering::SeqCst);
         let _ = controls.send(bntop::protocol::Control::Quit);
     })
-    .map_err(|e| Failure(1, e))?;
+    .map_err(Failure::Failed)?;
     Ok(stopped_by)
 }

@@ -5,6 +5,7 @@ pub mod batchnorm;
 mod config;
 pub mod conv;
 pub mod data;
+mod error;
 mod evaluate;
 pub mod folding;
 pub mod forward;
@@ -24,6 +25,7 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{Receiver, Sender};
 
 pub use config::TrainConfig;
+pub use error::EngineError;
 use outbox::Outbox;
 use publisher::Publisher;
 use trainer::Trainer;
@@ -41,22 +43,22 @@ pub struct EngineHandle {
 }
 
 /// Checks the configuration and the data, standardises the data and starts training.
-pub fn spawn(cfg: TrainConfig, mut data: data::DataSet) -> Result<EngineHandle, String> {
-    cfg.validate()?;
+pub fn spawn(cfg: TrainConfig, mut data: data::DataSet) -> Result<EngineHandle, EngineError> {
+    cfg.validate().map_err(EngineError::Config)?;
     if data.train.len() < cfg.batch_size {
-        return Err(format!(
+        return Err(EngineError::Config(format!(
             "--batch {} is larger than the {} training images of {}",
             cfg.batch_size,
             data.train.len(),
             data.source
-        ));
+        )));
     }
     let channels = data.train.channels;
     if channels != 1 && channels != 3 {
-        return Err(format!(
-            "{}: images with {channels} channels are not supported (1 or 3)",
-            data.source
-        ));
+        return Err(EngineError::Data(data::DataError {
+            path: data.source.clone().into(),
+            problem: format!("images with {channels} channels are not supported (1 or 3)"),
+        }));
     }
     data.standardise();
     let (event_tx, events) = crossbeam_channel::bounded(EVENT_CHANNEL_CAP);
@@ -68,7 +70,10 @@ pub fn spawn(cfg: TrainConfig, mut data: data::DataSet) -> Result<EngineHandle, 
             1 => Trainer::<1>::new(cfg, data, outbox, control_rx).run(),
             _ => Trainer::<3>::new(cfg, data, outbox, control_rx).run(),
         })
-        .map_err(|e| format!("cannot start the training thread: {e}"))?;
+        .map_err(|source| EngineError::Thread {
+            what: "training",
+            source,
+        })?;
     Ok(EngineHandle {
         events,
         controls,

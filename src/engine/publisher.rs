@@ -14,6 +14,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::layer_snapshot::BlockStep;
 use super::outbox::Outbox;
+use super::EngineError;
 use crate::protocol::{Event, Snapshot};
 
 /// Steps waiting for their metrics beyond which new steps go out without them.
@@ -40,14 +41,17 @@ pub struct Publisher {
 }
 
 impl Publisher {
-    pub fn spawn(outbox: Outbox) -> Result<Publisher, String> {
+    pub fn spawn(outbox: Outbox) -> Result<Publisher, EngineError> {
         let (tx, rx) = crossbeam_channel::unbounded();
         let disconnected = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&disconnected);
         let thread = std::thread::Builder::new()
             .name("bntop-publisher".into())
             .spawn(move || publish(rx, outbox, &flag))
-            .map_err(|e| format!("cannot start the publishing thread: {e}"))?;
+            .map_err(|source| EngineError::Thread {
+                what: "publishing",
+                source,
+            })?;
         Ok(Publisher {
             tx,
             disconnected,

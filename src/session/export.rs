@@ -6,6 +6,7 @@ use std::io::{BufWriter, Write};
 use crate::protocol::{BnMode, Event, LayerSnapshot, Snapshot};
 
 use super::reader::{Entry, Kind, Reader};
+use super::SessionError;
 
 /// The CSV columns. `batch_mean` to `running_var` are channel means of `batch_mean`,
 /// `running_mean_pre`, `batch_var` and `running_var_pre`: empty where the snapshot was recorded
@@ -33,10 +34,17 @@ pub fn write_csv(
     reader: &mut Reader,
     layer: Option<&str>,
     out: &mut dyn Write,
-) -> Result<ExportStats, String> {
-    while !reader.poll(POLL_BUDGET)?.at_end {}
+) -> Result<ExportStats, SessionError> {
+    while !reader
+        .poll(POLL_BUDGET)
+        .map_err(SessionError::Input)?
+        .at_end
+    {}
     let file = reader.path().display().to_string();
-    let write_err = |e: std::io::Error| format!("cannot write the CSV of {file}: {e}");
+    let write_err = |source| SessionError::Write {
+        what: format!("the CSV of {file}"),
+        source,
+    };
     let mut names: Vec<String> = reader
         .header()
         .map(|h| h.layers.iter().map(|l| l.name.clone()).collect())
@@ -52,7 +60,9 @@ pub fn write_csv(
         if names.is_empty() {
             names = unnamed_layers(reader, &snapshots);
         }
-        selected = Some(resolve_layer(&names, wanted).map_err(|e| format!("{file}: {e}"))?);
+        let layer = resolve_layer(&names, wanted)
+            .map_err(|e| SessionError::NoSuchLayer(format!("{file}: {e}")))?;
+        selected = Some(layer);
     }
     let mut out = BufWriter::with_capacity(1 << 16, out);
     writeln!(out, "{COLUMNS}").map_err(write_err)?;
