@@ -55,7 +55,11 @@ fn export_with_stderr_on_the_same_closed_pipe_does_not_panic() {
     read.read_exact(&mut first).expect("read 100 bytes");
     drop(read);
     let status = child.wait().expect("wait");
-    assert_eq!(status.code(), Some(0), "no panic (101), no bad-input code (2)");
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "no panic (101), no bad-input code (2)"
+    );
 }
 
 #[test]
@@ -92,7 +96,14 @@ fn a_headless_json_stream_whose_reader_goes_away_stops_the_run_and_records_its_e
     let dir = tempfile::tempdir().expect("tempdir");
     let recording = dir.path().join("run.jsonl");
     let mut child = bntop()
-        .args(["train", "--headless", "--json", "--steps", "100000", "--record"])
+        .args([
+            "train",
+            "--headless",
+            "--json",
+            "--steps",
+            "100000",
+            "--record",
+        ])
         .arg(&recording)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -790,7 +790,9 @@ fn csv_export_has_one_row_per_snapshot_and_layer() {
             .all(|r| r.split(',').nth(6) == Some("block2")));
     }
     let mut reader = Reader::open(&path).expect("open");
-    let err = write_csv(&mut reader, Some("block9"), &mut Vec::new()).expect_err("unknown");
+    let err = write_csv(&mut reader, Some("block9"), &mut Vec::new())
+        .expect_err("unknown")
+        .to_string();
     assert!(
         err.contains("block1, block2, block3") && err.contains("run.jsonl"),
         "{err}"
