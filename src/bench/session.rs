@@ -81,7 +81,7 @@ fn record(path: &Path, target_bytes: u64) -> Result<u64, String> {
         snapshot_interval_s: 0.0,
         channel_arrays_interval_s: 0.0,
     };
-    let mut writer = SessionWriter::create(path, policy)?;
+    let mut writer = SessionWriter::create(path, policy).map_err(|e| e.to_string())?;
     let io = |e: std::io::Error| format!("cannot write {}: {e}", path.display());
     let mut steps = 0u64;
     let mut chunk = 0u64;
@@ -213,7 +213,7 @@ fn replay_seeks(
     seeks: usize,
     out: &mut dyn Write,
 ) -> Result<(), String> {
-    let replay = crate::session::replay::spawn(path, false)?;
+    let replay = crate::session::replay::spawn(path, false).map_err(|e| e.to_string())?;
     let mut app = App::for_context(Context::Replay);
     let send = |c: ReplayCommand| {
         replay

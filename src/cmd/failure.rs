@@ -62,6 +62,14 @@ impl From<SessionError> for Failure {
                 Failure::BadInput(error.to_string())
             }
             SessionError::Write { what, source } => Failure::writing(&what, source),
+            // The path is an argument; a full disk or a lost thread is the machine's doing.
+            SessionError::Create { ref source, .. } => match source.kind() {
+                io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => {
+                    Failure::Failed(error.to_string())
+                }
+                _ => Failure::BadInput(error.to_string()),
+            },
+            SessionError::Thread(_) => Failure::Failed(error.to_string()),
         }
     }
 }

@@ -38,7 +38,7 @@ pub struct ExportArgs {
 }
 
 pub fn replay(args: &ReplayArgs) -> Result<(), Failure> {
-    let replay = session::replay::spawn(&args.file, args.follow).map_err(Failure::BadInput)?;
+    let replay = session::replay::spawn(&args.file, args.follow)?;
     let result = ui::run(
         &replay.feed,
         &replay.commands,

@@ -259,7 +259,7 @@ pub fn recorder(args: &TrainArgs) -> Result<Recorder, Failure> {
             session::default_path(std::path::Path::new("sessions"), now)
         }
     };
-    Recorder::create(&path).map_err(Failure::BadInput)
+    Ok(Recorder::create(&path)?)
 }
 
 fn parse_data_order(name: &str) -> Result<DataOrder, String> {

@@ -2,6 +2,7 @@
 //! format, a layer it does not have) or the output (the CSV or the recording cannot be written).
 //! The command line turns each into its exit code in one place.
 use std::io;
+use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
@@ -14,4 +15,11 @@ pub enum SessionError {
     /// Writing `what` failed: a closed pipe, a full disk.
     #[error("cannot write {what}: {source}")]
     Write { what: String, source: io::Error },
+    /// A new recording (or its directory) cannot be created: a file already there, no
+    /// permission, a full disk.
+    #[error("cannot create {}: {source}", path.display())]
+    Create { path: PathBuf, source: io::Error },
+    /// The replay thread could not be started.
+    #[error("cannot start the replay thread: {0}")]
+    Thread(io::Error),
 }

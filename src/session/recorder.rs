@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use super::writer::{SessionWriter, DEFAULT_POLICY};
+use super::SessionError;
 use crate::protocol::{Event, RecordingStatus};
 
 pub struct Recorder {
@@ -16,7 +17,7 @@ pub struct Recorder {
 
 impl Recorder {
     /// A recorder writing to a new file at `path`.
-    pub fn create(path: &Path) -> Result<Recorder, String> {
+    pub fn create(path: &Path) -> Result<Recorder, SessionError> {
         let writer = SessionWriter::create(path, DEFAULT_POLICY)?;
         Ok(Recorder {
             writer: Some(writer),

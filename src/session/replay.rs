@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::reader::{Entry, Kind, Reader, Skipped};
+use super::SessionError;
 use crate::protocol::{
     Command, Event, Feed, ReplayCommand, ReplayStatus, MAX_REPLAY_SPEED, MIN_REPLAY_SPEED,
 };
@@ -47,8 +48,8 @@ pub struct Replay {
 }
 
 /// Open `path` (an error here is a bad file: exit 2) and start playing it.
-pub fn spawn(path: &Path, follow: bool) -> Result<Replay, String> {
-    let reader = Reader::open(path)?;
+pub fn spawn(path: &Path, follow: bool) -> Result<Replay, SessionError> {
+    let reader = Reader::open(path).map_err(SessionError::Input)?;
     let (feed_tx, feed) = crossbeam_channel::bounded(4096);
     let (commands, command_rx) = crossbeam_channel::unbounded();
     let file = path.file_name().map_or_else(
@@ -62,7 +63,7 @@ pub fn spawn(path: &Path, follow: bool) -> Result<Replay, String> {
             player.run(&command_rx);
             player.reader.skipped().clone()
         })
-        .map_err(|e| format!("cannot start the replay thread: {e}"))?;
+        .map_err(SessionError::Thread)?;
     Ok(Replay {
         feed,
         commands,

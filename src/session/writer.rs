@@ -9,6 +9,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use super::decimator::Decimator;
+use super::SessionError;
 use crate::protocol::{Event, RecordingPolicy};
 
 pub const DEFAULT_POLICY: RecordingPolicy = RecordingPolicy {
@@ -53,15 +54,21 @@ pub struct SessionWriter {
 
 impl SessionWriter {
     /// Create a new session file (never overwriting one), creating its directory if needed.
-    pub fn create(path: &Path, policy: RecordingPolicy) -> Result<SessionWriter, String> {
+    pub fn create(path: &Path, policy: RecordingPolicy) -> Result<SessionWriter, SessionError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            fs::create_dir_all(dir).map_err(|source| SessionError::Create {
+                path: dir.to_path_buf(),
+                source,
+            })?;
         }
         let file = OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(path)
-            .map_err(|e| format!("cannot create session file {}: {e}", path.display()))?;
+            .map_err(|source| SessionError::Create {
+                path: path.to_path_buf(),
+                source,
+            })?;
         Ok(SessionWriter {
             file,
             path: path.to_path_buf(),
