@@ -52,7 +52,7 @@ pub struct BridgeArgs {
 
 pub fn serve(args: &ServeArgs) -> Result<(), Failure> {
     let config = args.train.config();
-    config.validate().map_err(Failure::BadInput)?;
+    config.validate().map_err(engine::EngineError::Config)?;
     let data = load_data(args.train.data.as_deref())?;
     let recorder = recorder(&args.train)?;
     let recording = recorder.status().path;

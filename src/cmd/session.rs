@@ -65,12 +65,14 @@ pub fn replay(args: &ReplayArgs) -> Result<(), Failure> {
 }
 
 pub fn export(args: &ExportArgs) -> Result<(), Failure> {
-    let mut reader = session::reader::Reader::open(&args.file).map_err(Failure::BadInput)?;
+    let mut reader = session::reader::Reader::open(&args.file).map_err(SessionError::Input)?;
     let stdout = std::io::stdout();
     let mut out: Box<dyn Write> = match &args.output {
         Some(path) => Box::new(std::io::BufWriter::new(
-            std::fs::File::create(path)
-                .map_err(|e| Failure::BadInput(format!("cannot create {}: {e}", path.display())))?,
+            std::fs::File::create(path).map_err(|source| SessionError::Create {
+                path: path.clone(),
+                source,
+            })?,
         )),
         None => Box::new(std::io::BufWriter::new(stdout.lock())),
     };

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 
-use bntop::engine::{self, TrainConfig};
+use bntop::engine::{self, EngineError, TrainConfig};
 use bntop::protocol::{DataOrder, EndReason, OptimizerConfig, OptimizerKind, WeightDecayMode};
 use bntop::session::{self, Recorder};
 use bntop::ui::keys::Context;
@@ -169,7 +169,7 @@ impl TrainArgs {
 
 pub fn train(args: &TrainArgs) -> Result<(), Failure> {
     let config = args.config();
-    config.validate().map_err(Failure::BadInput)?;
+    config.validate().map_err(EngineError::Config)?;
     let data = load_data(args.data.as_deref())?;
     let mut recorder = recorder(args)?;
     let engine = engine::spawn(config, data)?;
