@@ -153,6 +153,71 @@ fn precise_bn_measures_the_class_sorted_variance_ratio_and_recovers_the_populati
     assert_eq!(three_way, 4, "each PreciseBn control evaluates three ways");
 }
 
+/// Issue 11, item 11: switching the order back to `shuffled` mid-epoch takes effect from the
+/// next batch. The rest of the epoch was sorted by class; if it stays sorted, the batches
+/// PreciseBN compares against (the next epoch's worth in the current order) are mostly one class
+/// each and n_eff collapses as under `class_sorted`. Shuffled batches give block3 n_eff of 100+.
+#[test]
+fn switching_back_to_shuffled_mid_epoch_reshuffles_the_rest_of_the_epoch() {
+    let cfg = TrainConfig {
+        max_steps: Some(240),
+        eval_every: 1000,
+        lab_every: 0,
+        ..TrainConfig::default()
+    };
+    let order = |order| Control::SetDataOrder { order };
+    // 1437 training images in batches of 64: epochs of 22 steps; epoch 10 holds steps 221-242.
+    let events = run(
+        cfg,
+        &[
+            (200, Control::PreciseBn),
+            (221, order(DataOrder::ClassSorted)),
+            (223, Control::PreciseBn),
+            (226, order(DataOrder::Shuffled)),
+            (226, Control::PreciseBn),
+        ],
+    );
+    let back = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Control(c) if matches!(c.control, Control::SetDataOrder { .. }) => Some(c.step),
+            _ => None,
+        })
+        .nth(1)
+        .expect("the switch back");
+    let batches_per_epoch = 1437 / 64;
+    let left = batches_per_epoch - back % batches_per_epoch;
+    assert!(
+        (8..batches_per_epoch).contains(&left),
+        "the switch back (after step {back}) must come mid-epoch: {left} batches left"
+    );
+    let reports = populations(&events);
+    assert_eq!(reports.len(), 3);
+    let (before, sorted, after) = (reports[0], reports[1], reports[2]);
+    assert_eq!(
+        (before.order, sorted.order, after.order),
+        (
+            DataOrder::Shuffled,
+            DataOrder::ClassSorted,
+            DataOrder::Shuffled
+        )
+    );
+    let last = |r: &PopulationReport| r.layers[2].n_eff;
+    assert!(
+        last(sorted) < 30.0 && last(before) > 60.0,
+        "block3 n_eff: shuffled {:.1}, class-sorted {:.1}",
+        last(before),
+        last(sorted)
+    );
+    assert!(
+        last(after) > 0.5 * last(before) && last(after) > 4.0 * last(sorted),
+        "block3 n_eff after the switch back {:.1}: shuffled {:.1}, class-sorted {:.1}",
+        last(after),
+        last(before),
+        last(sorted)
+    );
+}
+
 /// BN-METRICS §6-7: the probe's three bars on the real network. In train mode the pre-BN bias
 /// gradient cancels to rounding; with stop-gradient and in eval mode it is (γ/σ)∇β, non-zero.
 #[test]
