@@ -153,6 +153,32 @@ fn precise_bn_measures_the_class_sorted_variance_ratio_and_recovers_the_populati
     assert_eq!(three_way, 4, "each PreciseBn control evaluates three ways");
 }
 
+/// Trains with `cfg` and answers every event with `react`'s controls, so a test can pause the
+/// run and step it exactly (`common::run` sends controls when snapshots arrive, which under load
+/// can land many steps late). Every event, in order, until the end record or two quiet minutes.
+fn drive(cfg: TrainConfig, mut react: impl FnMut(&Event) -> Vec<Control>) -> Vec<Event> {
+    let engine = bntop::engine::spawn(cfg, bntop::engine::data::embedded_digits().expect("digits"))
+        .expect("spawn");
+    let mut events = Vec::new();
+    while let Ok(event) = engine
+        .events
+        .recv_timeout(std::time::Duration::from_secs(120))
+    {
+        for control in react(&event) {
+            engine.controls.send(control).expect("send control");
+        }
+        let end = matches!(event, Event::End(_));
+        events.push(event);
+        if end {
+            break;
+        }
+    }
+    // A paused engine whose controls are gone ends the run.
+    drop(engine.controls);
+    engine.thread.join().expect("engine thread");
+    events
+}
+
 /// Issue 11, item 11: switching the order back to `shuffled` mid-epoch takes effect from the
 /// next batch. The rest of the epoch was sorted by class; if it stays sorted, the batches
 /// PreciseBN compares against (the next epoch's worth in the current order) are mostly one class
@@ -160,37 +186,76 @@ fn precise_bn_measures_the_class_sorted_variance_ratio_and_recovers_the_populati
 #[test]
 fn switching_back_to_shuffled_mid_epoch_reshuffles_the_rest_of_the_epoch() {
     let cfg = TrainConfig {
-        max_steps: Some(240),
         eval_every: 1000,
         lab_every: 0,
         ..TrainConfig::default()
     };
+    // 1437 training images in batches of 64: 22 steps an epoch, a new one after every step
+    // that is a multiple of 22.
+    let epoch = (1437 / 64) as u64;
     let order = |order| Control::SetDataOrder { order };
-    // 1437 training images in batches of 64: epochs of 22 steps; epoch 10 holds steps 221-242.
-    let events = run(
-        cfg,
-        &[
-            (200, Control::PreciseBn),
-            (221, order(DataOrder::ClassSorted)),
-            (223, Control::PreciseBn),
-            (226, order(DataOrder::Shuffled)),
-            (226, Control::PreciseBn),
-        ],
-    );
-    let back = events
+    // Train to step 200, measure the shuffled order, pause; step to an epoch boundary, switch
+    // to class_sorted, train 3 sorted steps, measure; switch back (19 batches of the epoch
+    // left) and measure at once; quit.
+    #[derive(PartialEq)]
+    enum Phase {
+        Training,
+        Pausing,
+        ToEpochStart,
+        Sorted(u32),
+        Done,
+    }
+    let mut phase = Phase::Training;
+    // After the pause lands, each Step gives exactly one snapshot.
+    let at = |step: u64, phase: &mut Phase| -> Vec<Control> {
+        match *phase {
+            Phase::ToEpochStart if step.is_multiple_of(epoch) => {
+                *phase = Phase::Sorted(1);
+                vec![order(DataOrder::ClassSorted), Control::Step]
+            }
+            Phase::ToEpochStart => vec![Control::Step],
+            Phase::Sorted(k) if k < 3 => {
+                *phase = Phase::Sorted(k + 1);
+                vec![Control::Step]
+            }
+            Phase::Sorted(_) => {
+                *phase = Phase::Done;
+                vec![
+                    Control::PreciseBn,
+                    order(DataOrder::Shuffled),
+                    Control::PreciseBn,
+                    Control::Quit,
+                ]
+            }
+            _ => vec![],
+        }
+    };
+    let events = drive(cfg, |event| match event {
+        Event::Snapshot(s) if phase == Phase::Training && s.step >= 200 => {
+            phase = Phase::Pausing;
+            vec![Control::PreciseBn, Control::Pause]
+        }
+        Event::Control(c) if phase == Phase::Pausing && c.control == Control::Pause => {
+            phase = Phase::ToEpochStart;
+            at(c.step, &mut phase)
+        }
+        Event::Snapshot(s) if phase != Phase::Pausing => at(s.step, &mut phase),
+        _ => vec![],
+    });
+    let switches: Vec<u64> = events
         .iter()
         .filter_map(|e| match e {
             Event::Control(c) if matches!(c.control, Control::SetDataOrder { .. }) => Some(c.step),
             _ => None,
         })
-        .nth(1)
-        .expect("the switch back");
-    let batches_per_epoch = 1437 / 64;
-    let left = batches_per_epoch - back % batches_per_epoch;
-    assert!(
-        (8..batches_per_epoch).contains(&left),
-        "the switch back (after step {back}) must come mid-epoch: {left} batches left"
+        .collect();
+    assert_eq!(switches.len(), 2, "{switches:?}");
+    assert_eq!(
+        switches[0] % epoch,
+        0,
+        "class_sorted from an epoch's first batch"
     );
+    assert_eq!(switches[1], switches[0] + 3, "three class-sorted steps");
     let reports = populations(&events);
     assert_eq!(reports.len(), 3);
     let (before, sorted, after) = (reports[0], reports[1], reports[2]);
@@ -201,6 +266,10 @@ fn switching_back_to_shuffled_mid_epoch_reshuffles_the_rest_of_the_epoch() {
             DataOrder::ClassSorted,
             DataOrder::Shuffled
         )
+    );
+    assert_eq!(
+        after.step, switches[1],
+        "measured right after the switch back"
     );
     let last = |r: &PopulationReport| r.layers[2].n_eff;
     assert!(
