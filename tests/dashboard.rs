@@ -2,8 +2,9 @@
 //! into ratatui's TestBackend from a fixed synthetic stream (insta snapshots), at every size.
 use std::time::Instant;
 
-use bntop::protocol::{BnMode, Command, Control, ControlEvent, Event};
-use bntop::ui::app::App;
+use bntop::protocol::{BnMode, Command, Control, ControlEvent, Event, Feed, RecordingStatus};
+use bntop::ui::app::{App, READONLY_NOTICE};
+use bntop::ui::keys::{bindings, Context};
 use bntop::ui::options::{ColorMode, UiOptions};
 use bntop::ui::theme::Theme;
 use bntop::ui::{synthetic, view};
@@ -291,7 +292,95 @@ fn help_swallows_the_key_that_closes_it() {
     press(&mut app, &[key('?'), key('j'), key('j'), key('k')]);
     assert!(app.help);
     assert_eq!((app.help_scroll, app.selected), (1, 0));
+    // q closes the help (as in htop and btop) instead of ending the run; Ctrl-C still quits.
+    assert_eq!(press(&mut app, &[key('q')]), vec![]);
+    assert!(!app.help && !app.quit);
     assert_eq!(press(&mut app, &[key('q')]), vec![Control::Quit]);
+    assert!(app.quit);
+    let mut app = fresh_app();
+    let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
+    assert_eq!(press(&mut app, &[key('?'), ctrl_c]), vec![Control::Quit]);
+    assert!(app.quit);
+}
+
+/// A paused app (so `s` would send a step), read-only or not.
+fn paused_app(readonly: bool) -> App {
+    let mut app = fresh_app();
+    press(&mut app, &[key(' ')]);
+    echo(&mut app, Control::Pause);
+    app.readonly = readonly;
+    app
+}
+
+/// `bntop attach --readonly`: every key that would ask the run for something (a control, or a
+/// prompt that ends in one) sends nothing, opens no prompt and says why; view keys still work.
+#[test]
+fn read_only_viewer_sends_no_control_and_says_so() {
+    let mut refused = 0;
+    for binding in bindings(Context::Live) {
+        for k in binding.keys {
+            let mut writer = paused_app(false);
+            let sent = writer.on_key(&k.press(), Instant::now());
+            let asks_the_run = writer.prompt.is_some()
+                || sent
+                    .iter()
+                    .any(|c| matches!(c, Command::Run(c) if *c != Control::Quit));
+            let mut viewer = paused_app(true);
+            let sent = viewer.on_key(&k.press(), Instant::now());
+            assert!(
+                sent.iter()
+                    .all(|c| *c == Command::Run(Control::Quit) || !matches!(c, Command::Run(_))),
+                "{k:?} sent {sent:?} from a read-only viewer"
+            );
+            assert!(viewer.prompt.is_none(), "{k:?} opened a prompt");
+            assert_eq!(
+                asks_the_run,
+                binding.action.controls_the_run(),
+                "{k:?}: controls_the_run() disagrees with what the key does"
+            );
+            if asks_the_run {
+                assert_eq!(status(&viewer), READONLY_NOTICE, "{k:?}");
+                refused += 1;
+            }
+        }
+    }
+    // t T + = - _ m M ] [ space p s r R o F P a A b
+    assert_eq!(refused, 21);
+    // The report of the issue: typing a momentum used to end in "sent".
+    let mut viewer = paused_app(true);
+    let sent = press(&mut viewer, &typed("m0.5", &[KeyCode::Enter]));
+    assert_eq!(sent, vec![]);
+    assert_eq!(status(&viewer), READONLY_NOTICE);
+    // Keys that only change this dashboard still work.
+    press(&mut viewer, &[key('j'), key('f')]);
+    assert_eq!(viewer.selected, 1);
+    assert!(viewer.frozen.is_some());
+}
+
+/// `w` pauses this process's session file; a dashboard that writes none (an attached viewer,
+/// --no-record) says so instead of sending a command nobody acts on.
+#[test]
+fn w_needs_a_session_file_to_pause() {
+    let mut viewer = fresh_app();
+    assert_eq!(viewer.on_key(&key('w'), Instant::now()), vec![]);
+    assert!(
+        status(&viewer).contains("no session file"),
+        "{}",
+        status(&viewer)
+    );
+    let mut app = fresh_app();
+    let recording = RecordingStatus {
+        path: Some("sessions/x.jsonl".into()),
+        active: true,
+        bytes: 0,
+        error: None,
+    };
+    app.on_feed(&Feed::Recording(recording), Instant::now());
+    assert_eq!(
+        app.on_key(&key('w'), Instant::now()),
+        vec![Command::SetRecording(false)]
+    );
+    assert_eq!(status(&app), "recording paused");
 }
 
 /// The heatmap colours follow the data: the layer switched to EVAL (whose d runs away) uses the

@@ -446,6 +446,18 @@ fn keys_switch_mode_and_momentum_visible_on_screen() {
         "T: every layer EVAL",
     );
 
+    // q with the help open closes the help (as in htop and btop); the run goes on.
+    let help = "keys (any key closes)";
+    t.send_keys(&["?"]);
+    t.wait_for(|s| s.contains(help), "? opens the help");
+    t.send_keys(&["q"]);
+    let closed = t.wait_for(|s| !s.contains(help), "q closes the help");
+    let at = step(&closed).unwrap_or_else(|| panic!("q ended the run\n{closed}"));
+    t.wait_for(
+        |s| step(s).is_some_and(|now| now > at),
+        "training goes on after q closed the help",
+    );
+
     t.send_keys(&["q"]);
     t.assert_exited_and_restored(0);
 }

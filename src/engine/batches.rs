@@ -63,6 +63,11 @@ impl ShuffledBatches {
         false
     }
 
+    /// Shuffle what is left of this epoch (undoing `sort_remaining_by_label`).
+    pub fn shuffle_remaining(&mut self) {
+        self.order[self.cursor..].shuffle(&mut self.rng);
+    }
+
     /// Sort what is left of this epoch by label (stable: the order within a class stays
     /// shuffled), so the coming batches walk through the classes.
     pub fn sort_remaining_by_label(&mut self, labels: &[u8]) {
@@ -102,7 +107,12 @@ impl Batches {
         }
     }
 
+    /// The new order holds from the next batch: leaving `class_sorted` mid-epoch shuffles the
+    /// rest of the epoch, which would otherwise still walk through the classes.
     pub fn set_order(&mut self, order: DataOrder) {
+        if self.order == DataOrder::ClassSorted && order != DataOrder::ClassSorted {
+            self.epochs.shuffle_remaining();
+        }
         self.order = order;
         self.sorted_epoch = None;
     }
@@ -258,6 +268,48 @@ mod tests {
         classes.sort_unstable();
         classes.dedup();
         assert!(classes.len() >= 8, "a shuffled batch mixes the classes");
+    }
+
+    fn classes(labels: &[u8]) -> usize {
+        let mut classes = labels.to_vec();
+        classes.sort_unstable();
+        classes.dedup();
+        classes.len()
+    }
+
+    /// Every order change holds from the next batch, mid-epoch too: into `class_sorted` the next
+    /// batch holds one or two classes; out of it (after some sorted batches) it mixes them again.
+    #[test]
+    fn the_first_batch_after_an_order_switch_is_drawn_in_the_new_order() {
+        let images = digits();
+        let mixed = |order, labels: &[u8]| match order {
+            // Clips repeat each of 64 / CLIP_LEN = 8 images CLIP_LEN times.
+            DataOrder::Clips => classes(labels) >= 5,
+            _ => classes(labels) >= 8,
+        };
+        for from in [DataOrder::Shuffled, DataOrder::Clips, DataOrder::Drifting] {
+            let mut batches = Batches::new(images.len(), 64, 4, from);
+            batches.next(&images);
+            batches.set_order(DataOrder::ClassSorted);
+            let first = batches.next(&images);
+            assert!(classes(&first.labels) <= 2, "{from:?} -> class_sorted");
+        }
+        for to in [DataOrder::Shuffled, DataOrder::Clips, DataOrder::Drifting] {
+            let mut batches = Batches::new(images.len(), 64, 5, DataOrder::Shuffled);
+            batches.next(&images);
+            batches.set_order(DataOrder::ClassSorted);
+            for _ in 0..3 {
+                batches.next(&images);
+            }
+            batches.set_order(to);
+            let first = batches.next(&images);
+            assert!(!first.new_epoch, "the switch came mid-epoch");
+            assert!(
+                mixed(to, &first.labels),
+                "class_sorted -> {to:?}: {:?}",
+                first.labels
+            );
+        }
     }
 
     fn correlation(a: &[f32], b: &[f32]) -> f64 {

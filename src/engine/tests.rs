@@ -330,3 +330,45 @@ fn precise_bn_pools_batch_moments_into_the_training_set_variance() {
     }
     assert_eq!(whole.layers[0].values, len * 64, "8x8 outputs per image");
 }
+
+/// The ε residual on the real network: BN normalises by √(σ²_B + ε), so a filter is scale
+/// invariant only up to ε and its gradient keeps the radial part w_c·g_c = γ_c(∂L/∂γ_c)ε/(σ²_B+ε)
+/// (metrics::weights::epsilon_radial_gradient). Shrinking block2's filters 100-fold (what weight
+/// decay does slowly in a long run) brings σ²_B near ε, and max |cos(w, g)| up with it.
+#[test]
+fn train_mode_weight_gradient_keeps_the_epsilon_radial_part() {
+    for shrink in [1.0f32, 0.01] {
+        let mut f = Fixture::new(6);
+        f.warm_up();
+        f.net.block2.weight = f.net.block2.weight.clone() * shrink;
+        let (seen, grads) = f.step(192, TRAIN, false);
+        let block = f.net.blocks()[1];
+        let channels = block.channels();
+        let (w, gamma) = (block.weight(), block.gamma());
+        let batch = moments::channel_moments(&seen[1].bn_input, channels);
+        let fan_in = w.len() / channels;
+        let mut worst_cos = 0.0f64;
+        for c in 0..channels {
+            let rows = c * fan_in..(c + 1) * fan_in;
+            let (w_c, g_c) = (&w[rows.clone()], &grads[1].weight[rows]);
+            let radial = weights::dot(w_c, g_c);
+            let predicted = weights::epsilon_radial_gradient(
+                f64::from(gamma[c]),
+                f64::from(grads[1].gamma[c]),
+                batch[c].var,
+                block.epsilon(),
+            );
+            // f32 gradients: w·g carries rounding of a few 1e-7 ||w|| ||g|| (2.4e-7 measured),
+            // while the residual itself is 1e-7-1e-5 of it unshrunk and 1e-3-0.06 shrunk.
+            let scale = weights::norm(w_c) * weights::norm(g_c);
+            assert!(
+                (radial - predicted).abs() <= 1e-3 * predicted.abs() + 1e-6 * scale,
+                "shrink {shrink}, channel {c}: w·g {radial:e} vs {predicted:e} (||w|| ||g|| {scale:e})"
+            );
+            worst_cos = worst_cos.max((radial / scale).abs());
+        }
+        if shrink < 1.0 {
+            assert!(worst_cos > 1e-2, "shrunk filters: max |cos| {worst_cos:e}");
+        }
+    }
+}

@@ -32,7 +32,9 @@ pub fn dot(a: &[f32], b: &[f32]) -> f64 {
 }
 
 /// cos(a, b) = a·b/(||a|| ||b||) in [-1, 1]; 0 if either is the zero vector. In train mode
-/// cos(w_c, ∇_{w_c} L) ≈ 0 (≲ 1e-5 in f32): w·∇L = 0 by scale invariance.
+/// cos(w_c, ∇_{w_c} L) is small but not rounding: BN's ε leaves the radial part
+/// [`epsilon_radial_gradient`] (median ~4e-5 in the default run, 1e-2 and more once weight
+/// decay has shrunk the filters so that σ²_B is no longer large next to ε).
 ///
 /// # Panics
 /// If the lengths differ.
@@ -90,6 +92,16 @@ pub fn row_cosines(w: &[f32], g: &[f32], rows: usize) -> Vec<f64> {
         .zip(split_equal(g, rows))
         .map(|(w, g)| cosine(w, g))
         .collect()
+}
+
+/// w_c·∇_{w_c} L for a filter feeding a train-mode BN with ε: γ_c (∂L/∂γ_c) ε/(σ²_B + ε), with
+/// σ²_B the biased batch variance the layer normalises with. Scaling w_c by α scales h - μ_B by
+/// α but √(σ²_B + ε) by less: ∂y/∂α at α = 1 is γ x̂ ε/(σ²_B + ε), and Σ_i (∂L/∂y_i) x̂_i is
+/// ∂L/∂γ. With ε = 0 the layer is scale invariant and this is 0; with ε > 0 the gradient has
+/// this radial part, so cos(w_c, g_c) = it / (||w_c|| ||g_c||). A conv bias does not change it
+/// (the mean subtraction removes it from h - μ_B).
+pub fn epsilon_radial_gradient(gamma: f64, grad_gamma: f64, batch_var: f64, epsilon: f64) -> f64 {
+    gamma * grad_gamma * epsilon / (batch_var + epsilon)
 }
 
 /// Angular update θ_c = angle(w_c before, w_c after) per row (layer value: RMS over rows).
@@ -238,6 +250,84 @@ mod tests {
         );
         assert_eq!(radial_fraction_sgd(lr, 0.0, theta), 0.0);
         assert_eq!(radial_fraction_sgd(lr, wd, 0.0), -1.0);
+    }
+
+    /// One channel of conv + train-mode BN, in f64: h_i = w·x_i + b, y = γ(h - μ_B)/√(σ²_B + ε) + β,
+    /// and a loss that is not linear in y.
+    struct TinyBn {
+        x: Vec<[f64; 3]>,
+        bias: f64,
+        beta: f64,
+        epsilon: f64,
+    }
+
+    impl TinyBn {
+        fn new(epsilon: f64) -> TinyBn {
+            let mut noise = crate::metrics::test_util::Gaussian::new(11);
+            TinyBn {
+                x: (0..6)
+                    .map(|_| [noise.sample(), noise.sample(), noise.sample()])
+                    .collect(),
+                bias: 0.7,
+                beta: 0.1,
+                epsilon,
+            }
+        }
+
+        /// (h_i) and their biased batch variance.
+        fn pre_bn(&self, w: [f64; 3]) -> (Vec<f64>, f64) {
+            let h: Vec<f64> = self
+                .x
+                .iter()
+                .map(|x| w.iter().zip(x).map(|(a, b)| a * b).sum::<f64>() + self.bias)
+                .collect();
+            let n = h.len() as f64;
+            let mean = h.iter().sum::<f64>() / n;
+            let var = h.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
+            (h.iter().map(|v| v - mean).collect(), var)
+        }
+
+        fn loss(&self, w: [f64; 3], gamma: f64) -> f64 {
+            let (centred, var) = self.pre_bn(w);
+            let inv_std = (var + self.epsilon).sqrt().recip();
+            centred
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    let y = gamma * c * inv_std + self.beta;
+                    (i as f64 - 2.5) * y.tanh() + 0.3 * y * y
+                })
+                .sum()
+        }
+    }
+
+    /// w·∇_w L of a train-mode BN layer equals γ(∂L/∂γ)ε/(σ²_B + ε), both gradients by central
+    /// finite differences in f64; with ε = 0 the gradient is orthogonal to w.
+    #[test]
+    fn epsilon_leaves_a_radial_gradient_of_gamma_grad_gamma_eps_over_var_plus_eps() {
+        let (w, gamma, step) = ([0.3, -0.2, 0.5], 1.3, 1e-5);
+        for epsilon in [0.0, 1e-3, 0.05, 0.4] {
+            let layer = TinyBn::new(epsilon);
+            let grad_w: Vec<f64> = (0..3)
+                .map(|k| {
+                    let (mut up, mut down) = (w, w);
+                    up[k] += step;
+                    down[k] -= step;
+                    (layer.loss(up, gamma) - layer.loss(down, gamma)) / (2.0 * step)
+                })
+                .collect();
+            let grad_gamma =
+                (layer.loss(w, gamma + step) - layer.loss(w, gamma - step)) / (2.0 * step);
+            let (_, var) = layer.pre_bn(w);
+            let radial: f64 = w.iter().zip(&grad_w).map(|(a, b)| a * b).sum();
+            let predicted = epsilon_radial_gradient(gamma, grad_gamma, var, epsilon);
+            let grad_norm = grad_w.iter().map(|g| g * g).sum::<f64>().sqrt();
+            assert!(grad_norm > 0.1, "a gradient worth measuring: {grad_norm}");
+            assert_close(radial, predicted, 1e-8);
+            if epsilon > 0.01 {
+                assert!(predicted.abs() > 1e-3, "ε = {epsilon}: {predicted:e}");
+            }
+        }
     }
 
     #[test]

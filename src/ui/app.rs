@@ -3,7 +3,7 @@
 //! run loop sends them to whatever source drives the dashboard.
 use std::time::{Duration, Instant};
 
-use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind};
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 use crate::protocol::{
     BnMode, Command, Control, DataOrder, EndReason, Event, Feed, RecordingStatus, ReplayCommand,
@@ -17,6 +17,8 @@ use super::state::{Notice, RunState};
 pub const MOMENTUM_LADDER: &[f32] = &[
     0.0, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0,
 ];
+/// The footer's answer to a run control pressed in a read-only viewer.
+pub const READONLY_NOTICE: &str = "read-only viewer: controls are not sent";
 /// How long a status message stays up.
 const STATUS_LIFETIME: Duration = Duration::from_secs(6);
 
@@ -220,7 +222,10 @@ impl App {
             match action {
                 Action::SelectNext => self.help_scroll = self.help_scroll.saturating_add(1),
                 Action::SelectPrev => self.help_scroll = self.help_scroll.saturating_sub(1),
-                Action::Quit => return self.on_action(action, now),
+                // Ctrl-C quits from anywhere; q closes the help, as in htop and btop.
+                Action::Quit if key.modifiers.contains(KeyModifiers::CONTROL) => {
+                    return self.on_action(action, now)
+                }
                 // Any other key closes the help, as in htop.
                 _ => self.help = false,
             }
@@ -232,6 +237,11 @@ impl App {
     fn on_action(&mut self, action: Action, now: Instant) -> Vec<Command> {
         if let Some(command) = self.replay_command(action) {
             return command.into_iter().collect();
+        }
+        // Refused before anything else: no prompt, no "sent", no ladder-end or pause hints.
+        if self.readonly && action.controls_the_run() {
+            self.say(READONLY_NOTICE, StatusKind::Error, now);
+            return Vec::new();
         }
         let layers = self.live.layers.len();
         let selected = self.selected.min(layers.saturating_sub(1));
@@ -376,8 +386,25 @@ impl App {
             Action::ApplyPreciseBnAll => controls.push(Control::ApplyPreciseBn { layer: None }),
             Action::PhantomProbe => controls.push(Control::PhantomProbe),
             Action::ToggleRecording => {
-                let active = self.recording.as_ref().is_some_and(|r| r.active);
-                return vec![Command::SetRecording(!active)];
+                // Only a dashboard that writes a session file has one to pause: not one run
+                // with --no-record, after a write failed, or an attached viewer (the server
+                // records).
+                let Some(recording) = self
+                    .recording
+                    .as_ref()
+                    .filter(|r| r.path.is_some() && r.error.is_none())
+                else {
+                    self.say(
+                        "this dashboard writes no session file: nothing to pause",
+                        StatusKind::Error,
+                        now,
+                    );
+                    return Vec::new();
+                };
+                let active = !recording.active;
+                let what = if active { "resumed" } else { "paused" };
+                self.say(format!("recording {what}"), StatusKind::Info, now);
+                return vec![Command::SetRecording(active)];
             }
             // Handled by `replay_command`; in a live run they are not bound.
             Action::ReplayPlayPause
@@ -390,10 +417,6 @@ impl App {
             | Action::ReplaySeek
             | Action::ReplayNextMark
             | Action::ReplayPrevMark => {}
-        }
-        if self.readonly && action != Action::Quit && !controls.is_empty() {
-            self.say("read-only viewer: controls are off", StatusKind::Error, now);
-            return Vec::new();
         }
         if !controls.is_empty() && action != Action::Quit {
             let labels: Vec<String> = controls.iter().map(|c| self.live.describe(c)).collect();

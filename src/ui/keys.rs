@@ -48,6 +48,59 @@ pub enum Action {
     Quit,
 }
 
+impl Action {
+    /// Whether the action asks the run for something (a `Control`, or a prompt that ends in one).
+    /// A read-only viewer refuses these; the rest act on this dashboard alone: the view (`f`
+    /// freezes only what is drawn), the help, quitting (which detaches a viewer), and `w`, which
+    /// pauses the session file this process writes, not the run.
+    pub fn controls_the_run(self) -> bool {
+        match self {
+            Action::ToggleMode
+            | Action::ToggleModeAll
+            | Action::MomentumUp
+            | Action::MomentumDown
+            | Action::MomentumEntry
+            | Action::MomentumEntryAll
+            | Action::LrUp
+            | Action::LrDown
+            | Action::PauseResume
+            | Action::StepOnce
+            | Action::ResetRunning
+            | Action::ResetRunningAll
+            | Action::NextDataOrder
+            | Action::FoldCheck
+            | Action::PreciseBn
+            | Action::ApplyPreciseBn
+            | Action::ApplyPreciseBnAll
+            | Action::PhantomProbe => true,
+            Action::SelectPrev
+            | Action::SelectNext
+            | Action::Freeze
+            | Action::NextChannel
+            | Action::PrevChannel
+            | Action::HeatmapValue
+            | Action::NextPage
+            | Action::PrevPage
+            | Action::ColumnsLeft
+            | Action::ColumnsRight
+            | Action::ToggleRecording
+            | Action::ReplayPlayPause
+            | Action::ReplayFaster
+            | Action::ReplaySlower
+            | Action::ReplayStepForward
+            | Action::ReplayStepBack
+            | Action::ReplayStart
+            | Action::ReplayEnd
+            | Action::ReplaySeek
+            | Action::ReplayNextMark
+            | Action::ReplayPrevMark
+            | Action::Help
+            | Action::Close
+            | Action::Quit => false,
+        }
+    }
+}
+
 /// Where a binding applies: a live run takes run controls, a replay takes replay controls, and
 /// the view keys work in both (so one key can mean "pause" live and "play/pause" in a replay).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -131,9 +184,9 @@ pub const BINDINGS: &[Binding] = &[
     Binding { context: Replay, keys: &[Char(':')], action: Action::ReplaySeek, help: "type a step to seek to", footer: Some(": seek") },
     Binding { context: Replay, keys: &[Char('n')], action: Action::ReplayNextMark, help: "jump to the next control event or marker", footer: Some("nN marks") },
     Binding { context: Replay, keys: &[Char('N')], action: Action::ReplayPrevMark, help: "jump to the previous control event or marker", footer: None },
-    Binding { context: Both, keys: &[Char('?')], action: Action::Help, help: "this help (j/k scroll it)", footer: Some("? help") },
+    Binding { context: Both, keys: &[Char('?')], action: Action::Help, help: "this help (j/k scroll it; q, Esc or any other key closes it)", footer: Some("? help") },
     Binding { context: Both, keys: &[Esc], action: Action::Close, help: "close the help or cancel typing", footer: None },
-    Binding { context: Both, keys: &[Char('q'), Ctrl('c')], action: Action::Quit, help: "quit (a live run stops and ends cleanly)", footer: Some("q quit") },
+    Binding { context: Both, keys: &[Char('q'), Ctrl('c')], action: Action::Quit, help: "quit (a live run stops and ends cleanly; an attached viewer detaches)", footer: Some("q quit") },
 ];
 
 impl Key {
@@ -149,6 +202,24 @@ impl Key {
             (Home, KeyCode::Home) | (End, KeyCode::End) => true,
             _ => false,
         }
+    }
+
+    /// A press of this key, as a terminal reports it (tests drive the dashboard with these).
+    pub fn press(self) -> KeyEvent {
+        let (code, modifiers) = match self {
+            Char(c) => (KeyCode::Char(c), KeyModifiers::NONE),
+            Ctrl(c) => (KeyCode::Char(c), KeyModifiers::CONTROL),
+            Up => (KeyCode::Up, KeyModifiers::NONE),
+            Down => (KeyCode::Down, KeyModifiers::NONE),
+            Left => (KeyCode::Left, KeyModifiers::NONE),
+            Right => (KeyCode::Right, KeyModifiers::NONE),
+            Tab => (KeyCode::Tab, KeyModifiers::NONE),
+            BackTab => (KeyCode::BackTab, KeyModifiers::SHIFT),
+            Esc => (KeyCode::Esc, KeyModifiers::NONE),
+            Home => (KeyCode::Home, KeyModifiers::NONE),
+            End => (KeyCode::End, KeyModifiers::NONE),
+        };
+        KeyEvent::new(code, modifiers)
     }
 
     pub fn label(self, ascii: bool) -> String {
@@ -241,19 +312,7 @@ mod tests {
     fn dispatch_reads_the_table() {
         for b in BINDINGS {
             for k in b.keys {
-                let event = match *k {
-                    Char(c) => press(KeyCode::Char(c), KeyModifiers::NONE),
-                    Ctrl(c) => press(KeyCode::Char(c), KeyModifiers::CONTROL),
-                    Up => press(KeyCode::Up, KeyModifiers::NONE),
-                    Down => press(KeyCode::Down, KeyModifiers::NONE),
-                    Left => press(KeyCode::Left, KeyModifiers::NONE),
-                    Right => press(KeyCode::Right, KeyModifiers::NONE),
-                    Tab => press(KeyCode::Tab, KeyModifiers::NONE),
-                    BackTab => press(KeyCode::BackTab, KeyModifiers::SHIFT),
-                    Esc => press(KeyCode::Esc, KeyModifiers::NONE),
-                    Home => press(KeyCode::Home, KeyModifiers::NONE),
-                    End => press(KeyCode::End, KeyModifiers::NONE),
-                };
+                let event = k.press();
                 let context = if b.context == Both { Live } else { b.context };
                 assert_eq!(action_for(&event, context), Some(b.action), "{k:?}");
             }

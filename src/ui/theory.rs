@@ -379,16 +379,28 @@ pub fn comparisons(state: &RunState, layer: &LayerState) -> Vec<Comparison> {
             None => "no θ* for Adam".into(),
         },
     });
-    let cos = f64::from(latest.summary.max_abs_cos);
     rows.push(Comparison {
         bar: None,
         quantity: "max |cos(w, grad)|",
-        measured: cos,
-        predicted: Some(0.0),
-        note: if cos < 1e-3 {
-            "~0: normalised, scale invariant".into()
-        } else {
-            "not ~0: this layer is not really normalised (eval mode?)".into()
+        measured: f64::from(latest.summary.max_abs_cos),
+        // Needs ‖g‖, which the snapshot does not carry; the note gives the ε share instead.
+        predicted: None,
+        note: match latest.mode {
+            BnMode::Train => {
+                let share = latest
+                    .batch_var
+                    .iter()
+                    .map(|&v| BN_EPSILON / (f64::from(v) + BN_EPSILON))
+                    .reduce(f64::max);
+                format!(
+                    "BN's ε residual γ(∂L/∂γ)ε/((σ²_B+ε)‖w‖‖g‖), not f32 rounding{}",
+                    share.map_or(String::new(), |s| format!(
+                        "; largest ε/(σ²_B+ε) {}",
+                        crate::ui::format::num(s, 2)
+                    ))
+                )
+            }
+            BnMode::Eval => "eval mode: not normalised by its batch, not scale invariant".into(),
         },
     });
     rows
@@ -501,10 +513,32 @@ mod tests {
         assert!(ema_reading(&state.layers[0]).is_some());
         let rows = comparisons(&state, &state.layers[1]);
         let cos = rows.iter().find(|r| r.quantity.starts_with("max |cos"));
-        assert!(cos.is_some_and(|r| r.note.contains("not really normalised")));
+        assert!(cos.is_some_and(|r| r.note.contains("not scale invariant")));
+        // A train-mode layer whose filters weight decay has shrunk: max |cos| 5e-3 is BN's ε
+        // residual, not a sign that the layer is not normalised.
+        let mut layer = state.layers[0].clone();
+        let latest = layer.latest.as_mut().expect("a snapshot");
+        latest.summary.max_abs_cos = 5e-3;
+        let c = latest.batch_var.len();
+        latest.batch_var = vec![1e-3; c];
+        latest.batch_var[c - 1] = (BN_EPSILON / 0.02 - BN_EPSILON) as f32;
+        let rows = comparisons(&state, &layer);
+        let cos = rows
+            .iter()
+            .find(|r| r.quantity.starts_with("max |cos"))
+            .expect("the cos row");
+        assert_eq!(cos.predicted, None);
+        assert!(
+            cos.note.contains("ε residual") && !cos.note.contains("normalised"),
+            "{}",
+            cos.note
+        );
+        assert!(
+            cos.note.contains("largest ε/(σ²_B+ε) 0.020"),
+            "{}",
+            cos.note
+        );
         let rows = comparisons(&state, &state.layers[0]);
-        let cos = rows.iter().find(|r| r.quantity.starts_with("max |cos"));
-        assert!(cos.is_some_and(|r| r.note.contains("scale invariant")));
         assert!(rows
             .iter()
             .any(|r| r.quantity.starts_with("angular") && r.predicted.is_some()));

@@ -83,7 +83,7 @@ fn effective_lr_cell(_: &LayerState, s: &LayerSnapshot) -> (String, Health) {
 
 fn cos_cell(_: &LayerState, s: &LayerSnapshot) -> (String, Health) {
     let c = f64::from(s.summary.max_abs_cos);
-    (num(c, 1), health::max_cos(c))
+    (num(c, 1), health::max_cos(c, s.mode))
 }
 
 fn means_cell(_: &LayerState, s: &LayerSnapshot) -> (String, Health) {
