@@ -1,7 +1,8 @@
 //! `bntop attach`: connect to a server and turn the connection into the dashboard's feed and
 //! commands. Targets: a socket path (default: the user's socket), `tcp://HOST:PORT` (with a
-//! token), or `ssh://[user@]host[:port][/socket]`, which runs `ssh host bntop bridge [socket]`
-//! and speaks the protocol over ssh's stdin and stdout: no open port, ssh authenticates.
+//! token), or `ssh://[user@]host[:port][/socket]`, which runs `ssh -T -- host 'bntop bridge
+//! [socket]'` (one command line, its words quoted for the remote shell) and speaks the protocol
+//! over ssh's stdin and stdout: no open port, ssh authenticates.
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
@@ -43,27 +44,7 @@ impl Target {
             return Ok(Target::Tcp(address.to_string()));
         }
         if let Some(rest) = target.strip_prefix("ssh://") {
-            let (host_part, socket) = match rest.split_once('/') {
-                Some((h, s)) => (h, Some(format!("/{s}"))),
-                None => (rest, None),
-            };
-            let (destination, port) = match host_part.rsplit_once(':') {
-                Some((d, p)) => {
-                    let port = p.parse().map_err(|_| format!("{target}: bad port {p:?}"))?;
-                    (d, Some(port))
-                }
-                None => (host_part, None),
-            };
-            if destination.is_empty() || destination.starts_with('-') {
-                return Err(format!(
-                    "{target}: expected ssh://[user@]host[:port][/socket]"
-                ));
-            }
-            return Ok(Target::Ssh {
-                destination: destination.to_string(),
-                port,
-                socket,
-            });
+            return parse_ssh(target, rest);
         }
         if target.contains("://") {
             return Err(format!(
@@ -72,6 +53,102 @@ impl Target {
         }
         Ok(Target::Unix(PathBuf::from(target)))
     }
+}
+
+/// `[user@]host[:port][/socket]` or `[user@][v6addr][:port][/socket]`.
+fn parse_ssh(target: &str, rest: &str) -> Result<Target, String> {
+    // Error messages show the target with control characters escaped.
+    let target = target.escape_debug().to_string();
+    let usage = || format!("{target}: expected ssh://[user@]host[:port][/socket]");
+    let (host_part, socket) = match rest.split_once('/') {
+        Some((h, s)) => (h, Some(format!("/{s}"))),
+        None => (rest, None),
+    };
+    let (user, host_port) = match host_part.rsplit_once('@') {
+        Some((user, host)) => (Some(user), host),
+        None => (None, host_part),
+    };
+    let (host, port) = match host_port.strip_prefix('[') {
+        Some(bracketed) => {
+            let (host, after) = bracketed.split_once(']').ok_or_else(usage)?;
+            match after {
+                "" => (host, None),
+                _ => (host, Some(after.strip_prefix(':').ok_or_else(usage)?)),
+            }
+        }
+        None => match host_port.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (host_port, None),
+        },
+    };
+    let port = match port {
+        Some(p) => Some(
+            p.parse::<u16>()
+                .ok()
+                .filter(|&p| p != 0)
+                .ok_or_else(|| format!("{target}: bad port {p:?}"))?,
+        ),
+        None => None,
+    };
+    // ssh gets the destination as one argument after `--`; still, keep it to the characters of
+    // user names, host names and addresses (ssh may put it into a ProxyCommand).
+    let plain = |s: &str| {
+        !s.is_empty()
+            && !s.starts_with('-')
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-:%".contains(c))
+    };
+    if !plain(host) || user.is_some_and(|u| !plain(u)) {
+        return Err(usage());
+    }
+    if host.contains(':') && !host_port.starts_with('[') {
+        return Err(format!(
+            "{target}: put an IPv6 address in brackets: ssh://[addr]:port/socket"
+        ));
+    }
+    // The path travels inside a shell command line, single-quoted. POSIX shells take a quoted
+    // backslash or newline literally; csh and fish do not, so such a path is refused.
+    if socket
+        .as_deref()
+        .is_some_and(|s| s.chars().any(|c| c == '\\' || c.is_control()))
+    {
+        return Err(format!(
+            "{target}: the socket path may not hold a backslash or a control character"
+        ));
+    }
+    Ok(Target::Ssh {
+        destination: match user {
+            Some(user) => format!("{user}@{host}"),
+            None => host.to_string(),
+        },
+        port,
+        socket,
+    })
+}
+
+/// One word for a POSIX shell: left alone when it holds only characters no shell treats
+/// specially, else single-quoted (a quote inside becomes `'\''`).
+pub fn shell_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-./".contains(c));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}
+
+/// What `attach ssh://` asks ssh to run remotely: one command line, each word quoted, because
+/// sshd hands it to the user's login shell.
+pub fn remote_command(socket: Option<&str>) -> String {
+    ["bntop", "bridge"]
+        .into_iter()
+        .chain(socket)
+        .map(shell_word)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 pub struct Connection {
@@ -113,11 +190,7 @@ fn open(target: &Target) -> Result<Halves, String> {
             ssh.arg("-T")
                 .arg("--")
                 .arg(destination)
-                .arg("bntop")
-                .arg("bridge");
-            if let Some(socket) = socket {
-                ssh.arg(socket);
-            }
+                .arg(remote_command(socket.as_deref()));
             let mut child = ssh
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
@@ -245,5 +318,60 @@ mod tests {
         );
         assert!(Target::parse(Some("ssh://-oProxyCommand=x")).is_err());
         assert!(Target::parse(Some("http://x")).is_err());
+    }
+
+    #[test]
+    fn ssh_targets_with_ipv6_addresses_lose_their_brackets() {
+        let ssh = |destination: &str, port: Option<u16>, socket: Option<&str>| {
+            Ok(Target::Ssh {
+                destination: destination.into(),
+                port,
+                socket: socket.map(Into::into),
+            })
+        };
+        assert_eq!(
+            Target::parse(Some("ssh://[::1]:22/x")),
+            ssh("::1", Some(22), Some("/x"))
+        );
+        assert_eq!(
+            Target::parse(Some("ssh://[::1]/x")),
+            ssh("::1", None, Some("/x"))
+        );
+        assert_eq!(
+            Target::parse(Some("ssh://me@[fe80::1%eth0]")),
+            ssh("me@fe80::1%eth0", None, None)
+        );
+        for bad in [
+            "ssh://[::1",
+            "ssh://[::1]22/x",
+            "ssh://::1/x",
+            "ssh://gpu:0/x",
+            "ssh://@gpu",
+            "ssh://-l/x",
+            "ssh://me@-oX/x",
+            "ssh://g;pu/x",
+            "ssh://g pu/x",
+            "ssh://gpu/a\\b",
+            "ssh://gpu/a\nb",
+        ] {
+            assert!(Target::parse(Some(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn remote_commands_quote_every_word_for_the_shell() {
+        assert_eq!(remote_command(None), "bntop bridge");
+        assert_eq!(
+            remote_command(Some("/run/user/1000/bntop.sock")),
+            "bntop bridge /run/user/1000/bntop.sock"
+        );
+        assert_eq!(
+            remote_command(Some("/x;touch y")),
+            "bntop bridge '/x;touch y'"
+        );
+        assert_eq!(shell_word("it's"), "'it'\\''s'");
+        assert_eq!(shell_word(""), "''");
+        assert_eq!(shell_word("$(x)"), "'$(x)'");
+        assert_eq!(shell_word("~"), "'~'");
     }
 }
