@@ -2,6 +2,7 @@
 //! (0 success, 1 the run failed or diverged, 2 bad arguments or data).
 mod cmd;
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -75,7 +76,8 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure(code, message)) => {
-            eprintln!("bntop: {message}");
+            // Never panic on a closed stderr (a pipe whose reader died).
+            let _ = writeln!(std::io::stderr(), "bntop: {message}");
             ExitCode::from(code)
         }
     }

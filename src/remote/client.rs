@@ -12,6 +12,7 @@ use std::thread;
 
 use crossbeam_channel::{Receiver, Sender};
 
+use super::unix_socket::{check_server, my_uid};
 use super::wire::{default_socket, read_line_limited, Hello, HelloBody, Refused};
 use crate::protocol::{Command, Control, Event, Feed};
 
@@ -169,6 +170,7 @@ fn open(target: &Target) -> Result<Halves, String> {
                     path.display()
                 )
             })?;
+            check_server(&stream, path, my_uid())?;
             let read = stream.try_clone().map_err(|e| e.to_string())?;
             Ok((Box::new(read), Box::new(stream), None))
         }

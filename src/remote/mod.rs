@@ -9,5 +9,8 @@
 pub mod bridge;
 pub mod client;
 pub mod hub;
+pub mod log;
+pub mod pending;
 pub mod server;
+pub mod unix_socket;
 pub mod wire;
