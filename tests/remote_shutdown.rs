@@ -144,66 +144,99 @@ fn bridges_deliver_the_end_and_exit_when_the_server_stops() {
     }
 }
 
-/// The real dashboard (in tmux) attached over the stand-in ssh, which runs the real `bntop
-/// bridge`: after SIGTERM to serve the screen shows STOPPED within 2 s, with no key pressed.
-#[test]
-fn the_dashboard_over_ssh_shows_the_end_without_a_key_press() {
-    let mut server = Server::start(&[]);
-    let fake = FakeSsh::new(RemoteBntop::Real);
-    let socket = tempfile::tempdir().expect("tempdir");
-    let tmux = |args: &[&str]| {
+/// A tmux server of its own (killed on drop) with one 120x40 pane running `bntop attach` over
+/// the stand-in ssh, which runs the real `bntop bridge`.
+struct Pane {
+    dir: tempfile::TempDir,
+    _fake: FakeSsh,
+}
+
+impl Pane {
+    fn attach_over_ssh(server: &Server) -> Pane {
+        let pane = Pane {
+            dir: tempfile::tempdir().expect("tempdir"),
+            _fake: FakeSsh::new(RemoteBntop::Real),
+        };
+        let command = format!(
+            "PATH={} {} attach ssh://gpu{}; sleep 600",
+            shell_quote(&pane._fake.path_env()),
+            shell_quote(env!("CARGO_BIN_EXE_bntop")),
+            shell_quote(&server.socket.display().to_string())
+        );
+        let started = pane.tmux(&[
+            "new-session",
+            "-d",
+            "-x",
+            "120",
+            "-y",
+            "40",
+            "env",
+            "TERM=xterm-256color",
+            "sh",
+            "-c",
+            &command,
+        ]);
+        assert!(started.status.success(), "{started:?}");
+        pane.wait_for("the dashboard", Duration::from_secs(40), |s| {
+            s.contains("block3") && s.contains("steps/s")
+        });
+        pane
+    }
+
+    fn tmux(&self, args: &[&str]) -> std::process::Output {
         Process::new("tmux")
             .args(["-f", "/dev/null", "-S"])
-            .arg(socket.path().join("tmux"))
+            .arg(self.dir.path().join("tmux"))
             .args(args)
             .env_remove("TMUX")
             .output()
             .expect("tmux is required: apt-get install -y tmux")
-    };
-    let command = format!(
-        "PATH={} {} attach ssh://gpu{}; sleep 600",
-        shell_quote(&fake.path_env()),
-        shell_quote(env!("CARGO_BIN_EXE_bntop")),
-        shell_quote(&server.socket.display().to_string())
-    );
-    let started = tmux(&[
-        "new-session",
-        "-d",
-        "-x",
-        "120",
-        "-y",
-        "40",
-        "env",
-        "TERM=xterm-256color",
-        "sh",
-        "-c",
-        &command,
-    ]);
-    assert!(started.status.success(), "{started:?}");
-    let screen = || String::from_utf8_lossy(&tmux(&["capture-pane", "-p"]).stdout).into_owned();
-    let poll = |what: &str, limit: Duration, ready: &dyn Fn(&str) -> bool| {
+    }
+
+    fn wait_for(&self, what: &str, limit: Duration, ready: impl Fn(&str) -> bool) {
         let deadline = Instant::now() + limit;
         loop {
-            let shown = screen();
-            if ready(&shown) {
+            let out = self.tmux(&["capture-pane", "-p"]);
+            let screen = String::from_utf8_lossy(&out.stdout);
+            if ready(&screen) {
                 return;
             }
-            if Instant::now() > deadline {
-                let _ = tmux(&["kill-server"]);
-                panic!("no {what} within {limit:?}:\n{shown}");
-            }
+            assert!(
+                Instant::now() < deadline,
+                "no {what} within {limit:?}:\n{screen}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
-    };
-    poll("dashboard", Duration::from_secs(40), &|s| {
-        s.contains("block3") && s.contains("steps/s")
-    });
-    std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+impl Drop for Pane {
+    fn drop(&mut self) {
+        let _ = self.tmux(&["kill-server"]);
+    }
+}
+
+/// The real dashboard (in tmux) attached over ssh: after SIGTERM to serve the screen shows
+/// STOPPED within 2 s of the server's exit, with no key pressed.
+#[test]
+fn the_dashboard_over_ssh_shows_the_end_without_a_key_press() {
+    let mut server = Server::start(&[]);
+    let pane = Pane::attach_over_ssh(&server);
     server.signal("TERM");
     let exited = wait_within(&mut server.child, Duration::from_secs(15));
     assert!(exited.is_some(), "serve did not stop");
-    poll("STOPPED", Duration::from_secs(2), &|s| {
-        s.contains("STOPPED")
+    pane.wait_for("STOPPED", Duration::from_secs(2), |s| s.contains("STOPPED"));
+}
+
+/// A server that dies without an end record (SIGKILL): the dashboard over ssh says the
+/// connection is lost within 2 s, with no key pressed.
+#[test]
+fn the_dashboard_over_ssh_shows_a_lost_server_without_a_key_press() {
+    let mut server = Server::start(&[]);
+    let pane = Pane::attach_over_ssh(&server);
+    let _ = server.child.kill();
+    let _ = server.child.wait();
+    pane.wait_for("word of the lost connection", Duration::from_secs(2), |s| {
+        s.contains("connection lost")
     });
-    let _ = tmux(&["kill-server"]);
 }
