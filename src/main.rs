@@ -68,7 +68,7 @@ fn main() -> ExitCode {
                 .socket
                 .clone()
                 .unwrap_or_else(remote::wire::default_socket);
-            remote::bridge::run(&socket).map_err(Failure::BadInput)
+            remote::bridge::run(&socket).map_err(Failure::from)
         }
         None => train(&cli.train),
     };

@@ -1,131 +1,17 @@
 //! `bntop serve` with real sockets: two viewers (Unix socket and loopback TCP) see the stream, a
 //! control from one shows in the other, a viewer that dies or stalls costs nothing, bad peers are
 //! refused, and `bntop bridge` carries the protocol over a pipe.
+mod remote_support;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
-use std::process::{Child, ChildStderr, Command as Process, Stdio};
-use std::sync::mpsc;
+use std::process::{Command as Process, Stdio};
 use std::time::{Duration, Instant};
 
 use bntop::protocol::{BnMode, Command, Control, Event, Feed};
 use bntop::remote::client::{self, Target};
-use crossbeam_channel::Receiver;
-
-const DEADLINE: Duration = Duration::from_secs(60);
-
-/// A running `bntop serve`, killed on drop; its stderr lines arrive on `log`.
-struct Server {
-    child: Child,
-    log: mpsc::Receiver<String>,
-    socket: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn lines_of(stderr: ChildStderr) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    rx
-}
-
-impl Server {
-    fn start(extra: &[&str]) -> Server {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let socket = dir.path().join("bntop.sock");
-        let mut child = Process::new(env!("CARGO_BIN_EXE_bntop"))
-            .arg("serve")
-            .arg("--socket")
-            .arg(&socket)
-            .arg("--record")
-            .arg(dir.path().join("run.jsonl"))
-            .args(extra)
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start bntop serve");
-        let log = lines_of(child.stderr.take().expect("stderr"));
-        let server = Server {
-            child,
-            log,
-            socket,
-            _dir: dir,
-        };
-        server.wait_log(|l| l.contains("attach with"));
-        server
-    }
-
-    /// Wait for a log line matching `pred`; returns it.
-    fn wait_log(&self, pred: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.log.recv_timeout(left) {
-                Ok(line) if pred(&line) => return line,
-                Ok(_) => {}
-                Err(_) => panic!("no such log line from bntop serve"),
-            }
-        }
-    }
-
-    fn recording(&self) -> PathBuf {
-        self._dir.path().join("run.jsonl")
-    }
-}
-
-/// The step of the newest snapshot seen after waiting for `more` new snapshots.
-fn wait_steps(feed: &Receiver<Feed>, more: usize) -> Vec<Event> {
-    let deadline = Instant::now() + DEADLINE;
-    let mut events = Vec::new();
-    let mut seen = 0;
-    while seen < more {
-        match feed.recv_deadline(deadline) {
-            Ok(Feed::Event(e)) => {
-                seen += usize::from(matches!(e, Event::Snapshot(_)));
-                events.push(e);
-            }
-            Ok(_) => {}
-            Err(_) => panic!("the stream stopped after {seen} snapshots"),
-        }
-    }
-    events
-}
-
-fn last_step(events: &[Event]) -> u64 {
-    events
-        .iter()
-        .rev()
-        .find_map(|e| match e {
-            Event::Snapshot(s) => Some(s.step),
-            _ => None,
-        })
-        .unwrap_or(0)
-}
-
-fn tcp_address(server: &Server) -> (String, String) {
-    let line = server.wait_log(|l| l.contains("also on tcp://"));
-    let rest = line.split("tcp://").nth(1).expect("address");
-    let address = rest.split_whitespace().next().expect("address").to_string();
-    let token = rest
-        .split("(token ")
-        .nth(1)
-        .expect("token")
-        .trim_end_matches(')')
-        .to_string();
-    (address, token)
-}
+use remote_support::{last_step, tcp_address, wait_steps, FakeSsh, RemoteBntop, Server, DEADLINE};
 
 #[test]
 fn two_viewers_share_the_run_and_its_controls() {
@@ -173,7 +59,7 @@ fn two_viewers_share_the_run_and_its_controls() {
 
 #[test]
 fn bad_peers_are_refused_and_the_server_keeps_serving() {
-    let server = Server::start(&["--tcp", "127.0.0.1:0", "--token", "right"]);
+    let server = Server::start(&["--tcp", "127.0.0.1:0", "--token", "the-right-token-0123"]);
     let (address, _) = tcp_address(&server);
     let good = client::connect(&Target::Unix(server.socket.clone()), None, false).expect("viewer");
     wait_steps(&good.feed, 3);
@@ -190,12 +76,14 @@ fn bad_peers_are_refused_and_the_server_keeps_serving() {
 
     // A wrong token.
     let refusal = client::connect(&Target::Tcp(address.clone()), Some("wrong".into()), false).err();
-    assert!(refusal.is_some_and(|e| e.contains("token")));
+    assert!(refusal.is_some_and(|e| e.to_string().contains("token")));
 
     // A garbage control after a good hello drops that viewer only.
     let mut rude = TcpStream::connect(&address).expect("connect");
-    rude.write_all(b"{\"hello\":{\"token\":\"right\"}}\n{\"control\":\"explode\"}\n")
-        .expect("write");
+    rude.write_all(
+        b"{\"hello\":{\"token\":\"the-right-token-0123\"}}\n{\"control\":\"explode\"}\n",
+    )
+    .expect("write");
     server.wait_log(|l| l.contains("not a control"));
 
     // A viewer that attaches and never reads, and one that never says hello.
@@ -265,32 +153,13 @@ fn a_signal_stops_training_and_closes_the_recording() {
     assert!(!server.socket.exists(), "the socket is removed");
 }
 
-/// `attach ssh://host/socket` runs `ssh -T -- host bntop bridge socket`. A stand-in `ssh` on the
-/// PATH (which runs the remote command here) checks that command line and the whole path through
-/// the bridge, without an ssh server.
+/// `attach ssh://host/socket` runs `ssh -T -- host 'bntop bridge socket'`. A stand-in `ssh` on
+/// the PATH (which runs the remote command here, with `sh -c` as sshd would) checks that command
+/// line and the whole path through the bridge, without an ssh server.
 #[test]
 fn ssh_targets_run_the_bridge_through_ssh() {
-    use std::os::unix::fs::PermissionsExt;
     let server = Server::start(&[]);
-    let bin = tempfile::tempdir().expect("tempdir");
-    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_bntop"), bin.path().join("bntop"))
-        .expect("link");
-    let fake_ssh = bin.path().join("ssh");
-    let log = bin.path().join("ssh-args");
-    std::fs::write(
-        &fake_ssh,
-        format!(
-            "#!/bin/sh\necho \"$@\" > '{}'\n[ \"$1\" = -p ] && shift 2\n[ \"$1\" = -T ] && [ \"$2\" = -- ] || exit 9\nshift 3\nexec \"$@\"\n",
-            log.display()
-        ),
-    )
-    .expect("write");
-    std::fs::set_permissions(&fake_ssh, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    let path = format!(
-        "{}:{}",
-        bin.path().display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let fake = FakeSsh::new(RemoteBntop::Real);
     // The client spawns `ssh` from PATH; run it with the stand-in first on the PATH.
     let target = Target::parse(Some(&format!(
         "ssh://me@gpu:2222{}",
@@ -299,7 +168,7 @@ fn ssh_targets_run_the_bridge_through_ssh() {
     .expect("target");
     let previous = std::env::var_os("PATH");
     // SAFETY of the test: this test binary's other tests do not spawn ssh.
-    unsafe { std::env::set_var("PATH", &path) };
+    unsafe { std::env::set_var("PATH", fake.path_env()) };
     let viewer = client::connect(&target, None, true);
     if let Some(p) = previous {
         unsafe { std::env::set_var("PATH", p) };
@@ -307,14 +176,18 @@ fn ssh_targets_run_the_bridge_through_ssh() {
     let viewer = viewer.expect("viewer over the stand-in ssh");
     let events = wait_steps(&viewer.feed, 5);
     assert!(matches!(events.first(), Some(Event::Header(_))));
-    let args = std::fs::read_to_string(&log).expect("ssh was run");
-    assert_eq!(
-        args.trim(),
+    let expected = [
+        "-p".to_string(),
+        "2222".into(),
+        "-T".into(),
+        "--".into(),
+        "me@gpu".into(),
         format!(
-            "-p 2222 -T -- me@gpu bntop bridge {}",
-            server.socket.display()
-        )
-    );
+            "bntop bridge {}",
+            client::shell_word(&server.socket.display().to_string())
+        ),
+    ];
+    assert_eq!(fake.argv("ssh-argv"), Some(expected.to_vec()));
 }
 
 /// A viewer that says hello and then never reads: once its socket buffer is full the server

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use bntop::engine::data::DataError;
 use bntop::engine::EngineError;
+use bntop::remote::RemoteError;
 use bntop::session::SessionError;
 
 #[derive(Debug)]
@@ -70,6 +71,16 @@ impl From<SessionError> for Failure {
                 _ => Failure::BadInput(error.to_string()),
             },
             SessionError::Thread(_) => Failure::Failed(error.to_string()),
+        }
+    }
+}
+
+impl From<RemoteError> for Failure {
+    fn from(error: RemoteError) -> Failure {
+        match error {
+            // A target that cannot be reached or trusted is a bad argument, like a missing file.
+            RemoteError::Setup(_) | RemoteError::Connect(_) => Failure::BadInput(error.to_string()),
+            RemoteError::Thread { .. } => Failure::Failed(error.to_string()),
         }
     }
 }

@@ -1,11 +1,13 @@
 //! `bntop serve`, `bntop attach` and `bntop bridge`: a run on one machine, viewers anywhere.
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Args;
 
 use bntop::engine;
 use bntop::protocol::EndReason;
 use bntop::remote;
+use bntop::remote::log::{flush as flush_log, log};
 use bntop::ui;
 use bntop::ui::keys::Context;
 
@@ -22,12 +24,17 @@ pub struct ServeArgs {
     /// Also listen on TCP at this address (e.g. 127.0.0.1:7777); viewers need the token.
     #[arg(long)]
     pub tcp: Option<std::net::SocketAddr>,
-    /// The token TCP viewers must present (default: a random one, printed at start).
+    /// The token TCP viewers must present, at least 16 characters (default: a random one,
+    /// printed at start).
     #[arg(long, env = "BNTOP_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// Allow --tcp on an address other than loopback.
     #[arg(long)]
     pub allow_remote: bool,
+    /// Let a viewer's `quit` control stop the run for everyone (by default it is rejected: a
+    /// viewer's q only detaches it, and a signal to serve stops the run).
+    #[arg(long)]
+    pub allow_viewer_quit: bool,
 }
 
 #[derive(Args)]
@@ -50,56 +57,63 @@ pub struct BridgeArgs {
     pub socket: Option<PathBuf>,
 }
 
+/// How long the viewers get to receive the end record before the server exits.
+const VIEWERS_FINISH: Duration = Duration::from_secs(2);
+
 pub fn serve(args: &ServeArgs) -> Result<(), Failure> {
     let config = args.train.config();
     config.validate().map_err(engine::EngineError::Config)?;
-    let data = load_data(args.train.data.as_deref())?;
-    let recorder = recorder(&args.train)?;
-    let recording = recorder.status().path;
-    let engine = engine::spawn(config, data)?;
-    let hub = remote::hub::spawn(engine, recorder).map_err(Failure::Failed)?;
-    let options = remote::server::ServeOptions {
+    // The socket (and its directory) and the token are checked before training starts.
+    let listeners = remote::server::bind(remote::server::ServeOptions {
         socket: args
             .socket
             .clone()
             .unwrap_or_else(remote::wire::default_socket),
+        default_socket: args.socket.is_none(),
         tcp: args.tcp,
         token: args.token.clone(),
         allow_remote: args.allow_remote,
-    };
-    let server = match remote::server::start(options, hub.inbox.clone()) {
+    })?;
+    let data = load_data(args.train.data.as_deref())?;
+    let recorder = recorder(&args.train)?;
+    let recording = recorder.status().path;
+    let engine = engine::spawn(config, data)?;
+    let hub = remote::hub::spawn(engine, recorder, args.allow_viewer_quit)?;
+    let server = match remote::server::start(listeners, hub.inbox.clone()) {
         Ok(server) => server,
         Err(e) => {
             let _ = hub.inbox.send(remote::hub::HubMessage::Stop);
             let _ = hub.thread.join();
-            return Err(Failure::BadInput(e));
+            return Err(e.into());
         }
     };
-    eprintln!(
-        "bntop serve: training; attach with: bntop attach {}",
-        server.socket.display()
-    );
+    log(format!(
+        "training; attach with: bntop attach {}",
+        server.socket().display()
+    ));
     if let (Some(addr), Some(token)) = (server.tcp, &server.token) {
-        eprintln!("bntop serve: also on tcp://{addr} (token {token})");
+        log(format!("also on tcp://{addr} (token {token})"));
     }
     if let Some(path) = recording {
-        eprintln!("bntop serve: recording to {path}");
+        log(format!("recording to {path}"));
     }
     // SIGINT, SIGTERM and SIGHUP stop training; the hub records up to the end record.
     let inbox = hub.inbox.clone();
     bntop::signals::on_stop_signals(move |signal| {
-        eprintln!("bntop serve: signal {signal}: stopping training");
+        log(format!("signal {signal}: stopping training"));
         let _ = inbox.send(remote::hub::HubMessage::Stop);
     })
     .map_err(Failure::Failed)?;
     let end = hub
         .thread
         .join()
-        .map_err(|_| Failure::Failed("the hub thread panicked".into()))?;
+        .map_err(|_| Failure::Failed("the hub thread panicked".into()));
+    // Every viewer gets the end record and then end of stream, before the process goes.
+    server.finish(VIEWERS_FINISH);
     drop(server);
-    match end.map(|e| (e.reason, e.step, e.message)) {
+    let result = match end?.map(|e| (e.reason, e.step, e.message)) {
         Some((EndReason::Completed | EndReason::Quit, step, _)) => {
-            eprintln!("bntop serve: run ended at step {step}");
+            log(format!("run ended at step {step}"));
             Ok(())
         }
         Some((_, _, message)) => Err(Failure::Failed(
@@ -108,14 +122,14 @@ pub fn serve(args: &ServeArgs) -> Result<(), Failure> {
         None => Err(Failure::Failed(
             "the run stopped without an end record".into(),
         )),
-    }
+    };
+    flush_log(Duration::from_secs(1));
+    result
 }
 
 pub fn attach(args: &AttachArgs) -> Result<(), Failure> {
-    let target =
-        remote::client::Target::parse(args.target.as_deref()).map_err(Failure::BadInput)?;
-    let connection = remote::client::connect(&target, args.token.clone(), args.readonly)
-        .map_err(Failure::BadInput)?;
+    let target = remote::client::Target::parse(args.target.as_deref())?;
+    let connection = remote::client::connect(&target, args.token.clone(), args.readonly)?;
     let mut options = args.dashboard.options();
     options.readonly = args.readonly;
     let result = ui::run(

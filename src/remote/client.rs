@@ -1,7 +1,8 @@
 //! `bntop attach`: connect to a server and turn the connection into the dashboard's feed and
 //! commands. Targets: a socket path (default: the user's socket), `tcp://HOST:PORT` (with a
-//! token), or `ssh://[user@]host[:port][/socket]`, which runs `ssh host bntop bridge [socket]`
-//! and speaks the protocol over ssh's stdin and stdout: no open port, ssh authenticates.
+//! token), or `ssh://[user@]host[:port][/socket]`, which runs `ssh -T -- host 'bntop bridge
+//! [socket]'` (one command line, its words quoted for the remote shell) and speaks the protocol
+//! over ssh's stdin and stdout: no open port, ssh authenticates.
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
@@ -11,6 +12,8 @@ use std::thread;
 
 use crossbeam_channel::{Receiver, Sender};
 
+use super::error::RemoteError;
+use super::unix_socket::{check_server, my_uid};
 use super::wire::{default_socket, read_line_limited, Hello, HelloBody, Refused};
 use crate::protocol::{Command, Control, Event, Feed};
 
@@ -29,7 +32,11 @@ pub enum Target {
 }
 
 impl Target {
-    pub fn parse(target: Option<&str>) -> Result<Target, String> {
+    pub fn parse(target: Option<&str>) -> Result<Target, RemoteError> {
+        Self::parse_text(target).map_err(RemoteError::Setup)
+    }
+
+    fn parse_text(target: Option<&str>) -> Result<Target, String> {
         let Some(target) = target else {
             return Ok(Target::Unix(default_socket()));
         };
@@ -43,27 +50,7 @@ impl Target {
             return Ok(Target::Tcp(address.to_string()));
         }
         if let Some(rest) = target.strip_prefix("ssh://") {
-            let (host_part, socket) = match rest.split_once('/') {
-                Some((h, s)) => (h, Some(format!("/{s}"))),
-                None => (rest, None),
-            };
-            let (destination, port) = match host_part.rsplit_once(':') {
-                Some((d, p)) => {
-                    let port = p.parse().map_err(|_| format!("{target}: bad port {p:?}"))?;
-                    (d, Some(port))
-                }
-                None => (host_part, None),
-            };
-            if destination.is_empty() || destination.starts_with('-') {
-                return Err(format!(
-                    "{target}: expected ssh://[user@]host[:port][/socket]"
-                ));
-            }
-            return Ok(Target::Ssh {
-                destination: destination.to_string(),
-                port,
-                socket,
-            });
+            return parse_ssh(target, rest);
         }
         if target.contains("://") {
             return Err(format!(
@@ -72,6 +59,102 @@ impl Target {
         }
         Ok(Target::Unix(PathBuf::from(target)))
     }
+}
+
+/// `[user@]host[:port][/socket]` or `[user@][v6addr][:port][/socket]`.
+fn parse_ssh(target: &str, rest: &str) -> Result<Target, String> {
+    // Error messages show the target with control characters escaped.
+    let target = target.escape_debug().to_string();
+    let usage = || format!("{target}: expected ssh://[user@]host[:port][/socket]");
+    let (host_part, socket) = match rest.split_once('/') {
+        Some((h, s)) => (h, Some(format!("/{s}"))),
+        None => (rest, None),
+    };
+    let (user, host_port) = match host_part.rsplit_once('@') {
+        Some((user, host)) => (Some(user), host),
+        None => (None, host_part),
+    };
+    let (host, port) = match host_port.strip_prefix('[') {
+        Some(bracketed) => {
+            let (host, after) = bracketed.split_once(']').ok_or_else(usage)?;
+            match after {
+                "" => (host, None),
+                _ => (host, Some(after.strip_prefix(':').ok_or_else(usage)?)),
+            }
+        }
+        None => match host_port.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (host_port, None),
+        },
+    };
+    let port = match port {
+        Some(p) => Some(
+            p.parse::<u16>()
+                .ok()
+                .filter(|&p| p != 0)
+                .ok_or_else(|| format!("{target}: bad port {p:?}"))?,
+        ),
+        None => None,
+    };
+    // ssh gets the destination as one argument after `--`; still, keep it to the characters of
+    // user names, host names and addresses (ssh may put it into a ProxyCommand).
+    let plain = |s: &str| {
+        !s.is_empty()
+            && !s.starts_with('-')
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-:%".contains(c))
+    };
+    if !plain(host) || user.is_some_and(|u| !plain(u)) {
+        return Err(usage());
+    }
+    if host.contains(':') && !host_port.starts_with('[') {
+        return Err(format!(
+            "{target}: put an IPv6 address in brackets: ssh://[addr]:port/socket"
+        ));
+    }
+    // The path travels inside a shell command line, single-quoted. POSIX shells take a quoted
+    // backslash or newline literally; csh and fish do not, so such a path is refused.
+    if socket
+        .as_deref()
+        .is_some_and(|s| s.chars().any(|c| c == '\\' || c.is_control()))
+    {
+        return Err(format!(
+            "{target}: the socket path may not hold a backslash or a control character"
+        ));
+    }
+    Ok(Target::Ssh {
+        destination: match user {
+            Some(user) => format!("{user}@{host}"),
+            None => host.to_string(),
+        },
+        port,
+        socket,
+    })
+}
+
+/// One word for a POSIX shell: left alone when it holds only characters no shell treats
+/// specially, else single-quoted (a quote inside becomes `'\''`).
+pub fn shell_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-./".contains(c));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}
+
+/// What `attach ssh://` asks ssh to run remotely: one command line, each word quoted, because
+/// sshd hands it to the user's login shell.
+pub fn remote_command(socket: Option<&str>) -> String {
+    ["bntop", "bridge"]
+        .into_iter()
+        .chain(socket)
+        .map(shell_word)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 pub struct Connection {
@@ -92,6 +175,7 @@ fn open(target: &Target) -> Result<Halves, String> {
                     path.display()
                 )
             })?;
+            check_server(&stream, path, my_uid())?;
             let read = stream.try_clone().map_err(|e| e.to_string())?;
             Ok((Box::new(read), Box::new(stream), None))
         }
@@ -113,11 +197,7 @@ fn open(target: &Target) -> Result<Halves, String> {
             ssh.arg("-T")
                 .arg("--")
                 .arg(destination)
-                .arg("bntop")
-                .arg("bridge");
-            if let Some(socket) = socket {
-                ssh.arg(socket);
-            }
+                .arg(remote_command(socket.as_deref()));
             let mut child = ssh
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
@@ -138,36 +218,51 @@ pub fn connect(
     target: &Target,
     token: Option<String>,
     readonly: bool,
-) -> Result<Connection, String> {
-    let (read, mut write, child) = open(target)?;
+) -> Result<Connection, RemoteError> {
+    let (read, mut write, child) = open(target).map_err(RemoteError::Connect)?;
     let hello = Hello {
         hello: HelloBody { token, readonly },
     };
-    let mut line = serde_json::to_string(&hello).map_err(|e| e.to_string())?;
+    let mut line = serde_json::to_string(&hello)
+        .map_err(|e| RemoteError::Connect(format!("cannot encode the hello: {e}")))?;
     line.push('\n');
     write
         .write_all(line.as_bytes())
-        .map_err(|e| format!("cannot talk to the server: {e}"))?;
+        .map_err(|e| RemoteError::Connect(format!("cannot talk to the server: {e}")))?;
     let mut reader = BufReader::with_capacity(1 << 16, read);
     let first = match read_line_limited(&mut reader, MAX_SERVER_LINE) {
         Ok(Some(line)) => line,
-        Ok(None) => return Err("the server closed the connection".into()),
-        Err(e) => return Err(format!("cannot read from the server: {e}")),
+        Ok(None) => {
+            return Err(RemoteError::Connect(
+                "the server closed the connection".into(),
+            ))
+        }
+        Err(e) => {
+            return Err(RemoteError::Connect(format!(
+                "cannot read from the server: {e}"
+            )))
+        }
     };
     if let Ok(refused) = serde_json::from_str::<Refused>(&first) {
         if refused.kind == "refused" {
-            return Err(format!("the server refused: {}", refused.reason));
+            return Err(RemoteError::Connect(format!(
+                "the server refused: {}",
+                refused.reason
+            )));
         }
     }
     let first: Event = serde_json::from_str(&first)
-        .map_err(|e| format!("the server does not speak bntop: {e}"))?;
+        .map_err(|e| RemoteError::Connect(format!("the server does not speak bntop: {e}")))?;
     let (feed_tx, feed) = crossbeam_channel::bounded(4096);
     let (commands, command_rx) = crossbeam_channel::unbounded::<Command>();
     let _ = feed_tx.send(Feed::Event(first));
     thread::Builder::new()
         .name("bntop-attach-read".into())
         .spawn(move || read_records(reader, &feed_tx))
-        .map_err(|e| e.to_string())?;
+        .map_err(|source| RemoteError::Thread {
+            what: "viewer's reading",
+            source,
+        })?;
     thread::Builder::new()
         .name("bntop-attach-write".into())
         .spawn(move || {
@@ -192,7 +287,10 @@ pub fn connect(
                 }
             }
         })
-        .map_err(|e| e.to_string())?;
+        .map_err(|source| RemoteError::Thread {
+            what: "viewer's writing",
+            source,
+        })?;
     Ok(Connection {
         feed,
         commands,
@@ -217,27 +315,30 @@ mod tests {
 
     #[test]
     fn targets() {
-        assert_eq!(Target::parse(None), Ok(Target::Unix(default_socket())));
         assert_eq!(
-            Target::parse(Some("/tmp/x.sock")),
-            Ok(Target::Unix("/tmp/x.sock".into()))
+            Target::parse(None).ok(),
+            Some(Target::Unix(default_socket()))
         );
         assert_eq!(
-            Target::parse(Some("tcp://127.0.0.1:7777")),
-            Ok(Target::Tcp("127.0.0.1:7777".into()))
+            Target::parse(Some("/tmp/x.sock")).ok(),
+            Some(Target::Unix("/tmp/x.sock".into()))
+        );
+        assert_eq!(
+            Target::parse(Some("tcp://127.0.0.1:7777")).ok(),
+            Some(Target::Tcp("127.0.0.1:7777".into()))
         );
         assert!(Target::parse(Some("tcp://nohost")).is_err());
         assert_eq!(
-            Target::parse(Some("ssh://me@gpu:2222/run/bntop.sock")),
-            Ok(Target::Ssh {
+            Target::parse(Some("ssh://me@gpu:2222/run/bntop.sock")).ok(),
+            Some(Target::Ssh {
                 destination: "me@gpu".into(),
                 port: Some(2222),
                 socket: Some("/run/bntop.sock".into())
             })
         );
         assert_eq!(
-            Target::parse(Some("ssh://gpu")),
-            Ok(Target::Ssh {
+            Target::parse(Some("ssh://gpu")).ok(),
+            Some(Target::Ssh {
                 destination: "gpu".into(),
                 port: None,
                 socket: None
@@ -245,5 +346,60 @@ mod tests {
         );
         assert!(Target::parse(Some("ssh://-oProxyCommand=x")).is_err());
         assert!(Target::parse(Some("http://x")).is_err());
+    }
+
+    #[test]
+    fn ssh_targets_with_ipv6_addresses_lose_their_brackets() {
+        let ssh = |destination: &str, port: Option<u16>, socket: Option<&str>| {
+            Some(Target::Ssh {
+                destination: destination.into(),
+                port,
+                socket: socket.map(Into::into),
+            })
+        };
+        assert_eq!(
+            Target::parse(Some("ssh://[::1]:22/x")).ok(),
+            ssh("::1", Some(22), Some("/x"))
+        );
+        assert_eq!(
+            Target::parse(Some("ssh://[::1]/x")).ok(),
+            ssh("::1", None, Some("/x"))
+        );
+        assert_eq!(
+            Target::parse(Some("ssh://me@[fe80::1%eth0]")).ok(),
+            ssh("me@fe80::1%eth0", None, None)
+        );
+        for bad in [
+            "ssh://[::1",
+            "ssh://[::1]22/x",
+            "ssh://::1/x",
+            "ssh://gpu:0/x",
+            "ssh://@gpu",
+            "ssh://-l/x",
+            "ssh://me@-oX/x",
+            "ssh://g;pu/x",
+            "ssh://g pu/x",
+            "ssh://gpu/a\\b",
+            "ssh://gpu/a\nb",
+        ] {
+            assert!(Target::parse(Some(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn remote_commands_quote_every_word_for_the_shell() {
+        assert_eq!(remote_command(None), "bntop bridge");
+        assert_eq!(
+            remote_command(Some("/run/user/1000/bntop.sock")),
+            "bntop bridge /run/user/1000/bntop.sock"
+        );
+        assert_eq!(
+            remote_command(Some("/x;touch y")),
+            "bntop bridge '/x;touch y'"
+        );
+        assert_eq!(shell_word("it's"), "'it'\\''s'");
+        assert_eq!(shell_word(""), "''");
+        assert_eq!(shell_word("$(x)"), "'$(x)'");
+        assert_eq!(shell_word("~"), "'~'");
     }
 }

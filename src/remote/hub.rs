@@ -2,6 +2,8 @@
 //! a bounded backlog so a viewer that attaches mid-run gets full charts at once, and fans each
 //! event out to the viewers' queues without ever waiting for a viewer. Controls from viewers go
 //! to the engine; their echoes come back as events, so every viewer and the recording see them.
+//! A viewer's `quit` would end the run for everyone: unless `serve --allow-viewer-quit`, the hub
+//! rejects it itself, with the same kind of echo (a control record with the reason).
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -9,8 +11,10 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{select, Receiver, Sender, TrySendError};
 
+use super::error::RemoteError;
+use super::log::log;
 use crate::engine::EngineHandle;
-use crate::protocol::{Control, Event, MarkerKind, RecordingPolicy, RunEnd};
+use crate::protocol::{Control, ControlEvent, Event, MarkerKind, RecordingPolicy, RunEnd};
 use crate::session::decimator::Decimator;
 use crate::session::Recorder;
 
@@ -30,6 +34,9 @@ const THIN_EVERY: u64 = 4;
 const KEPT_RECORDS: usize = 2048;
 /// How long to wait for the end record once training was told to stop.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
+/// Why a viewer's `quit` is refused.
+pub const VIEWER_QUIT_REFUSED: &str =
+    "a viewer may not stop the run (start serve with --allow-viewer-quit to allow it)";
 
 /// One serialized record, shared by every viewer's queue.
 pub type Line = Arc<str>;
@@ -117,17 +124,21 @@ impl Backlog {
     }
 }
 
-pub fn spawn(engine: EngineHandle, recorder: Recorder) -> Result<Hub, String> {
+/// Start the hub. `allow_viewer_quit`: a viewer's `quit` stops the run (else it is rejected).
+pub fn spawn(
+    engine: EngineHandle,
+    recorder: Recorder,
+    allow_viewer_quit: bool,
+) -> Result<Hub, RemoteError> {
     let (inbox, messages) = crossbeam_channel::unbounded();
     let thread = thread::Builder::new()
         .name("bntop-hub".into())
-        .spawn(move || run(engine, recorder, &messages))
-        .map_err(|e| format!("cannot start the hub thread: {e}"))?;
+        .spawn(move || run(engine, recorder, &messages, allow_viewer_quit))
+        .map_err(|source| RemoteError::Thread {
+            what: "hub",
+            source,
+        })?;
     Ok(Hub { inbox, thread })
-}
-
-fn log(message: &str) {
-    eprintln!("bntop serve: {message}");
 }
 
 /// Send one event to every viewer (and the backlog) without waiting for any of them.
@@ -147,38 +158,41 @@ fn broadcast(event: &Event, backlog: &mut Backlog, viewers: &mut Vec<Viewer>) {
         // and is dropped.
         Err(TrySendError::Full(_)) if droppable => true,
         Err(TrySendError::Full(_)) => {
-            log(&format!("viewer {} is not reading; dropped", v.id));
+            log(format!("viewer {} is not reading; dropped", v.id));
             false
         }
         Err(TrySendError::Disconnected(_)) => false,
     });
 }
 
+/// The newest training step an event speaks of.
+fn step_of(event: &Event) -> Option<u64> {
+    match event {
+        Event::Snapshot(s) => Some(s.step),
+        Event::Control(c) => Some(c.step),
+        _ => None,
+    }
+}
+
 fn run(
     engine: EngineHandle,
     mut recorder: Recorder,
     messages: &Receiver<HubMessage>,
+    allow_viewer_quit: bool,
 ) -> Option<RunEnd> {
     let mut viewers: Vec<Viewer> = Vec::new();
     let mut backlog = Backlog::default();
     let mut wire_filter = Decimator::new(VIEWER_POLICY);
     let mut end = None;
     let mut stop_by: Option<Instant> = None;
+    let mut step = 0;
     loop {
         let deadline = stop_by.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        let mut event = None;
         select! {
-            recv(engine.events) -> event => {
-                let Ok(event) = event else { break };
-                recorder.record(&event);
-                for event in wire_filter.filter(&event) {
-                    broadcast(&event, &mut backlog, &mut viewers);
-                    if let Event::End(e) = event {
-                        end = Some(e);
-                    }
-                }
-                if end.is_some() {
-                    break;
-                }
+            recv(engine.events) -> received => {
+                let Ok(received) = received else { break };
+                event = Some(received);
             },
             recv(messages) -> message => match message {
                 Ok(HubMessage::Attach(viewer)) => {
@@ -190,11 +204,20 @@ fn run(
                     viewers.push(viewer);
                 }
                 Ok(HubMessage::Control { viewer, control }) => {
-                    if control == Control::Quit {
-                        log(&format!("viewer {viewer} asked to stop training"));
-                        stop_by.get_or_insert(Instant::now() + SHUTDOWN_WAIT);
+                    if control == Control::Quit && !allow_viewer_quit {
+                        log(format!("viewer {viewer} asked to stop training: refused"));
+                        event = Some(Event::Control(ControlEvent {
+                            step,
+                            control,
+                            rejected: Some(VIEWER_QUIT_REFUSED.into()),
+                        }));
+                    } else {
+                        if control == Control::Quit {
+                            log(format!("viewer {viewer} asked to stop training"));
+                            stop_by.get_or_insert(Instant::now() + SHUTDOWN_WAIT);
+                        }
+                        let _ = engine.controls.send(control);
                     }
-                    let _ = engine.controls.send(control);
                 }
                 Ok(HubMessage::Stop) | Err(_) => {
                     if stop_by.is_none() {
@@ -208,6 +231,20 @@ fn run(
                     log("training did not end in time; the recording has no end record");
                     break;
                 }
+            }
+        }
+        // An event of the run, or the hub's own rejection: recorded, then sent to every viewer.
+        if let Some(event) = event {
+            step = step_of(&event).unwrap_or(step).max(step);
+            recorder.record(&event);
+            for event in wire_filter.filter(&event) {
+                broadcast(&event, &mut backlog, &mut viewers);
+                if let Event::End(e) = event {
+                    end = Some(e);
+                }
+            }
+            if end.is_some() {
+                break;
             }
         }
     }

@@ -8,6 +8,11 @@
 //! one `Control` object per line.
 pub mod bridge;
 pub mod client;
+mod error;
 pub mod hub;
+pub mod log;
+pub mod pending;
 pub mod server;
+pub mod unix_socket;
 pub mod wire;
+pub use error::RemoteError;

@@ -1,69 +1,153 @@
-//! The listeners of `bntop serve`: a Unix socket private to the user (mode 0600 in a private
-//! directory) and, only when asked, TCP with a token (loopback unless `--allow-remote`). Each
-//! viewer gets a reader thread (hello, then controls) and a writer thread (its queue to the
-//! socket); whatever a peer does, it only ever costs its own connection.
-use std::io::{BufReader, Read, Write};
+//! The listeners of `bntop serve`: a Unix socket private to the user (mode 0600 in a directory
+//! nobody else controls) and, only when asked, TCP with a token (loopback unless
+//! `--allow-remote`). Each connection gets a thread that reads its hello against one deadline
+//! (at most `MAX_PENDING` at a time per listener, the oldest shut down first), then its controls; a viewer's
+//! writer thread takes its queue to the socket. Whatever a peer does, it only ever costs its own
+//! connection, and the accept loops never wait for a peer.
+use std::io::{self, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 
+use super::error::RemoteError;
 use super::hub::{HubMessage, Line, Viewer, VIEWER_QUEUE};
+use super::log::log;
+use super::pending::{Pending, MAX_PENDING};
+use super::unix_socket::{bind_private, prepare_dir};
 use super::wire::{read_line_limited, Hello, Refused, MAX_CLIENT_LINE};
 use crate::protocol::Control;
 
-/// A peer must say hello within this time (a half-open connection is dropped).
+/// A peer must have said hello within this time after connecting, however it dribbles it.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 /// A viewer that takes longer than this to accept a write is stalled and dropped.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A token shorter than this is refused: it could be guessed.
+pub const MIN_TOKEN_CHARS: usize = 16;
+/// After an accept error (out of file descriptors, say), wait this long before the next accept.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(20);
 
 pub struct ServeOptions {
     pub socket: PathBuf,
+    /// The socket is the default one: its directory must be private to the user.
+    pub default_socket: bool,
     pub tcp: Option<SocketAddr>,
     pub token: Option<String>,
     pub allow_remote: bool,
 }
 
-pub struct Server {
-    pub socket: PathBuf,
-    pub tcp: Option<SocketAddr>,
-    /// The token TCP viewers must present.
-    pub token: Option<String>,
-}
+/// The socket file, removed when the server goes.
+struct SocketFile(PathBuf);
 
-impl Drop for Server {
+impl Drop for SocketFile {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.socket);
+        let _ = std::fs::remove_file(&self.0);
     }
 }
 
-/// A connection of either kind.
-trait Conn: Read + Write + Send + Sized + 'static {
-    fn duplicate(&self) -> std::io::Result<Self>;
+/// Listening, not yet serving (nothing has been accepted).
+pub struct Listeners {
+    unix: UnixListener,
+    socket: SocketFile,
+    tcp: Option<TcpListener>,
+    token: Option<String>,
+}
+
+pub struct Server {
+    socket: SocketFile,
+    pub tcp: Option<SocketAddr>,
+    /// The token TCP viewers must present.
+    pub token: Option<String>,
+    writers: Arc<Writers>,
+}
+
+impl Server {
+    pub fn socket(&self) -> &Path {
+        &self.socket.0
+    }
+
+    /// Give the viewers' writers up to `limit` to send what is queued (the end record) and close
+    /// their connections, so every viewer sees the end at once.
+    pub fn finish(&self, limit: Duration) {
+        self.writers.wait_idle(limit);
+    }
+}
+
+/// The viewers' writer threads still running.
+#[derive(Default)]
+struct Writers {
+    running: Mutex<usize>,
+    idle: Condvar,
+}
+
+/// One running writer; it counts until dropped.
+struct WriterGuard(Arc<Writers>);
+
+impl Writers {
+    fn enter(self: &Arc<Writers>) -> WriterGuard {
+        *self.running.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+        WriterGuard(Arc::clone(self))
+    }
+
+    fn wait_idle(&self, limit: Duration) {
+        let running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        let _ = self
+            .idle
+            .wait_timeout_while(running, limit, |n| *n > 0)
+            .unwrap_or_else(PoisonError::into_inner);
+    }
+}
+
+impl Drop for WriterGuard {
+    fn drop(&mut self) {
+        let mut running = self
+            .0
+            .running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        *running = running.saturating_sub(1);
+        self.0.idle.notify_all();
+    }
+}
+
+/// A connection of either kind, shared by its reader, its writer and the pending list.
+trait Conn: Send + Sync + Sized + 'static {
+    fn read_some(&self, buf: &mut [u8]) -> io::Result<usize>;
+    fn write_all_of(&self, bytes: &[u8]) -> io::Result<()>;
     fn close(&self);
-    fn set_read_limit(&self, timeout: Option<Duration>) -> std::io::Result<()>;
-    fn set_write_limit(&self, timeout: Option<Duration>) -> std::io::Result<()>;
+    /// No more data from us; the peer reads to the end of what was sent.
+    fn finish_writing(&self);
+    fn set_read_limit(&self, timeout: Option<Duration>) -> io::Result<()>;
+    fn set_write_limit(&self, timeout: Option<Duration>) -> io::Result<()>;
 }
 
 macro_rules! conn {
     ($t:ty) => {
         impl Conn for $t {
-            fn duplicate(&self) -> std::io::Result<Self> {
-                self.try_clone()
+            fn read_some(&self, buf: &mut [u8]) -> io::Result<usize> {
+                let mut stream: &$t = self;
+                stream.read(buf)
+            }
+            fn write_all_of(&self, bytes: &[u8]) -> io::Result<()> {
+                let mut stream: &$t = self;
+                stream.write_all(bytes)
             }
             fn close(&self) {
                 let _ = self.shutdown(Shutdown::Both);
             }
-            fn set_read_limit(&self, timeout: Option<Duration>) -> std::io::Result<()> {
+            fn finish_writing(&self) {
+                let _ = self.shutdown(Shutdown::Write);
+            }
+            fn set_read_limit(&self, timeout: Option<Duration>) -> io::Result<()> {
                 self.set_read_timeout(timeout)
             }
-            fn set_write_limit(&self, timeout: Option<Duration>) -> std::io::Result<()> {
+            fn set_write_limit(&self, timeout: Option<Duration>) -> io::Result<()> {
                 self.set_write_timeout(timeout)
             }
         }
@@ -72,8 +156,24 @@ macro_rules! conn {
 conn!(UnixStream);
 conn!(TcpStream);
 
-fn log(message: &str) {
-    eprintln!("bntop serve: {message}");
+/// Reads from a connection until a deadline that holds across reads: each read may only wait
+/// for what is left of it.
+struct DeadlineReader<C> {
+    conn: Arc<C>,
+    until: Option<Instant>,
+}
+
+impl<C: Conn> Read for DeadlineReader<C> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(until) = self.until {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "deadline passed"));
+            }
+            self.conn.set_read_limit(Some(left))?;
+        }
+        self.conn.read_some(buf)
+    }
 }
 
 /// A random token for TCP viewers when none was given.
@@ -85,17 +185,47 @@ fn random_token() -> String {
         .collect()
 }
 
-/// Bind the Unix socket: its directory private to the user, the socket 0600, a stale socket
-/// (no server behind it) replaced, a live one left alone.
-fn bind_unix(path: &Path) -> Result<UnixListener, String> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if !dir.exists() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-            let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
-        }
+/// A token given by the user must be long enough not to be guessed.
+pub fn check_token(token: &str) -> Result<(), String> {
+    let chars = token.chars().count();
+    if chars == 0 {
+        return Err("the token (--token or BNTOP_TOKEN) is empty".into());
     }
-    if path.exists() {
+    if chars < MIN_TOKEN_CHARS {
+        return Err(format!(
+            "the token (--token or BNTOP_TOKEN) has {chars} characters; use at least {MIN_TOKEN_CHARS}, or leave it out for a random one"
+        ));
+    }
+    Ok(())
+}
+
+/// Compare a presented token with the secret in time that depends only on the secret's length,
+/// so timing tells a peer nothing about how much of its guess was right.
+pub fn same_secret(presented: &[u8], secret: &[u8]) -> bool {
+    let mut differ = usize::from(presented.len() != secret.len());
+    for (i, &s) in secret.iter().enumerate() {
+        let p = presented.get(i).copied().unwrap_or(!s);
+        differ |= usize::from(std::hint::black_box(p ^ s));
+    }
+    differ == 0
+}
+
+/// Bind the Unix socket: its directory checked (and made, 0700, if missing), the socket 0600
+/// from the start; a stale socket (no server behind it) is replaced, a live one left alone, and
+/// anything else at that path refused.
+fn bind_unix(path: &Path, default_socket: bool) -> Result<UnixListener, String> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    prepare_dir(dir, default_socket)?;
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            return Err(format!(
+                "{} exists and is not a socket; not touching it",
+                path.display()
+            ));
+        }
         if UnixStream::connect(path).is_ok() {
             return Err(format!(
                 "a bntop server is already listening on {}",
@@ -105,16 +235,18 @@ fn bind_unix(path: &Path) -> Result<UnixListener, String> {
         std::fs::remove_file(path)
             .map_err(|e| format!("cannot remove the stale socket {}: {e}", path.display()))?;
     }
-    let listener = UnixListener::bind(path)
-        .map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .map_err(|e| format!("cannot restrict {}: {e}", path.display()))?;
-    Ok(listener)
+    bind_private(path).map_err(|e| format!("cannot listen on {}: {e}", path.display()))
 }
 
-pub fn start(options: ServeOptions, hub: Sender<HubMessage>) -> Result<Server, String> {
-    let ids = Arc::new(AtomicU64::new(1));
-    let unix = bind_unix(&options.socket)?;
+/// Open the listeners (nothing is accepted until [`start`]).
+pub fn bind(options: ServeOptions) -> Result<Listeners, RemoteError> {
+    bind_checked(options).map_err(RemoteError::Setup)
+}
+
+fn bind_checked(options: ServeOptions) -> Result<Listeners, String> {
+    if let Some(token) = &options.token {
+        check_token(token)?;
+    }
     let tcp = match options.tcp {
         Some(addr) => {
             if !addr.ip().is_loopback() && !options.allow_remote {
@@ -128,120 +260,230 @@ pub fn start(options: ServeOptions, hub: Sender<HubMessage>) -> Result<Server, S
         }
         None => None,
     };
+    let unix = bind_unix(&options.socket, options.default_socket)?;
     let token = tcp
         .as_ref()
-        .map(|_| options.token.clone().unwrap_or_else(random_token));
-    let tcp_addr = tcp.as_ref().and_then(|l| l.local_addr().ok());
-    {
-        let (hub, ids) = (hub.clone(), Arc::clone(&ids));
-        thread::Builder::new()
-            .name("bntop-unix".into())
-            .spawn(move || {
-                for stream in unix.incoming().flatten() {
-                    let id = ids.fetch_add(1, Ordering::Relaxed);
-                    let hub = hub.clone();
-                    let _ = thread::Builder::new()
-                        .name(format!("bntop-viewer-{id}"))
-                        .spawn(move || serve(stream, format!("unix viewer {id}"), id, None, &hub));
-                }
-            })
-            .map_err(|e| format!("cannot start the listener: {e}"))?;
-    }
-    if let (Some(listener), Some(token)) = (tcp, token.clone()) {
-        thread::Builder::new()
-            .name("bntop-tcp".into())
-            .spawn(move || {
-                for stream in listener.incoming().flatten() {
-                    let id = ids.fetch_add(1, Ordering::Relaxed);
-                    let peer = stream
-                        .peer_addr()
-                        .map_or_else(|_| "?".into(), |a| a.to_string());
-                    let (hub, token) = (hub.clone(), token.clone());
-                    let _ = thread::Builder::new()
-                        .name(format!("bntop-viewer-{id}"))
-                        .spawn(move || {
-                            serve(
-                                stream,
-                                format!("tcp viewer {id} ({peer})"),
-                                id,
-                                Some(&token),
-                                &hub,
-                            )
-                        });
-                }
-            })
-            .map_err(|e| format!("cannot start the listener: {e}"))?;
-    }
-    Ok(Server {
-        socket: options.socket,
-        tcp: tcp_addr,
+        .map(|_| options.token.unwrap_or_else(random_token));
+    Ok(Listeners {
+        unix,
+        socket: SocketFile(options.socket),
+        tcp,
         token,
     })
 }
 
-/// One viewer, from hello to goodbye. Any protocol error drops this connection only.
-fn serve<C: Conn>(stream: C, who: String, id: u64, token: Option<&str>, hub: &Sender<HubMessage>) {
-    let refuse = |stream: &C, reason: &str| {
-        log(&format!("{who}: refused: {reason}"));
-        if let (Ok(mut line), Ok(mut out)) = (
-            serde_json::to_string(&Refused::new(reason)),
-            stream.duplicate(),
-        ) {
-            line.push('\n');
-            let _ = out.write_all(line.as_bytes());
+/// What every connection's thread shares.
+struct Shared {
+    hub: Sender<HubMessage>,
+    ids: AtomicU64,
+    writers: Arc<Writers>,
+}
+
+/// Accept connections on both listeners and serve each on its own thread.
+pub fn start(listeners: Listeners, hub: Sender<HubMessage>) -> Result<Server, RemoteError> {
+    let writers = Arc::new(Writers::default());
+    let shared = Arc::new(Shared {
+        hub,
+        ids: AtomicU64::new(1),
+        writers: Arc::clone(&writers),
+    });
+    let Listeners {
+        unix,
+        socket,
+        tcp,
+        token,
+    } = listeners;
+    let tcp_addr = tcp.as_ref().and_then(|l| l.local_addr().ok());
+    {
+        let shared = Arc::clone(&shared);
+        thread::Builder::new()
+            .name("bntop-unix".into())
+            .spawn(move || {
+                accept_loop(
+                    || unix.accept().map(|(s, _)| (s, String::new())),
+                    "unix",
+                    &shared,
+                    None,
+                )
+            })
+            .map_err(|source| RemoteError::Thread {
+                what: "listener",
+                source,
+            })?;
+    }
+    if let (Some(listener), Some(token)) = (tcp, token.clone()) {
+        let token: Arc<str> = token.into();
+        thread::Builder::new()
+            .name("bntop-tcp".into())
+            .spawn(move || {
+                accept_loop(
+                    || listener.accept().map(|(s, peer)| (s, format!(" ({peer})"))),
+                    "tcp",
+                    &shared,
+                    Some(token),
+                )
+            })
+            .map_err(|source| RemoteError::Thread {
+                what: "listener",
+                source,
+            })?;
+    }
+    Ok(Server {
+        socket,
+        tcp: tcp_addr,
+        token,
+        writers,
+    })
+}
+
+/// Accept forever; each connection goes to a thread of its own at once. `accept` gives the
+/// connection and what to say about its peer in the log.
+fn accept_loop<C: Conn>(
+    accept: impl Fn() -> io::Result<(C, String)>,
+    kind: &str,
+    shared: &Arc<Shared>,
+    token: Option<Arc<str>>,
+) {
+    // Each listener has its own: a crowd on TCP cannot push out a viewer on the Unix socket.
+    let pending = Arc::new(Pending::new(MAX_PENDING));
+    let mut failing = false;
+    loop {
+        let (conn, peer) = match accept() {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors, say: log once, and do not spin.
+                if !failing {
+                    log(format!("cannot accept a connection: {e}"));
+                }
+                failing = true;
+                thread::sleep(ACCEPT_BACKOFF);
+                continue;
+            }
+        };
+        failing = false;
+        let id = shared.ids.fetch_add(1, Ordering::Relaxed);
+        let conn = Arc::new(conn);
+        let closer = Arc::clone(&conn);
+        if let Some(old) = pending.admit(id, Box::new(move || closer.close())) {
+            log(format!(
+                "viewer {old}: too many connections without a hello; dropped the oldest"
+            ));
         }
-        stream.close();
-    };
-    let Ok(read_half) = stream.duplicate() else {
-        return;
-    };
-    let _ = stream.set_read_limit(Some(HELLO_TIMEOUT));
-    let mut reader = BufReader::new(read_half);
-    let hello = match read_line_limited(&mut reader, MAX_CLIENT_LINE) {
-        Ok(Some(line)) => {
-            serde_json::from_str::<Hello>(&line).map_err(|_| "the first line is not a hello")
-        }
-        Ok(None) => Err("closed before saying hello"),
-        Err(_) => Err("no hello in time, or a bad one"),
-    };
-    let hello = match hello {
-        Ok(h) => h.hello,
-        Err(reason) => return refuse(&stream, reason),
-    };
-    if let Some(expected) = token {
-        if hello.token.as_deref() != Some(expected) {
-            return refuse(&stream, "wrong or missing token");
+        let (thread_shared, thread_pending) = (Arc::clone(shared), Arc::clone(&pending));
+        let token = token.clone();
+        let who = format!("{kind} viewer {id}{peer}");
+        let spawned = thread::Builder::new()
+            .name(format!("bntop-viewer-{id}"))
+            .spawn(move || {
+                serve(
+                    conn,
+                    who,
+                    id,
+                    token.as_deref(),
+                    &thread_shared,
+                    &thread_pending,
+                )
+            });
+        if spawned.is_err() {
+            pending.settle(id);
         }
     }
-    let _ = stream.set_read_limit(None);
-    let _ = stream.set_write_limit(Some(WRITE_TIMEOUT));
+}
+
+/// The hello, against one deadline for the whole of it; the token when one is required.
+fn read_hello<C: Conn>(
+    reader: &mut BufReader<DeadlineReader<C>>,
+    token: Option<&str>,
+) -> Result<Hello, &'static str> {
+    let hello = match read_line_limited(reader, MAX_CLIENT_LINE) {
+        Ok(Some(line)) => {
+            serde_json::from_str::<Hello>(&line).map_err(|_| "the first line is not a hello")?
+        }
+        Ok(None) => return Err("closed before saying hello"),
+        Err(_) => return Err("no hello in time, or a bad one"),
+    };
+    if let Some(expected) = token {
+        let presented = hello.hello.token.as_deref().unwrap_or_default();
+        if !same_secret(presented.as_bytes(), expected.as_bytes()) {
+            return Err("wrong or missing token");
+        }
+    }
+    Ok(hello)
+}
+
+/// One viewer, from hello to goodbye. Any protocol error drops this connection only.
+fn serve<C: Conn>(
+    conn: Arc<C>,
+    who: String,
+    id: u64,
+    token: Option<&str>,
+    shared: &Shared,
+    pending: &Pending,
+) {
+    let mut reader = BufReader::new(DeadlineReader {
+        conn: Arc::clone(&conn),
+        until: Some(Instant::now() + HELLO_TIMEOUT),
+    });
+    let hello = read_hello(&mut reader, token);
+    pending.settle(id);
+    let hello = match hello {
+        Ok(h) => h.hello,
+        Err(reason) => {
+            log(format!("{who}: refused: {reason}"));
+            if let Ok(mut line) = serde_json::to_string(&Refused::new(reason)) {
+                line.push('\n');
+                let _ = conn.set_write_limit(Some(Duration::from_secs(1)));
+                let _ = conn.write_all_of(line.as_bytes());
+            }
+            conn.close();
+            return;
+        }
+    };
+    reader.get_mut().until = None;
+    let _ = conn.set_read_limit(None);
+    let _ = conn.set_write_limit(Some(WRITE_TIMEOUT));
     let (queue, lines) = crossbeam_channel::bounded::<Line>(VIEWER_QUEUE);
-    let Ok(mut write_half) = stream.duplicate() else {
+    let writer = {
+        let (conn, who, guard) = (Arc::clone(&conn), who.clone(), shared.writers.enter());
+        thread::Builder::new()
+            .name(format!("bntop-writer-{id}"))
+            .spawn(move || {
+                let _running = guard;
+                for line in lines.iter() {
+                    if let Err(e) = conn.write_all_of(line.as_bytes()) {
+                        log(format!("{who}: dropped ({e})"));
+                        conn.close();
+                        return;
+                    }
+                }
+                // The hub let go of this viewer (the run ended): everything queued is written,
+                // so the viewer sees the end, then end of stream.
+                conn.finish_writing();
+            })
+    };
+    let Ok(writer) = writer else {
+        conn.close();
         return;
     };
-    let writer_who = who.clone();
-    let writer = thread::spawn(move || {
-        for line in lines.iter() {
-            if let Err(e) = write_half.write_all(line.as_bytes()) {
-                log(&format!("{writer_who}: dropped ({e})"));
-                write_half.close();
-                return;
-            }
-        }
-    });
     let mode = if hello.readonly { " (read-only)" } else { "" };
-    log(&format!("{who} attached{mode}"));
-    if hub.send(HubMessage::Attach(Viewer { id, queue })).is_err() {
-        stream.close();
+    log(format!("{who} attached{mode}"));
+    if shared
+        .hub
+        .send(HubMessage::Attach(Viewer { id, queue }))
+        .is_err()
+    {
+        conn.close();
+        let _ = writer.join();
         return;
     }
     loop {
         match read_line_limited(&mut reader, MAX_CLIENT_LINE) {
             Ok(Some(line)) if line.trim().is_empty() => {}
             Ok(Some(line)) => match serde_json::from_str::<Control>(&line) {
-                Ok(_) if hello.readonly => log(&format!("{who}: read-only, control ignored")),
+                Ok(_) if hello.readonly => log(format!("{who}: read-only, control ignored")),
                 Ok(control) => {
-                    if hub
+                    if shared
+                        .hub
                         .send(HubMessage::Control {
                             viewer: id,
                             control,
@@ -252,22 +494,79 @@ fn serve<C: Conn>(stream: C, who: String, id: u64, token: Option<&str>, hub: &Se
                     }
                 }
                 Err(_) => {
-                    log(&format!(
+                    log(format!(
                         "{who}: sent something that is not a control; dropped"
                     ));
                     break;
                 }
             },
             Ok(None) => {
-                log(&format!("{who} detached"));
+                log(format!("{who} detached"));
                 break;
             }
             Err(e) => {
-                log(&format!("{who}: {e}; dropped"));
+                log(format!("{who}: {e}; dropped"));
                 break;
             }
         }
     }
-    stream.close();
+    conn.close();
     let _ = writer.join();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_must_be_long_enough() {
+        assert!(check_token("").is_err());
+        assert!(check_token("fifteen-chars-x").is_err());
+        assert_eq!(check_token("sixteen-chars-xx"), Ok(()));
+        // Characters, not bytes.
+        assert!(check_token("ééééééééé").is_err());
+    }
+
+    #[test]
+    fn secrets_compare_equal_only_when_equal() {
+        let secret = b"0123456789abcdef";
+        assert!(same_secret(secret, secret));
+        assert!(!same_secret(b"", secret));
+        assert!(!same_secret(b"0123456789abcde", secret));
+        assert!(!same_secret(b"0123456789abcdefg", secret));
+        assert!(!same_secret(b"0123456789abcdeF", secret));
+        assert!(!same_secret(b"1123456789abcdef", secret));
+        // A presented prefix padded with what would cancel out is still different.
+        assert!(!same_secret(b"0123456789abcde\0", b"0123456789abcde"));
+    }
+
+    /// Bytes that keep arriving do not extend the hello: the deadline is for all of it.
+    #[test]
+    fn the_hello_deadline_holds_across_reads() {
+        let (ours, theirs) = UnixStream::pair().expect("pair");
+        let ours = Arc::new(ours);
+        let mut reader = BufReader::new(DeadlineReader {
+            conn: Arc::clone(&ours),
+            until: Some(Instant::now() + Duration::from_millis(300)),
+        });
+        let started = Instant::now();
+        let dribble = thread::spawn(move || {
+            let mut theirs = theirs;
+            for _ in 0..100 {
+                if theirs.write_all(b" ").is_err() {
+                    return;
+                }
+                thread::sleep(Duration::from_millis(50));
+            }
+        });
+        assert!(read_line_limited(&mut reader, MAX_CLIENT_LINE).is_err());
+        let elapsed = started.elapsed();
+        assert!(
+            // Without the deadline the read would go on for the dribble's 5 s.
+            elapsed >= Duration::from_millis(290) && elapsed < Duration::from_millis(2500),
+            "{elapsed:?}"
+        );
+        ours.close();
+        let _ = dribble.join();
+    }
 }

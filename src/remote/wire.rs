@@ -72,16 +72,19 @@ pub fn read_line_limited(reader: &mut impl BufRead, limit: usize) -> io::Result<
     }
 }
 
-/// The default socket: `$XDG_RUNTIME_DIR/bntop.sock`, else `/tmp/bntop-<uid>/bntop.sock` (the
-/// directory private to the user).
+/// The default socket: `$XDG_RUNTIME_DIR/bntop.sock`, else `/tmp/bntop-<uid>/bntop.sock`. Its
+/// directory must be private to the user (`serve` checks).
 pub fn default_socket() -> PathBuf {
-    match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+    default_socket_for(
+        std::env::var_os("XDG_RUNTIME_DIR").as_deref(),
+        super::unix_socket::my_uid(),
+    )
+}
+
+fn default_socket_for(runtime_dir: Option<&std::ffi::OsStr>, uid: u32) -> PathBuf {
+    match runtime_dir.filter(|d| !d.is_empty()) {
         Some(dir) => PathBuf::from(dir).join("bntop.sock"),
-        None => {
-            use std::os::unix::fs::MetadataExt;
-            let uid = std::fs::metadata("/proc/self").map_or(0, |m| m.uid());
-            PathBuf::from(format!("/tmp/bntop-{uid}")).join("bntop.sock")
-        }
+        None => PathBuf::from(format!("/tmp/bntop-{uid}")).join("bntop.sock"),
     }
 }
 
@@ -103,5 +106,22 @@ mod tests {
         assert_eq!(read_line_limited(&mut eof, 10).ok(), Some(None));
         let mut cut = io::Cursor::new(b"no newline".to_vec());
         assert!(read_line_limited(&mut cut, 100).is_err());
+    }
+
+    #[test]
+    fn the_default_socket_is_in_the_runtime_dir_or_a_per_user_tmp_dir() {
+        use std::ffi::OsStr;
+        assert_eq!(
+            default_socket_for(Some(OsStr::new("/run/user/1000")), 1000),
+            PathBuf::from("/run/user/1000/bntop.sock")
+        );
+        assert_eq!(
+            default_socket_for(Some(OsStr::new("")), 1000),
+            PathBuf::from("/tmp/bntop-1000/bntop.sock")
+        );
+        assert_eq!(
+            default_socket_for(None, 0),
+            PathBuf::from("/tmp/bntop-0/bntop.sock")
+        );
     }
 }
