@@ -1,5 +1,7 @@
 //! The BatchNorm lab on the real engine and the embedded digits (BN-METRICS.md; issue 6, item 9):
-//! each effect measured on a controlled case against the theory's prediction.
+//! each effect measured on a controlled case against the theory's prediction. The runs are
+//! stepped (tests/common): controls land after exact steps and the steps a test reads are
+//! published whole, so nothing depends on the machine's load.
 mod common;
 
 use bntop::engine::TrainConfig;
@@ -7,7 +9,7 @@ use bntop::metrics::weights::radial_fraction_sgd;
 use bntop::protocol::{BnMode, Control, DataOrder, Event, PopulationReport};
 use bntop::ui::state::RunState;
 use bntop::ui::theory::{ema_reading, relu_shift};
-use common::run;
+use common::{run_exact, run_whole_from};
 
 /// The fold_check control folds each conv + BN into one conv and checks it on the held-out set:
 /// the folded network gives the eval-mode logits to float rounding.
@@ -18,13 +20,14 @@ fn fold_check_reports_the_folded_network_matches_eval_mode() {
         eval_every: 1000,
         ..TrainConfig::default()
     };
-    let events = run(cfg, &[(50, Control::FoldCheck)]);
+    let events = run_exact(cfg, &[(50, Control::FoldCheck)]);
     let report = events.iter().find_map(|e| match e {
         Event::Folding(f) => Some(f.clone()),
         _ => None,
     });
     let report = report.expect("a folding record");
-    assert!(report.step >= 50 && report.samples > 0);
+    assert_eq!(report.step, 50, "checked right after its step");
+    assert!(report.samples > 0);
     assert!(
         report.max_abs_diff < 1e-4,
         "max |diff| {}",
@@ -47,7 +50,7 @@ fn angular_update_settles_at_the_weight_decay_equilibrium() {
     cfg.optimizer.lr = 0.1;
     cfg.optimizer.weight_decay = 5e-3;
     let theta_star = bntop::metrics::weights::theta_star_coupled(0.1, 5e-3, 0.9);
-    let events = run(cfg, &[]);
+    let events = run_whole_from(cfg, 301, &[]);
     for layer in 0..3 {
         let angles: Vec<f64> = events
             .iter()
@@ -58,11 +61,7 @@ fn angular_update_settles_at_the_weight_decay_equilibrium() {
                 _ => None,
             })
             .collect();
-        assert!(
-            angles.len() > 200,
-            "layer {layer}: {} snapshots",
-            angles.len()
-        );
+        assert_eq!(angles.len(), 300, "layer {layer}: every step 301-600");
         let mean = angles.iter().sum::<f64>() / angles.len() as f64;
         let ratio = mean / theta_star;
         assert!(
@@ -97,7 +96,7 @@ fn precise_bn_measures_the_class_sorted_variance_ratio_and_recovers_the_populati
     let class_sorted = Control::SetDataOrder {
         order: DataOrder::ClassSorted,
     };
-    let events = run(
+    let events = run_exact(
         cfg,
         &[
             (300, Control::PreciseBn),
@@ -109,9 +108,10 @@ fn precise_bn_measures_the_class_sorted_variance_ratio_and_recovers_the_populati
         ],
     );
     let reports = populations(&events);
+    let steps: Vec<u64> = reports.iter().map(|r| r.step).collect();
     assert_eq!(
-        reports.len(),
-        5,
+        steps,
+        [300, 302, 480, 481, 482],
         "three on demand, one per apply, one after"
     );
     let (shuffled, sorted, sorted_trained, applied) =
@@ -153,95 +153,37 @@ fn precise_bn_measures_the_class_sorted_variance_ratio_and_recovers_the_populati
     assert_eq!(three_way, 4, "each PreciseBn control evaluates three ways");
 }
 
-/// Trains with `cfg` and answers every event with `react`'s controls, so a test can pause the
-/// run and step it exactly (`common::run` sends controls when snapshots arrive, which under load
-/// can land many steps late). Every event, in order, until the end record or two quiet minutes.
-fn drive(cfg: TrainConfig, mut react: impl FnMut(&Event) -> Vec<Control>) -> Vec<Event> {
-    let engine = bntop::engine::spawn(cfg, bntop::engine::data::embedded_digits().expect("digits"))
-        .expect("spawn");
-    let mut events = Vec::new();
-    while let Ok(event) = engine
-        .events
-        .recv_timeout(std::time::Duration::from_secs(120))
-    {
-        for control in react(&event) {
-            engine.controls.send(control).expect("send control");
-        }
-        let end = matches!(event, Event::End(_));
-        events.push(event);
-        if end {
-            break;
-        }
-    }
-    // A paused engine whose controls are gone ends the run.
-    drop(engine.controls);
-    engine.thread.join().expect("engine thread");
-    events
-}
-
 /// Issue 11, item 11: switching the order back to `shuffled` mid-epoch takes effect from the
 /// next batch. The rest of the epoch was sorted by class; if it stays sorted, the batches
 /// PreciseBN compares against (the next epoch's worth in the current order) are mostly one class
 /// each and n_eff collapses as under `class_sorted`. Shuffled batches give block3 n_eff of 100+.
 #[test]
 fn switching_back_to_shuffled_mid_epoch_reshuffles_the_rest_of_the_epoch() {
-    let cfg = TrainConfig {
-        eval_every: 1000,
-        lab_every: 0,
-        ..TrainConfig::default()
-    };
     // 1437 training images in batches of 64: 22 steps an epoch, a new one after every step
     // that is a multiple of 22.
     let epoch = (1437 / 64) as u64;
     let order = |order| Control::SetDataOrder { order };
-    // Train to step 200, measure the shuffled order, pause; step to an epoch boundary, switch
-    // to class_sorted, train 3 sorted steps, measure; switch back (19 batches of the epoch
-    // left) and measure at once; quit.
-    #[derive(PartialEq)]
-    enum Phase {
-        Training,
-        Pausing,
-        ToEpochStart,
-        Sorted(u32),
-        Done,
-    }
-    let mut phase = Phase::Training;
-    // After the pause lands, each Step gives exactly one snapshot.
-    let at = |step: u64, phase: &mut Phase| -> Vec<Control> {
-        match *phase {
-            Phase::ToEpochStart if step.is_multiple_of(epoch) => {
-                *phase = Phase::Sorted(1);
-                vec![order(DataOrder::ClassSorted), Control::Step]
-            }
-            Phase::ToEpochStart => vec![Control::Step],
-            Phase::Sorted(k) if k < 3 => {
-                *phase = Phase::Sorted(k + 1);
-                vec![Control::Step]
-            }
-            Phase::Sorted(_) => {
-                *phase = Phase::Done;
-                vec![
-                    Control::PreciseBn,
-                    order(DataOrder::Shuffled),
-                    Control::PreciseBn,
-                    Control::Quit,
-                ]
-            }
-            _ => vec![],
-        }
+    // Train to step 200 and measure the shuffled order; at the next epoch boundary switch to
+    // class_sorted, train 3 sorted steps and measure; switch back (19 batches of the epoch
+    // left) and measure at once.
+    let sorted_from = 200u64.next_multiple_of(epoch);
+    let back = sorted_from + 3;
+    let cfg = TrainConfig {
+        max_steps: Some(back),
+        eval_every: 1000,
+        lab_every: 0,
+        ..TrainConfig::default()
     };
-    let events = drive(cfg, |event| match event {
-        Event::Snapshot(s) if phase == Phase::Training && s.step >= 200 => {
-            phase = Phase::Pausing;
-            vec![Control::PreciseBn, Control::Pause]
-        }
-        Event::Control(c) if phase == Phase::Pausing && c.control == Control::Pause => {
-            phase = Phase::ToEpochStart;
-            at(c.step, &mut phase)
-        }
-        Event::Snapshot(s) if phase != Phase::Pausing => at(s.step, &mut phase),
-        _ => vec![],
-    });
+    let events = run_exact(
+        cfg,
+        &[
+            (200, Control::PreciseBn),
+            (sorted_from, order(DataOrder::ClassSorted)),
+            (back, Control::PreciseBn),
+            (back, order(DataOrder::Shuffled)),
+            (back, Control::PreciseBn),
+        ],
+    );
     let switches: Vec<u64> = events
         .iter()
         .filter_map(|e| match e {
@@ -297,7 +239,7 @@ fn phantom_probe_bars_match_theory() {
         lab_every: 100,
         ..TrainConfig::default()
     };
-    let events = run(cfg, &[(150, Control::PhantomProbe)]);
+    let events = run_exact(cfg, &[(150, Control::PhantomProbe)]);
     let probes: Vec<_> = events
         .iter()
         .filter_map(|e| match e {
@@ -305,7 +247,12 @@ fn phantom_probe_bars_match_theory() {
             _ => None,
         })
         .collect();
-    assert_eq!(probes.len(), 5, "steps 0, 100, 200, 300 and one on demand");
+    let steps: Vec<u64> = probes.iter().map(|p| p.step).collect();
+    assert_eq!(
+        steps,
+        [0, 100, 150, 200, 300],
+        "every 100 steps and one on demand"
+    );
     for probe in probes {
         assert_eq!(probe.layers.len(), 3);
         for l in &probe.layers {
@@ -341,7 +288,7 @@ fn radial_fraction_of_plain_sgd_steps_matches_theory() {
         cfg.optimizer.lr = 0.1;
         cfg.optimizer.momentum = 0.0;
         cfg.optimizer.weight_decay = wd;
-        let events = run(cfg, &[]);
+        let events = run_whole_from(cfg, 1, &[]);
         let mut checked = 0;
         for e in &events {
             let Event::Snapshot(s) = e else { continue };
@@ -361,7 +308,7 @@ fn radial_fraction_of_plain_sgd_steps_matches_theory() {
                 checked += 1;
             }
         }
-        assert!(checked >= 150, "{checked} layer snapshots");
+        assert_eq!(checked, 3 * 60, "every step's three layers");
     }
 }
 
@@ -396,8 +343,10 @@ fn mean_drift_sq(events: &[Event], layer: usize, steps: std::ops::RangeInclusive
 /// a layer that trains on its running statistics (eval mode) leaves it far behind.
 #[test]
 fn drift_sits_at_its_noise_floor_until_a_layer_trains_in_eval_mode() {
+    // Block2 trains in eval mode from step 501; measured 150-200 steps later.
+    let (switch, from, to) = (500, 650, 700);
     let cfg = TrainConfig {
-        max_steps: Some(900),
+        max_steps: Some(to),
         eval_every: 1000,
         lab_every: 0,
         ..TrainConfig::default()
@@ -406,23 +355,19 @@ fn drift_sits_at_its_noise_floor_until_a_layer_trains_in_eval_mode() {
         layer: Some(1),
         mode: BnMode::Eval,
     };
-    let events = run(cfg, &[(500, eval)]);
+    // D0 averages over every pair of successive steps from the first.
+    let events = run_whole_from(cfg, 1, &[(switch, eval)]);
     let before = state_at(&events, 499);
     for (i, layer) in before.layers.iter().enumerate() {
         let floor = layer.noise_floor().expect("a floor after 499 steps");
         let xi = mean_drift_sq(&events, i, 400..=499) / (floor * floor);
         assert!((0.3..4.0).contains(&xi), "{}: Ξ = {xi:.2}", layer.name);
     }
-    // Measured 150-200 steps after the switch took effect (the control lands a step or so late).
-    let switched = events
-        .iter()
-        .find_map(|e| match e {
-            Event::Control(c) if matches!(c.control, Control::SetMode { .. }) => Some(c.step),
-            _ => None,
-        })
-        .expect("the switch");
-    let (from, to) = (switched + 150, switched + 200);
-    assert!(to <= 900, "the switch came at step {switched}");
+    let switched = events.iter().find_map(|e| match e {
+        Event::Control(c) if matches!(c.control, Control::SetMode { .. }) => Some(c.step),
+        _ => None,
+    });
+    assert_eq!(switched, Some(switch));
     let after = state_at(&events, to);
     let floor = after.layers[1].noise_floor().expect("floor");
     let xi = mean_drift_sq(&events, 1, from..=to) / (floor * floor);
@@ -441,8 +386,11 @@ fn running_mean_lags_the_drifting_batch_means_by_one_minus_m_over_m() {
         data_order: DataOrder::Drifting,
         ..TrainConfig::default()
     };
-    let state = state_at(&run(cfg, &[]), 500);
+    // The fit's window: the last 400 successive steps, 101-500.
+    let state = state_at(&run_whole_from(cfg, 101, &[]), 500);
     for layer in &state.layers {
+        let window: Vec<u64> = layer.ema_window.iter().map(|s| s.step).collect();
+        assert_eq!(window, (101..=500).collect::<Vec<_>>(), "{}", layer.name);
         let reading = ema_reading(layer).expect("a full window");
         let lag = reading.lag.expect("a trend to lag behind");
         assert!((reading.lag_predicted - 19.0).abs() < 1e-3);
@@ -465,7 +413,8 @@ fn relu_after_bn_follows_the_rectified_gaussian() {
         lab_every: 0,
         ..TrainConfig::default()
     };
-    let state = state_at(&run(cfg, &[]), 300);
+    // Step 300's own layers.
+    let state = state_at(&run_whole_from(cfg, 300, &[]), 300);
     for layer in &state.layers {
         let latest = layer.latest.as_ref().expect("a snapshot");
         let (active, active_pred, mean, mean_pred, dead) = relu_shift(latest).expect("arrays");

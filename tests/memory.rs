@@ -29,7 +29,8 @@ fn resident_memory_does_not_grow_with_steps() {
     let mut at_end = None;
     for event in engine.events.iter() {
         if let Event::Snapshot(s) = &event {
-            if s.step == warm {
+            // At or just after: a consumer slowed by a loaded machine may get snapshots coalesced.
+            if s.step >= warm && at_warm.is_none() {
                 at_warm = Some(resident_kb());
             }
             if s.step == end {
