@@ -6,7 +6,9 @@ use super::float_encoding;
 use super::header::RunHeader;
 use super::snapshot::Snapshot;
 
-/// One record. As JSON each is one object whose `"kind"` names the variant.
+/// One record. As JSON each is one object whose `"kind"` names the variant. Read input lines with
+/// [`parse_record`](super::parse_record), not serde's derived parse, which buffers the whole
+/// record before it looks at the kind.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Event {

@@ -2,9 +2,9 @@
 //!
 //! serde's derived parse of an internally tagged enum (`"kind"` inside the object) first buffers
 //! the whole object as a tree of generic values, about 16 times the line's size for an array of
-//! numbers, before it knows which record it has. [`parse_record`] reads the tag first (the prefix
-//! serde writes, else a parse that skips every other field), then parses the line once more
-//! straight into that record's struct, which ignores the `kind` field.
+//! numbers, before it knows which record it has. [`parse_record`] reads the tag first (a parse
+//! that skips every other field without building it), then parses the line once more straight
+//! into that record's struct, which ignores the `kind` field.
 use std::borrow::Cow;
 
 use serde::de::DeserializeOwned;
@@ -21,25 +21,6 @@ struct Tag<'a> {
     kind: Cow<'a, str>,
 }
 
-const KINDS: [&str; 9] = [
-    "header",
-    "snapshot",
-    "control",
-    "evaluation",
-    "marker",
-    "folding",
-    "population",
-    "probe",
-    "end",
-];
-
-/// `{"kind":"<name>"` as serde writes it, for a name this version knows.
-fn tag_prefix(line: &[u8]) -> Option<&'static str> {
-    let rest = line.strip_prefix(b"{\"kind\":\"")?;
-    let end = rest.iter().take(16).position(|&b| b == b'"')?;
-    KINDS.into_iter().find(|k| k.as_bytes() == &rest[..end])
-}
-
 fn typed<T: DeserializeOwned>(line: &[u8]) -> Result<T, String> {
     serde_json::from_slice(line).map_err(|e| e.to_string())
 }
@@ -48,13 +29,11 @@ fn typed<T: DeserializeOwned>(line: &[u8]) -> Result<T, String> {
 /// does not know is [`Event::Unknown`]. Limits on arrays and layer lists apply while parsing; see
 /// [`limits::check`] for the rest.
 pub fn parse_record(line: &[u8]) -> Result<Event, String> {
-    let kind: Cow<str> = match tag_prefix(line) {
-        Some(kind) => Cow::Borrowed(kind),
-        None => match serde_json::from_slice::<Tag>(line) {
-            Ok(tag) => tag.kind,
-            Err(e) => return Err(e.to_string()),
-        },
-    };
+    // Always the tag parse, never a guess from the prefix: it also refuses a second `kind`,
+    // which the record's struct would ignore.
+    let kind = serde_json::from_slice::<Tag>(line)
+        .map_err(|e| e.to_string())?
+        .kind;
     Ok(match kind.as_ref() {
         "header" => Event::Header(Box::new(typed(line)?)),
         "snapshot" => Event::Snapshot(typed(line)?),
