@@ -112,15 +112,16 @@ fn enormous_line(dir: &Path) -> PathBuf {
     path
 }
 
-/// As wide as the limits allow (one layer of every channel), and as many whole snapshots as
-/// 25 MB hold: every per-channel chart history fills up. Returns the last step.
+/// As wide as the limits allow (the most layers, sharing every channel: the costliest shape
+/// measured), whole snapshots up to 25 MB. Returns the last step.
 fn at_the_limits(dir: &Path) -> (PathBuf, u64) {
     let (path, mut out) = create(dir, "limits.jsonl");
-    writeln!(out, "{}", wide_header(1, limits::MAX_TOTAL_CHANNELS)).expect("write");
-    let layer = layer_json(limits::MAX_TOTAL_CHANNELS);
-    let steps = (25 << 20) / layer.len() as u64;
+    let channels = limits::MAX_TOTAL_CHANNELS / limits::MAX_LAYERS;
+    writeln!(out, "{}", wide_header(limits::MAX_LAYERS, channels)).expect("write");
+    let layer = layer_json(channels);
+    let steps = (25 << 20) / (layer.len() * limits::MAX_LAYERS) as u64;
     for step in 1..=steps {
-        snapshot(&mut out, step, &layer, 1);
+        snapshot(&mut out, step, &layer, limits::MAX_LAYERS);
     }
     out.flush().expect("flush");
     (path, steps)
@@ -169,7 +170,7 @@ fn export_stays_small_on_layer_bombs_enormous_lines_and_at_the_limits() {
         (layer_bomb(dir.path(), "one-bomb.jsonl", 1), 1, 3 * 3),
         (layer_bomb(dir.path(), "bombs.jsonl", BOMBS), BOMBS, 3 * 3),
         (enormous_line(dir.path()), 1, 3 * 3),
-        (limits_file, 0, limit_steps),
+        (limits_file, 0, limit_steps * limits::MAX_LAYERS as u64),
     ];
     for (path, skipped, rows) in cases {
         let name = path
