@@ -9,8 +9,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use bntop::protocol::{
-    BnMode, Control, ControlEvent, EndReason, EvalScore, Evaluation, Event, Marker, MarkerKind,
-    RecordingPolicy, RunEnd, Snapshot,
+    limits, parse_record, BnMode, Control, ControlEvent, DataOrder, EndReason, EvalScore,
+    Evaluation, Event, FoldingReport, LayerSnapshot, Marker, MarkerKind, PopulationLayer,
+    PopulationReport, ProbeLayer, ProbeReport, RecordingPolicy, RunEnd, Snapshot,
 };
 use bntop::session::export::{write_csv, COLUMNS};
 use bntop::session::reader::{last_at_or_before, Entry, Kind, Reader, MAX_LINE};
@@ -386,7 +387,7 @@ fn a_newer_major_version_or_another_format_is_refused() {
     let mut v: serde_json::Value = serde_json::from_str(&header_json(2, 0, "bntop")).expect("v");
     v["config"] = "changed".into();
     fs::write(&path, format!("{v}\n")).expect("write");
-    let err = Reader::open(&path).err().expect("refused");
+    let err = Reader::open(&path).err().expect("refused").to_string();
     assert_eq!(
         err,
         format!(
@@ -399,10 +400,11 @@ fn a_newer_major_version_or_another_format_is_refused() {
     assert!(Reader::open(&path)
         .err()
         .expect("refused")
+        .to_string()
         .contains("upgrade bntop"));
 
     fs::write(&path, format!("{}\n", header_json(1, 0, "other"))).expect("write");
-    let err = Reader::open(&path).err().expect("refused");
+    let err = Reader::open(&path).err().expect("refused").to_string();
     assert!(
         err.starts_with(&path.display().to_string()) && err.contains("other"),
         "{err}"
@@ -415,12 +417,15 @@ fn a_newer_major_version_or_another_format_is_refused() {
     assert_eq!(reader.header().map(|h| h.version_minor), Some(99));
 
     let missing = dir.path().join("missing.jsonl");
-    let err = Reader::open(&missing).err().expect("missing");
+    let err = Reader::open(&missing).err().expect("missing").to_string();
     assert!(
         err.contains("missing.jsonl") && !err.contains('\n'),
         "{err}"
     );
-    let err = Reader::open(dir.path()).err().expect("a directory");
+    let err = Reader::open(dir.path())
+        .err()
+        .expect("a directory")
+        .to_string();
     assert!(err.contains("directory") && err.contains(&dir.path().display().to_string()));
 }
 
@@ -434,7 +439,7 @@ fn a_newer_header_appearing_in_a_followed_file_is_an_error_on_poll() {
         &path,
         format!("{}\n", header_json(3, 1, "bntop")).as_bytes(),
     );
-    let err = reader.poll(usize::MAX).expect_err("refused");
+    let err = reader.poll(usize::MAX).expect_err("refused").to_string();
     assert!(err.contains("bntop 3.1 is newer"), "{err}");
     // It stays refused: the line is not consumed as if it were garbage.
     assert!(reader.poll(usize::MAX).is_err());
@@ -638,6 +643,7 @@ fn mutated_sessions_never_panic_and_every_indexed_line_is_accounted_for() {
         let mut reader = match Reader::open(&path) {
             Ok(r) => r,
             Err(e) => {
+                let e = e.to_string();
                 assert!(
                     e.contains("upgrade bntop") || e.contains("not a bntop session"),
                     "{e}"
@@ -653,6 +659,7 @@ fn mutated_sessions_never_panic_and_every_indexed_line_is_accounted_for() {
                 Ok(p) if p.at_end => break,
                 Ok(_) => {}
                 Err(e) => {
+                    let e = e.to_string();
                     assert!(
                         e.contains("upgrade bntop") || e.contains("not a bntop"),
                         "{e}"
@@ -834,4 +841,324 @@ fn csv_export_writes_non_finite_values_and_skips_bad_records() {
         (row[0], row[3], row[9], row[20]),
         ("2", "NaN", "inf", "-inf")
     );
+}
+
+/// Every float of `value` (a JSON number with a fraction or exponent) replaced by a non-finite
+/// spelling, in turn "NaN", "inf", "-inf"; returns how many were replaced.
+fn make_non_finite(value: &mut serde_json::Value, count: &mut usize) {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) if n.is_f64() => {
+            *value = Value::from(["NaN", "inf", "-inf"][*count % 3]);
+            *count += 1;
+        }
+        Value::Array(xs) => xs.iter_mut().for_each(|x| make_non_finite(x, count)),
+        Value::Object(m) => m.values_mut().for_each(|x| make_non_finite(x, count)),
+        _ => {}
+    }
+}
+
+/// One record of every kind, with every optional float field present.
+fn every_float_field() -> Vec<Event> {
+    let run = synthetic::run(3, 2);
+    let Event::Header(mut header) = run[0].clone() else {
+        panic!("header first")
+    };
+    header.recording = Some(RecordingPolicy {
+        snapshot_interval_s: 0.04,
+        channel_arrays_interval_s: 2.0,
+    });
+    let mut whole = snapshot_of(&run, 1);
+    whole.layers[0].bias_grad = Some(vec![0.5; whole.layers[0].batch_mean.len()]);
+    let channels: Vec<usize> = header.layers.iter().map(|l| l.channels).collect();
+    let score = EvalScore {
+        loss: 0.5,
+        accuracy: 0.25,
+    };
+    vec![
+        Event::Header(header),
+        Event::Snapshot(whole),
+        Event::Control(ControlEvent {
+            step: 1,
+            control: Control::SetMomentum {
+                layer: None,
+                momentum: 0.5,
+            },
+            rejected: None,
+        }),
+        Event::Control(ControlEvent {
+            step: 1,
+            control: Control::SetLr { lr: 0.5 },
+            rejected: None,
+        }),
+        Event::Evaluation(Evaluation {
+            step: 1,
+            samples: 360,
+            batch_stats: score,
+            running_stats: score,
+            precise_stats: Some(score),
+        }),
+        Event::Folding(FoldingReport {
+            step: 1,
+            samples: 360,
+            max_abs_diff: 0.5,
+            unfolded_us_per_image: 0.5,
+            folded_us_per_image: 0.5,
+        }),
+        Event::Population(PopulationReport {
+            step: 1,
+            samples: 1024,
+            order: DataOrder::ClassSorted,
+            order_batches: 16,
+            layers: channels
+                .iter()
+                .map(|&c| PopulationLayer {
+                    mean: vec![0.5; c],
+                    var: vec![0.5; c],
+                    var_ratio: 0.5,
+                    n_eff: 0.5,
+                    predicted_ratio: 0.5,
+                    running_var_ratio: 0.5,
+                })
+                .collect(),
+        }),
+        Event::Probe(ProbeReport {
+            step: 1,
+            batch: 64,
+            layers: channels
+                .iter()
+                .map(|_| ProbeLayer {
+                    train: 0.5,
+                    train_cancellation: 0.5,
+                    stop_gradient: 0.5,
+                    stop_gradient_predicted: 0.5,
+                    eval: 0.5,
+                    eval_predicted: 0.5,
+                })
+                .collect(),
+        }),
+        end(3),
+    ]
+}
+
+#[test]
+fn every_float_field_reads_and_writes_nan_and_infinities_as_strings() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("non-finite.jsonl");
+    let mut file = String::new();
+    let mut wanted = Vec::new();
+    for event in every_float_field() {
+        let mut value = serde_json::to_value(&event).expect("to a value");
+        let mut floats = 0;
+        make_non_finite(&mut value, &mut floats);
+        assert!(floats > 0, "{}: no float field", json(&event));
+        let line = value.to_string();
+        // Read: every float field takes the strings.
+        let parsed = parse_record(line.as_bytes()).unwrap_or_else(|e| panic!("{line}: {e}"));
+        // Written: the strings again, never `null`.
+        let back = serde_json::to_value(&parsed).expect("to a value");
+        assert_eq!(back, value, "{line}");
+        file.push_str(&line);
+        file.push('\n');
+        wanted.push(line);
+    }
+    fs::write(&path, &file).expect("write");
+    let mut reader = Reader::open(&path).expect("open");
+    poll_to_end(&mut reader);
+    let read = read_all(&mut reader);
+    assert_eq!(reader.skipped(), &Default::default());
+    assert_eq!(read.len(), wanted.len());
+    for (got, want) in read.iter().zip(&wanted) {
+        let want: serde_json::Value = serde_json::from_str(want).expect("json");
+        assert_eq!(serde_json::to_value(got).expect("value"), want);
+    }
+    let Event::Population(p) = &read[6] else {
+        panic!("population")
+    };
+    let l = &p.layers[0];
+    let values = [l.var_ratio, l.n_eff, l.predicted_ratio, l.running_var_ratio];
+    assert!(values.iter().all(|x| !x.is_finite()), "{values:?}");
+}
+
+/// `event` as a JSON line, with `edit` applied to its JSON value.
+fn edited(event: &Event, edit: impl FnOnce(&mut serde_json::Value)) -> Vec<u8> {
+    let mut value = serde_json::to_value(event).expect("value");
+    edit(&mut value);
+    value.to_string().into_bytes()
+}
+
+#[test]
+fn records_over_the_limits_are_skipped_and_counted() {
+    let events = every_float_field();
+    let header = match &events[0] {
+        Event::Header(h) => h.clone(),
+        _ => panic!("header first"),
+    };
+    let layers = header.layers.len();
+    let snapshot = &events[1];
+    let text = "x".repeat(limits::MAX_TEXT + 1);
+    let layer = |v: &mut serde_json::Value, i: usize| v["layers"][i].clone();
+    let hostile: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "more layers than the header",
+            edited(snapshot, |v| {
+                let extra = layer(v, 0);
+                v["layers"].as_array_mut().expect("layers").push(extra);
+            }),
+        ),
+        (
+            "more channels than the header",
+            edited(snapshot, |v| {
+                let c = header.layers[0].channels + 1;
+                v["layers"][0]["batch_mean"] = serde_json::json!(vec![1.5; c]);
+            }),
+        ),
+        (
+            "more than the layer limit, refused while parsing",
+            edited(snapshot, |v| {
+                let one = layer(v, 0);
+                v["layers"] = serde_json::json!(vec![one; limits::MAX_LAYERS + 1]);
+            }),
+        ),
+        (
+            "an array over the channel limit, refused while parsing",
+            edited(snapshot, |v| {
+                v["layers"][1]["gamma"] = serde_json::json!(vec![1; limits::MAX_CHANNELS + 1]);
+            }),
+        ),
+        (
+            "a population of more layers than the header",
+            edited(&events[6], |v| {
+                let extra = layer(v, 0);
+                v["layers"].as_array_mut().expect("layers").push(extra);
+            }),
+        ),
+        (
+            "a population of more channels than the header",
+            edited(&events[6], |v| {
+                v["layers"][2]["var"] = serde_json::json!(vec![1; header.layers[2].channels + 1]);
+            }),
+        ),
+        (
+            "a probe of more layers than the header",
+            edited(&events[7], |v| {
+                let extra = layer(v, 0);
+                v["layers"].as_array_mut().expect("layers").push(extra);
+            }),
+        ),
+        (
+            "a long rejection",
+            edited(&events[2], |v| v["rejected"] = text.clone().into()),
+        ),
+        (
+            "a long marker label",
+            json(&Event::Marker(Marker {
+                step: 2,
+                kind: MarkerKind::Epoch,
+                label: text.clone(),
+            }))
+            .into_bytes(),
+        ),
+        (
+            "a long end message",
+            edited(&events[8], |v| v["message"] = text.clone().into()),
+        ),
+        (
+            "a second header over the channel limit",
+            edited(&events[0], |v| {
+                let wide = serde_json::json!(limits::MAX_TOTAL_CHANNELS / 2 + 1);
+                v["layers"][0]["channels"] = wide.clone();
+                v["layers"][1]["channels"] = wide;
+            }),
+        ),
+        (
+            "a second header with too many layers",
+            edited(&events[0], |v| {
+                let one = v["layers"][0].clone();
+                v["layers"] = serde_json::json!(vec![one; limits::MAX_LAYERS + 1]);
+            }),
+        ),
+    ];
+    let mut text_file = Vec::new();
+    for (i, event) in events.iter().enumerate() {
+        text_file.extend_from_slice(json(event).as_bytes());
+        text_file.push(b'\n');
+        if let Some((_, line)) = hostile.get(i) {
+            text_file.extend_from_slice(line);
+            text_file.push(b'\n');
+        }
+    }
+    for (_, line) in hostile.iter().skip(events.len()) {
+        text_file.extend_from_slice(line);
+        text_file.push(b'\n');
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("over.jsonl");
+    fs::write(&path, &text_file).expect("write");
+    let mut reader = Reader::open(&path).expect("open");
+    poll_to_end(&mut reader);
+    let entries = reader.entries().to_vec();
+    let read: Vec<Event> = entries.iter().filter_map(|e| reader.read(e).ok()).collect();
+    assert_eq!(read.len(), events.len());
+    for (got, want) in read.iter().zip(&events) {
+        assert_eq!(json(got), json(want));
+    }
+    assert_eq!(reader.skipped().lines, hostile.len() as u64);
+    assert_eq!(reader.skipped().unknown_kinds, 0);
+    // Each one alone, checked against the header: refused, and the reason names the limit.
+    for (what, line) in &hostile {
+        let problem = match parse_record(line) {
+            Ok(event) => limits::check(&event, Some(&header)).expect_err(what),
+            Err(e) => e,
+        };
+        assert!(problem.contains("more than"), "{what}: {problem}");
+    }
+    // The same records at the header's size pass.
+    assert_eq!(layers, 3);
+    for event in &events {
+        limits::check(event, Some(&header)).expect("within the header");
+    }
+}
+
+#[test]
+fn without_a_header_only_small_layers_carry_arrays() {
+    let events = every_float_field();
+    let Event::Snapshot(snapshot) = &events[1] else {
+        panic!("snapshot")
+    };
+    limits::check(&events[1], None).expect("the synthetic shape passes");
+    let mut wide = snapshot.clone();
+    wide.layers[0].batch_mean = vec![0.5; limits::HEADERLESS_CHANNELS + 1];
+    assert!(limits::check(&Event::Snapshot(wide), None).is_err());
+    // Layers past the first few: summaries only.
+    let mut deep = snapshot.clone();
+    let mut summary_only = deep.layers[0].clone();
+    summary_only.batch_mean.clear();
+    summary_only.d.clear();
+    assert_eq!(summary_only.widest(), deep.layers[0].widest());
+    let summary_only: LayerSnapshot = serde_json::from_value(
+        serde_json::json!({"mode": "train", "momentum": 0.1, "summary": deep.layers[0].summary}),
+    )
+    .expect("summary-only layer");
+    assert_eq!(summary_only.widest(), 0);
+    deep.layers = vec![summary_only; limits::MAX_LAYERS];
+    limits::check(&Event::Snapshot(deep.clone()), None).expect("summaries pass");
+    deep.layers[limits::HEADERLESS_LAYERS].gamma = vec![1.0];
+    assert!(limits::check(&Event::Snapshot(deep.clone()), None).is_err());
+    deep.layers[limits::HEADERLESS_LAYERS].gamma.clear();
+    deep.layers[limits::HEADERLESS_LAYERS - 1].gamma = vec![1.0; limits::HEADERLESS_CHANNELS];
+    limits::check(&Event::Snapshot(deep), None).expect("within the first layers");
+
+    // A header at the limits passes; one channel more does not.
+    let Event::Header(mut header) = events[0].clone() else {
+        panic!("header")
+    };
+    let one = header.layers[0].clone();
+    header.layers = vec![one; limits::MAX_LAYERS];
+    for l in &mut header.layers {
+        l.channels = limits::MAX_TOTAL_CHANNELS / limits::MAX_LAYERS;
+    }
+    limits::check_header(&header).expect("at the limits");
+    header.layers[0].channels += 1;
+    assert!(limits::check_header(&header).is_err());
 }

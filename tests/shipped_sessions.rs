@@ -1,5 +1,6 @@
 //! The recordings that ship in sessions/ are what the README says they are: readable without a
-//! skipped line, at most 5 MB, with the controls their descriptions mention.
+//! skipped line, at most 5 MB, with the controls their descriptions mention, and with headers
+//! that say how often the lab ran.
 use std::path::Path;
 
 use bntop::protocol::{BnMode, Control, DataOrder, EndReason, Event};
@@ -116,4 +117,88 @@ fn class_sorted_recording_shows_precise_bn_and_the_probe() {
         assert!((l.running_var_ratio - 1.0).abs() < 1e-3, "{l:?}");
     }
     assert!(events.iter().any(|e| matches!(e, Event::Probe(_))));
+}
+
+/// Every session in sessions/.
+fn shipped() -> Vec<String> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("sessions");
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("sessions/")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".jsonl"))
+        .collect();
+    names.sort();
+    assert!(names.len() >= 4, "{names:?}");
+    names
+}
+
+/// Does a lab record of this kind answer the control (`population`: PreciseBN, also before
+/// applying it; `probe`: the phantom probe)?
+fn answers(lab: &Event, control: &Control) -> bool {
+    match lab {
+        Event::Population(_) => {
+            matches!(control, Control::PreciseBn | Control::ApplyPreciseBn { .. })
+        }
+        Event::Probe(_) => *control == Control::PhantomProbe,
+        _ => false,
+    }
+}
+
+#[test]
+fn every_header_says_how_often_the_lab_ran_and_the_records_agree() {
+    for name in shipped() {
+        let name = name.as_str();
+        let events = read_all(name);
+        let Some(Event::Header(header)) = events.first() else {
+            panic!("{name}: no header");
+        };
+        let every = header.config.lab_every;
+        let last_step = events.iter().filter_map(Event::step).max().unwrap_or(0);
+        let mut periodic = std::collections::BTreeMap::<u64, (bool, bool)>::new();
+        // The controls applied at each step so far, in file order: an on-demand lab record
+        // follows its control.
+        let mut applied: Vec<(u64, Control)> = Vec::new();
+        for event in &events {
+            match event {
+                Event::Control(c) if c.rejected.is_none() => {
+                    applied.push((c.step, c.control.clone()));
+                }
+                Event::Population(_) | Event::Probe(_) => {
+                    let step = event.step().unwrap_or(0);
+                    let on_demand = applied
+                        .iter()
+                        .any(|(s, control)| *s == step && answers(event, control));
+                    if on_demand {
+                        continue;
+                    }
+                    assert!(
+                        every > 0 && step % every == 0,
+                        "{name}: a {} record at step {step} without a control, but lab_every is {every}",
+                        if matches!(event, Event::Probe(_)) { "probe" } else { "population" }
+                    );
+                    let seen = periodic.entry(step).or_default();
+                    match event {
+                        Event::Population(p) => {
+                            assert_eq!(p.samples, header.config.precise_samples, "{name}");
+                            seen.0 = true;
+                        }
+                        _ => seen.1 = true,
+                    }
+                }
+                _ => {}
+            }
+        }
+        if every > 0 {
+            assert!(header.config.precise_samples > 0, "{name}");
+            for step in (0..=last_step).step_by(every as usize) {
+                assert_eq!(
+                    periodic.get(&step),
+                    Some(&(true, true)),
+                    "{name}: lab_every is {every}, but step {step} has no population and probe"
+                );
+            }
+        } else {
+            assert!(periodic.is_empty(), "{name}");
+        }
+    }
 }

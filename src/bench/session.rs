@@ -134,10 +134,10 @@ pub fn run(plan: &Plan, out: &mut dyn Write) -> Result<(), String> {
 
     // The first frame of a replay: open, one modest poll (more only if it held no snapshot), read.
     let t = Instant::now();
-    let mut reader = Reader::open(&path)?;
+    let mut reader = Reader::open(&path).map_err(|e| e.to_string())?;
     let mut polls = 0;
     let first = loop {
-        let poll = reader.poll(FIRST_POLL_BUDGET)?;
+        let poll = reader.poll(FIRST_POLL_BUDGET).map_err(|e| e.to_string())?;
         polls += 1;
         if let Some(e) = reader
             .entries()
@@ -166,8 +166,8 @@ pub fn run(plan: &Plan, out: &mut dyn Write) -> Result<(), String> {
     .map_err(w)?;
 
     let t = Instant::now();
-    let mut reader = Reader::open(&path)?;
-    while !reader.poll(usize::MAX)?.at_end {}
+    let mut reader = Reader::open(&path).map_err(|e| e.to_string())?;
+    while !reader.poll(usize::MAX).map_err(|e| e.to_string())?.at_end {}
     let index_s = t.elapsed().as_secs_f64();
     writeln!(
         out,

@@ -65,7 +65,7 @@ pub fn replay(args: &ReplayArgs) -> Result<(), Failure> {
 }
 
 pub fn export(args: &ExportArgs) -> Result<(), Failure> {
-    let mut reader = session::reader::Reader::open(&args.file).map_err(SessionError::Input)?;
+    let mut reader = session::reader::Reader::open(&args.file)?;
     let stdout = std::io::stdout();
     let mut out: Box<dyn Write> = match &args.output {
         Some(path) => Box::new(std::io::BufWriter::new(

@@ -6,7 +6,9 @@ use super::float_encoding;
 use super::header::RunHeader;
 use super::snapshot::Snapshot;
 
-/// One record. As JSON each is one object whose `"kind"` names the variant.
+/// One record. As JSON each is one object whose `"kind"` names the variant. Read input lines with
+/// [`parse_record`](super::parse_record), not serde's derived parse, which buffers the whole
+/// record before it looks at the kind.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Event {
@@ -94,7 +96,9 @@ pub struct FoldingReport {
     pub samples: usize,
     #[serde(with = "float_encoding::scalar")]
     pub max_abs_diff: f32,
+    #[serde(with = "float_encoding::scalar")]
     pub unfolded_us_per_image: f64,
+    #[serde(with = "float_encoding::scalar")]
     pub folded_us_per_image: f64,
 }
 
@@ -108,6 +112,7 @@ pub struct PopulationReport {
     pub order: DataOrder,
     pub order_batches: usize,
     /// One per BN layer, in header order.
+    #[serde(deserialize_with = "super::limits::bounded_layers")]
     pub layers: Vec<PopulationLayer>,
 }
 
@@ -120,12 +125,16 @@ pub struct PopulationLayer {
     #[serde(with = "float_encoding::vec")]
     pub var: Vec<f32>,
     /// Measured mean_t σ²_B / σ²_pop over the current order's batches.
+    #[serde(with = "float_encoding::scalar")]
     pub var_ratio: f64,
     /// Effective batch size σ²_pop / Var_t(μ_B) (harmonic mean over channels).
+    #[serde(with = "float_encoding::scalar")]
     pub n_eff: f64,
     /// Predicted 1 - 1/n_eff.
+    #[serde(with = "float_encoding::scalar")]
     pub predicted_ratio: f64,
     /// The running (EMA) variance against the population's: v_R / σ²_pop.
+    #[serde(with = "float_encoding::scalar")]
     pub running_var_ratio: f64,
 }
 
@@ -136,6 +145,7 @@ pub struct ProbeReport {
     pub step: u64,
     pub batch: usize,
     /// One per BN layer, in header order.
+    #[serde(deserialize_with = "super::limits::bounded_layers")]
     pub layers: Vec<ProbeLayer>,
 }
 
@@ -143,14 +153,20 @@ pub struct ProbeReport {
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
 pub struct ProbeLayer {
     /// Batch statistics with their gradient: BN subtracts the batch mean, so ∂L/∂b = 0.
+    #[serde(with = "float_encoding::scalar")]
     pub train: f64,
     /// max_c |Σ_i ∂L/∂h_ic| / Σ_i |∂L/∂h_ic| in train mode (≈ 1e-7 in f32).
+    #[serde(with = "float_encoding::scalar")]
     pub train_cancellation: f64,
     /// Batch statistics treated as constants: ∂L/∂b = (γ/σ̃_B)∇β.
+    #[serde(with = "float_encoding::scalar")]
     pub stop_gradient: f64,
+    #[serde(with = "float_encoding::scalar")]
     pub stop_gradient_predicted: f64,
     /// Running statistics (eval mode): ∂L/∂b = (γ/σ_R)∇β.
+    #[serde(with = "float_encoding::scalar")]
     pub eval: f64,
+    #[serde(with = "float_encoding::scalar")]
     pub eval_predicted: f64,
 }
 
@@ -172,6 +188,7 @@ pub struct RunEnd {
     /// Steps completed.
     pub step: u64,
     pub reason: EndReason,
+    #[serde(with = "float_encoding::scalar")]
     pub elapsed_s: f64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,

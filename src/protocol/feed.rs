@@ -62,5 +62,10 @@ pub enum ReplayCommand {
     PrevMark,
 }
 
+/// Records a dashboard's feed holds from a file or a server before the reader waits for the
+/// dashboard. Few: one record within the limits (`limits`) can take a few hundred KB parsed, and
+/// a dashboard slower than its reader would otherwise hold thousands of them.
+pub const READ_FEED_CAPACITY: usize = 64;
+
 pub const MIN_REPLAY_SPEED: f64 = 0.25;
 pub const MAX_REPLAY_SPEED: f64 = 64.0;

@@ -18,6 +18,7 @@ pub struct RunHeader {
     pub config: RunConfig,
     pub data: DataInfo,
     /// The BN layers, in network order; snapshot `layers[i]` belongs to `layers[i]` here.
+    #[serde(deserialize_with = "super::limits::bounded_layers")]
     pub layers: Vec<LayerInfo>,
     pub conventions: Conventions,
     /// How a recording decimated the stream (absent in a live stream, which has every step).
@@ -32,7 +33,9 @@ pub struct RunHeader {
 /// The step after each control, and the last step, are kept whole.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct RecordingPolicy {
+    #[serde(with = "float_encoding::scalar")]
     pub snapshot_interval_s: f64,
+    #[serde(with = "float_encoding::scalar")]
     pub channel_arrays_interval_s: f64,
 }
 
@@ -55,9 +58,12 @@ pub enum WeightDecayMode {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct OptimizerConfig {
     pub kind: OptimizerKind,
+    #[serde(with = "float_encoding::scalar")]
     pub lr: f32,
     /// SGD momentum (0 = none); unused by Adam.
+    #[serde(with = "float_encoding::scalar")]
     pub momentum: f32,
+    #[serde(with = "float_encoding::scalar")]
     pub weight_decay: f32,
     pub weight_decay_mode: WeightDecayMode,
 }
@@ -68,6 +74,7 @@ pub struct RunConfig {
     pub batch_size: usize,
     pub seed: u64,
     /// Initial BN momentum of every layer.
+    #[serde(with = "float_encoding::scalar")]
     pub bn_momentum: f32,
     /// Held-out evaluation every this many steps.
     pub eval_every: u64,
@@ -130,6 +137,7 @@ pub struct Conventions {
     pub momentum: String,
     pub batch_variance: String,
     pub running_variance: String,
+    #[serde(with = "float_encoding::scalar")]
     pub epsilon: f64,
     pub drift: String,
     pub weight_metrics: String,

@@ -9,6 +9,8 @@ mod events;
 mod feed;
 pub mod float_encoding;
 mod header;
+pub mod limits;
+mod parse;
 mod snapshot;
 
 pub use controls::{BnMode, Control, ControlEvent, DataOrder};
@@ -17,12 +19,15 @@ pub use events::{
     PopulationReport, ProbeLayer, ProbeReport, RunEnd,
 };
 pub use feed::{
-    Command, Feed, RecordingStatus, ReplayCommand, ReplayStatus, MAX_REPLAY_SPEED, MIN_REPLAY_SPEED,
+    Command, Feed, RecordingStatus, ReplayCommand, ReplayStatus, MAX_REPLAY_SPEED,
+    MIN_REPLAY_SPEED, READ_FEED_CAPACITY,
 };
 pub use header::{
     Conventions, DataInfo, LayerInfo, OptimizerConfig, OptimizerKind, RecordingPolicy, RunConfig,
     RunHeader, WeightDecayMode, FORMAT_NAME, FORMAT_VERSION_MAJOR, FORMAT_VERSION_MINOR,
 };
+pub use limits::MAX_LINE;
+pub use parse::{parse_record, RecordCheck};
 pub use snapshot::{LayerSnapshot, LayerSummary, Snapshot};
 
 #[cfg(test)]

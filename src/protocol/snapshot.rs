@@ -3,6 +3,7 @@ use serde::{Deserialize, Serialize};
 
 use super::controls::BnMode;
 use super::float_encoding;
+use super::limits;
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct Snapshot {
@@ -11,6 +12,7 @@ pub struct Snapshot {
     /// Passes over the training set started so far (the first epoch is 0).
     pub epoch: u64,
     /// Seconds since the run started.
+    #[serde(with = "float_encoding::scalar")]
     pub time_s: f64,
     /// Mean cross-entropy of this batch.
     #[serde(with = "float_encoding::scalar")]
@@ -20,6 +22,7 @@ pub struct Snapshot {
     #[serde(with = "float_encoding::scalar")]
     pub lr: f32,
     /// One per BN layer, in header order; empty when layer metrics are off.
+    #[serde(deserialize_with = "limits::bounded_layers")]
     pub layers: Vec<LayerSnapshot>,
 }
 
@@ -30,6 +33,7 @@ pub struct Snapshot {
 /// from the JSON.
 pub struct LayerSnapshot {
     pub mode: BnMode,
+    #[serde(with = "float_encoding::scalar")]
     pub momentum: f32,
     /// Batch mean and BIASED batch variance of the BN input.
     #[serde(
@@ -170,6 +174,40 @@ pub struct LayerSnapshot {
     #[serde(default, with = "float_encoding::option_vec")]
     pub bias_grad: Option<Vec<f32>>,
     pub summary: LayerSummary,
+}
+
+impl LayerSnapshot {
+    /// The length of the longest per-channel array (0 for a summary-only layer).
+    pub fn widest(&self) -> usize {
+        [
+            &self.batch_mean,
+            &self.batch_var,
+            &self.running_mean_pre,
+            &self.running_var_pre,
+            &self.running_mean_post,
+            &self.running_var_post,
+            &self.r,
+            &self.d,
+            &self.drift,
+            &self.out_mean,
+            &self.out_var,
+            &self.relu_mean,
+            &self.relu_var,
+            &self.relu_active,
+            &self.gamma,
+            &self.beta,
+            &self.grad_gamma,
+            &self.grad_beta,
+            &self.weight_norm,
+            &self.angular_update,
+            &self.weight_grad_cos,
+        ]
+        .into_iter()
+        .chain(&self.bias_grad)
+        .map(Vec::len)
+        .max()
+        .unwrap_or(0)
+    }
 }
 
 /// Layer aggregates of the per-channel vectors (conventions in the run header).

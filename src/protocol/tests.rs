@@ -225,3 +225,39 @@ fn a_record_kind_from_a_newer_version_is_unknown_not_an_error() {
     assert_eq!(event, Event::Unknown);
     assert_eq!(event.step(), None);
 }
+
+#[test]
+fn parse_record_reads_what_serde_writes_and_refuses_what_serde_refuses() {
+    for event in every_kind() {
+        let line = serde_json::to_string(&event).expect("serialise");
+        let back = parse_record(line.as_bytes()).unwrap_or_else(|e| panic!("{line}: {e}"));
+        assert!(same(&event, &back), "{line}");
+    }
+    // The tag anywhere, escaped or not; unknown kinds are Unknown.
+    let moved = r#"{"step":7,"control":{"control":"pause"},"kind":"con\u0074rol"}"#;
+    let Ok(Event::Control(c)) = parse_record(moved.as_bytes()) else {
+        panic!("{moved}")
+    };
+    assert_eq!((c.step, c.control), (7, Control::Pause));
+    assert_eq!(
+        parse_record(br#"{"kind":"telemetry","step":"x","bars":[[1]]}"#),
+        Ok(Event::Unknown)
+    );
+    // A second tag, no tag, not an object, trailing bytes: errors, as for serde's derived parse.
+    for bad in [
+        &br#"{"kind":"marker","kind":"marker","step":1,"marker":"epoch","label":"e"}"#[..],
+        br#"{"kind":"marker","step":1,"marker":"epoch","label":"e","kind":"probe"}"#,
+        br#"{"step":1,"marker":"epoch","label":"e"}"#,
+        br#"[{"kind":"end"}]"#,
+        br#"{"kind":"end","step":1,"reason":"quit","elapsed_s":1} x"#,
+        br#"{"kind":7}"#,
+        b"",
+    ] {
+        assert!(
+            parse_record(bad).is_err(),
+            "{}",
+            String::from_utf8_lossy(bad)
+        );
+        assert!(serde_json::from_slice::<Event>(bad).is_err());
+    }
+}

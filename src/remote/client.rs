@@ -15,10 +15,11 @@ use crossbeam_channel::{Receiver, Sender};
 use super::error::RemoteError;
 use super::unix_socket::{check_server, my_uid};
 use super::wire::{default_socket, read_line_limited, Hello, HelloBody, Refused};
-use crate::protocol::{Command, Control, Event, Feed};
+use crate::protocol::{Command, Control, Feed, RecordCheck, READ_FEED_CAPACITY};
 
-/// Records are at most a few tens of KB; anything far larger is not bntop talking.
-const MAX_SERVER_LINE: usize = 16 << 20;
+/// Records are at most a few tens of KB; a line longer than any record within the limits is not
+/// bntop talking.
+const MAX_SERVER_LINE: usize = crate::protocol::MAX_LINE;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Target {
@@ -251,14 +252,16 @@ pub fn connect(
             )));
         }
     }
-    let first: Event = serde_json::from_str(&first)
+    let mut check = RecordCheck::new();
+    let first = check
+        .line(first.as_bytes())
         .map_err(|e| RemoteError::Connect(format!("the server does not speak bntop: {e}")))?;
-    let (feed_tx, feed) = crossbeam_channel::bounded(4096);
+    let (feed_tx, feed) = crossbeam_channel::bounded(READ_FEED_CAPACITY);
     let (commands, command_rx) = crossbeam_channel::unbounded::<Command>();
     let _ = feed_tx.send(Feed::Event(first));
     thread::Builder::new()
         .name("bntop-attach-read".into())
-        .spawn(move || read_records(reader, &feed_tx))
+        .spawn(move || read_records(check, reader, &feed_tx))
         .map_err(|source| RemoteError::Thread {
             what: "viewer's reading",
             source,
@@ -298,10 +301,12 @@ pub fn connect(
     })
 }
 
-fn read_records(mut reader: impl BufRead, feed: &Sender<Feed>) {
+/// Relay the server's records to the dashboard until the stream ends or the dashboard goes.
+/// `check` has seen the records before (the header). A line that is not a record, or a record
+/// over the limits (`protocol::limits`), is skipped, as in a session file.
+pub fn read_records(mut check: RecordCheck, mut reader: impl BufRead, feed: &Sender<Feed>) {
     while let Ok(Some(line)) = read_line_limited(&mut reader, MAX_SERVER_LINE) {
-        // A record this version does not parse is skipped, as in a session file.
-        if let Ok(event) = serde_json::from_str::<Event>(&line) {
+        if let Ok(event) = check.line(line.as_bytes()) {
             if feed.send(Feed::Event(event)).is_err() {
                 return;
             }

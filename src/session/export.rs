@@ -35,11 +35,7 @@ pub fn write_csv(
     layer: Option<&str>,
     out: &mut dyn Write,
 ) -> Result<ExportStats, SessionError> {
-    while !reader
-        .poll(POLL_BUDGET)
-        .map_err(SessionError::Input)?
-        .at_end
-    {}
+    while !reader.poll(POLL_BUDGET)?.at_end {}
     let file = reader.path().display().to_string();
     let write_err = |source| SessionError::Write {
         what: format!("the CSV of {file}"),

@@ -18,13 +18,15 @@ use std::fs::{self, File};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 
-use crate::protocol::{Event, RunHeader, FORMAT_NAME, FORMAT_VERSION_MAJOR};
+use super::SessionError;
+use crate::protocol::{limits, parse_record, Event, RunHeader, FORMAT_NAME, FORMAT_VERSION_MAJOR};
 
-/// Longer lines are skipped unread: no real record comes near it (a whole snapshot of a wide
-/// network is a few hundred KB), and it bounds the memory one line can take.
-pub const MAX_LINE: usize = 16 << 20;
+/// Longer lines are skipped unread: no record within the limits (sessions/FORMAT.md) comes near
+/// it, and it bounds the memory one line can take.
+pub const MAX_LINE: usize = crate::protocol::MAX_LINE;
 
 /// Sequential indexing reads in large blocks: few system calls per MB.
 const READ_BUFFER: usize = 1 << 20;
@@ -83,7 +85,8 @@ pub struct Entry {
 }
 
 /// Lines that were not records. `lines` counts bad lines (found while indexing, or when a read
-/// fails to parse an indexed line); `unknown_kinds` counts well-formed records of unknown kinds.
+/// fails to parse an indexed line or finds it over a limit of `protocol::limits`); `unknown_kinds`
+/// counts well-formed records of unknown kinds.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Skipped {
     pub lines: u64,
@@ -134,7 +137,61 @@ struct Peek<'a> {
     #[serde(borrow)]
     kind: Cow<'a, str>,
     #[serde(default)]
-    step: Option<serde_json::Value>,
+    step: Step,
+}
+
+/// A step if the value is one (a non-negative integer); anything else is skipped, not built.
+#[derive(Default)]
+struct Step(Option<u64>);
+
+impl<'de> Deserialize<'de> for Step {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Step, D::Error> {
+        struct StepVisitor;
+
+        impl<'de> Visitor<'de> for StepVisitor {
+            type Value = Step;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any value")
+            }
+
+            fn visit_u64<E: de::Error>(self, x: u64) -> Result<Step, E> {
+                Ok(Step(Some(x)))
+            }
+
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Step, E> {
+                Ok(Step(None))
+            }
+
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Step, E> {
+                Ok(Step(None))
+            }
+
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Step, E> {
+                Ok(Step(None))
+            }
+
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Step, E> {
+                Ok(Step(None))
+            }
+
+            fn visit_unit<E: de::Error>(self) -> Result<Step, E> {
+                Ok(Step(None))
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Step, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Step(None))
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Step, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Step(None))
+            }
+        }
+
+        d.deserialize_any(StepVisitor)
+    }
 }
 
 /// A header's identity, read before the full header so a newer format is reported as such even
@@ -147,8 +204,8 @@ struct HeaderPeek<'a> {
     version_minor: u32,
 }
 
-/// How one complete line was classified.
-enum Line {
+/// How one complete line was classified by the index (see [`classify`]).
+pub enum Line {
     Record(Kind, u64, Option<Box<RunHeader>>),
     Unknown,
     Bad(String),
@@ -185,7 +242,11 @@ fn open_file(path: &Path) -> Result<(File, Option<(u64, u64)>), String> {
 impl Reader {
     /// Opens the file and indexes up to its first good record (at most about 1 MB), so a header of
     /// a newer format is reported here. An empty file or one without a header is not an error.
-    pub fn open(path: &Path) -> Result<Reader, String> {
+    pub fn open(path: &Path) -> Result<Reader, SessionError> {
+        Self::open_indexed(path).map_err(SessionError::Input)
+    }
+
+    fn open_indexed(path: &Path) -> Result<Reader, String> {
         let (file, identity) = open_file(path)?;
         let mut reader = Reader {
             path: path.to_path_buf(),
@@ -210,7 +271,12 @@ impl Reader {
     /// Indexes about `budget_bytes` of complete lines appended since the last poll (at least one
     /// line when there is one and the budget is not 0). Starts over (`reset`) if the file shrank
     /// below what was read or the path now names another file.
-    pub fn poll(&mut self, budget_bytes: usize) -> Result<Poll, String> {
+    pub fn poll(&mut self, budget_bytes: usize) -> Result<Poll, SessionError> {
+        self.poll_indexing(budget_bytes)
+            .map_err(SessionError::Input)
+    }
+
+    fn poll_indexing(&mut self, budget_bytes: usize) -> Result<Poll, String> {
         let mut reset = false;
         if let Ok(meta) = fs::metadata(&self.path) {
             let now = identity(&meta);
@@ -277,14 +343,18 @@ impl Reader {
                     entry.offset
                 )
             })?;
-        let problem = match serde_json::from_slice::<Event>(&bytes) {
+        let problem = match parse_record(&bytes) {
             Ok(event) => {
                 let kind = Kind::of(&event);
                 let step = event.step().unwrap_or(0);
-                if kind.same_variant(entry.kind) && step == entry.step {
-                    return Ok(event);
+                if !kind.same_variant(entry.kind) || step != entry.step {
+                    format!("now holds a {kind:?} record of step {step}, not the indexed one")
+                } else {
+                    match limits::check(&event, self.header.as_ref()) {
+                        Ok(()) => return Ok(event),
+                        Err(e) => format!("over a limit: {e}"),
+                    }
                 }
-                format!("now holds a {kind:?} record of step {step}, not the indexed one")
             }
             Err(e) => format!("not a valid record: {e}"),
         };
@@ -383,7 +453,7 @@ impl Reader {
                 let result = self.line_read(offset, &line[..line.len() - 1]);
                 self.line = line;
                 self.line.clear();
-                // Keep the buffer of an ordinary line, not of a 16 MiB one.
+                // Keep the buffer of an ordinary line, not of a 4 MiB one.
                 self.line.shrink_to(READ_BUFFER);
                 if let Err(e) = result {
                     // Not consumed: every later poll reports the same error (until a reset).
@@ -484,7 +554,11 @@ fn scan_prefix(line: &[u8]) -> Option<(Kind, u64)> {
     Some((kind_with_step(name, line)?, step))
 }
 
-fn classify(line: &[u8]) -> Line {
+/// What the index makes of one complete line (without its newline): a record's kind and step
+/// (and the parsed header, checked against the limits), a record of an unknown kind, a bad line,
+/// or a header this version must refuse. Records other than headers are parsed in full only when
+/// read ([`Reader::read`]).
+pub fn classify(line: &[u8]) -> Line {
     if let Some((kind, step)) = scan_prefix(line) {
         return Line::Record(kind, step, None);
     }
@@ -498,7 +572,7 @@ fn classify(line: &[u8]) -> Line {
     let Some(kind) = kind_with_step(peek.kind.as_bytes(), line) else {
         return Line::Unknown;
     };
-    match peek.step.as_ref().and_then(|s| s.as_u64()) {
+    match peek.step.0 {
         Some(step) => Line::Record(kind, step, None),
         None => Line::Bad(format!("a {} record without a step", peek.kind)),
     }
@@ -525,8 +599,11 @@ fn header_line(line: &[u8]) -> Line {
             peek.version_major, peek.version_minor
         ));
     }
-    match serde_json::from_slice::<Event>(line) {
-        Ok(Event::Header(header)) => Line::Record(Kind::Header, 0, Some(header)),
+    match parse_record(line) {
+        Ok(Event::Header(header)) => match limits::check_header(&header) {
+            Ok(()) => Line::Record(Kind::Header, 0, Some(header)),
+            Err(e) => Line::Bad(format!("a header over a limit: {e}")),
+        },
         Ok(_) => Line::Bad("a header that is not a header".into()),
         Err(e) => Line::Bad(format!("not a valid header: {e}")),
     }

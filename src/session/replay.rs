@@ -16,6 +16,7 @@ use super::reader::{Entry, Kind, Reader, Skipped};
 use super::SessionError;
 use crate::protocol::{
     Command, Event, Feed, ReplayCommand, ReplayStatus, MAX_REPLAY_SPEED, MIN_REPLAY_SPEED,
+    READ_FEED_CAPACITY,
 };
 
 /// Bytes indexed per loop turn: the first frame shows before a large file is indexed.
@@ -49,8 +50,8 @@ pub struct Replay {
 
 /// Open `path` (an error here is a bad file: exit 2) and start playing it.
 pub fn spawn(path: &Path, follow: bool) -> Result<Replay, SessionError> {
-    let reader = Reader::open(path).map_err(SessionError::Input)?;
-    let (feed_tx, feed) = crossbeam_channel::bounded(4096);
+    let reader = Reader::open(path)?;
+    let (feed_tx, feed) = crossbeam_channel::bounded(READ_FEED_CAPACITY);
     let (commands, command_rx) = crossbeam_channel::unbounded();
     let file = path.file_name().map_or_else(
         || path.display().to_string(),

@@ -1,0 +1,173 @@
+//! How big a record may be (sessions/FORMAT.md, "Limits"). A recording or a server is input like
+//! any other: a record over a limit is not shown, so a hostile file or peer cannot make a viewer
+//! allocate without bound. Readers skip such a record and count it with the other bad lines.
+//!
+//! Arrays and layer lists are capped while they are parsed (an over-long one stops the parse),
+//! the rest by [`check`] on the parsed record. What the dashboard keeps grows with the layers and
+//! channels of the header (about 50 KB of chart history per channel), so the records after a
+//! header must fit its shape; that also keeps records that each pass from adding up to more layers
+//! and channels than any one of them has.
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::de::{self, Deserialize, Deserializer, SeqAccess, Visitor};
+
+use super::events::Event;
+use super::header::RunHeader;
+
+/// A longer line is not read. The largest record the limits below allow (every per-channel array
+/// of [`MAX_TOTAL_CHANNELS`] channels, [`MAX_LAYERS`] summaries) is about 2 MB.
+pub const MAX_LINE: usize = 4 << 20;
+/// Layers of a header, snapshot, population or probe record.
+pub const MAX_LAYERS: usize = 256;
+/// Values of one array: the channels of one layer (and of the input images).
+pub const MAX_CHANNELS: usize = 4096;
+/// Channels of all the header's layers together.
+pub const MAX_TOTAL_CHANNELS: usize = 4096;
+/// Bytes of one string (names, labels, reasons, messages).
+pub const MAX_TEXT: usize = 4096;
+/// Without a header (a file that lost its first line), only the first this many layers may carry
+/// per-channel arrays, of at most [`HEADERLESS_CHANNELS`] values: what the default network needs.
+pub const HEADERLESS_LAYERS: usize = 16;
+pub const HEADERLESS_CHANNELS: usize = 256;
+
+/// `#[serde(deserialize_with = "limits::bounded_layers")]`: a list of at most [`MAX_LAYERS`].
+pub fn bounded_layers<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct Bounded<T>(PhantomData<T>);
+
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for Bounded<T> {
+        type Value = Vec<T>;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            write!(f, "a list of at most {MAX_LAYERS} layers")
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            let mut layers = Vec::new();
+            while let Some(layer) = seq.next_element()? {
+                if layers.len() == MAX_LAYERS {
+                    return Err(de::Error::custom(format!("more than {MAX_LAYERS} layers")));
+                }
+                layers.push(layer);
+            }
+            Ok(layers)
+        }
+    }
+
+    d.deserialize_seq(Bounded(PhantomData))
+}
+
+/// Whether `event` is within the limits; `header` is the run's header, if one was read (the
+/// reference for the layers and channels of the other records). The error says which limit.
+pub fn check(event: &Event, header: Option<&RunHeader>) -> Result<(), String> {
+    match event {
+        Event::Header(h) => check_header(h),
+        Event::Snapshot(s) => check_layers(s.layers.iter().map(|l| l.widest()), header),
+        Event::Population(p) => check_layers(
+            p.layers.iter().map(|l| l.mean.len().max(l.var.len())),
+            header,
+        ),
+        Event::Probe(p) => check_layers(p.layers.iter().map(|_| 0), header),
+        Event::Control(c) => c.rejected.as_deref().map_or(Ok(()), text),
+        Event::Marker(m) => text(&m.label),
+        Event::End(e) => e.message.as_deref().map_or(Ok(()), text),
+        Event::Evaluation(_) | Event::Folding(_) | Event::Unknown => Ok(()),
+    }
+}
+
+fn text(s: &str) -> Result<(), String> {
+    if s.len() > MAX_TEXT {
+        return Err(format!("a text of {} bytes, more than {MAX_TEXT}", s.len()));
+    }
+    Ok(())
+}
+
+/// The header's part of [`check`].
+pub fn check_header(h: &RunHeader) -> Result<(), String> {
+    if h.layers.len() > MAX_LAYERS {
+        return Err(format!(
+            "a header of {} layers, more than {MAX_LAYERS}",
+            h.layers.len()
+        ));
+    }
+    let mut total = 0usize;
+    for (i, layer) in h.layers.iter().enumerate() {
+        if layer.channels > MAX_CHANNELS {
+            return Err(format!(
+                "header layer {i} has {} channels, more than {MAX_CHANNELS}",
+                layer.channels
+            ));
+        }
+        total += layer.channels;
+        text(&layer.name)?;
+    }
+    if total > MAX_TOTAL_CHANNELS {
+        return Err(format!(
+            "a header of {total} channels in all, more than {MAX_TOTAL_CHANNELS}"
+        ));
+    }
+    let c = &h.conventions;
+    for s in [
+        &h.format,
+        &h.config.data_order,
+        &h.data.name,
+        &h.data.source,
+        &c.momentum,
+        &c.batch_variance,
+        &c.running_variance,
+        &c.drift,
+        &c.weight_metrics,
+        &c.weight_decay_scope,
+    ] {
+        text(s)?;
+    }
+    Ok(())
+}
+
+/// `widths`: per layer, the length of its longest per-channel array (0: summary only).
+fn check_layers(
+    widths: impl ExactSizeIterator<Item = usize>,
+    header: Option<&RunHeader>,
+) -> Result<(), String> {
+    let n = widths.len();
+    if n > MAX_LAYERS {
+        return Err(format!("{n} layers, more than {MAX_LAYERS}"));
+    }
+    match header {
+        Some(h) => {
+            if n > h.layers.len() {
+                return Err(format!(
+                    "{n} layers, more than the header's {}",
+                    h.layers.len()
+                ));
+            }
+            for (i, (width, layer)) in widths.zip(&h.layers).enumerate() {
+                if width > layer.channels {
+                    return Err(format!(
+                        "layer {i} has {width} channels, more than the header's {}",
+                        layer.channels
+                    ));
+                }
+            }
+        }
+        None => {
+            for (i, width) in widths.enumerate() {
+                let allowed = if i < HEADERLESS_LAYERS {
+                    HEADERLESS_CHANNELS
+                } else {
+                    0
+                };
+                if width > allowed {
+                    return Err(format!(
+                        "layer {i} has {width} channels, more than {allowed} without a header"
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
