@@ -155,7 +155,8 @@ pub struct ProbeLayer {
     /// Batch statistics with their gradient: BN subtracts the batch mean, so ∂L/∂b = 0.
     #[serde(with = "float_encoding::scalar")]
     pub train: f64,
-    /// max_c |Σ_i ∂L/∂h_ic| / Σ_i |∂L/∂h_ic| in train mode (≈ 1e-7 in f32).
+    /// max_c |Σ_i ∂L/∂h_ic| / Σ_i |∂L/∂h_ic| in train mode (0 in exact arithmetic; 1e-7 to 2e-6 from
+    /// f32 rounding of sums of 256-4096 terms).
     #[serde(with = "float_encoding::scalar")]
     pub train_cancellation: f64,
     /// Batch statistics treated as constants: ∂L/∂b = (γ/σ̃_B)∇β.

@@ -163,7 +163,8 @@ pub struct LayerSnapshot {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub angular_update: Vec<f32>,
-    /// cos(w_c, dL/dw_c) before the update: about 0 when BN makes the filter scale-invariant.
+    /// cos(w_c, dL/dw_c) before the update. BN in train mode makes the filter scale-invariant up
+    /// to ε, so this is the ε residual γ(∂L/∂γ)ε/(σ²_B+ε) / (‖w‖‖g‖): small (1e-5 to 1e-3), not 0.
     #[serde(
         default,
         with = "float_encoding::vec",
