@@ -6,12 +6,14 @@ mod remote_support;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
-use std::process::{Command as Process, Stdio};
+use std::process::Command as Process;
 use std::time::{Duration, Instant};
 
 use bntop::protocol::{BnMode, Command, Control, Event, Feed};
 use bntop::remote::client::{self, Target};
-use remote_support::{last_step, tcp_address, wait_steps, FakeSsh, RemoteBntop, Server, DEADLINE};
+use remote_support::{
+    bridge_after_hello, last_step, tcp_address, wait_steps, FakeSsh, RemoteBntop, Server, DEADLINE,
+};
 
 #[test]
 fn two_viewers_share_the_run_and_its_controls() {
@@ -101,16 +103,8 @@ fn bad_peers_are_refused_and_the_server_keeps_serving() {
 #[test]
 fn the_bridge_carries_the_protocol_over_a_pipe() {
     let server = Server::start(&[]);
-    let mut bridge = Process::new(env!("CARGO_BIN_EXE_bntop"))
-        .arg("bridge")
-        .arg(&server.socket)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("bridge");
-    let mut stdin = bridge.stdin.take().expect("stdin");
-    stdin.write_all(b"{\"hello\":{}}\n").expect("hello");
-    let mut out = BufReader::new(bridge.stdout.take().expect("stdout"));
+    let (mut bridge, mut stdin, stdout) = bridge_after_hello(&server.socket);
+    let mut out = BufReader::new(stdout);
     let mut line = String::new();
     out.read_line(&mut line).expect("read");
     assert!(

@@ -2,7 +2,7 @@
 //! (what `attach ssh://` runs), where a viewer must see the end at once without pressing a key.
 mod remote_support;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::process::{Command as Process, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use bntop::protocol::{EndReason, Event};
 use bntop::remote::client::{self, Target};
 use remote_support::{
-    send_signal, serve_command, shell_quote, wait_steps, wait_within, FakeSsh, RemoteBntop, Server,
-    DEADLINE,
+    bridge_after_hello, send_signal, serve_command, shell_quote, wait_steps, wait_within, FakeSsh,
+    RemoteBntop, Server, DEADLINE,
 };
 
 /// `serve` with its stderr a pipe nobody reads any more (a `| tee` that died, a dropped ssh):
@@ -88,16 +88,8 @@ fn bridges_deliver_the_end_and_exit_when_the_server_stops() {
         let mut server = Server::start(&[]);
         let mut bridges = Vec::new();
         for _ in 0..2 {
-            let mut bridge = Process::new(env!("CARGO_BIN_EXE_bntop"))
-                .arg("bridge")
-                .arg(&server.socket)
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .spawn()
-                .expect("bridge");
-            let mut stdin = bridge.stdin.take().expect("stdin");
-            stdin.write_all(b"{\"hello\":{}}\n").expect("hello");
-            let lines = read_lines(bridge.stdout.take().expect("stdout"));
+            let (bridge, stdin, stdout) = bridge_after_hello(&server.socket);
+            let lines = read_lines(stdout);
             bridges.push((bridge, stdin, lines));
         }
         for (_, _, lines) in &bridges {

@@ -1,10 +1,11 @@
 //! What the remote tests share: a real `bntop serve` process, reading its stream, and a stand-in
 //! `ssh` that runs the remote command the way sshd does (joined and handed to `sh -c`).
 #![allow(dead_code)]
+use std::io::Write;
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStderr, Command as Process, Stdio};
+use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command as Process, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -99,6 +100,21 @@ impl Server {
     pub fn signal(&self, signal: &str) {
         send_signal(self.child.id(), signal);
     }
+}
+
+/// `bntop bridge SOCKET` with pipes, its hello already sent: (process, its stdin, its stdout).
+pub fn bridge_after_hello(socket: &Path) -> (Child, ChildStdin, ChildStdout) {
+    let mut bridge = Process::new(env!("CARGO_BIN_EXE_bntop"))
+        .arg("bridge")
+        .arg(socket)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("bridge");
+    let mut stdin = bridge.stdin.take().expect("stdin");
+    stdin.write_all(b"{\"hello\":{}}\n").expect("hello");
+    let stdout = bridge.stdout.take().expect("stdout");
+    (bridge, stdin, stdout)
 }
 
 pub fn send_signal(pid: u32, signal: &str) {
