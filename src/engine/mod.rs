@@ -2,6 +2,7 @@
 //! emits the protocol's events and takes its controls.
 mod batches;
 pub mod batchnorm;
+pub mod bn_kernel;
 mod config;
 pub mod conv;
 pub mod data;

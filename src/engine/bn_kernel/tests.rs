@@ -1,0 +1,178 @@
+//! The fused op against dfdx's own `forward_mut` (+ `relu`) and against finite differences.
+use dfdx::nn::modules::BatchNorm2D;
+use dfdx::prelude::*;
+
+use super::batch_norm_train;
+use crate::engine::batchnorm::BnInput;
+use crate::engine::host::to_host;
+
+type Taped = OwnedTape<f32, Cpu>;
+
+/// A BN with random γ, β and running statistics, so every term of the op shows.
+fn random_bn<const C: usize>(dev: &Cpu) -> BatchNorm2D<C, f32, Cpu> {
+    let mut bn: BatchNorm2D<C, f32, Cpu> = BuildModule::build(dev);
+    bn.scale = dev.sample_normal::<Rank1<C>>() * 0.5 + 1.0;
+    bn.bias = dev.sample_normal();
+    bn.running_mean = dev.sample_normal();
+    bn.running_var = dev.sample_uniform::<Rank1<C>>() + 0.5;
+    bn.momentum = 0.3;
+    bn
+}
+
+/// Everything one forward + backward produced: output, running stats after, dx, dγ, dβ.
+struct Run {
+    out: Vec<f32>,
+    running_mean: Vec<f32>,
+    running_var: Vec<f32>,
+    dx: Vec<f32>,
+    d_gamma: Vec<f32>,
+    d_beta: Vec<f32>,
+}
+
+/// Forward, then the backward of Σ out·weights (weights random, so dy is not constant).
+fn run<const C: usize>(
+    bn: &mut BatchNorm2D<C, f32, Cpu>,
+    x: &BnInput<C, NoneTape>,
+    weights: &BnInput<C, NoneTape>,
+    relu: bool,
+    fused: bool,
+) -> Run {
+    let shape = *x.shape();
+    let traced: BnInput<C, Taped> = x.clone().leaky_trace();
+    let out = if fused {
+        batch_norm_train(traced, bn, relu, false).out
+    } else {
+        let y = bn
+            .forward_mut(traced.reshape_like(&(Const::<C>, shape.1 * shape.2, shape.3)))
+            .reshape_like(&shape);
+        if relu {
+            y.relu()
+        } else {
+            y
+        }
+    };
+    let out_host = to_host(&out);
+    let grads = (out * weights.clone()).sum().backward();
+    Run {
+        out: out_host,
+        running_mean: to_host(&bn.running_mean),
+        running_var: to_host(&bn.running_var),
+        dx: grads.get(x).as_vec(),
+        d_gamma: grads.get(&bn.scale).as_vec(),
+        d_beta: grads.get(&bn.bias).as_vec(),
+    }
+}
+
+/// max |a - b| over max |b|, so the tolerance is relative to the vector's scale.
+fn relative_error(a: &[f32], b: &[f32]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let scale = b.iter().fold(0.0f64, |m, &v| m.max(f64::from(v).abs()));
+    let err = a.iter().zip(b).fold(0.0f64, |m, (&x, &y)| {
+        m.max((f64::from(x) - f64::from(y)).abs())
+    });
+    err / scale.max(1e-30)
+}
+
+fn compare<const C: usize>(seed: u64, batch: usize, side: usize, relu: bool) {
+    let dev = Cpu::seed_from_u64(seed);
+    let mut reference = random_bn::<C>(&dev);
+    let mut fused = reference.clone();
+    // An offset mean: the centring must not lose precision.
+    let x: BnInput<C, NoneTape> =
+        dev.sample_normal_like(&(Const::<C>, batch, side, side)) * 2.0 + 3.0;
+    let weights: BnInput<C, NoneTape> = dev.sample_normal_like(x.shape());
+    // Two steps: the second sees the running statistics the first one updated.
+    for step in 0..2 {
+        let want = run(&mut reference, &x, &weights, relu, false);
+        let got = run(&mut fused, &x, &weights, relu, true);
+        let what = format!("C={C} batch={batch} {side}x{side} relu={relu} step {step}");
+        for (name, g, w, tol) in [
+            ("output", &got.out, &want.out, 1e-5),
+            ("running mean", &got.running_mean, &want.running_mean, 1e-5),
+            ("running var", &got.running_var, &want.running_var, 1e-5),
+            ("dx", &got.dx, &want.dx, 1e-4),
+            ("dγ", &got.d_gamma, &want.d_gamma, 1e-4),
+            ("dβ", &got.d_beta, &want.d_beta, 1e-4),
+        ] {
+            let err = relative_error(g, w);
+            assert!(err <= tol, "{what}: {name} differs by {err:e} (relative)");
+        }
+    }
+}
+
+#[test]
+fn matches_dfdx_batchnorm_with_and_without_relu() {
+    for relu in [false, true] {
+        compare::<16>(1, 2, 8, relu);
+        compare::<16>(2, 64, 8, relu);
+        compare::<16>(3, 8, 28, relu);
+        compare::<64>(4, 5, 8, relu);
+        compare::<64>(5, 32, 28, relu);
+    }
+}
+
+/// The loss Σ w·ReLU(BN(x)) in f64, written out from the definition.
+fn reference_loss(x: &[f64], gamma: &[f64], beta: &[f64], w: &[f64], eps: f64) -> f64 {
+    let channels = gamma.len();
+    let n = x.len() / channels;
+    let mut loss = 0.0;
+    for c in 0..channels {
+        let xs = &x[c * n..(c + 1) * n];
+        let mean = xs.iter().sum::<f64>() / n as f64;
+        let var = xs.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n as f64;
+        for (i, v) in xs.iter().enumerate() {
+            let y = gamma[c] * (v - mean) / (var + eps).sqrt() + beta[c];
+            loss += w[c * n + i] * y.max(0.0);
+        }
+    }
+    loss
+}
+
+#[test]
+fn gradients_match_finite_differences() {
+    const C: usize = 2;
+    let dev = Cpu::seed_from_u64(7);
+    let mut bn = random_bn::<C>(&dev);
+    let x: BnInput<C, NoneTape> = dev.sample_normal_like(&(Const::<C>, 3, 2, 2));
+    let weights: BnInput<C, NoneTape> = dev.sample_normal_like(x.shape());
+    let got = run(&mut bn, &x, &weights, true, true);
+
+    let f64s = |v: Vec<f32>| -> Vec<f64> { v.into_iter().map(f64::from).collect() };
+    let (xs, w) = (f64s(x.as_vec()), f64s(weights.as_vec()));
+    let (gamma, beta) = (f64s(bn.scale.as_vec()), f64s(bn.bias.as_vec()));
+    let eps = bn.epsilon;
+    let h = 1e-6;
+    let derivative = |f: &dyn Fn(f64) -> f64| (f(h) - f(-h)) / (2.0 * h);
+    let close = |got: f32, want: f64, what: String| {
+        assert!(
+            (f64::from(got) - want).abs() <= 1e-4 * (1.0 + want.abs()),
+            "{what}: op {got} vs finite difference {want}"
+        );
+    };
+    assert!(
+        got.out.contains(&0.0) && got.out.iter().any(|&y| y > 0.0),
+        "the case exercises both sides of the ReLU"
+    );
+    for i in 0..xs.len() {
+        let want = derivative(&|d| {
+            let mut moved = xs.clone();
+            moved[i] += d;
+            reference_loss(&moved, &gamma, &beta, &w, eps)
+        });
+        close(got.dx[i], want, format!("dx[{i}]"));
+    }
+    for c in 0..C {
+        let want = derivative(&|d| {
+            let mut moved = gamma.clone();
+            moved[c] += d;
+            reference_loss(&xs, &moved, &beta, &w, eps)
+        });
+        close(got.d_gamma[c], want, format!("dγ[{c}]"));
+        let want = derivative(&|d| {
+            let mut moved = beta.clone();
+            moved[c] += d;
+            reference_loss(&xs, &gamma, &moved, &w, eps)
+        });
+        close(got.d_beta[c], want, format!("dβ[{c}]"));
+    }
+}
