@@ -6,6 +6,7 @@ use super::host::to_host;
 use crate::metrics::moments::{channel_moments, Moments};
 
 use super::batchnorm::{normalize_with_batch_stats, normalize_with_running_stats};
+use super::bn_kernel::batch_norm_train;
 use super::conv::{conv2d, ConvGeometry, ConvOutput, Im2colCache};
 use super::model::{BlockSpec, ConvBn, Net, BLOCKS, CLASSES, KERNEL, PADDING};
 use crate::protocol::BnMode;
@@ -20,6 +21,8 @@ type Taped = OwnedTape<f32, Cpu>;
 pub struct BlockObservation {
     /// Values per channel: N·H·W.
     pub n: usize,
+    /// Per channel: mean and BIASED variance of the BN input over the batch.
+    pub batch: Vec<Moments>,
     /// BN input (conv output) and BN output, channel-major: channel c is `[c*n, (c+1)*n)`.
     pub bn_input: Vec<f32>,
     pub bn_output: Vec<f32>,
@@ -97,36 +100,41 @@ impl<const I: usize, const O: usize> ConvBn<I, O, f32, Cpu> {
     ) -> Activations<O, Taped> {
         let h = self.conv(x, spec, pass);
         let shape = *h.shape();
+        let observing = observations.is_some();
         // Copied before the BN runs: its train-mode forward updates the running statistics.
-        let before = observations.is_some().then(|| {
+        let before = observing.then(|| {
             (
                 to_host(&h),
                 to_host(&self.bn.running_mean),
                 to_host(&self.bn.running_var),
             )
         });
-        let y = match mode {
-            // dfdx's 3-D BatchNorm2D reduces over every axis but the first: (C, N·H, W) keeps n = N·H·W.
-            BnMode::Train => self
-                .bn
-                .forward_mut(h.reshape_like(&(Const::<O>, shape.1 * shape.2, shape.3)))
-                .reshape_like(&shape),
-            BnMode::Eval => normalize_with_running_stats(h, &self.bn),
+        let (out, bn_output, batch) = match mode {
+            BnMode::Train => {
+                let fused = batch_norm_train(h, &mut self.bn, true, observing);
+                (fused.out, fused.pre_relu, Some(fused.batch))
+            }
+            BnMode::Eval => {
+                let y = normalize_with_running_stats(h, &self.bn);
+                let seen = observing.then(|| to_host(&y));
+                (y.relu(), seen, None)
+            }
         };
-        if let (Some(obs), Some((bn_input, running_mean_pre, running_var_pre))) =
-            (observations, before)
+        if let (Some(obs), Some((bn_input, running_mean_pre, running_var_pre)), Some(bn_output)) =
+            (observations, before, bn_output)
         {
             obs.push(BlockObservation {
                 n: shape.1 * shape.2 * shape.3,
+                batch: batch.unwrap_or_else(|| channel_moments(&bn_input, O)),
                 bn_input,
-                bn_output: to_host(&y),
+                bn_output,
                 running_mean_pre,
                 running_var_pre,
                 running_mean_post: to_host(&self.bn.running_mean),
                 running_var_post: to_host(&self.bn.running_var),
             });
         }
-        y.relu()
+        out
     }
 
     fn infer(

@@ -29,7 +29,7 @@ impl BlockStep {
     pub fn snapshot(&self) -> LayerSnapshot {
         let channels = self.gamma.len();
         let seen = &self.seen;
-        let batch = moments::channel_moments(&seen.bn_input, channels);
+        let batch = &seen.batch;
         let out = moments::channel_moments(&seen.bn_output, channels);
         let relu = moments::channel_relu_moments(&seen.bn_output, channels);
         let drifts: Vec<drift::Drift> = (0..channels)
