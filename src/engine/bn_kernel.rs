@@ -1,4 +1,5 @@
-//! Train-mode BatchNorm (+ ReLU) as one custom dfdx op with its own backward. dfdx's
+//! BatchNorm (+ ReLU) during training as one custom dfdx op with its own backward, in train
+//! mode (batch statistics) and eval mode (running statistics, gradients still flowing). dfdx's
 //! `BatchNorm2D::forward_mut` builds the same thing from about a dozen generic broadcast and
 //! elementwise kernels, each a full pass over the activations with its own buffer; here the
 //! forward is three passes (mean, variance, output) and the backward two, per channel over the
@@ -31,27 +32,87 @@ pub fn batch_norm_train<const C: usize, T: Tape<f32, Cpu>>(
     relu: bool,
     keep_pre_relu: bool,
 ) -> TrainForward<C, T> {
-    let shape = *x.shape();
-    let n = shape.1 * shape.2 * shape.3;
-    let dev = x.device().clone();
-    let (x, mut tape) = x.split_tape();
+    let (_, batch_size, height, width) = *x.shape();
+    let n = batch_size * height * width;
+    let (x, tape) = x.split_tape();
     let xs = to_host(&x);
     let batch = channel_moments(&xs, C);
+    update_running_stats(bn, &batch, n);
+    let constants = Constants {
+        centre: batch.iter().map(|m| m.mean as f32).collect(),
+        inv_std: batch
+            .iter()
+            .map(|m| (1.0 / (m.var + bn.epsilon).sqrt()) as f32)
+            .collect(),
+        through_batch_stats: true,
+    };
+    let (out, pre_relu) = normalize(x, tape, xs, constants, bn, relu, keep_pre_relu);
+    TrainForward {
+        out,
+        batch,
+        pre_relu,
+    }
+}
+
+/// Eval-mode BatchNorm (+ ReLU) while training: normalises with the running statistics, which
+/// stay untouched; gradients flow to the input, γ and β. Same arithmetic as
+/// [`normalize_with_running_stats`](super::batchnorm::normalize_with_running_stats).
+/// Returns the output and, when asked for, y before the ReLU.
+pub fn batch_norm_eval<const C: usize, T: Tape<f32, Cpu>>(
+    x: BnInput<C, T>,
+    bn: &BatchNorm2D<C, f32, Cpu>,
+    relu: bool,
+    keep_pre_relu: bool,
+) -> (BnInput<C, T>, Option<Vec<f32>>) {
+    let (x, tape) = x.split_tape();
+    let xs = to_host(&x);
+    let eps = bn.epsilon as f32;
+    let constants = Constants {
+        centre: to_host(&bn.running_mean),
+        inv_std: (to_host(&bn.running_var).iter())
+            .map(|v| (v + eps).sqrt().recip())
+            .collect(),
+        through_batch_stats: false,
+    };
+    normalize(x, tape, xs, constants, bn, relu, keep_pre_relu)
+}
+
+/// Per channel c: y = (x - centre[c])·inv_std[c]·γ[c] + β[c].
+struct Constants {
+    centre: Vec<f32>,
+    inv_std: Vec<f32>,
+    /// Whether centre and inv_std are this batch's statistics, so the gradient flows through
+    /// them too (train mode), or constants (eval mode).
+    through_batch_stats: bool,
+}
+
+/// The shared forward and backward: `xs` is `x` on the host.
+fn normalize<const C: usize, T: Tape<f32, Cpu>>(
+    x: BnInput<C, NoneTape>,
+    mut tape: T,
+    xs: Vec<f32>,
+    constants: Constants,
+    bn: &BatchNorm2D<C, f32, Cpu>,
+    relu: bool,
+    keep_pre_relu: bool,
+) -> (BnInput<C, T>, Option<Vec<f32>>) {
+    let shape = *x.shape();
+    let n = shape.1 * shape.2 * shape.3;
     let gamma = to_host(&bn.scale);
     let beta = to_host(&bn.bias);
-    let mean: Vec<f32> = batch.iter().map(|m| m.mean as f32).collect();
-    let inv_std: Vec<f32> = batch
-        .iter()
-        .map(|m| (1.0 / (m.var + bn.epsilon).sqrt()) as f32)
-        .collect();
+    let Constants {
+        centre,
+        inv_std,
+        through_batch_stats,
+    } = constants;
 
     let mut ys = Vec::with_capacity(xs.len());
     for c in 0..C {
-        let (scale, mean, bias) = (gamma[c] * inv_std[c], mean[c], beta[c]);
+        let (scale, centre, bias) = (gamma[c] * inv_std[c], centre[c], beta[c]);
         ys.extend(
             xs[c * n..(c + 1) * n]
                 .iter()
-                .map(|&x| (x - mean) * scale + bias),
+                .map(|&x| (x - centre) * scale + bias),
         );
     }
     let pre_relu = keep_pre_relu.then(|| ys.clone());
@@ -61,8 +122,7 @@ pub fn batch_norm_train<const C: usize, T: Tape<f32, Cpu>>(
             *y = y.max(0.0);
         }
     }
-    update_running_stats(bn, &batch, n);
-    let out: BnInput<C, NoneTape> = from_host(&dev, &ys, shape);
+    let out: BnInput<C, NoneTape> = from_host(x.device(), &ys, shape);
 
     let (xg, og, gg, bg) = (x.ghost(), out.ghost(), bn.scale.ghost(), bn.bias.ghost());
     tape.add_backward_op(move |grads| {
@@ -79,18 +139,24 @@ pub fn batch_norm_train<const C: usize, T: Tape<f32, Cpu>>(
         for c in 0..C {
             let range = c * n..(c + 1) * n;
             let (xc, dyc) = (&xs[range.clone()], &dy[range.clone()]);
-            let (m, s) = (mean[c], inv_std[c]);
+            let (m, s) = (centre[c], inv_std[c]);
             let (sum_dy, sum_dy_centred) = block_sums(xc, dyc, m);
             // x̂ = (x - m)·s, so Σ dy·x̂ = s·Σ dy·(x - m).
             let sum_dy_xhat = sum_dy_centred * f64::from(s);
             d_gamma[c] = sum_dy_xhat;
             d_beta[c] = sum_dy;
             let k = gamma[c] * s;
-            let mean_dy = (sum_dy / n as f64) as f32;
-            // k·x̂·mean(dy·x̂) = (x - m)·k·s·mean(dy·x̂)
-            let slope = k * s * (sum_dy_xhat / n as f64) as f32;
-            for ((d, &x), &g) in dx[range].iter_mut().zip(xc).zip(dyc) {
-                *d += k * (g - mean_dy) - (x - m) * slope;
+            if through_batch_stats {
+                let mean_dy = (sum_dy / n as f64) as f32;
+                // k·x̂·mean(dy·x̂) = (x - m)·k·s·mean(dy·x̂)
+                let slope = k * s * (sum_dy_xhat / n as f64) as f32;
+                for ((d, &x), &g) in dx[range].iter_mut().zip(xc).zip(dyc) {
+                    *d += k * (g - mean_dy) - (x - m) * slope;
+                }
+            } else {
+                for (d, &g) in dx[range].iter_mut().zip(dyc) {
+                    *d += k * g;
+                }
             }
         }
         for (g, d) in grads.get_or_alloc_mut(&gg)?.iter_mut().zip(&d_gamma) {
@@ -101,11 +167,7 @@ pub fn batch_norm_train<const C: usize, T: Tape<f32, Cpu>>(
         }
         Ok(())
     });
-    TrainForward {
-        out: out.put_tape(tape),
-        batch,
-        pre_relu,
-    }
+    (out.put_tape(tape), pre_relu)
 }
 
 /// running = (1-m)·running + m·batch, the variance unbiased (n/(n-1)): dfdx's `axpy` in f32.

@@ -6,7 +6,7 @@ use super::host::to_host;
 use crate::metrics::moments::{channel_moments, Moments};
 
 use super::batchnorm::{normalize_with_batch_stats, normalize_with_running_stats};
-use super::bn_kernel::batch_norm_train;
+use super::bn_kernel::{batch_norm_eval, batch_norm_train};
 use super::conv::{conv2d, ConvGeometry, ConvOutput, Im2colCache};
 use super::model::{BlockSpec, ConvBn, Net, BLOCKS, CLASSES, KERNEL, PADDING};
 use crate::protocol::BnMode;
@@ -115,9 +115,8 @@ impl<const I: usize, const O: usize> ConvBn<I, O, f32, Cpu> {
                 (fused.out, fused.pre_relu, Some(fused.batch))
             }
             BnMode::Eval => {
-                let y = normalize_with_running_stats(h, &self.bn);
-                let seen = observing.then(|| to_host(&y));
-                (y.relu(), seen, None)
+                let (out, pre_relu) = batch_norm_eval(h, &self.bn, true, observing);
+                (out, pre_relu, None)
             }
         };
         if let (Some(obs), Some((bn_input, running_mean_pre, running_var_pre)), Some(bn_output)) =

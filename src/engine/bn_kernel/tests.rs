@@ -2,8 +2,8 @@
 use dfdx::nn::modules::BatchNorm2D;
 use dfdx::prelude::*;
 
-use super::batch_norm_train;
-use crate::engine::batchnorm::BnInput;
+use super::{batch_norm_eval, batch_norm_train};
+use crate::engine::batchnorm::{normalize_with_running_stats, BnInput};
 use crate::engine::host::to_host;
 
 type Taped = OwnedTape<f32, Cpu>;
@@ -29,27 +29,33 @@ struct Run {
     d_beta: Vec<f32>,
 }
 
+#[derive(Clone, Copy, Debug)]
+enum Op {
+    FusedTrain,
+    DfdxTrain,
+    FusedEval,
+    DfdxEval,
+}
+
 /// Forward, then the backward of Σ out·weights (weights random, so dy is not constant).
 fn run<const C: usize>(
     bn: &mut BatchNorm2D<C, f32, Cpu>,
     x: &BnInput<C, NoneTape>,
     weights: &BnInput<C, NoneTape>,
     relu: bool,
-    fused: bool,
+    op: Op,
 ) -> Run {
     let shape = *x.shape();
     let traced: BnInput<C, Taped> = x.clone().leaky_trace();
-    let out = if fused {
-        batch_norm_train(traced, bn, relu, false).out
-    } else {
-        let y = bn
-            .forward_mut(traced.reshape_like(&(Const::<C>, shape.1 * shape.2, shape.3)))
-            .reshape_like(&shape);
-        if relu {
-            y.relu()
-        } else {
-            y
-        }
+    let relu_if = |y: BnInput<C, Taped>| if relu { y.relu() } else { y };
+    let out = match op {
+        Op::FusedTrain => batch_norm_train(traced, bn, relu, false).out,
+        Op::DfdxTrain => relu_if(
+            bn.forward_mut(traced.reshape_like(&(Const::<C>, shape.1 * shape.2, shape.3)))
+                .reshape_like(&shape),
+        ),
+        Op::FusedEval => batch_norm_eval(traced, bn, relu, false).0,
+        Op::DfdxEval => relu_if(normalize_with_running_stats(traced, bn)),
     };
     let out_host = to_host(&out);
     let grads = (out * weights.clone()).sum().backward();
@@ -73,21 +79,34 @@ fn relative_error(a: &[f32], b: &[f32]) -> f64 {
     err / scale.max(1e-30)
 }
 
-fn compare<const C: usize>(seed: u64, batch: usize, side: usize, relu: bool) {
+fn compare<const C: usize>(
+    seed: u64,
+    batch: usize,
+    side: usize,
+    relu: bool,
+    [fused, dfdx]: [Op; 2],
+) {
     let dev = Cpu::seed_from_u64(seed);
     let mut reference = random_bn::<C>(&dev);
-    let mut fused = reference.clone();
+    let mut fused_bn = reference.clone();
     // An offset mean: the centring must not lose precision.
     let x: BnInput<C, NoneTape> =
         dev.sample_normal_like(&(Const::<C>, batch, side, side)) * 2.0 + 3.0;
     let weights: BnInput<C, NoneTape> = dev.sample_normal_like(x.shape());
+    let eval = matches!(fused, Op::FusedEval);
     // Two steps: the second sees the running statistics the first one updated.
     for step in 0..2 {
-        let want = run(&mut reference, &x, &weights, relu, false);
-        let got = run(&mut fused, &x, &weights, relu, true);
-        let what = format!("C={C} batch={batch} {side}x{side} relu={relu} step {step}");
+        let want = run(&mut reference, &x, &weights, relu, dfdx);
+        let got = run(&mut fused_bn, &x, &weights, relu, fused);
+        let what = format!("{fused:?}: C={C} batch={batch} {side}x{side} relu={relu} step {step}");
         for (name, g, w, tol) in [
-            ("output", &got.out, &want.out, 1e-5),
+            // Eval mode does the same f32 arithmetic as the dfdx-op version.
+            (
+                "output",
+                &got.out,
+                &want.out,
+                if eval { 1e-7 } else { 1e-5 },
+            ),
             ("running mean", &got.running_mean, &want.running_mean, 1e-5),
             ("running var", &got.running_var, &want.running_var, 1e-5),
             ("dx", &got.dx, &want.dx, 1e-4),
@@ -101,14 +120,32 @@ fn compare<const C: usize>(seed: u64, batch: usize, side: usize, relu: bool) {
 }
 
 #[test]
-fn matches_dfdx_batchnorm_with_and_without_relu() {
+fn train_mode_matches_dfdx_batchnorm_with_and_without_relu() {
+    let ops = [Op::FusedTrain, Op::DfdxTrain];
     for relu in [false, true] {
-        compare::<16>(1, 2, 8, relu);
-        compare::<16>(2, 64, 8, relu);
-        compare::<16>(3, 8, 28, relu);
-        compare::<64>(4, 5, 8, relu);
-        compare::<64>(5, 32, 28, relu);
+        compare::<16>(1, 2, 8, relu, ops);
+        compare::<16>(2, 64, 8, relu, ops);
+        compare::<16>(3, 8, 28, relu, ops);
+        compare::<64>(4, 5, 8, relu, ops);
+        compare::<64>(5, 32, 28, relu, ops);
     }
+}
+
+/// Eval mode: the same against the dfdx-op version, running statistics untouched by both.
+#[test]
+fn eval_mode_matches_the_dfdx_op_version_with_and_without_relu() {
+    let ops = [Op::FusedEval, Op::DfdxEval];
+    for relu in [false, true] {
+        compare::<16>(1, 2, 8, relu, ops);
+        compare::<16>(3, 8, 28, relu, ops);
+        compare::<64>(5, 32, 28, relu, ops);
+    }
+    let dev = Cpu::seed_from_u64(9);
+    let mut bn = random_bn::<16>(&dev);
+    let before = (bn.running_mean.as_vec(), bn.running_var.as_vec());
+    let x: BnInput<16, NoneTape> = dev.sample_normal_like(&(Const::<16>, 4, 8, 8));
+    run(&mut bn, &x, &x, true, Op::FusedEval);
+    assert_eq!((bn.running_mean.as_vec(), bn.running_var.as_vec()), before);
 }
 
 /// The loss Σ w·ReLU(BN(x)) in f64, written out from the definition.
@@ -135,7 +172,7 @@ fn gradients_match_finite_differences() {
     let mut bn = random_bn::<C>(&dev);
     let x: BnInput<C, NoneTape> = dev.sample_normal_like(&(Const::<C>, 3, 2, 2));
     let weights: BnInput<C, NoneTape> = dev.sample_normal_like(x.shape());
-    let got = run(&mut bn, &x, &weights, true, true);
+    let got = run(&mut bn, &x, &weights, true, Op::FusedTrain);
 
     let f64s = |v: Vec<f32>| -> Vec<f64> { v.into_iter().map(f64::from).collect() };
     let (xs, w) = (f64s(x.as_vec()), f64s(weights.as_vec()));
