@@ -1,6 +1,7 @@
-//! The BatchNorm forwards dfdx 0.13 lacks. Training in train mode uses dfdx's own
-//! `BatchNorm2D::forward_mut` (batch statistics, running-statistics update); these cover the rest,
-//! and none of them touches the running statistics.
+//! The BatchNorm forwards dfdx 0.13 lacks, built from dfdx ops: held-out inference, PreciseBN
+//! and the probe use them, and none of them touches the running statistics. The training step
+//! runs the fused ops in [`bn_kernel`](super::bn_kernel) instead (train mode there matches dfdx's
+//! own `BatchNorm2D::forward_mut`, running-statistics update included).
 use dfdx::nn::modules::BatchNorm2D;
 use dfdx::prelude::*;
 
