@@ -11,6 +11,15 @@ use rayon::prelude::*;
 
 use super::ConvGeometry;
 
+/// Elements one rayon task handles at least: below this, splitting costs more than it gains
+/// (digit batches give matrices of a few thousand elements).
+const MIN_TASK_ELEMENTS: usize = 1 << 15;
+
+/// Chunks of `chunk` elements per task so that a task holds at least [`MIN_TASK_ELEMENTS`].
+fn chunks_per_task(chunk: usize) -> usize {
+    MIN_TASK_ELEMENTS.div_ceil(chunk.max(1))
+}
+
 /// Output coordinates [lo, hi) along one axis whose input coordinate o·stride + k − padding lies
 /// inside 0..size, for kernel offset `k`; the others read the zero padding.
 fn inside(k: usize, size: usize, out: usize, stride: usize, padding: usize) -> (usize, usize) {
@@ -27,6 +36,7 @@ pub fn im2col(x: &[f32], g: &ConvGeometry, cols: &mut [f32]) {
     let plane = g.height * g.width;
     cols.par_chunks_mut(g.positions())
         .enumerate()
+        .with_min_len(chunks_per_task(g.positions()))
         .for_each(|(row, dst)| {
             let (c, ky, kx) = (row / (k * k), row / k % k, row % k);
             let (y_lo, y_hi) = inside(ky, g.height, oh, s, p);
@@ -71,6 +81,7 @@ pub fn col2im_add(cols: &[f32], g: &ConvGeometry, dx: &mut [f32]) {
     // One task per input channel: it owns that channel's slice of dx and its K·K rows.
     dx.par_chunks_mut(g.batch * plane)
         .zip(cols.par_chunks(rows_per_channel))
+        .with_min_len(chunks_per_task(rows_per_channel))
         .for_each(|(dx, rows)| {
             for (r, row) in rows.chunks_exact(g.positions()).enumerate() {
                 let (ky, kx) = (r / k, r % k);
