@@ -1,14 +1,21 @@
-//! A 2-D convolution built from stable dfdx ops (dfdx 0.13's own Conv2D is nightly-only).
+//! A 2-D convolution as a dfdx custom op with its own backward pass (dfdx 0.13's own Conv2D is
+//! nightly-only, and building one from `gather` + `matmul` spent most of a step in index
+//! gathering and temporaries).
 //!
 //! Activations use the channel-major layout (C, N, H, W): each channel's values are one contiguous
 //! run, which is what BatchNorm reduces over, and it makes the convolution a single matmul:
-//! im2col by `gather` on the flattened input (with a zero appended for the padding) into a
-//! (C_in·K·K, N·H_out·W_out) matrix, then weight (C_out, C_in·K·K) × columns = (C_out, N, H_out, W_out).
-//! `gather` and `matmul` carry their own backward passes, so gradients need no extra code.
+//! im2col into a (C_in·K·K, N·H_out·W_out) matrix, then weight (C_out, C_in·K·K) × columns =
+//! (C_out, N, H_out, W_out). Backward: dW = dY·colsᵀ, dX = col2im(Wᵀ·dY), db = row sums of dY.
+//! The host loops and matrix products are in [`kernel`].
 
-use std::collections::HashMap;
+#[cfg(test)]
+mod gather;
+mod kernel;
 
 use dfdx::prelude::*;
+use dfdx::tensor::{PutTape, SplitTape};
+
+use kernel::{col2im_add, im2col, matmul, BufferPool, Operand};
 
 /// Shape of one convolution over channel-major activations.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -44,94 +51,109 @@ impl ConvGeometry {
     pub fn input_len(&self) -> usize {
         self.in_channels * self.batch * self.height * self.width
     }
-
-    /// im2col gather indices, row-major over (patch element (ci, ky, kx), position (n, oy, ox)).
-    /// Each is a flat index into the (C, N, H, W) input, or `input_len()` (the appended zero) where
-    /// the kernel overlaps the padding.
-    pub fn im2col_indices(&self) -> Vec<usize> {
-        let (oh, ow) = (self.out_height(), self.out_width());
-        let zero = self.input_len();
-        let mut idx = Vec::with_capacity(self.patch_len() * self.positions());
-        for ci in 0..self.in_channels {
-            for ky in 0..self.kernel {
-                for kx in 0..self.kernel {
-                    for n in 0..self.batch {
-                        let image = (ci * self.batch + n) * self.height * self.width;
-                        for oy in 0..oh {
-                            let y = (oy * self.stride + ky) as isize - self.padding as isize;
-                            for ox in 0..ow {
-                                let x = (ox * self.stride + kx) as isize - self.padding as isize;
-                                let inside = (0..self.height as isize).contains(&y)
-                                    && (0..self.width as isize).contains(&x);
-                                idx.push(if inside {
-                                    image + y as usize * self.width + x as usize
-                                } else {
-                                    zero
-                                });
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        idx
-    }
 }
 
-/// im2col index tensors, built once per geometry (a run sees two or three batch sizes at most).
+/// Buffers of the convolution reused from step to step (im2col matrices, column gradients).
 #[derive(Default)]
 pub struct Im2colCache {
-    indices: HashMap<ConvGeometry, Tensor<(usize,), usize, Cpu>>,
-}
-
-impl Im2colCache {
-    fn get(&mut self, dev: &Cpu, geometry: ConvGeometry) -> Tensor<(usize,), usize, Cpu> {
-        self.indices
-            .entry(geometry)
-            .or_insert_with(|| {
-                let idx = geometry.im2col_indices();
-                let len = idx.len();
-                dev.tensor_from_vec(idx, (len,))
-            })
-            .clone()
-    }
+    pool: BufferPool,
 }
 
 /// Output of [`conv2d`]: (C_out, N, H_out, W_out).
 pub type ConvOutput<const O: usize, T> = Tensor<(Const<O>, usize, usize, usize), f32, Cpu, T>;
 
-/// Convolves channel-major `x` (any 4-D shape matching `geometry`) with `weight` (C_out, C_in, K, K).
+/// Convolves channel-major `x` (any 4-D shape matching `geometry`) with `weight` (C_out, C_in, K, K)
+/// and adds `bias` per output channel if given. With an owned tape it records its backward pass,
+/// which adds into the gradients of `x`, `weight` and `bias`.
 pub fn conv2d<S, const O: usize, const I: usize, const K: usize, T>(
     x: Tensor<S, f32, Cpu, T>,
     weight: &Tensor<Rank4<O, I, K, K>, f32, Cpu>,
+    bias: Option<&Tensor<Rank1<O>, f32, Cpu>>,
     geometry: ConvGeometry,
     cache: &mut Im2colCache,
 ) -> ConvOutput<O, T>
 where
     S: Shape,
-    T: Tape<f32, Cpu> + Merge<T> + Merge<NoneTape>,
+    T: Tape<f32, Cpu>,
 {
-    debug_assert_eq!(x.shape().num_elements(), geometry.input_len());
-    debug_assert_eq!((geometry.in_channels, geometry.kernel), (I, K));
+    let g = geometry;
+    assert_eq!(x.shape().num_elements(), g.input_len());
+    assert_eq!((g.in_channels, g.kernel), (I, K));
+    let (patch, positions) = (g.patch_len(), g.positions());
     let dev = x.device().clone();
-    let flat = x.reshape_like(&(geometry.input_len(),));
-    let padded = (flat, dev.zeros_like(&(1usize,))).concat_along(Axis::<0>);
-    let columns = padded
-        .gather(cache.get(&dev, geometry))
-        .reshape_like(&(geometry.patch_len(), geometry.positions()));
-    let filters = weight
-        .retaped::<T>()
-        .reshape_like(&(Const::<O>, geometry.patch_len()));
-    filters.matmul(columns).reshape_like(&(
-        Const::<O>,
-        geometry.batch,
-        geometry.out_height(),
-        geometry.out_width(),
-    ))
+    let (x, mut tape) = x.split_tape();
+
+    let mut columns = cache.pool.take(patch * positions);
+    {
+        let mut input = cache.pool.take(g.input_len());
+        x.copy_into(&mut input);
+        im2col(&input, &g, &mut columns);
+    }
+    let w = weight.as_vec();
+    let mut out = cache.pool.take(O * positions);
+    if let Some(bias) = bias {
+        for (row, b) in out.chunks_exact_mut(positions).zip(bias.as_vec()) {
+            row.fill(b);
+        }
+    }
+    matmul(
+        Operand::new(&w, O, patch),
+        Operand::new(&columns, patch, positions),
+        &mut out,
+        bias.is_some(),
+    );
+    // The tensor's storage comes from dfdx's allocation cache: a Vec handed over with
+    // `tensor_from_vec` would join that cache when dropped and make it grow every step.
+    let mut tensor = dev.zeros_like(&(Const::<O>, g.batch, g.out_height(), g.out_width()));
+    tensor.copy_from(&out);
+    drop(out);
+    let out = tensor;
+
+    if T::OWNS_TAPE {
+        let (xg, wg, bg, og) = (
+            x.ghost(),
+            weight.ghost(),
+            bias.map(|b| b.ghost()),
+            out.ghost(),
+        );
+        let pool = cache.pool.clone();
+        tape.add_backward_op(move |grads| {
+            let mut dw = vec![0.0f32; O * patch];
+            let mut dcols = pool.take(patch * positions);
+            let mut db = vec![0.0f32; if bg.is_some() { O } else { 0 }];
+            {
+                let dy: &[f32] = grads.get_or_alloc_mut(&og)?;
+                let dy_mat = Operand::new(dy, O, positions);
+                matmul(
+                    dy_mat,
+                    Operand::new(&columns, patch, positions).t(),
+                    &mut dw,
+                    false,
+                );
+                matmul(Operand::new(&w, O, patch).t(), dy_mat, &mut dcols, false);
+                for (d, row) in db.iter_mut().zip(dy.chunks_exact(positions)) {
+                    *d = row.iter().map(|v| *v as f64).sum::<f64>() as f32;
+                }
+            }
+            drop(columns);
+            for (gw, d) in grads.get_or_alloc_mut(&wg)?.iter_mut().zip(&dw) {
+                *gw += d;
+            }
+            if let Some(bg) = &bg {
+                for (gb, d) in grads.get_or_alloc_mut(bg)?.iter_mut().zip(&db) {
+                    *gb += d;
+                }
+            }
+            col2im_add(&dcols, &g, grads.get_or_alloc_mut(&xg)?);
+            Ok(())
+        });
+    }
+    out.put_tape(tape)
 }
 
 #[cfg(test)]
 mod tests {
+    use super::gather::conv2d_gather;
     use super::*;
 
     /// The textbook definition, on (C, N, H, W) input and (O, I, K, K) weights.
@@ -206,7 +228,7 @@ mod tests {
         for stride in [1, 2] {
             let (dev, g, x, w) = setup(stride);
             let input = dev.tensor_from_vec(x.clone(), (I, g.batch, g.height, g.width));
-            let out = conv2d(input, &w, g, &mut Im2colCache::default());
+            let out = conv2d(input, &w, None, g, &mut Im2colCache::default());
             assert_eq!(
                 *out.shape(),
                 (Const::<O>, g.batch, g.out_height(), g.out_width())
@@ -241,7 +263,13 @@ mod tests {
 
         let input = dev.tensor_from_vec(x.clone(), (I, g.batch, g.height, g.width));
         // A leaky tape keeps the input's gradient as well as the weight's.
-        let out = conv2d(input.leaky_trace(), &w, g, &mut Im2colCache::default());
+        let out = conv2d(
+            input.leaky_trace(),
+            &w,
+            None,
+            g,
+            &mut Im2colCache::default(),
+        );
         let grads = (out * probe_t).sum().backward();
         let gw = grads.get(&w).as_vec();
         let gx = grads.get(&input).as_vec();
@@ -272,5 +300,155 @@ mod tests {
                 gx[i]
             );
         }
+    }
+
+    /// Relative closeness at f32 rounding: |a - b| ≤ tol·(1 + max |b|) over the whole vector.
+    fn assert_close(what: &str, a: &[f32], b: &[f32], tol: f32) {
+        assert_eq!(a.len(), b.len(), "{what}: lengths");
+        let scale = 1.0 + b.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!((x - y).abs() <= tol * scale, "{what}[{i}]: {x} vs {y}");
+        }
+    }
+
+    /// Output and the gradients of input, weight and bias, for loss Σ out ⊙ probe, from the fast op
+    /// (with the bias inside) and from the gather reference (bias added by a broadcast).
+    fn both_ops<const C: usize, const OC: usize>(
+        g: ConvGeometry,
+        seed: u64,
+    ) -> [(Vec<f32>, Vec<f32>); 4] {
+        let dev = Cpu::seed_from_u64(seed);
+        let x: Tensor<(Const<C>, usize, usize, usize), f32, Cpu> =
+            dev.sample_normal_like(&(Const::<C>, g.batch, g.height, g.width));
+        let w: Tensor<Rank4<OC, C, K, K>, f32, Cpu> = dev.sample_normal();
+        let b: Tensor<Rank1<OC>, f32, Cpu> = dev.sample_normal();
+        let out_shape = (Const::<OC>, g.batch, g.out_height(), g.out_width());
+        let probe: Tensor<(Const<OC>, usize, usize, usize), f32, Cpu> =
+            dev.sample_normal_like(&out_shape);
+
+        let mut cache = Im2colCache::default();
+        // Twice through the same cache: the second run reuses the first run's buffers.
+        let mut fast = None;
+        for _ in 0..2 {
+            let out = conv2d(x.leaky_trace(), &w, Some(&b), g, &mut cache);
+            let y = out.as_vec();
+            let grads = (out * probe.clone()).sum().backward();
+            fast = Some((y, grads));
+        }
+        let (y_fast, g_fast) = fast.expect("ran");
+
+        let h = conv2d_gather(x.leaky_trace(), &w, g);
+        let h = h + b
+            .retaped::<OwnedTape<f32, Cpu>>()
+            .broadcast_like(&out_shape);
+        let y_ref = h.as_vec();
+        let g_ref = (h * probe).sum().backward();
+        [
+            (y_fast, y_ref),
+            (g_fast.get(&x).as_vec(), g_ref.get(&x).as_vec()),
+            (g_fast.get(&w).as_vec(), g_ref.get(&w).as_vec()),
+            (g_fast.get(&b).as_vec(), g_ref.get(&b).as_vec()),
+        ]
+    }
+
+    #[test]
+    fn output_and_gradients_match_the_gather_reference() {
+        let shapes = [
+            // (in channels via the const below, batch, height, width, stride)
+            (1, 8, 8, 1),
+            (3, 8, 8, 2),
+            (1, 1, 1, 1),
+            (2, 7, 5, 2),
+            (1, 28, 28, 2),
+            (4, 9, 13, 1),
+            (2, 3, 32, 2),
+        ];
+        for (i, &(batch, height, width, stride)) in shapes.iter().enumerate() {
+            let g = |in_channels| ConvGeometry {
+                in_channels,
+                batch,
+                height,
+                width,
+                kernel: K,
+                stride,
+                padding: 1,
+            };
+            let results = [
+                both_ops::<1, 16>(g(1), i as u64),
+                both_ops::<3, 8>(g(3), i as u64),
+                both_ops::<16, 32>(g(16), i as u64),
+            ];
+            for (c, result) in [1, 3, 16].into_iter().zip(&results) {
+                for (what, (fast, reference)) in ["out", "dx", "dw", "db"].iter().zip(result) {
+                    assert_close(&format!("{:?} {what}", g(c)), fast, reference, 1e-5);
+                }
+            }
+        }
+    }
+
+    /// Gradients add onto what is already there: x used by two convolutions gets the sum.
+    #[test]
+    fn gradients_accumulate_when_a_tensor_is_used_twice() {
+        let dev = Cpu::seed_from_u64(3);
+        let g = geometry(1);
+        let x: Tensor<Rank4<I, 2, 7, 6>, f32, Cpu> = dev.sample_normal();
+        let w: Tensor<Rank4<O, I, K, K>, f32, Cpu> = dev.sample_normal();
+        let mut cache = Im2colCache::default();
+        let once = |x: Tensor<Rank4<I, 2, 7, 6>, f32, Cpu, OwnedTape<f32, Cpu>>| {
+            conv2d(x, &w, None, g, &mut Im2colCache::default()).sum()
+        };
+        let single = once(x.leaky_trace()).backward();
+        let traced = x.leaky_trace();
+        let a = conv2d(traced.with_empty_tape(), &w, None, g, &mut cache).sum();
+        let b = conv2d(traced, &w, None, g, &mut cache).sum();
+        let double = (a + b).backward();
+        let twice: Vec<f32> = single.get(&x).as_vec().iter().map(|v| 2.0 * v).collect();
+        assert_close("dx", &double.get(&x).as_vec(), &twice, 1e-6);
+        let twice: Vec<f32> = single.get(&w).as_vec().iter().map(|v| 2.0 * v).collect();
+        assert_close("dw", &double.get(&w).as_vec(), &twice, 1e-6);
+    }
+
+    /// Resident memory of this process, bytes (Linux).
+    fn resident_bytes() -> usize {
+        let statm = std::fs::read_to_string("/proc/self/statm").expect("statm");
+        let pages: usize = statm
+            .split_whitespace()
+            .nth(1)
+            .and_then(|v| v.parse().ok())
+            .expect("resident pages");
+        pages * 4096
+    }
+
+    /// With dfdx's allocation cache on (as in training), repeated steps keep memory flat: the
+    /// output must not bring storage into the cache that nothing takes out again.
+    #[test]
+    fn repeated_steps_with_the_allocation_cache_keep_memory_flat() {
+        let dev = Cpu::seed_from_u64(9);
+        dev.enable_cache();
+        let g = ConvGeometry {
+            in_channels: 1,
+            batch: 64,
+            height: 32,
+            width: 32,
+            kernel: K,
+            stride: 1,
+            padding: 1,
+        };
+        let x: Tensor<(Const<1>, usize, usize, usize), f32, Cpu> =
+            dev.sample_normal_like(&(Const::<1>, g.batch, g.height, g.width));
+        let w: Tensor<Rank4<16, 1, K, K>, f32, Cpu> = dev.sample_normal();
+        let mut cache = Im2colCache::default();
+        let mut step = || {
+            let out = conv2d(x.leaky_trace(), &w, None, g, &mut cache);
+            let _ = out.relu().sum().backward();
+        };
+        step();
+        let before = resident_bytes();
+        // Each output is 4 MiB: a leak of one per step would add 400 MiB.
+        for _ in 0..100 {
+            step();
+        }
+        let grown = resident_bytes().saturating_sub(before);
+        assert!(grown < 100 << 20, "memory grew by {} MiB", grown >> 20);
     }
 }

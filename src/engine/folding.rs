@@ -49,9 +49,7 @@ fn infer_folded<const I: usize, const O: usize>(
     cache: &mut Im2colCache,
 ) -> Activations<O, NoneTape> {
     let g = geometry::<I>(*x.shape(), spec);
-    let h = conv2d(x, &block.weight, g, cache);
-    let shape = *h.shape();
-    (h + block.bias.clone().broadcast_like(&shape)).relu()
+    conv2d(x, &block.weight, Some(&block.bias), g, cache).relu()
 }
 
 pub struct FoldedNet<const IN: usize> {

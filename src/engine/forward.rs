@@ -81,13 +81,8 @@ impl<const I: usize, const O: usize> ConvBn<I, O, f32, Cpu> {
         T: Tape<f32, Cpu> + Merge<T> + Merge<NoneTape>,
     {
         let geometry = geometry::<I>(*x.shape(), spec);
-        let h = conv2d(x, &self.weight, geometry, pass.cache);
-        if pass.conv_bias {
-            let shape = *h.shape();
-            h + self.bias.retaped::<T>().broadcast_like(&shape)
-        } else {
-            h
-        }
+        let bias = pass.conv_bias.then_some(&self.bias);
+        conv2d(x, &self.weight, bias, geometry, pass.cache)
     }
 
     fn train_step(
