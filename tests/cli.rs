@@ -439,3 +439,141 @@ fn sigint_ends_a_headless_run_with_its_end_record() {
         "{last:?}"
     );
 }
+
+fn header(out: &Output) -> bntop::protocol::RunHeader {
+    assert!(out.status.success(), "{}", stderr(out));
+    match events(out).into_iter().next() {
+        Some(Event::Header(h)) => *h,
+        other => panic!("first record must be the header, got {other:?}"),
+    }
+}
+
+#[test]
+fn data_mnist_trains_on_the_embedded_mnist_and_digits_is_the_default() {
+    let run = |data: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--headless",
+            "--json",
+            "--steps",
+            "3",
+            "--batch",
+            "16",
+        ];
+        args.extend_from_slice(data);
+        bntop(&args)
+    };
+    let out = run(&["--data", "mnist"]);
+    let h = header(&out);
+    assert_eq!(
+        (
+            h.data.name.as_str(),
+            h.data.source.as_str(),
+            h.data.channels,
+            h.data.height,
+            h.data.width,
+            h.data.train_images,
+            h.data.heldout_images
+        ),
+        ("mnist-10k", "embedded", 1, 28, 28, 8000, 2000)
+    );
+    assert_eq!((h.layers[2].out_height, h.layers[2].out_width), (7, 7));
+    let steps = events(&out)
+        .iter()
+        .filter(|e| matches!(e, Event::Snapshot(s) if s.step >= 1))
+        .count();
+    assert!(steps >= 1, "it trained: {steps} snapshots");
+    assert!(events(&out)
+        .iter()
+        .any(|e| matches!(e, Event::End(end) if end.reason == EndReason::Completed)));
+
+    let default = header(&run(&[]));
+    let digits = header(&run(&["--data", "digits"]));
+    assert_eq!(digits.data, default.data);
+    assert_eq!(
+        (default.data.name.as_str(), default.data.train_images),
+        ("digits", 1437)
+    );
+}
+
+#[test]
+fn a_directory_named_mnist_is_reached_as_a_path() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mnist = dir.path().join("mnist");
+    std::fs::create_dir(&mnist).expect("mkdir");
+    write_idx(&mnist, "train", 40);
+    write_idx(&mnist, "t10k", 10);
+    let name = |data: &str| {
+        let args = [
+            "train",
+            "--headless",
+            "--json",
+            "--no-record",
+            "--steps",
+            "1",
+            "--batch",
+            "8",
+            "--data",
+            data,
+        ];
+        header(&bntop_in(dir.path(), &args)).data.name
+    };
+    assert_eq!(name("./mnist"), "mnist-idx");
+    assert_eq!(name("mnist/"), "mnist-idx");
+    assert_eq!(name("mnist"), "mnist-10k");
+}
+
+#[test]
+fn bench_on_a_random_shape_prints_gflops() {
+    let args = [
+        "bench",
+        "--shape",
+        "3,8,8",
+        "--steps",
+        "4",
+        "--warmup",
+        "1",
+        "--rounds",
+        "1",
+        "--batches",
+        "8",
+    ];
+    let out = bntop(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("random (generated, 3x8x8 images)"), "{text}");
+    assert!(
+        text.contains("GFLOP/s: metrics-off steps/s x conv + linear FLOPs"),
+        "{text}"
+    );
+    let row = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("8 "))
+        .unwrap_or_else(|| panic!("no batch-8 row: {text}"));
+    // batch, rate, "st/s", GFLOP/s: the GFLOP/s is the rate times 3 x 2,811,904 forward FLOPs (3x8x8, batch 8).
+    let fields: Vec<&str> = row.split_whitespace().collect();
+    let rate: f64 = fields[1].parse().expect("rate");
+    let gflops: f64 = fields[3].parse().expect("GFLOP/s");
+    let expected = rate * 3.0 * 2_811_904.0 / 1e9;
+    assert!(
+        (gflops - expected).abs() <= 0.006 + 1e-3 * expected,
+        "{gflops} vs {expected}: {row}"
+    );
+
+    for (shape, batches, problem) in [
+        ("2,8,8", "8", "1 or 3"),
+        ("3,8", "8", "three"),
+        ("3,0,8", "8", "positive"),
+        ("3,512,512", "8", "larger than the 196608 pixels"),
+        (
+            "3,256,256",
+            "8,1000",
+            "needs 3750 MB of random images (at most 512 MB)",
+        ),
+    ] {
+        let out = bntop(&["bench", "--shape", shape, "--batches", batches]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{shape}: {err}");
+        assert!(err.contains(problem), "{shape}: {err}");
+    }
+}

@@ -2,6 +2,7 @@
 //! (render time, terminal bandwidth, memory of the dashboard). Release builds only give numbers
 //! worth reporting.
 pub mod dashboard;
+pub mod flops;
 pub mod session;
 pub mod training;
 

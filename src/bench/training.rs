@@ -1,12 +1,14 @@
 //! `bntop bench`: steps per second of the default model with per-layer metrics off, on, and on
 //! with the lab (PreciseBN, three-way evaluation and probe) at the dashboard's default cadence.
 //!
-//! Each measurement is a real engine run on the embedded digits; the rate is taken from the
+//! Each measurement is a real engine run on the data set given (the embedded digits by default, or
+//! random images of a chosen shape); the rate is taken from the
 //! snapshots' timestamps after a warm-up, so start-up does not count, and there is no plain
 //! held-out evaluation in the timed window. The three runs of a round go in a rotating order, so
 //! machine noise hits all alike; the median round is reported.
 use std::io::Write;
 
+use super::flops;
 use crate::engine::{self, data::DataSet, TrainConfig};
 use crate::protocol::Event;
 
@@ -88,6 +90,10 @@ const SETTINGS: [Setting; 3] = [
 ];
 const LAB_EVERY: u64 = 200;
 
+/// How the GFLOP/s column counts (see [`flops`]).
+const GFLOPS_CONVENTION: &str = "GFLOP/s: metrics-off steps/s x conv + linear FLOPs per step \
+(multiply-add = 2, forward + backward = 3x forward; BN, ReLU, pooling, loss and optimizer not counted)";
+
 fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(f64::total_cmp);
     super::percentile(&xs, 0.5)
@@ -102,17 +108,21 @@ pub fn run(plan: &Plan, data: &DataSet, out: &mut dyn Write) -> Result<(), Strin
         )
         .map_err(io)?;
     }
+    let images = &data.train;
+    let shape = [images.channels, images.height, images.width];
     writeln!(
         out,
-        "bntop bench: default model on the embedded digits, {} timed steps after {} warm-up, median of {} rounds",
-        plan.steps, plan.warmup, plan.rounds
+        "bntop bench: default model on {} ({}, {}x{}x{} images), {} timed steps after {} warm-up, median of {} rounds",
+        data.name, data.source, shape[0], shape[1], shape[2], plan.steps, plan.warmup, plan.rounds
     )
     .map_err(io)?;
+    writeln!(out, "{GFLOPS_CONVENTION}").map_err(io)?;
     writeln!(
         out,
-        "{:>6} {:>14} {:>14} {:>11} {:>9} {:>17} {:>14} {:>9}",
+        "{:>6} {:>14} {:>8} {:>14} {:>11} {:>9} {:>17} {:>14} {:>9}",
         "batch",
         "metrics off",
+        "GFLOP/s",
         "metrics on",
         "ms/step on",
         "overhead",
@@ -136,9 +146,10 @@ pub fn run(plan: &Plan, data: &DataSet, out: &mut dyn Write) -> Result<(), Strin
             }
         }
         let [off, on, lab] = rates.map(median);
+        let gflops = off * flops::per_step(shape, batch).training() as f64 / 1e9;
         writeln!(
             out,
-            "{batch:>6} {off:>9.1} st/s {on:>9.1} st/s {:>11.2} {:>8.1}% {:>16.1}% {lab:>9.1} st/s {:>8.1}%",
+            "{batch:>6} {off:>9.1} st/s {gflops:>8.2} {on:>9.1} st/s {:>11.2} {:>8.1}% {:>16.1}% {lab:>9.1} st/s {:>8.1}%",
             1000.0 / on,
             100.0 * (off / on - 1.0),
             100.0 * median(coverage),

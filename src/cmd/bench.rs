@@ -1,7 +1,10 @@
 //! `bntop bench`, `bench-dashboard` and `bench-session`: the benchmarks' arguments and runs.
+use std::path::PathBuf;
+
 use clap::Args;
 
 use bntop::bench;
+use bntop::engine;
 
 use super::{load_data, Failure};
 
@@ -18,6 +21,49 @@ pub struct BenchArgs {
     /// Batch sizes to measure, comma-separated (e.g. 32,64,128).
     #[arg(long, value_delimiter = ',', default_values_t = [32, 64, 128])]
     pub batches: Vec<usize>,
+    /// `digits` (the default) or `mnist`: an embedded set; anything else is a data path, as for
+    /// training.
+    #[arg(long, conflicts_with = "shape")]
+    pub data: Option<PathBuf>,
+    /// Random images of this shape, channels,height,width (e.g. 3,32,32 for CIFAR-10's), instead
+    /// of a data set: speed only. Channels 1 or 3.
+    #[arg(long, value_parser = parse_shape)]
+    pub shape: Option<[usize; 3]>,
+}
+
+/// Largest random image accepted by `--shape`, in pixels (3x256x256), so a typo cannot ask for
+/// gigabytes.
+const MAX_SHAPE_PIXELS: usize = 3 * 256 * 256;
+
+/// Largest random set `--shape` generates, in f32 pixels (512 MB).
+const MAX_RANDOM_PIXELS: usize = 1 << 27;
+
+fn parse_shape(text: &str) -> Result<[usize; 3], String> {
+    let dims: Vec<usize> = text
+        .split(',')
+        .map(|d| d.trim().parse::<usize>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| format!("{text:?} is not three comma-separated sizes, e.g. 3,32,32"))?;
+    let [channels, height, width] = <[usize; 3]>::try_from(dims)
+        .map_err(|_| format!("{text:?} is not three comma-separated sizes, e.g. 3,32,32"))?;
+    if channels != 1 && channels != 3 {
+        return Err(format!("{channels} channels: the model takes 1 or 3"));
+    }
+    if height == 0 || width == 0 {
+        return Err("height and width must be positive".into());
+    }
+    if height.saturating_mul(width).saturating_mul(channels) > MAX_SHAPE_PIXELS {
+        return Err(format!(
+            "{channels}x{height}x{width} is larger than the {MAX_SHAPE_PIXELS} pixels allowed"
+        ));
+    }
+    Ok([channels, height, width])
+}
+
+/// Random training images for `--shape`: a few batches' worth, so batches are drawn from more
+/// than one fixed set of images, as on real data.
+fn random_train_images(batches: &[usize]) -> usize {
+    batches.iter().max().map_or(0, |b| b * 4).max(512)
 }
 
 #[derive(Args)]
@@ -51,7 +97,26 @@ pub fn run_bench(args: &BenchArgs) -> Result<(), Failure> {
             "--steps, --rounds and --batches must be non-empty and positive".into(),
         ));
     }
-    let data = load_data(None)?;
+    let data = match args.shape {
+        Some(shape) => {
+            let largest = args.batches.iter().copied().max().unwrap_or(1);
+            let train = random_train_images(&args.batches);
+            let pixels = (train + largest).saturating_mul(shape.iter().product());
+            if pixels > MAX_RANDOM_PIXELS {
+                return Err(Failure::BadInput(format!(
+                    "--shape {}x{}x{} with --batches up to {largest} needs {} MB of random images \
+                     (at most {} MB)",
+                    shape[0],
+                    shape[1],
+                    shape[2],
+                    pixels / (1 << 18),
+                    MAX_RANDOM_PIXELS / (1 << 18)
+                )));
+            }
+            engine::data::synthetic(shape, train, largest)
+        }
+        None => load_data(args.data.as_deref())?,
+    };
     let plan = bench::training::Plan {
         steps: args.steps,
         warmup: args.warmup,

@@ -11,13 +11,22 @@ use bntop::ui::RunOutcome;
 
 pub use failure::Failure;
 
-pub fn load_data(path: Option<&std::path::Path>) -> Result<data::DataSet, Failure> {
-    match path {
-        Some(path) => data::load_path(path),
+/// `--data`: absent or the word `digits` is the embedded digits, the word `mnist` the embedded
+/// MNIST subset; anything else is a path, so a directory named `mnist` is reached as `./mnist`
+/// (or `mnist/`).
+pub fn load_data(choice: Option<&std::path::Path>) -> Result<data::DataSet, Failure> {
+    match choice.map(std::path::Path::as_os_str) {
         None => data::embedded_digits(),
+        Some(word) if word == EMBEDDED_DIGITS => data::embedded_digits(),
+        Some(word) if word == EMBEDDED_MNIST => data::embedded_mnist(),
+        Some(path) => data::load_path(path.as_ref()),
     }
     .map_err(Failure::from)
 }
+
+/// The `--data` values that name an embedded set rather than a path.
+pub const EMBEDDED_DIGITS: &str = "digits";
+pub const EMBEDDED_MNIST: &str = "mnist";
 
 /// The shell convention for "terminated by signal n" once the dashboard has restored the terminal.
 pub fn exit_after_signal(outcome: &RunOutcome) -> Result<(), Failure> {

@@ -25,7 +25,9 @@ pub struct TrainArgs {
     /// Stop after this many optimizer steps (default: run until stopped).
     #[arg(long)]
     pub steps: Option<u64>,
-    /// MNIST/Fashion-MNIST IDX directory or CIFAR-10 binary batches (default: the embedded digits).
+    /// `digits` (the default) or `mnist`: an embedded set; anything else is a path to an
+    /// MNIST/Fashion-MNIST IDX directory or CIFAR-10 binary batches (`./mnist` for a directory
+    /// named mnist).
     #[arg(long)]
     pub data: Option<PathBuf>,
     #[arg(long, default_value_t = TrainConfig::default().batch_size)]

@@ -59,41 +59,67 @@ fn require(dir: &Path, stem: &str, kind: &str) -> Result<PathBuf, DataError> {
 
 /// Train from the train-* files, held-out from the t10k-* files; `dir` becomes the source.
 pub(super) fn load(dir: &Path, files: &IdxFiles) -> Result<DataSet, DataError> {
-    let train = load_pair(&files.train_images, &files.train_labels)?;
-    let heldout = load_pair(&files.heldout_images, &files.heldout_labels)?;
-    if (heldout.height, heldout.width) != (train.height, train.width) {
+    let read = |images: &PathBuf, labels: &PathBuf| {
+        Ok::<_, DataError>(IdxPair {
+            images: read_maybe_gzip(images)?,
+            images_origin: images.clone(),
+            labels: read_maybe_gzip(labels)?,
+            labels_origin: labels.clone(),
+        })
+    };
+    let train = read(&files.train_images, &files.train_labels)?;
+    let heldout = read(&files.heldout_images, &files.heldout_labels)?;
+    decode_set("mnist-idx", dir.display().to_string(), &train, &heldout)
+}
+
+/// One IDX images file and its labels, already inflated; the origins name them in errors.
+pub(super) struct IdxPair {
+    pub images: Vec<u8>,
+    pub images_origin: PathBuf,
+    pub labels: Vec<u8>,
+    pub labels_origin: PathBuf,
+}
+
+/// A train and a held-out pair decoded into a data set, checked to share one image size.
+pub(super) fn decode_set(
+    name: &str,
+    source: String,
+    train: &IdxPair,
+    heldout: &IdxPair,
+) -> Result<DataSet, DataError> {
+    let train_images = decode_pair(train)?;
+    let heldout_images = decode_pair(heldout)?;
+    if (heldout_images.height, heldout_images.width) != (train_images.height, train_images.width) {
         return Err(DataError::new(
-            &files.heldout_images,
+            &heldout.images_origin,
             format!(
                 "images are {}x{} but the training images ({}) are {}x{}",
-                heldout.height,
-                heldout.width,
-                files.train_images.display(),
-                train.height,
-                train.width
+                heldout_images.height,
+                heldout_images.width,
+                train.images_origin.display(),
+                train_images.height,
+                train_images.width
             ),
         ));
     }
     Ok(DataSet::unstandardised(
-        "mnist-idx",
-        dir.display().to_string(),
-        train,
-        heldout,
+        name,
+        source,
+        train_images,
+        heldout_images,
     ))
 }
 
-fn load_pair(images_path: &Path, labels_path: &Path) -> Result<Images, DataError> {
-    let image_bytes = read_maybe_gzip(images_path)?;
-    let images = parse_images(&image_bytes, images_path)?;
-    let label_bytes = read_maybe_gzip(labels_path)?;
-    let labels = parse_labels(&label_bytes, labels_path)?;
+fn decode_pair(pair: &IdxPair) -> Result<Images, DataError> {
+    let images = parse_images(&pair.images, &pair.images_origin)?;
+    let labels = parse_labels(&pair.labels, &pair.labels_origin)?;
     if labels.len() != images.count {
         return Err(DataError::new(
-            images_path,
+            &pair.images_origin,
             format!(
                 "holds {} images but {} holds {} labels",
                 images.count,
-                labels_path.display(),
+                pair.labels_origin.display(),
                 labels.len()
             ),
         ));

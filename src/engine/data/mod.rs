@@ -1,13 +1,15 @@
-//! Data sets for the engine: the embedded digits set, and MNIST-IDX or CIFAR-10 binary files on
-//! disk, decoded to f32 NCHW images in [0, 1] with a train / held-out split that never depends on
-//! the training seed.
+//! Data sets for the engine: the embedded digits and MNIST subset, MNIST-IDX or CIFAR-10 binary
+//! files on disk, and random images of any shape (for benchmarks), as f32 NCHW images in [0, 1]
+//! with a train / held-out split that never depends on the training seed.
 
 mod cifar;
 mod digits;
 mod idx;
+mod mnist;
 mod normalise;
 mod read;
 mod split;
+mod synthetic;
 
 #[cfg(test)]
 mod fixtures;
@@ -18,6 +20,8 @@ use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 pub use digits::embedded_digits;
+pub use mnist::embedded_mnist;
+pub use synthetic::synthetic;
 
 /// Seed of the shuffle that splits single-file sets; fixed so the held-out split stays the same
 /// whatever the training seed.
@@ -59,7 +63,8 @@ impl Images {
 
 #[derive(Debug, Clone)]
 pub struct DataSet {
-    /// "digits", "mnist-idx" (MNIST or Fashion-MNIST: same format) or "cifar10".
+    /// "digits", "mnist-10k" (embedded), "mnist-idx" (MNIST or Fashion-MNIST: same format),
+    /// "cifar10" or "random" (see [`synthetic`]).
     pub name: String,
     /// "embedded" or the path given.
     pub source: String,

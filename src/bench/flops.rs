@@ -1,0 +1,80 @@
+//! Floating-point operations per training step of the default model, from its geometry, so
+//! `bntop bench` can print GFLOP/s beside steps/s for whatever image shape it runs on.
+//!
+//! Convention (the usual one for CNN throughput): a multiply-add is 2 FLOPs; a 3x3 conv producing
+//! O x Ho x Wo from I channels costs 2·B·O·I·K²·Ho·Wo forward, and the backward pass twice that
+//! (input gradient and weight gradient), so a training step costs 3x the forward. The linear head
+//! is counted the same way (2·B·in·out, x3). BN, ReLU, pooling, the loss and the optimizer update
+//! are not counted: they are elementwise, a few FLOPs per activation, and memory-bound.
+use crate::engine::conv::ConvGeometry;
+use crate::engine::model::{BLOCKS, CLASSES, KERNEL, PADDING};
+
+/// Forward FLOPs of one step; [`Self::training`] is what a step costs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StepFlops {
+    pub convs: u64,
+    pub linear: u64,
+}
+
+impl StepFlops {
+    /// Forward + backward: 3x the forward multiply-adds.
+    pub fn training(&self) -> u64 {
+        3 * (self.convs + self.linear)
+    }
+}
+
+/// Forward FLOPs for a batch of `batch` images of `channels` x `height` x `width`.
+pub fn per_step([channels, height, width]: [usize; 3], batch: usize) -> StepFlops {
+    let (mut in_channels, mut height, mut width) = (channels, height, width);
+    let mut convs = 0u64;
+    for spec in &BLOCKS {
+        let geometry = ConvGeometry {
+            in_channels,
+            batch,
+            height,
+            width,
+            kernel: KERNEL,
+            stride: spec.stride,
+            padding: PADDING,
+        };
+        // positions = B·Ho·Wo, patch_len = I·K².
+        convs += 2 * (spec.channels * geometry.patch_len() * geometry.positions()) as u64;
+        (in_channels, height, width) = (spec.channels, geometry.out_height(), geometry.out_width());
+    }
+    StepFlops {
+        convs,
+        linear: 2 * (batch * in_channels * CLASSES) as u64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digits_at_batch_64_by_hand() {
+        // 8x8 -> 8x8 (stride 1) -> 4x4 -> 2x2.
+        let b = 64;
+        let convs = 2 * b * (16 * 9 * 8 * 8 + 32 * 16 * 9 * 4 * 4 + 64 * 32 * 9 * 2 * 2);
+        let flops = per_step([1, 8, 8], b as usize);
+        assert_eq!(flops.convs, convs);
+        assert_eq!(flops.linear, 2 * b * 64 * 10);
+        assert_eq!(flops.training(), 3 * (convs + 2 * b * 640));
+        assert_eq!(flops.training(), 60_407_808);
+    }
+
+    #[test]
+    fn follows_the_image_shape() {
+        // 3x32x32 -> 32x32 -> 16x16 -> 8x8; 28x28 -> 28 -> 14 -> 7; odd sizes round up.
+        let cifar = 2 * (16 * 27 * 32 * 32 + 32 * 144 * 16 * 16 + 64 * 288 * 8 * 8);
+        assert_eq!(per_step([3, 32, 32], 1).convs, cifar);
+        let mnist = 2 * (16 * 9 * 28 * 28 + 32 * 144 * 14 * 14 + 64 * 288 * 7 * 7);
+        assert_eq!(per_step([1, 28, 28], 1).convs, mnist);
+        assert_eq!(per_step([1, 28, 28], 10).convs, 10 * mnist);
+        let odd = 2 * (16 * 9 * 5 * 5 + 32 * 144 * 3 * 3 + 64 * 288 * 2 * 2);
+        assert_eq!(per_step([1, 5, 5], 1).convs, odd);
+        // The README's per-step figures at batch 64.
+        assert_eq!(per_step([1, 28, 28], 64).training(), 737_230_848);
+        assert_eq!(per_step([3, 32, 32], 64).training(), 1_076_084_736);
+    }
+}
