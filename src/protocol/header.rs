@@ -97,7 +97,7 @@ pub struct RunConfig {
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct DataInfo {
-    /// "digits", "mnist-idx" or "cifar10".
+    /// "digits", "mnist-10k" (embedded), "mnist-idx", "cifar10" or "random" (`bench --shape`).
     pub name: String,
     /// "embedded" or the path it was read from.
     pub source: String,
