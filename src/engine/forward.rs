@@ -8,7 +8,7 @@ use crate::metrics::moments::{channel_moments, Moments};
 use super::batchnorm::{normalize_with_batch_stats, normalize_with_running_stats};
 use super::bn_kernel::{batch_norm_eval, batch_norm_train};
 use super::conv::{conv2d, ConvGeometry, ConvOutput, Im2colCache};
-use super::model::{BlockSpec, ConvBn, Net, BLOCKS, CLASSES, KERNEL, PADDING};
+use super::model::{BlockSpec, ConvBn, Net, BLOCKS, CLASSES};
 use crate::protocol::BnMode;
 
 /// Channel-major activations entering a block with `C` channels: (C, N, H, W).
@@ -59,15 +59,7 @@ pub fn geometry<const I: usize>(
     spec: &BlockSpec,
 ) -> ConvGeometry {
     let (_, batch, height, width) = shape;
-    ConvGeometry {
-        in_channels: I,
-        batch,
-        height,
-        width,
-        kernel: KERNEL,
-        stride: spec.stride,
-        padding: PADDING,
-    }
+    spec.geometry(I, batch, height, width)
 }
 
 impl<const I: usize, const O: usize> ConvBn<I, O, f32, Cpu> {

@@ -7,6 +7,8 @@ use dfdx::nn::modules::{BatchNorm2D, Linear};
 use dfdx::prelude::*;
 use rand_distr::Uniform;
 
+use super::conv::ConvGeometry;
+
 pub const KERNEL: usize = 3;
 pub const PADDING: usize = 1;
 pub const CLASSES: usize = 10;
@@ -27,6 +29,27 @@ pub struct BlockSpec {
     pub name: &'static str,
     pub channels: usize,
     pub stride: usize,
+}
+
+impl BlockSpec {
+    /// This block's convolution on `batch` images of `in_channels` x `height` x `width`.
+    pub fn geometry(
+        &self,
+        in_channels: usize,
+        batch: usize,
+        height: usize,
+        width: usize,
+    ) -> ConvGeometry {
+        ConvGeometry {
+            in_channels,
+            batch,
+            height,
+            width,
+            kernel: KERNEL,
+            stride: self.stride,
+            padding: PADDING,
+        }
+    }
 }
 
 /// Must agree with the const generics of [`Net`] (a unit test checks it).

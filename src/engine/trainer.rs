@@ -9,7 +9,7 @@ use super::host::{from_host, to_host};
 
 use super::batches::Batches;
 use super::config::TrainConfig;
-use super::conv::{ConvGeometry, Im2colCache};
+use super::conv::Im2colCache;
 use super::data::DataSet;
 use super::evaluate::{cross_entropy_and_hits, HeldOut};
 use super::forward::{BlockObservation, PassConfig};
@@ -361,15 +361,7 @@ impl<const IN: usize> Trainer<IN> {
         let (mut in_channels, mut height, mut width) =
             (images.channels, images.height, images.width);
         for spec in &BLOCKS {
-            let geometry = ConvGeometry {
-                in_channels,
-                batch: self.cfg.batch_size,
-                height,
-                width,
-                kernel: KERNEL,
-                stride: spec.stride,
-                padding: PADDING,
-            };
+            let geometry = spec.geometry(in_channels, self.cfg.batch_size, height, width);
             layers.push(LayerInfo {
                 name: spec.name.into(),
                 in_channels,

@@ -301,15 +301,18 @@ mod tests {
         cols
     }
 
+    /// (batch, height, width, stride): single pixels, odd sizes, both strides.
+    const SHAPES: [(usize, usize, usize, usize); 5] = [
+        (1, 1, 1, 1),
+        (2, 5, 4, 1),
+        (3, 7, 6, 2),
+        (1, 8, 8, 2),
+        (2, 3, 9, 2),
+    ];
+
     #[test]
     fn im2col_matches_the_definition_and_overwrites_stale_contents() {
-        for (batch, h, w, s) in [
-            (1, 1, 1, 1),
-            (2, 5, 4, 1),
-            (3, 7, 6, 2),
-            (1, 8, 8, 2),
-            (2, 3, 9, 2),
-        ] {
+        for (batch, h, w, s) in SHAPES {
             let g = geometry(batch, h, w, s);
             let x = ramp(g.input_len(), 0.5);
             let mut cols = vec![f32::NAN; g.patch_len() * g.positions()];
@@ -321,13 +324,7 @@ mod tests {
     /// col2im is im2col's adjoint: <im2col(x), c> = <x, col2im(c)> for any x and c; and it adds.
     #[test]
     fn col2im_is_the_adjoint_of_im2col_and_accumulates() {
-        for (batch, h, w, s) in [
-            (1, 1, 1, 1),
-            (2, 5, 4, 1),
-            (3, 7, 6, 2),
-            (1, 8, 8, 2),
-            (2, 3, 9, 2),
-        ] {
+        for (batch, h, w, s) in SHAPES {
             let g = geometry(batch, h, w, s);
             let x = ramp(g.input_len(), 0.25);
             let c: Vec<f32> = ramp(g.patch_len() * g.positions(), 0.125)
