@@ -21,8 +21,9 @@ type Taped = OwnedTape<f32, Cpu>;
 pub struct BlockObservation {
     /// Values per channel: N·H·W.
     pub n: usize,
-    /// Per channel: mean and BIASED variance of the BN input over the batch.
-    pub batch: Vec<Moments>,
+    /// Per channel: mean and BIASED variance of the BN input over the batch, when the fused
+    /// train-mode BN measured them (eval mode does not: the publisher measures them then).
+    pub batch: Option<Vec<Moments>>,
     /// BN input (conv output) and BN output, channel-major: channel c is `[c*n, (c+1)*n)`.
     pub bn_input: Vec<f32>,
     pub bn_output: Vec<f32>,
@@ -111,7 +112,7 @@ impl<const I: usize, const O: usize> ConvBn<I, O, f32, Cpu> {
         {
             obs.push(BlockObservation {
                 n: shape.1 * shape.2 * shape.3,
-                batch: batch.unwrap_or_else(|| channel_moments(&bn_input, O)),
+                batch,
                 bn_input,
                 bn_output,
                 running_mean_pre,

@@ -1,4 +1,6 @@
 //! Turns what one block saw during a step into its [`LayerSnapshot`], using the pure metrics.
+use std::borrow::Cow;
+
 use super::forward::BlockObservation;
 use super::params::BlockGrads;
 use crate::metrics::{drift, moments, weights};
@@ -29,7 +31,10 @@ impl BlockStep {
     pub fn snapshot(&self) -> LayerSnapshot {
         let channels = self.gamma.len();
         let seen = &self.seen;
-        let batch = &seen.batch;
+        let batch = seen.batch.as_deref().map_or_else(
+            || Cow::Owned(moments::channel_moments(&seen.bn_input, channels)),
+            Cow::Borrowed,
+        );
         let out = moments::channel_moments(&seen.bn_output, channels);
         let relu = moments::channel_relu_moments(&seen.bn_output, channels);
         let drifts: Vec<drift::Drift> = (0..channels)
