@@ -210,7 +210,6 @@ impl BufferPool {
         });
         let mut data = reused.unwrap_or_default();
         data.resize(len, 0.0);
-        data.truncate(len);
         PooledBuffer {
             data,
             pool: self.clone(),
