@@ -165,15 +165,6 @@ fn broadcast(event: &Event, backlog: &mut Backlog, viewers: &mut Vec<Viewer>) {
     });
 }
 
-/// The newest training step an event speaks of.
-fn step_of(event: &Event) -> Option<u64> {
-    match event {
-        Event::Snapshot(s) => Some(s.step),
-        Event::Control(c) => Some(c.step),
-        _ => None,
-    }
-}
-
 fn run(
     engine: EngineHandle,
     mut recorder: Recorder,
@@ -235,7 +226,7 @@ fn run(
         }
         // An event of the run, or the hub's own rejection: recorded, then sent to every viewer.
         if let Some(event) = event {
-            step = step_of(&event).unwrap_or(step).max(step);
+            step = event.step().unwrap_or(step).max(step);
             recorder.record(&event);
             for event in wire_filter.filter(&event) {
                 broadcast(&event, &mut backlog, &mut viewers);
