@@ -6,7 +6,7 @@
 //! (input gradient and weight gradient), so a training step costs 3x the forward. The linear head
 //! is counted the same way (2·B·in·out, x3). BN, ReLU, pooling, the loss and the optimizer update
 //! are not counted: they are elementwise, a few FLOPs per activation, and memory-bound.
-use crate::engine::model::{BLOCKS, CLASSES};
+use crate::engine::model::{block_geometries, CLASSES};
 
 /// Forward FLOPs of one step; [`Self::training`] is what a step costs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,17 +24,16 @@ impl StepFlops {
 
 /// Forward FLOPs for a batch of `batch` images of `channels` x `height` x `width`.
 pub fn per_step([channels, height, width]: [usize; 3], batch: usize) -> StepFlops {
-    let (mut in_channels, mut height, mut width) = (channels, height, width);
     let mut convs = 0u64;
-    for spec in &BLOCKS {
-        let geometry = spec.geometry(in_channels, batch, height, width);
+    let mut features = channels;
+    for (spec, geometry) in block_geometries([channels, height, width], batch) {
         // positions = B·Ho·Wo, patch_len = I·K².
         convs += 2 * (spec.channels * geometry.patch_len() * geometry.positions()) as u64;
-        (in_channels, height, width) = (spec.channels, geometry.out_height(), geometry.out_width());
+        features = spec.channels;
     }
     StepFlops {
         convs,
-        linear: 2 * (batch * in_channels * CLASSES) as u64,
+        linear: 2 * (batch * features * CLASSES) as u64,
     }
 }
 

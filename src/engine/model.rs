@@ -52,6 +52,21 @@ impl BlockSpec {
     }
 }
 
+/// Each block with its convolution, for a batch of `batch` images of `[channels, height, width]`:
+/// every block's input is the previous block's output.
+pub fn block_geometries(
+    [channels, height, width]: [usize; 3],
+    batch: usize,
+) -> impl Iterator<Item = (&'static BlockSpec, ConvGeometry)> {
+    BLOCKS
+        .iter()
+        .scan((channels, height, width), move |(c, h, w), spec| {
+            let geometry = spec.geometry(*c, batch, *h, *w);
+            (*c, *h, *w) = (spec.channels, geometry.out_height(), geometry.out_width());
+            Some((spec, geometry))
+        })
+}
+
 /// Must agree with the const generics of [`Net`] (a unit test checks it).
 pub const BLOCKS: [BlockSpec; 3] = [
     BlockSpec {

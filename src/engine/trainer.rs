@@ -14,7 +14,7 @@ use super::data::DataSet;
 use super::evaluate::{cross_entropy_and_hits, HeldOut};
 use super::forward::{BlockObservation, PassConfig};
 use super::layer_snapshot::BlockStep;
-use super::model::{one_hot, Net, BLOCKS, CLASSES, KERNEL, PADDING};
+use super::model::{block_geometries, one_hot, Net, BLOCKS, CLASSES};
 use super::optimizer::NetOptimizer;
 use super::params::BlockGrads;
 use super::population;
@@ -357,27 +357,22 @@ impl<const IN: usize> Trainer<IN> {
 
     fn header(&self) -> RunHeader {
         let images = &self.data.train;
-        let mut layers = Vec::with_capacity(BLOCKS.len());
-        let (mut in_channels, mut height, mut width) =
-            (images.channels, images.height, images.width);
-        for spec in &BLOCKS {
-            let geometry = spec.geometry(in_channels, self.cfg.batch_size, height, width);
-            layers.push(LayerInfo {
+        let input = [images.channels, images.height, images.width];
+        let layers = block_geometries(input, self.cfg.batch_size)
+            .map(|(spec, geometry)| LayerInfo {
                 name: spec.name.into(),
-                in_channels,
+                in_channels: geometry.in_channels,
                 channels: spec.channels,
-                kernel: KERNEL,
-                stride: spec.stride,
-                padding: PADDING,
+                kernel: geometry.kernel,
+                stride: geometry.stride,
+                padding: geometry.padding,
                 conv_bias: self.cfg.conv_bias,
-                in_height: height,
-                in_width: width,
+                in_height: geometry.height,
+                in_width: geometry.width,
                 out_height: geometry.out_height(),
                 out_width: geometry.out_width(),
-            });
-            (in_channels, height, width) =
-                (spec.channels, geometry.out_height(), geometry.out_width());
-        }
+            })
+            .collect();
         let started_unix_ms = SystemTime::now()
             .checked_sub(self.started.elapsed())
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
