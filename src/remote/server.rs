@@ -6,6 +6,7 @@
 //! connection, and the accept loops never wait for a peer.
 use std::io::{self, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -238,6 +239,20 @@ fn bind_unix(path: &Path, default_socket: bool) -> Result<UnixListener, String> 
     bind_private(path).map_err(|e| format!("cannot listen on {}: {e}", path.display()))
 }
 
+/// Connections the kernel may hold for the accept loop. std listens with 128: a burst of idle
+/// connections fills that, and a viewer's SYN is then dropped and retried only after a second.
+const LISTEN_BACKLOG: libc::c_int = 4096;
+
+/// Raise a listener's backlog to [`LISTEN_BACKLOG`] (listen again on the bound socket; the
+/// kernel caps it at net.core.somaxconn).
+fn deepen_backlog(listener: &impl AsRawFd) -> io::Result<()> {
+    // SAFETY: listen on a valid, bound socket descriptor that `listener` keeps open.
+    match unsafe { libc::listen(listener.as_raw_fd(), LISTEN_BACKLOG) } {
+        0 => Ok(()),
+        _ => Err(io::Error::last_os_error()),
+    }
+}
+
 /// Open the listeners (nothing is accepted until [`start`]).
 pub fn bind(options: ServeOptions) -> Result<Listeners, RemoteError> {
     bind_checked(options).map_err(RemoteError::Setup)
@@ -256,11 +271,14 @@ fn bind_checked(options: ServeOptions) -> Result<Listeners, String> {
             }
             let listener =
                 TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+            deepen_backlog(&listener).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
             Some(listener)
         }
         None => None,
     };
     let unix = bind_unix(&options.socket, options.default_socket)?;
+    deepen_backlog(&unix)
+        .map_err(|e| format!("cannot listen on {}: {e}", options.socket.display()))?;
     let token = tcp
         .as_ref()
         .map(|_| options.token.unwrap_or_else(random_token));
