@@ -174,7 +174,9 @@ impl Producer {
     }
 
     fn exit_code(&mut self, limit: Duration) -> Option<i32> {
-        wait_within(&mut self.child, limit).expect("serve ends").code()
+        wait_within(&mut self.child, limit)
+            .expect("serve ends")
+            .code()
     }
 }
 
@@ -196,7 +198,11 @@ fn until(feed: &Receiver<Feed>, done: impl Fn(&Event) -> bool) -> Vec<Event> {
                 }
             }
             Ok(_) => {}
-            Err(_) => panic!("not seen; got {events:?}"),
+            Err(_) => panic!(
+                "not seen; got {} records, snapshots {:?}",
+                events.len(),
+                snapshot_steps(&events)
+            ),
         }
     }
 }
@@ -227,14 +233,22 @@ fn a_producer_streams_to_viewers_and_takes_their_controls() {
     let Some(Event::Header(header)) = seen.first() else {
         panic!("the header first: {seen:?}")
     };
-    assert_eq!(header.producer.as_ref().map(|p| p.name.as_str()), Some("scripted"));
+    assert_eq!(
+        header.producer.as_ref().map(|p| p.name.as_str()),
+        Some("scripted")
+    );
     assert_eq!(header.layers[0].kind, BnKind::Bn1d);
     assert_eq!(snapshot_steps(&seen), [1, 2, 3, 4, 5]);
     // `attach ssh://` runs `bntop bridge`: it carries the same stream.
     let (mut bridge, _bridge_in, bridge_out) = bridge_after_hello(&p.socket());
     let bridged = lines_of(bridge_out);
-    let first = bridged.recv_timeout(DEADLINE).expect("a line through the bridge");
-    assert!(first.contains(r#""kind":"header""#) && first.contains("scripted"), "{first}");
+    let first = bridged
+        .recv_timeout(DEADLINE)
+        .expect("a line through the bridge");
+    assert!(
+        first.contains(r#""kind":"header""#) && first.contains("scripted"),
+        "{first}"
+    );
     let _ = bridge.kill();
     let _ = bridge.wait();
 
@@ -247,28 +261,39 @@ fn a_producer_streams_to_viewers_and_takes_their_controls() {
     assert_eq!(line, r#"{"control":"set_mode","layer":0,"mode":"eval"}"#);
     p.send(&echo(5, &line));
     p.send(&snapshot(6, 4));
-    let seen = until(&v.feed, |e| matches!(e, Event::Control(c) if c.control == eval));
+    let seen = until(
+        &v.feed,
+        |e| matches!(e, Event::Control(c) if c.control == eval),
+    );
     let Some(Event::Control(applied)) = seen.last() else {
         unreachable!()
     };
     assert_eq!((applied.step, applied.rejected.as_deref()), (5, None));
 
     // Not in the producer's list: serve answers for it.
-    v.commands.send(Command::Run(Control::FoldCheck)).expect("send");
-    let seen = until(&v.feed, |e| {
-        matches!(e, Event::Control(c) if c.control == Control::FoldCheck)
-    });
+    v.commands
+        .send(Command::Run(Control::FoldCheck))
+        .expect("send");
+    let seen = until(
+        &v.feed,
+        |e| matches!(e, Event::Control(c) if c.control == Control::FoldCheck),
+    );
     let Some(Event::Control(refused)) = seen.last() else {
         unreachable!()
     };
     let reason = refused.rejected.as_deref().unwrap_or_default();
-    assert!(reason.contains("scripted does not handle fold_check"), "{reason}");
+    assert!(
+        reason.contains("scripted does not handle fold_check"),
+        "{reason}"
+    );
     // The next line on stdout is the next listed control: fold_check was never written.
     let momentum = Control::SetMomentum {
         layer: None,
         momentum: 0.5,
     };
-    v.commands.send(Command::Run(momentum.clone())).expect("send");
+    v.commands
+        .send(Command::Run(momentum.clone()))
+        .expect("send");
     let line = p.next_control();
     assert_eq!(serde_json::from_str::<Control>(&line).ok(), Some(momentum));
     p.send(&echo(6, &line));
@@ -384,7 +409,10 @@ fn a_producer_that_never_reads_its_controls_stalls_nothing() {
     p.send(HEADER);
     p.send(&snapshot(1, 4));
     let watcher = viewer(&p, true);
-    until(&watcher.feed, |e| matches!(e, Event::Snapshot(s) if s.step == 1));
+    until(
+        &watcher.feed,
+        |e| matches!(e, Event::Snapshot(s) if s.step == 1),
+    );
 
     let mut flood = UnixStream::connect(p.socket()).expect("connect");
     flood.write_all(b"{\"hello\":{}}\n").expect("hello");
@@ -402,7 +430,10 @@ fn a_producer_that_never_reads_its_controls_stalls_nothing() {
     for step in 2..=60 {
         let sent = Instant::now();
         p.send(&snapshot(step, 4));
-        let seen = until(&watcher.feed, |e| matches!(e, Event::Snapshot(s) if s.step == step));
+        let seen = until(
+            &watcher.feed,
+            |e| matches!(e, Event::Snapshot(s) if s.step == step),
+        );
         worst = worst.max(sent.elapsed());
         rejected += seen
             .iter()
@@ -464,14 +495,20 @@ fn a_producer_that_ignores_quit_is_ended_after_the_shutdown_wait() {
     };
     assert_eq!(e.reason, EndReason::Error);
     let message = e.message.unwrap_or_default();
-    assert!(message.contains("did not end within 10 s of quit"), "{message}");
+    assert!(
+        message.contains("did not end within 10 s of quit"),
+        "{message}"
+    );
 }
 
 /// Only `-` is a source, and the training options make no sense with one: both refused, exit 2.
 #[test]
 fn other_sources_and_training_options_are_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
-    for extra in [&["--source", "run.jsonl"][..], &["--source", "-", "--steps", "5"]] {
+    for extra in [
+        &["--source", "run.jsonl"][..],
+        &["--source", "-", "--steps", "5"],
+    ] {
         let out = serve_command(dir.path(), extra)
             .stdin(Stdio::null())
             .output()
@@ -482,4 +519,105 @@ fn other_sources_and_training_options_are_refused() {
         let first = stderr.lines().next().unwrap_or_default();
         assert!(first.contains("--source"), "{stderr}");
     }
+}
+
+/// A header of one BN2d layer with the most channels a header may have.
+fn wide_header() -> String {
+    HEADER.replace(
+        r#""channels":4,"kind":"bn1d""#,
+        r#""channels":4096,"kind":"bn2d""#,
+    )
+}
+
+/// A snapshot of [`wide_header`]'s layer with every per-channel array: about 1 MB.
+fn wide_snapshot(step: u64) -> String {
+    let values = vec!["0.123456789"; 4096].join(",");
+    let arrays = [
+        "batch_mean",
+        "batch_var",
+        "running_mean_pre",
+        "running_var_pre",
+        "running_mean_post",
+        "running_var_post",
+        "r",
+        "d",
+        "drift",
+        "out_mean",
+        "out_var",
+        "relu_mean",
+        "relu_var",
+        "relu_active",
+        "gamma",
+        "beta",
+        "grad_gamma",
+        "grad_beta",
+        "weight_norm",
+        "angular_update",
+        "weight_grad_cos",
+    ]
+    .map(|name| format!(r#""{name}":[{values}]"#))
+    .join(",");
+    // One second apart: every snapshot reaches the viewers with its arrays.
+    snapshot(step, 0)
+        .replace(r#""batch_mean":[],"batch_var":[]"#, &arrays)
+        .replace(
+            &format!(r#""time_s":{}"#, step as f64 * 0.2),
+            &format!(r#""time_s":{step}"#),
+        )
+}
+
+/// serve's peak resident size in MB.
+fn peak_mb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .expect("VmHWM")
+        / 1024
+}
+
+/// 250 MB of whole snapshots (1 MB each, as a ResNet's per-channel arrays can be): the backlog
+/// for late viewers stays within its 64 MiB, so serve's peak stays far below what it was sent,
+/// and a late viewer still gets every step (older ones without their arrays).
+#[test]
+fn the_backlog_of_large_snapshots_is_bounded_in_bytes() {
+    const STEPS: u64 = 250;
+    let mut p = Producer::start(true);
+    p.send(&wide_header());
+    let first = wide_snapshot(1);
+    assert!(first.len() > 1_000_000, "{}", first.len());
+    let live = viewer(&p, true);
+    for step in 1..=STEPS {
+        p.send(&wide_snapshot(step));
+    }
+    // A record after the last step (a slow viewer may lose snapshots, never records): once the
+    // live viewer has it, the late one gets the backlog alone.
+    p.send(&format!(
+        r#"{{"kind":"marker","step":{STEPS},"marker":"epoch","label":"done"}}"#
+    ));
+    until(&live.feed, |e| matches!(e, Event::Marker(_)));
+    let late = viewer(&p, true);
+    let seen = until(
+        &late.feed,
+        |e| matches!(e, Event::Snapshot(s) if s.step == STEPS),
+    );
+    let peak = peak_mb(p.child.id());
+    eprintln!("serve's peak after {STEPS} MB of snapshots: {peak} MB");
+    assert!(peak < 160, "serve's peak: {peak} MB");
+    let steps = snapshot_steps(&seen);
+    assert_eq!(steps, (1..=STEPS).collect::<Vec<_>>());
+    let whole: Vec<&Event> = seen
+        .iter()
+        .filter(|e| matches!(e, Event::Snapshot(s) if s.layers[0].widest() == 4096))
+        .collect();
+    let size = serde_json::to_string(whole[0]).expect("json").len();
+    assert!(
+        whole.len() >= 10 && whole.len() * size <= 64 << 20,
+        "{} whole snapshots of {size} bytes",
+        whole.len()
+    );
+    assert!(matches!(whole.last(), Some(Event::Snapshot(s)) if s.step == STEPS));
+    p.send(&end(STEPS, "completed"));
+    assert_eq!(p.exit_code(Duration::from_secs(30)), Some(0));
 }

@@ -9,6 +9,7 @@
 //! `serve --allow-viewer-quit`), when the producer's header does not list it, or when the source
 //! will not take it (a producer that does not read its controls). A source that stops without an
 //! end record, or does not end in time after `quit`, gets one from the hub.
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -32,6 +33,9 @@ pub const VIEWER_POLICY: RecordingPolicy = RecordingPolicy {
 };
 /// Events per viewer waiting to be written; beyond this its snapshots are dropped.
 pub const VIEWER_QUEUE: usize = 8192;
+/// Bytes per viewer waiting to be written, beyond which its snapshots are dropped too: an
+/// external producer's snapshots may be megabytes each, and a slow link must not hold hundreds.
+pub const VIEWER_BYTES: usize = 16 << 20;
 /// How long to wait for the end record once the run was told to stop.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
 /// Why a viewer's `quit` is refused.
@@ -44,6 +48,16 @@ pub type Line = Arc<str>;
 pub struct Viewer {
     pub id: u64,
     pub queue: Sender<Line>,
+    /// Bytes queued and not yet written (the writer takes off what it wrote).
+    pub queued: Arc<AtomicUsize>,
+}
+
+impl Viewer {
+    fn try_send(&self, line: &Line) -> Result<(), TrySendError<Line>> {
+        self.queue.try_send(Arc::clone(line))?;
+        self.queued.fetch_add(line.len(), Ordering::Relaxed);
+        Ok(())
+    }
 }
 
 /// What reaches the hub besides the engine's events.
@@ -90,16 +104,21 @@ fn broadcast(event: &Event, backlog: &mut Backlog, viewers: &mut Vec<Viewer>) {
     };
     backlog.push(event, &line);
     let droppable = matches!(event, Event::Snapshot(_));
-    viewers.retain(|v| match v.queue.try_send(Arc::clone(&line)) {
-        Ok(()) => true,
-        // A slow viewer loses snapshots; one that cannot even take the rare records is stalled
-        // and is dropped.
-        Err(TrySendError::Full(_)) if droppable => true,
-        Err(TrySendError::Full(_)) => {
-            log(format!("viewer {} is not reading; dropped", v.id));
-            false
+    viewers.retain(|v| {
+        if droppable && v.queued.load(Ordering::Relaxed) + line.len() > VIEWER_BYTES {
+            return true;
         }
-        Err(TrySendError::Disconnected(_)) => false,
+        match v.try_send(&line) {
+            Ok(()) => true,
+            // A slow viewer loses snapshots; one that cannot even take the rare records is
+            // stalled and is dropped.
+            Err(TrySendError::Full(_)) if droppable => true,
+            Err(TrySendError::Full(_)) => {
+                log(format!("viewer {} is not reading; dropped", v.id));
+                false
+            }
+            Err(TrySendError::Disconnected(_)) => false,
+        }
     });
 }
 
@@ -223,7 +242,7 @@ fn run(
             recv(messages) -> message => match message {
                 Ok(HubMessage::Attach(viewer)) => {
                     for line in backlog.lines() {
-                        if viewer.queue.try_send(line).is_err() {
+                        if viewer.try_send(&line).is_err() {
                             break;
                         }
                     }

@@ -25,7 +25,7 @@ pub const CONTROL_QUEUE: usize = 256;
 /// Why a control is rejected when the queue is full or the producer's input is closed.
 pub const NOT_READING: &str = "the producer is not reading its controls";
 /// Records waiting for the hub (the hub only records and fans out, so this rarely fills).
-const EVENT_QUEUE: usize = 256;
+const EVENT_QUEUE: usize = 16;
 /// Bad lines logged one by one; after that, every `LOG_EVERY`th.
 const LOG_FIRST: u64 = 10;
 const LOG_EVERY: u64 = 1000;
@@ -82,10 +82,12 @@ impl Intake {
         let event = parse_record(line)?;
         match &event {
             Event::Header(_) if self.has_header => return Err("a second header".into()),
-            Event::Header(h) if h.version_major > FORMAT_VERSION_MAJOR => return Err(format!(
+            Event::Header(h) if h.version_major > FORMAT_VERSION_MAJOR => {
+                return Err(format!(
                 "a header of format {}.{}, newer than this bntop reads ({FORMAT_VERSION_MAJOR}.x)",
                 h.version_major, h.version_minor
-            )),
+            ))
+            }
             Event::Header(_) => {}
             _ if !self.has_header => return Err("a record before the header".into()),
             Event::Unknown => return Err("a record kind this bntop does not know".into()),
