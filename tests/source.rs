@@ -444,6 +444,7 @@ fn a_producer_that_never_reads_its_controls_stalls_nothing() {
             .count();
         std::thread::sleep(Duration::from_millis(10));
     }
+    eprintln!("{rejected} of {CONTROLS} controls rejected; slowest snapshot {worst:?}");
     assert!(worst < Duration::from_secs(2), "a snapshot took {worst:?}");
     // The pipe (64 KiB, about 1400 lines) and the queue (256) hold the rest.
     assert!(rejected >= CONTROLS - 2000, "only {rejected} rejected");
@@ -473,6 +474,29 @@ fn sigterm_sends_quit_to_the_producer() {
         .iter()
         .any(|e| matches!(e, Event::Control(c) if c.control == Control::Quit)));
     assert!(matches!(recorded.last(), Some(Event::End(e)) if e.reason == EndReason::Quit));
+}
+
+/// A producer that stops on `quit` without writing its end record (killed by the same Ctrl-C,
+/// say): the run still ends as quit, and serve exits 0.
+#[test]
+fn a_producer_that_closes_after_quit_ends_the_run_as_quit() {
+    let mut p = Producer::start(true);
+    p.send(HEADER);
+    p.send(&snapshot(1, 4));
+    let v = viewer(&p, true);
+    until(&v.feed, |e| matches!(e, Event::Snapshot(s) if s.step == 1));
+    send_signal(p.child.id(), "INT");
+    assert_eq!(p.next_control(), r#"{"control":"quit"}"#);
+    p.close();
+    assert_eq!(p.exit_code(Duration::from_secs(10)), Some(0));
+    let Some(Event::End(e)) = p.recording().pop() else {
+        panic!("no end record")
+    };
+    assert_eq!(e.reason, EndReason::Quit);
+    assert_eq!(
+        e.message.as_deref(),
+        Some("the producer stopped after quit without an end record")
+    );
 }
 
 /// A producer that ignores `quit`: serve waits 10 s for its end record, then ends the run itself
