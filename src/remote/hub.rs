@@ -53,21 +53,25 @@ pub struct Viewer {
 }
 
 impl Viewer {
+    /// Queue `line`, counted before it can be written (so the writer never takes off more).
     fn try_send(&self, line: &Line) -> Result<(), TrySendError<Line>> {
-        self.queue.try_send(Arc::clone(line))?;
         self.queued.fetch_add(line.len(), Ordering::Relaxed);
-        Ok(())
+        let sent = self.queue.try_send(Arc::clone(line));
+        if sent.is_err() {
+            self.queued.fetch_sub(line.len(), Ordering::Relaxed);
+        }
+        sent
     }
 }
 
-/// What reaches the hub besides the engine's events.
+/// What reaches the hub besides the source's events.
 pub enum HubMessage {
     Attach(Viewer),
     Control {
         viewer: u64,
         control: Control,
     },
-    /// Stop training (a signal); the hub records until the end record.
+    /// Stop the run (a signal); the hub records until the end record.
     Stop,
 }
 
@@ -235,8 +239,14 @@ fn run(
                 Ok(event) => Some(event),
                 // Gone without an end record: after `quit` it stopped as asked, else it failed.
                 Err(_) => Some(match run.stop_by {
-                    Some(_) => run.end(EndReason::Quit, format!("{name} stopped after quit without an end record")),
-                    None => run.end(EndReason::Error, format!("{name} stopped without an end record")),
+                    Some(_) => run.end(
+                        EndReason::Quit,
+                        format!("{name} stopped after quit without an end record"),
+                    ),
+                    None => run.end(
+                        EndReason::Error,
+                        format!("{name} stopped without an end record"),
+                    ),
                 }),
             },
             recv(messages) -> message => match message {
