@@ -335,22 +335,32 @@ impl App {
             }),
             Action::ResetRunningAll => controls.push(Control::ResetRunningStats { layer: None }),
             Action::NextChannel | Action::PrevChannel => {
-                let channels = self
-                    .live
-                    .layers
-                    .get(selected)
-                    .map_or(1, |l| l.channels.max(1));
-                let c = self.channel.min(channels - 1);
+                // `channel` indexes the charted channels (all of a narrow layer's).
+                let layer = self.live.layers.get(selected);
+                let charted = layer.map_or(1, |l| l.channel_history.len().max(1));
+                let c = self.channel.min(charted - 1);
                 self.channel = if action == Action::NextChannel {
-                    (c + 1) % channels
+                    (c + 1) % charted
                 } else {
-                    (c + channels - 1) % channels
+                    (c + charted - 1) % charted
                 };
-                self.say(
-                    format!("{name}: channel {}", self.channel),
-                    StatusKind::Info,
-                    now,
-                );
+                let text = match layer {
+                    Some(l) => {
+                        let unit = super::view::unit(l.kind);
+                        let index = l.channel_history.get(self.channel).map_or(0, |h| h.channel);
+                        if charted < l.channels {
+                            format!(
+                                "{name}: {unit} {index} ({} of {charted} charted, evenly spaced over {})",
+                                self.channel + 1,
+                                l.channels
+                            )
+                        } else {
+                            format!("{name}: {unit} {index}")
+                        }
+                    }
+                    None => format!("{name}: channel {}", self.channel),
+                };
+                self.say(text, StatusKind::Info, now);
             }
             Action::HeatmapValue => {
                 self.heatmap = match self.heatmap {

@@ -9,6 +9,7 @@ use ratatui::Frame;
 
 use super::axis::{time_axis_end, value_bounds};
 use super::{heatmap, inner, theory};
+use crate::protocol::BnKind;
 use crate::ui::app::App;
 use crate::ui::format::num;
 use crate::ui::history::Series;
@@ -98,13 +99,25 @@ fn draw_panel(frame: &mut Frame, area: Rect, panel: Panel, app: &App, theme: &Th
         frame.render_widget(block, area);
         return;
     };
-    let channel = app.channel.min(layer.channels.saturating_sub(1));
     let name = layer.name.as_str();
     match panel {
         Panel::Mean | Panel::Var => {
-            let Some(h) = layer.channel_history.get(channel) else {
+            let charted = layer.channel_history.len();
+            let k = app.channel.min(charted.saturating_sub(1));
+            let Some(h) = layer.channel_history.get(k) else {
                 return;
             };
+            let unit = match layer.kind {
+                BnKind::Bn1d => "f",
+                BnKind::Bn2d | BnKind::Bn3d => "ch",
+            };
+            // A wide layer charts a sample of its channels: say which of them this is.
+            let of = if charted < layer.channels {
+                format!(" [{}/{charted}]", k + 1)
+            } else {
+                String::new()
+            };
+            let channel = format!("{unit}{}{of}", h.channel);
             let (symbol, batch, running) = if panel == Panel::Mean {
                 (theme.glyph("μ", "mean"), &h.batch_mean, &h.running_mean)
             } else {
@@ -122,7 +135,7 @@ fn draw_panel(frame: &mut Frame, area: Rect, panel: Panel, app: &App, theme: &Th
                     name: "running",
                 },
             ];
-            let title = format!(" {name} {symbol} ch{channel} ");
+            let title = format!(" {name} {symbol} {channel} ");
             line_chart(frame, area, title, &plots, state, false, theme);
         }
         Panel::Drift => {

@@ -11,6 +11,8 @@ mod layers;
 mod theory;
 mod too_small;
 
+pub use heatmap::unit;
+
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::Frame;
 
