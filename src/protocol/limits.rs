@@ -203,4 +203,3 @@ fn check_layers(
     }
     Ok(())
 }
-

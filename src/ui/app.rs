@@ -336,7 +336,10 @@ impl App {
             }
             Action::MomentumEntry | Action::MomentumEntryAll => {
                 let layer = (action == Action::MomentumEntry).then_some(selected);
-                let probe = Control::SetMomentum { layer, momentum: 0.1 };
+                let probe = Control::SetMomentum {
+                    layer,
+                    momentum: 0.1,
+                };
                 match self.unsupported(&probe) {
                     Some(refusal) => self.say(refusal, StatusKind::Error, now),
                     None => self.open_prompt(PromptKind::Momentum(layer)),

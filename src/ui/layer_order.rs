@@ -108,14 +108,29 @@ mod tests {
 
     #[test]
     fn names_sort_naturally() {
-        let mut names = vec!["layer10.bn", "layer2.bn", "bn1", "layer2.bn10", "layer2.bn9"];
+        let mut names = vec![
+            "layer10.bn",
+            "layer2.bn",
+            "bn1",
+            "layer2.bn10",
+            "layer2.bn9",
+        ];
         names.sort_by(|a, b| natural(a, b));
         assert_eq!(
             names,
-            ["bn1", "layer2.bn", "layer2.bn9", "layer2.bn10", "layer10.bn"]
+            [
+                "bn1",
+                "layer2.bn",
+                "layer2.bn9",
+                "layer2.bn10",
+                "layer10.bn"
+            ]
         );
         assert_eq!(
-            natural("a99999999999999999999999999", "a100000000000000000000000000"),
+            natural(
+                "a99999999999999999999999999",
+                "a100000000000000000000000000"
+            ),
             Ordering::Less
         );
     }

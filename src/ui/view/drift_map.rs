@@ -83,7 +83,13 @@ pub fn row_levels(layer: &LayerState, to: u64, columns: usize) -> Vec<Option<usi
 }
 
 /// Draw the map into `area`: its first line is the table's title row, then one line per layer.
-pub fn draw(buffer: &mut Buffer, area: Rect, layers: &[&LayerState], state: &RunState, theme: &Theme) {
+pub fn draw(
+    buffer: &mut Buffer,
+    area: Rect,
+    layers: &[&LayerState],
+    state: &RunState,
+    theme: &Theme,
+) {
     let columns = usize::from(area.width);
     if columns < 4 || area.height == 0 {
         return;

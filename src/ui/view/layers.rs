@@ -10,8 +10,8 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table};
 use ratatui::Frame;
 
-use crate::protocol::{BnMode, LayerSnapshot};
 use super::drift_map;
+use crate::protocol::{BnMode, LayerSnapshot};
 use crate::ui::app::{App, TableView};
 use crate::ui::format::{momentum, num, pct};
 use crate::ui::health::{self, Health};
@@ -255,9 +255,17 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         block = block.title_bottom(ranks);
     }
     if order.len() > visible {
-        let (up, down) = if theme.ascii { ("^", "v") } else { ("▲", "▼") };
+        let (up, down) = if theme.ascii {
+            ("^", "v")
+        } else {
+            ("▲", "▼")
+        };
         let up = if offset > 0 { up } else { " " };
-        let down = if offset + visible < order.len() { down } else { " " };
+        let down = if offset + visible < order.len() {
+            down
+        } else {
+            " "
+        };
         let text = format!(
             " {up}{down} {}-{} of {} ",
             offset + 1,
@@ -341,7 +349,10 @@ fn rank_line(layer: &LayerState, theme: &Theme, width: u16) -> Option<Line<'stat
         .iter()
         .enumerate()
         .filter(|(_, v)| v.is_finite())
-        .fold((0, f32::NEG_INFINITY), |acc, (k, &v)| if v > acc.1 { (k, v) } else { acc });
+        .fold(
+            (0, f32::NEG_INFINITY),
+            |acc, (k, &v)| if v > acc.1 { (k, v) } else { acc },
+        );
     let finite: Vec<f32> = ranks.iter().copied().filter(|v| v.is_finite()).collect();
     let mean = finite.iter().sum::<f32>() / finite.len().max(1) as f32;
     let mut spans = vec![Span::styled(
