@@ -570,3 +570,25 @@ fn a_resnet50_snapshot_fits_the_limits() {
     s.layers[0].rank_drift = vec![0.1; limits::MAX_RANKS + 1];
     assert!(limits::check(&Event::Snapshot(s), Some(&header)).is_err());
 }
+
+/// A long name in a chart title is shortened (to a third of the panel) so the legend shows.
+#[test]
+fn long_names_leave_room_for_the_legend() {
+    let mut app = resnet50(30, 1);
+    app.selected = app
+        .live
+        .layers
+        .iter()
+        .position(|l| l.name == "layer4.0.downsample.1")
+        .expect("layer");
+    let text = text(&app, 160, 48);
+    let titles = text
+        .lines()
+        .find(|l| l.contains(" μ ch0"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(titles.contains(" l4.0.downsa.1 μ ch0 [1/38] ━ batch ━"), "{titles}");
+    assert!(
+        text.contains("│▶layer4.0.downsample.1 "),
+        "the table has room\n{text}"
+    );
+}

@@ -13,6 +13,7 @@ use crate::protocol::BnKind;
 use crate::ui::app::App;
 use crate::ui::format::num;
 use crate::ui::history::Series;
+use crate::ui::names::shorten;
 use crate::ui::state::{LayerState, RunState};
 use crate::ui::theme::{Role, Theme};
 use crate::ui::theory::no_decay_laws;
@@ -99,7 +100,8 @@ fn draw_panel(frame: &mut Frame, area: Rect, panel: Panel, app: &App, theme: &Th
         frame.render_widget(block, area);
         return;
     };
-    let name = layer.name.as_str();
+    let name = title_name(&layer.name, area);
+    let name = name.as_str();
     match panel {
         Panel::Mean | Panel::Var => {
             let charted = layer.channel_history.len();
@@ -223,12 +225,20 @@ fn weight_chart(
     let (series, title) = if norm {
         (
             &layer.weight_norm,
-            format!(" {} {} ", layer.name, theme.glyph("‖w‖", "|w|")),
+            format!(
+                " {} {} ",
+                title_name(&layer.name, area),
+                theme.glyph("‖w‖", "|w|")
+            ),
         )
     } else {
         (
             &layer.angular_update,
-            format!(" {} {} per step ", layer.name, theme.glyph("θ", "angle")),
+            format!(
+                " {} {} per step ",
+                title_name(&layer.name, area),
+                theme.glyph("θ", "angle")
+            ),
         )
     };
     let mut plots = vec![Plot {
@@ -271,6 +281,11 @@ fn weight_chart(
         });
     }
     line_chart(frame, area, title, &plots, state, false, theme);
+}
+
+/// A layer's name in a panel title: at most a third of the panel, so the legend still shows.
+pub fn title_name(name: &str, area: Rect) -> String {
+    shorten(name, usize::from(area.width / 3).max(8))
 }
 
 fn panel_block<'a>(title: Vec<Span<'a>>, theme: &Theme) -> Block<'a> {

@@ -11,6 +11,7 @@ use ratatui::widgets::{Block, Borders};
 use ratatui::Frame;
 
 use super::axis::{nice_ceiling, time_axis_end};
+use super::charts::title_name;
 use super::inner;
 use crate::protocol::BnKind;
 use crate::ui::app::{App, HeatmapValue};
@@ -133,7 +134,10 @@ pub fn draw(frame: &mut Frame, area: Rect, layer: &LayerState, app: &App, theme:
     let bound = scale(cells.iter().flatten().copied());
     let per = unit(layer.kind);
     let title = vec![
-        Span::styled(format!(" {} {label} per {per} ", layer.name), theme.title()),
+        Span::styled(
+            format!(" {} {label} per {per} ", title_name(&layer.name, area)),
+            theme.title(),
+        ),
         Span::styled(format!("±{} (p98) ", num(bound, 2)), theme.dim()),
     ];
     let block = Block::default()
