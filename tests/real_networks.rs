@@ -586,7 +586,10 @@ fn long_names_leave_room_for_the_legend() {
         .lines()
         .find(|l| l.contains(" μ ch0"))
         .unwrap_or_else(|| panic!("{text}"));
-    assert!(titles.contains(" l4.0.downsa.1 μ ch0 [1/38] ━ batch ━"), "{titles}");
+    assert!(
+        titles.contains(" l4.0.downsa.1 μ ch0 [1/38] ━ batch ━"),
+        "{titles}"
+    );
     assert!(
         text.contains("│▶layer4.0.downsample.1 "),
         "the table has room\n{text}"
