@@ -102,11 +102,12 @@ fn layer_bomb(dir: &Path, name: &str, bombs: u64) -> PathBuf {
     path
 }
 
-/// The default header and one snapshot line of about 15 MB (numbers only), then good snapshots.
+/// The default header and one snapshot line longer than `MAX_LINE` (numbers only), then good
+/// snapshots.
 fn enormous_line(dir: &Path) -> PathBuf {
     let (path, mut out) = create(dir, "enormous.jsonl");
     writeln!(out, "{}", default_header()).expect("write");
-    snapshot(&mut out, 1, &layer_json(7_500_000), 1);
+    snapshot(&mut out, 1, &layer_json(limits::MAX_LINE / 2 + 1000), 1);
     good_tail(&mut out);
     out.flush().expect("flush");
     path

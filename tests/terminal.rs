@@ -736,3 +736,65 @@ fn replay_counts_bad_lines_and_refuses_newer_formats() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("newer") && err.lines().count() == 1, "{err}");
 }
+
+/// A recording from an external producer (bntop-torch's header, ResNet-18's 20 BN layers, two
+/// ranks), written here from the synthetic stream and replayed by the real binary in a 100x30
+/// terminal: the header names the producer, the table scrolls with `j` and says which rows show,
+/// `S` sorts, `v` shows the D/D0 map, and the selected layer's per-rank drift is in view.
+#[test]
+fn replay_a_resnet18_recording_from_an_external_producer() {
+    use bntop::ui::synthetic::{self, NetworkRun};
+    use std::io::Write;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("resnet18.jsonl");
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&file).expect("create"));
+    let header = synthetic::producer_header(synthetic::resnet18_layers(), 2);
+    for e in NetworkRun::new(header, 300, 5) {
+        writeln!(f, "{}", serde_json::to_string(&e).expect("json")).expect("write");
+    }
+    f.flush().expect("flush");
+    drop(f);
+    let file_arg = shell_quote(&file.display().to_string());
+    let t = Tmux::new(
+        "resnet18",
+        100,
+        30,
+        &bntop_script(&["replay", &file_arg, "--fps", "20", "--color", "none"]),
+    );
+    t.wait_for(
+        |s| s.contains("REPLAY") && s.contains("bntop-torch 0.1.0") && s.contains("ranks 2"),
+        "the producer in the header",
+    );
+    // Played through (2 s of run time), so the history holds every step.
+    t.wait_for(|s| s.contains("step 300/300"), "the end of the recording");
+    let top = t.wait_for(
+        |s| layer(s, "bn1").is_some_and(|r| r.selected) && s.contains(" of 20 "),
+        "bn1 selected, the rows shown out of 20",
+    );
+    assert!(layer(&top, "layer4.1.bn2").is_none(), "{top}");
+    assert!(top.contains("bn1 D per rank"), "{top}");
+    t.send_keys(&["j"; 19]);
+    let bottom = t.wait_for(
+        |s| layer(s, "layer4.1.bn2").is_some_and(|r| r.selected) && s.contains("-20 of 20"),
+        "the last layer selected and in view",
+    );
+    assert!(layer(&bottom, "bn1").is_none(), "{bottom}");
+    assert!(bottom.contains("layer4.1.bn2 D per rank"), "{bottom}");
+    t.send_keys(&["S"]);
+    t.wait_for(|s| s.contains("by worst drift"), "sorted by worst drift");
+    t.send_keys(&["S"]);
+    t.wait_for(|s| s.contains("BN layers by name"), "sorted by name");
+    t.send_keys(&["v"]);
+    let map = t.wait_for(|s| s.contains("D/D0 by step"), "the D/D0 map");
+    let row = map
+        .lines()
+        .find(|l| l.contains("layer4.1.bn2"))
+        .unwrap_or_else(|| panic!("the selected row\n{map}"));
+    let cells = row.rsplit(')').next().unwrap_or("");
+    assert!(
+        cells.chars().filter(|c| ".:-+*#".contains(*c)).count() >= 20,
+        "{row}"
+    );
+    t.send_keys(&["q"]);
+    t.assert_exited_and_restored(0);
+}

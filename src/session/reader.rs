@@ -453,7 +453,7 @@ impl Reader {
                 let result = self.line_read(offset, &line[..line.len() - 1]);
                 self.line = line;
                 self.line.clear();
-                // Keep the buffer of an ordinary line, not of a 4 MiB one.
+                // Keep the buffer of an ordinary line, not of a MAX_LINE one.
                 self.line.shrink_to(READ_BUFFER);
                 if let Err(e) = result {
                     // Not consumed: every later poll reports the same error (until a reset).

@@ -11,6 +11,7 @@ use crate::protocol::{
 };
 
 use super::keys::{action_for, Action, Context};
+use super::layer_order::{self, LayerSort};
 use super::state::{Notice, RunState};
 
 /// BN momentum steps for +/-: 1-2-5 per decade, down to 0 (running statistics frozen).
@@ -80,6 +81,19 @@ pub struct App {
     pub replay: Option<ReplayStatus>,
     /// Watch only: run controls are refused here.
     pub readonly: bool,
+    /// The layers table's row order, and whether it shows the metric columns or the D/D0 map.
+    pub sort: LayerSort,
+    pub table_view: TableView,
+}
+
+/// What the layers table shows right of the drift column.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum TableView {
+    /// The metric columns (r, d, ReLU, weights, ...), scrolled sideways with ←/→.
+    #[default]
+    Columns,
+    /// Each layer's D/D0 over the run, one row per layer: the overview of layers x time.
+    DriftMap,
 }
 
 impl Default for App {
@@ -112,6 +126,8 @@ impl App {
             recording: None,
             replay: None,
             readonly: false,
+            sort: LayerSort::Network,
+            table_view: TableView::Columns,
         }
     }
 
@@ -248,8 +264,35 @@ impl App {
         let name = self.live.layer_name(Some(selected));
         let mut controls = Vec::new();
         match action {
-            Action::SelectPrev => self.selected = selected.saturating_sub(1),
-            Action::SelectNext => self.selected = (selected + 1).min(layers.saturating_sub(1)),
+            Action::SelectPrev | Action::SelectNext => {
+                // Up and down the rows as shown (sorted or not).
+                let order = layer_order::order(self.view(), self.sort);
+                let row = order.iter().position(|&i| i == selected).unwrap_or(0);
+                let row = if action == Action::SelectNext {
+                    (row + 1).min(order.len().saturating_sub(1))
+                } else {
+                    row.saturating_sub(1)
+                };
+                self.selected = order.get(row).copied().unwrap_or(0);
+            }
+            Action::SortLayers => {
+                self.sort = self.sort.next();
+                let text = format!("layers: {}", self.sort.label(false));
+                self.say(text, StatusKind::Info, now);
+            }
+            Action::TableView => {
+                self.table_view = match self.table_view {
+                    TableView::Columns => TableView::DriftMap,
+                    TableView::DriftMap => TableView::Columns,
+                };
+                let text = match self.table_view {
+                    TableView::Columns => "layers table: metric columns (v: D/D0 map)",
+                    TableView::DriftMap => {
+                        "layers table: D/D0 of each layer over time (D where D0 is unknown)"
+                    }
+                };
+                self.say(text, StatusKind::Info, now);
+            }
             Action::ToggleMode => {
                 if let Some(layer) = self.live.layers.get(selected) {
                     let mode = match layer.mode {
@@ -291,8 +334,17 @@ impl App {
                     }
                 }
             }
-            Action::MomentumEntry => self.open_prompt(PromptKind::Momentum(Some(selected))),
-            Action::MomentumEntryAll => self.open_prompt(PromptKind::Momentum(None)),
+            Action::MomentumEntry | Action::MomentumEntryAll => {
+                let layer = (action == Action::MomentumEntry).then_some(selected);
+                let probe = Control::SetMomentum {
+                    layer,
+                    momentum: 0.1,
+                };
+                match self.unsupported(&probe) {
+                    Some(refusal) => self.say(refusal, StatusKind::Error, now),
+                    None => self.open_prompt(PromptKind::Momentum(layer)),
+                }
+            }
             Action::LrUp => controls.push(Control::SetLr {
                 lr: self.live.lr * 2.0,
             }),
@@ -335,22 +387,32 @@ impl App {
             }),
             Action::ResetRunningAll => controls.push(Control::ResetRunningStats { layer: None }),
             Action::NextChannel | Action::PrevChannel => {
-                let channels = self
-                    .live
-                    .layers
-                    .get(selected)
-                    .map_or(1, |l| l.channels.max(1));
-                let c = self.channel.min(channels - 1);
+                // `channel` indexes the charted channels (all of a narrow layer's).
+                let layer = self.live.layers.get(selected);
+                let charted = layer.map_or(1, |l| l.channel_history.len().max(1));
+                let c = self.channel.min(charted - 1);
                 self.channel = if action == Action::NextChannel {
-                    (c + 1) % channels
+                    (c + 1) % charted
                 } else {
-                    (c + channels - 1) % channels
+                    (c + charted - 1) % charted
                 };
-                self.say(
-                    format!("{name}: channel {}", self.channel),
-                    StatusKind::Info,
-                    now,
-                );
+                let text = match layer {
+                    Some(l) => {
+                        let unit = super::view::unit(l.kind);
+                        let index = l.channel_history.get(self.channel).map_or(0, |h| h.channel);
+                        if charted < l.channels {
+                            format!(
+                                "{name}: {unit} {index} ({} of {charted} charted, evenly spaced over {})",
+                                self.channel + 1,
+                                l.channels
+                            )
+                        } else {
+                            format!("{name}: {unit} {index}")
+                        }
+                    }
+                    None => format!("{name}: channel {}", self.channel),
+                };
+                self.say(text, StatusKind::Info, now);
             }
             Action::HeatmapValue => {
                 self.heatmap = match self.heatmap {
@@ -418,6 +480,14 @@ impl App {
             | Action::ReplayNextMark
             | Action::ReplayPrevMark => {}
         }
+        // Quitting always works (it also detaches a viewer); any other control the producer does
+        // not handle is not sent, and the footer says so.
+        if action != Action::Quit {
+            if let Some(refusal) = controls.iter().find_map(|c| self.unsupported(c)) {
+                self.say(refusal, StatusKind::Error, now);
+                return Vec::new();
+            }
+        }
         if !controls.is_empty() && action != Action::Quit {
             let labels: Vec<String> = controls.iter().map(|c| self.live.describe(c)).collect();
             self.say(
@@ -427,6 +497,20 @@ impl App {
             );
         }
         controls.into_iter().map(Command::Run).collect()
+    }
+
+    /// Why `control` is not sent, if the producer does not handle it (format 1.4: its header
+    /// lists the controls it handles by their `"control"` names).
+    pub fn unsupported(&self, control: &Control) -> Option<String> {
+        let producer = self.live.header.as_ref()?.producer.as_ref()?;
+        let name = control_name(control)?;
+        (!producer.handles(&name)).then(|| {
+            format!(
+                "{} does not handle {name} ({}): not sent",
+                producer.name,
+                self.live.describe(control)
+            )
+        })
     }
 
     fn open_prompt(&mut self, kind: PromptKind) {
@@ -470,8 +554,9 @@ impl App {
             KeyCode::Backspace => {
                 prompt.text.pop();
             }
+            // Digits, and "none" for PyTorch's cumulative average; other letters (q) do nothing.
             KeyCode::Char(c)
-                if (c.is_ascii_digit() || ".eE-+".contains(c)) && prompt.text.len() < 16 =>
+                if (c.is_ascii_digit() || ".eE-+no".contains(c)) && prompt.text.len() < 16 =>
             {
                 prompt.text.push(c);
             }
@@ -492,6 +577,16 @@ impl App {
                         };
                     }
                 };
+                if text.trim() == "none" {
+                    let control = Control::SetMomentumCumulative { layer };
+                    if let Some(refusal) = self.unsupported(&control) {
+                        self.say(refusal, StatusKind::Error, now);
+                        return Vec::new();
+                    }
+                    let label = self.live.describe(&control);
+                    self.say(format!("sent: {label}"), StatusKind::Info, now);
+                    return vec![Command::Run(control)];
+                }
                 return match text.trim().parse::<f32>() {
                     Ok(momentum) if (0.0..=1.0).contains(&momentum) => {
                         let control = Control::SetMomentum { layer, momentum };
@@ -501,7 +596,7 @@ impl App {
                     }
                     _ => {
                         self.say(
-                            format!("momentum must be a number in [0, 1], got {text:?}"),
+                            format!("momentum must be a number in [0, 1] or none, got {text:?}"),
                             StatusKind::Error,
                             now,
                         );
@@ -513,6 +608,12 @@ impl App {
         }
         Vec::new()
     }
+}
+
+/// The control's `"control"` tag, as it goes over the wire (serde's own, so it cannot drift).
+pub fn control_name(control: &Control) -> Option<String> {
+    let value = serde_json::to_value(control).ok()?;
+    Some(value.get("control")?.as_str()?.to_string())
 }
 
 /// The next momentum up or down the ladder from `m` (which need not be on it).

@@ -6,6 +6,8 @@ use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 pub enum Action {
     SelectPrev,
     SelectNext,
+    SortLayers,
+    TableView,
     ToggleMode,
     ToggleModeAll,
     MomentumUp,
@@ -75,6 +77,8 @@ impl Action {
             | Action::PhantomProbe => true,
             Action::SelectPrev
             | Action::SelectNext
+            | Action::SortLayers
+            | Action::TableView
             | Action::Freeze
             | Action::NextChannel
             | Action::PrevChannel
@@ -147,6 +151,8 @@ use Key::*;
 pub const BINDINGS: &[Binding] = &[
     Binding { context: Both, keys: &[Up, Char('k')], action: Action::SelectPrev, help: "select the layer above", footer: None },
     Binding { context: Both, keys: &[Down, Char('j')], action: Action::SelectNext, help: "select the layer below", footer: Some("↑↓ layer") },
+    Binding { context: Both, keys: &[Char('S')], action: Action::SortLayers, help: "sort the layers: network order -> worst drift (Ξ) -> name", footer: Some("S sort") },
+    Binding { context: Both, keys: &[Char('v')], action: Action::TableView, help: "layers table: metric columns <-> map of D/D0 over time", footer: Some("v D/D0 map") },
     Binding { context: Live, keys: &[Char('t')], action: Action::ToggleMode, help: "selected layer: TRAIN (batch stats) <-> EVAL (running stats)", footer: Some("t train/eval") },
     Binding { context: Live, keys: &[Char('T')], action: Action::ToggleModeAll, help: "all layers: EVAL, or TRAIN if all are EVAL already", footer: None },
     Binding { context: Live, keys: &[Char('+'), Char('=')], action: Action::MomentumUp, help: "BN momentum of the selected layer: up a 1-2-5 step", footer: Some("+- momentum") },

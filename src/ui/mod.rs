@@ -7,6 +7,8 @@ pub mod format;
 pub mod health;
 pub mod history;
 pub mod keys;
+pub mod layer_order;
+pub mod names;
 pub mod options;
 pub mod run;
 pub mod state;

@@ -7,17 +7,31 @@ use crate::metrics::drift::{inverse_n_eff_from_successive_means, noise_floor_sq}
 use crate::metrics::weights::{theta_star_coupled, theta_star_decoupled};
 use crate::metrics::BN_EPSILON;
 use crate::protocol::{
-    BnMode, Control, ControlEvent, EndReason, Evaluation, Event, LayerSnapshot, MarkerKind,
+    BnKind, BnMode, Control, ControlEvent, EndReason, Evaluation, Event, LayerSnapshot, MarkerKind,
     OptimizerKind, RunEnd, RunHeader, Snapshot, WeightDecayMode,
 };
 
 use super::history::Series;
+use crate::protocol::limits;
 use crate::protocol::{FoldingReport, PopulationReport, ProbeReport};
 
-/// Buckets per run-level and layer-level series, and per per-channel series. Bounded memory: about
-/// 10 MB for the default network however long the run.
+/// Buckets per run-level series, and at most per layer-level and per-channel series.
 pub const SERIES_CAPACITY: usize = 2048;
 pub const CHANNEL_SERIES_CAPACITY: usize = 512;
+/// The dashboard's history is bounded whatever the header says (sessions/FORMAT.md, "Limits"):
+/// fixed budgets, in buckets of 16 bytes, shared by every layer. Layer-level series (4 per layer:
+/// D, D0, ||w||, angle) share one; per-channel series (4 per charted channel, 2 per heatmap row)
+/// share the other. A small network gets the full capacities above; ResNet-50 about 140 buckets
+/// per channel series.
+pub const LAYER_HISTORY_BUDGET: usize = 1 << 18;
+pub const CHANNEL_HISTORY_BUDGET: usize = 1 << 21;
+/// Channels per layer whose batch and running mean and variance are charted (evenly spaced when
+/// a layer has more), and charted channels in all; the EMA window keeps these channels too.
+pub const CHARTED_PER_LAYER: usize = 64;
+pub const CHARTED_TOTAL: usize = 2048;
+/// Rows of a layer's heatmap history: channels are grouped into at most this many, each row
+/// keeping the most extreme value of its group.
+pub const HEATMAP_ROWS: usize = 64;
 /// Control events kept for the chart markers.
 const CONTROLS_KEPT: usize = 256;
 /// Smoothing of the empirical noise floor (steps): long enough to average the χ² noise.
@@ -28,7 +42,41 @@ const FLOOR_MIN_SAMPLES: u32 = 20;
 pub const EMA_WINDOW: usize = 400;
 const MAX_EMA_GAP: u64 = 3;
 
-/// One step's batch means and post-update running means, per channel.
+/// How the budgets are shared among a run's layers (from the header, so fixed for the run).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HistoryPlan {
+    pub charted_per_layer: usize,
+    pub channel_capacity: usize,
+    pub layer_capacity: usize,
+}
+
+impl HistoryPlan {
+    /// The plan for layers of these channel counts.
+    pub fn for_layers(channels: &[usize]) -> HistoryPlan {
+        let layers = channels.len().max(1);
+        let charted_per_layer = (CHARTED_TOTAL / layers).clamp(1, CHARTED_PER_LAYER);
+        let series: usize = channels
+            .iter()
+            .map(|&c| 4 * c.min(charted_per_layer) + 2 * c.min(HEATMAP_ROWS))
+            .sum();
+        HistoryPlan {
+            charted_per_layer,
+            channel_capacity: (CHANNEL_HISTORY_BUDGET / series.max(1))
+                .clamp(2, CHANNEL_SERIES_CAPACITY),
+            layer_capacity: (LAYER_HISTORY_BUDGET / (4 * layers)).clamp(2, SERIES_CAPACITY),
+        }
+    }
+
+    /// Without a header (a file that lost its first line): the widest stream the limits let
+    /// through then.
+    pub fn headerless() -> HistoryPlan {
+        let mut channels = vec![limits::HEADERLESS_CHANNELS; limits::HEADERLESS_LAYERS];
+        channels.resize(limits::MAX_LAYERS, 0);
+        HistoryPlan::for_layers(&channels)
+    }
+}
+
+/// One step's batch means and post-update running means, of the charted channels.
 #[derive(Clone, Debug)]
 pub struct EmaStep {
     pub step: u64,
@@ -36,28 +84,43 @@ pub struct EmaStep {
     pub running_mean_post: Vec<f32>,
 }
 
+/// The history of one charted channel.
 #[derive(Clone, Debug)]
 pub struct ChannelHistory {
+    /// The channel's index in the layer.
+    pub channel: usize,
     pub batch_mean: Series,
     pub running_mean: Series,
     pub batch_var: Series,
     pub running_var: Series,
-    pub d: Series,
-    pub log_r: Series,
 }
 
 impl ChannelHistory {
-    fn new() -> ChannelHistory {
-        let s = || Series::new(CHANNEL_SERIES_CAPACITY);
+    fn new(channel: usize, capacity: usize) -> ChannelHistory {
+        let s = || Series::new(capacity);
         ChannelHistory {
+            channel,
             batch_mean: s(),
             running_mean: s(),
             batch_var: s(),
             running_var: s(),
-            d: s(),
-            log_r: s(),
         }
     }
+}
+
+/// One heatmap row: the channels `[first_channel, next row's first)`, each bucket holding the
+/// min and max over them.
+#[derive(Clone, Debug)]
+pub struct HeatRow {
+    pub first_channel: usize,
+    pub d: Series,
+    pub log_r: Series,
+}
+
+/// `n` of `channels` channels, evenly spaced from channel 0 (all of them when n >= channels).
+pub fn spread(channels: usize, n: usize) -> Vec<usize> {
+    let n = n.min(channels);
+    (0..n).map(|k| k * channels / n).collect()
 }
 
 /// Running estimate of 1/n_eff from successive batch means (see `metrics::drift`).
@@ -103,8 +166,12 @@ impl FloorEstimate {
 pub struct LayerState {
     pub name: String,
     pub channels: usize,
+    /// BN1d layers have features rather than channels.
+    pub kind: BnKind,
     pub mode: BnMode,
     pub momentum: f32,
+    /// PyTorch's momentum None: `momentum` is then 1/n of the latest update.
+    pub cumulative: bool,
     /// The latest snapshot that carried this layer's statistics.
     pub latest: Option<LayerSnapshot>,
     floor: FloorEstimate,
@@ -112,28 +179,64 @@ pub struct LayerState {
     pub drift_floor: Series,
     pub weight_norm: Series,
     pub angular_update: Series,
+    /// The charted channels (`HistoryPlan::charted_per_layer`, evenly spaced), in order.
     pub channel_history: Vec<ChannelHistory>,
-    /// The last successive whole steps (cleared at a gap or a momentum change).
+    /// The heatmap's rows: every channel, in at most `HEATMAP_ROWS` groups.
+    pub heat_rows: Vec<HeatRow>,
+    /// The last successive whole steps (cleared at a gap or a momentum change), of the charted
+    /// channels.
     pub ema_window: VecDeque<EmaStep>,
+    plan: HistoryPlan,
 }
 
 impl LayerState {
-    fn new(name: String, channels: usize, mode: BnMode, momentum: f32) -> LayerState {
-        let s = || Series::new(SERIES_CAPACITY);
-        LayerState {
+    fn new(
+        name: String,
+        channels: usize,
+        mode: BnMode,
+        momentum: f32,
+        plan: HistoryPlan,
+    ) -> LayerState {
+        let s = || Series::new(plan.layer_capacity);
+        let mut layer = LayerState {
             name,
-            channels,
+            channels: 0,
+            kind: BnKind::Bn2d,
             mode,
             momentum,
+            cumulative: false,
             latest: None,
             floor: FloorEstimate::default(),
             drift: s(),
             drift_floor: s(),
             weight_norm: s(),
             angular_update: s(),
-            channel_history: (0..channels).map(|_| ChannelHistory::new()).collect(),
-            ema_window: VecDeque::with_capacity(EMA_WINDOW),
-        }
+            channel_history: Vec::new(),
+            heat_rows: Vec::new(),
+            ema_window: VecDeque::new(),
+            plan,
+        };
+        layer.lay_out_channels(channels);
+        layer
+    }
+
+    /// (Re)build the per-channel history for `channels` channels.
+    fn lay_out_channels(&mut self, channels: usize) {
+        let capacity = self.plan.channel_capacity;
+        self.channels = channels;
+        self.channel_history = spread(channels, self.plan.charted_per_layer)
+            .into_iter()
+            .map(|c| ChannelHistory::new(c, capacity))
+            .collect();
+        self.heat_rows = spread(channels, HEATMAP_ROWS)
+            .into_iter()
+            .map(|first_channel| HeatRow {
+                first_channel,
+                d: Series::new(capacity),
+                log_r: Series::new(capacity),
+            })
+            .collect();
+        self.ema_window = VecDeque::with_capacity(EMA_WINDOW);
     }
 
     /// Every series this layer keeps.
@@ -144,17 +247,33 @@ impl LayerState {
             &self.weight_norm,
             &self.angular_update,
         ];
-        let channels = self.channel_history.iter().flat_map(|h| {
-            [
-                &h.batch_mean,
-                &h.running_mean,
-                &h.batch_var,
-                &h.running_var,
-                &h.d,
-                &h.log_r,
-            ]
-        });
-        layer.into_iter().chain(channels)
+        let channels = self
+            .channel_history
+            .iter()
+            .flat_map(|h| [&h.batch_mean, &h.running_mean, &h.batch_var, &h.running_var]);
+        let rows = self.heat_rows.iter().flat_map(|h| [&h.d, &h.log_r]);
+        layer.into_iter().chain(channels).chain(rows)
+    }
+
+    /// Heap bytes of everything else kept per channel: the EMA window, the latest arrays and
+    /// the noise floor's previous means.
+    fn other_bytes(&self) -> usize {
+        let f = std::mem::size_of::<f32>();
+        let ema: usize = self
+            .ema_window
+            .iter()
+            .map(|s| (s.batch_mean.capacity() + s.running_mean_post.capacity()) * f)
+            .sum();
+        let latest = self
+            .latest
+            .as_ref()
+            .map_or(0, |l| (l.widest() * 22 + l.rank_drift.capacity()) * f);
+        let previous = self
+            .floor
+            .previous
+            .as_ref()
+            .map_or(0, |(_, v)| v.capacity() * f);
+        ema + latest + previous
     }
 
     /// Keep successive steps at one momentum: the lag and noise theory holds for a fixed m.
@@ -171,11 +290,18 @@ impl LayerState {
         if self.ema_window.len() == EMA_WINDOW {
             self.ema_window.pop_front();
         }
-        self.ema_window.push_back(EmaStep {
+        let charted = |v: &[f32]| -> Vec<f32> {
+            self.channel_history
+                .iter()
+                .map(|h| v.get(h.channel).copied().unwrap_or(f32::NAN))
+                .collect()
+        };
+        let entry = EmaStep {
             step,
-            batch_mean: layer.batch_mean.clone(),
-            running_mean_post: layer.running_mean_post.clone(),
-        });
+            batch_mean: charted(&layer.batch_mean),
+            running_mean_post: charted(&layer.running_mean_post),
+        };
+        self.ema_window.push_back(entry);
     }
 
     /// Empirical drift noise floor D0, once enough successive steps were seen.
@@ -191,6 +317,7 @@ impl LayerState {
         }
         self.mode = layer.mode;
         self.momentum = layer.momentum;
+        self.cumulative = layer.cumulative;
         let summary = &layer.summary;
         self.drift.push(step, summary.drift);
         self.weight_norm.push(step, summary.weight_norm);
@@ -202,28 +329,38 @@ impl LayerState {
                 Some(latest) => {
                     latest.mode = layer.mode;
                     latest.momentum = layer.momentum;
+                    latest.cumulative = layer.cumulative;
                     latest.summary = layer.summary.clone();
+                    latest.rank_drift.clone_from(&layer.rank_drift);
                 }
                 None => self.latest = Some(layer.clone()),
             }
             return;
+        }
+        if self.channels < layer.batch_mean.len() {
+            // Only without a header (or one that gave no width): its layers grow as they come.
+            self.lay_out_channels(layer.batch_mean.len());
         }
         self.floor.observe(step, layer);
         self.observe_ema(step, layer);
         if let Some(floor) = self.noise_floor() {
             self.drift_floor.push(step, floor as f32);
         }
-        if self.channel_history.len() < layer.batch_mean.len() {
-            self.channel_history
-                .resize_with(layer.batch_mean.len(), ChannelHistory::new);
-            self.channels = layer.batch_mean.len();
-        }
         let get = |v: &[f32], c: usize| v.get(c).copied().unwrap_or(f32::NAN);
-        for (c, h) in self.channel_history.iter_mut().enumerate() {
+        for h in &mut self.channel_history {
+            let c = h.channel;
             h.batch_mean.push(step, get(&layer.batch_mean, c));
             h.running_mean.push(step, get(&layer.running_mean_pre, c));
             h.batch_var.push(step, get(&layer.batch_var, c));
             h.running_var.push(step, get(&layer.running_var_pre, c));
+        }
+        let (rows, channels) = (self.heat_rows.len(), self.channels);
+        for c in 0..channels {
+            // The inverse of `spread`: channel c belongs to the last row starting at or before it.
+            let row = ((c + 1) * rows - 1) / channels;
+            let Some(h) = self.heat_rows.get_mut(row) else {
+                continue;
+            };
             h.d.push(step, get(&layer.d, c));
             h.log_r.push(step, get(&layer.r, c).ln());
         }
@@ -385,16 +522,21 @@ impl RunState {
         let config = &header.config;
         self.lr = config.optimizer.lr;
         self.data_order = config.data_order.clone();
+        let channels: Vec<usize> = header.layers.iter().map(|l| l.channels).collect();
+        let plan = HistoryPlan::for_layers(&channels);
         self.layers = header
             .layers
             .iter()
             .map(|l| {
-                LayerState::new(
+                let mut layer = LayerState::new(
                     l.name.clone(),
                     l.channels,
                     BnMode::Train,
                     config.bn_momentum,
-                )
+                    plan,
+                );
+                layer.kind = l.kind;
+                layer
             })
             .collect();
         self.header = Some(header.clone());
@@ -413,8 +555,9 @@ impl RunState {
         for (i, layer) in s.layers.iter().enumerate() {
             if self.layers.len() <= i {
                 let name = format!("layer{}", i + 1);
-                let state =
-                    LayerState::new(name, layer.batch_mean.len(), layer.mode, layer.momentum);
+                let plan = HistoryPlan::headerless();
+                let width = layer.batch_mean.len();
+                let state = LayerState::new(name, width, layer.mode, layer.momentum, plan);
                 self.layers.push(state);
             }
             self.layers[i].observe(s.step, layer);
@@ -452,15 +595,20 @@ impl RunState {
             Control::SetMomentum { layer, momentum } => {
                 for i in indices(layer, n) {
                     self.layers[i].momentum = momentum;
+                    self.layers[i].cumulative = false;
+                }
+            }
+            // The next snapshot carries the momentum (1/n) of the cumulative average.
+            Control::SetMomentumCumulative { layer } => {
+                for i in indices(layer, n) {
+                    self.layers[i].cumulative = true;
                 }
             }
             Control::SetLr { lr } => self.lr = lr,
             Control::SetDataOrder { order } => self.data_order = order.name().to_string(),
             Control::Pause => self.paused = true,
             Control::Resume => self.paused = false,
-            // The next snapshot carries the layer's momentum (1/n, and `cumulative`).
-            Control::SetMomentumCumulative { .. }
-            | Control::Step
+            Control::Step
             | Control::ResetRunningStats { .. }
             | Control::FoldCheck
             | Control::PreciseBn
@@ -546,6 +694,17 @@ impl RunState {
         run.into_iter().chain(layers).map(Series::heap_bytes).sum()
     }
 
+    /// Heap bytes of everything kept that grows with the layers and channels: the history, the
+    /// EMA windows, the latest arrays. Bounded by the budgets above (tests/memory.rs).
+    pub fn retained_bytes(&self) -> usize {
+        self.history_bytes()
+            + self
+                .layers
+                .iter()
+                .map(LayerState::other_bytes)
+                .sum::<usize>()
+    }
+
     /// Is the run over (ended, or failed)?
     pub fn finished(&self) -> Option<EndReason> {
         self.end.as_ref().map(|e| e.reason)
@@ -612,5 +771,58 @@ mod tests {
         assert_eq!(layer.latest.as_ref().map(|l| l.summary.drift), Some(0.75));
         assert_eq!(layer.drift.last_value(), Some(0.75));
         assert_eq!(layer.channel_history[0].batch_mean.buckets().len(), points);
+    }
+
+    /// Every channel lands in the heatmap row whose range holds it, for any width.
+    #[test]
+    fn heat_rows_cover_every_channel_once() {
+        for channels in [1usize, 3, 63, 64, 65, 100, 2048, 4096] {
+            let rows = spread(channels, HEATMAP_ROWS);
+            assert_eq!(rows.len(), channels.min(HEATMAP_ROWS));
+            for c in 0..channels {
+                let row = ((c + 1) * rows.len() - 1) / channels;
+                let end = rows.get(row + 1).copied().unwrap_or(channels);
+                assert!(
+                    rows[row] <= c && c < end,
+                    "{channels}: channel {c} in row {row}"
+                );
+            }
+        }
+    }
+
+    /// The budgets: a small network keeps full history; ResNet-50 and the widest header the
+    /// limits allow share the fixed totals.
+    #[test]
+    fn history_plans_share_fixed_budgets() {
+        let small = HistoryPlan::for_layers(&[16, 32, 64]);
+        assert_eq!(
+            (
+                small.charted_per_layer,
+                small.channel_capacity,
+                small.layer_capacity
+            ),
+            (CHARTED_PER_LAYER, CHANNEL_SERIES_CAPACITY, SERIES_CAPACITY)
+        );
+        let widths: Vec<usize> = synthetic::resnet50_layers()
+            .iter()
+            .map(|l| l.channels)
+            .collect();
+        assert_eq!((widths.len(), widths.iter().sum::<usize>()), (53, 26_560));
+        let resnet = HistoryPlan::for_layers(&widths);
+        assert!(resnet.channel_capacity >= 128, "{resnet:?}");
+        let worst = vec![limits::MAX_TOTAL_CHANNELS / limits::MAX_LAYERS; limits::MAX_LAYERS];
+        for plan in [
+            resnet,
+            HistoryPlan::for_layers(&worst),
+            HistoryPlan::headerless(),
+        ] {
+            let layers = if plan == resnet {
+                53
+            } else {
+                limits::MAX_LAYERS
+            };
+            assert!(plan.charted_per_layer * layers <= CHARTED_TOTAL.max(layers));
+            assert!(4 * layers * plan.layer_capacity <= LAYER_HISTORY_BUDGET);
+        }
     }
 }

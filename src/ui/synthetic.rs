@@ -7,8 +7,8 @@ use rand_chacha::ChaCha8Rng;
 use crate::protocol::{
     BnKind, BnMode, Control, ControlEvent, Conventions, DataInfo, DataOrder, EvalScore, Evaluation,
     Event, LayerInfo, LayerSnapshot, LayerSummary, OptimizerConfig, OptimizerKind, PopulationLayer,
-    PopulationReport, ProbeLayer, ProbeReport, RunConfig, RunHeader, Snapshot, WeightDecayMode,
-    FORMAT_NAME, FORMAT_VERSION_MAJOR, FORMAT_VERSION_MINOR,
+    PopulationReport, ProbeLayer, ProbeReport, Producer, RunConfig, RunHeader, Snapshot,
+    WeightDecayMode, FORMAT_NAME, FORMAT_VERSION_MAJOR, FORMAT_VERSION_MINOR,
 };
 
 const CHANNELS: [usize; 3] = [16, 32, 64];
@@ -313,4 +313,206 @@ fn layer(
     }
     s.summary.drift = (sum_d2 / channels as f32).sqrt();
     s
+}
+
+/// The BN layers of torchvision's ResNet-18 (20 layers, 4800 channels), named as
+/// `model.named_modules()` names them.
+pub fn resnet18_layers() -> Vec<LayerInfo> {
+    resnet_layers(&[2, 2, 2, 2], false)
+}
+
+/// The BN layers of torchvision's ResNet-50 (53 layers, 26,560 channels, up to 2048 per layer).
+pub fn resnet50_layers() -> Vec<LayerInfo> {
+    resnet_layers(&[3, 4, 6, 3], true)
+}
+
+fn resnet_layers(blocks: &[usize; 4], bottleneck: bool) -> Vec<LayerInfo> {
+    let mut layers = vec![bn("bn1", 64, BnKind::Bn2d)];
+    for (stage, &n) in blocks.iter().enumerate() {
+        let width = 64 << stage;
+        let out = if bottleneck { 4 * width } else { width };
+        for block in 0..n {
+            let prefix = format!("layer{}.{block}", stage + 1);
+            layers.push(bn(&format!("{prefix}.bn1"), width, BnKind::Bn2d));
+            layers.push(bn(&format!("{prefix}.bn2"), width, BnKind::Bn2d));
+            if bottleneck {
+                layers.push(bn(&format!("{prefix}.bn3"), out, BnKind::Bn2d));
+            }
+            // torchvision's first block of a stage projects the shortcut when the shape changes.
+            if block == 0 && (bottleneck || stage > 0) {
+                layers.push(bn(&format!("{prefix}.downsample.1"), out, BnKind::Bn2d));
+            }
+        }
+    }
+    layers
+}
+
+/// A header layer known only by its name, width and kind (what an external producer sends).
+pub fn bn(name: &str, channels: usize, kind: BnKind) -> LayerInfo {
+    LayerInfo {
+        name: name.into(),
+        in_channels: 0,
+        channels,
+        kind,
+        sync: false,
+        feeds_from: None,
+        kernel: 0,
+        stride: 0,
+        padding: 0,
+        conv_bias: false,
+        in_height: 0,
+        in_width: 0,
+        out_height: 0,
+        out_width: 0,
+    }
+}
+
+/// A header as bntop-torch would write it: the producer, no data set, `layers`.
+pub fn producer_header(layers: Vec<LayerInfo>, world_size: u32) -> RunHeader {
+    let mut h = header();
+    h.producer = Some(Producer {
+        name: "bntop-torch".into(),
+        version: "0.1.0".into(),
+        framework: "torch 2.5.1".into(),
+        model: "ResNet".into(),
+        device: "cpu".into(),
+        world_size,
+        controls: Some(
+            [
+                "set_mode",
+                "set_momentum",
+                "set_momentum_cumulative",
+                "set_lr",
+                "pause",
+                "resume",
+                "step",
+                "reset_running_stats",
+                "quit",
+            ]
+            .map(String::from)
+            .to_vec(),
+        ),
+    });
+    h.data = None;
+    h.config.seed = None;
+    h.config.data_order = String::new();
+    h.layers = layers;
+    h
+}
+
+/// The synthetic stream for any header: one snapshot per step (every per-channel array; with
+/// `rank_drift` when the producer's world size is above 1), an evaluation every 50 steps, and
+/// layer 2 switched to EVAL at 40% of the run so it drifts away. A BN momentum of NaN in the
+/// header makes every layer's momentum PyTorch's None (1/n, `cumulative`). An iterator, so a
+/// long run of a wide network is never held in memory.
+pub struct NetworkRun {
+    header: Option<RunHeader>,
+    rng: ChaCha8Rng,
+    channels: Vec<usize>,
+    running: Vec<Vec<(f32, f32)>>,
+    world_size: u32,
+    cumulative: bool,
+    step: u64,
+    steps: u64,
+    pending: Vec<Event>,
+}
+
+impl NetworkRun {
+    pub fn new(header: RunHeader, steps: u64, seed: u64) -> NetworkRun {
+        let channels: Vec<usize> = header.layers.iter().map(|l| l.channels).collect();
+        NetworkRun {
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            running: channels.iter().map(|&c| vec![(0.0, 1.0); c]).collect(),
+            world_size: header.producer.as_ref().map_or(1, |p| p.world_size),
+            cumulative: header.config.bn_momentum.is_nan(),
+            channels,
+            header: Some(header),
+            step: 0,
+            steps,
+            pending: Vec::new(),
+        }
+    }
+
+    fn next_step(&mut self) {
+        self.step += 1;
+        let step = self.step;
+        let progress = step as f32 / self.steps.max(1) as f32;
+        let eval_step = self.steps * 2 / 5;
+        if step == eval_step && self.channels.len() > 2 {
+            self.pending.push(control(
+                step - 1,
+                Control::SetMode {
+                    layer: Some(2),
+                    mode: BnMode::Eval,
+                },
+            ));
+        }
+        let momentum = if self.cumulative {
+            1.0 / step as f32
+        } else {
+            0.1
+        };
+        let mut layers = Vec::with_capacity(self.channels.len());
+        for (l, running) in self.running.iter_mut().enumerate() {
+            let mode = if l == 2 && step >= eval_step {
+                BnMode::Eval
+            } else {
+                BnMode::Train
+            };
+            // Statistics that barely move (layer() ties their drift to `progress`) and the
+            // default network's three noise levels: a healthy layer's D is near its D0.
+            let settled = 0.3 + 0.02 * progress;
+            let mut s = layer(&mut self.rng, l % 3, step, settled, mode, momentum, running);
+            s.cumulative = self.cumulative;
+            if self.world_size > 1 {
+                // Each rank's batch sits a little further from the global one than the last.
+                let d = s.summary.drift;
+                s.rank_drift = (0..self.world_size)
+                    .map(|k| d * (0.8 + 0.15 * k as f32) + 0.01 * self.rng.gen::<f32>())
+                    .collect();
+            }
+            layers.push(s);
+        }
+        let loss = 2.3 * (-6.0 * progress).exp() + 0.02 + 0.05 * self.rng.gen::<f32>();
+        self.pending.push(Event::Snapshot(Snapshot {
+            step,
+            epoch: step / 23,
+            time_s: step as f64 / 150.0,
+            loss,
+            batch_accuracy: (1.0 - loss / 2.5).clamp(0.0, 1.0),
+            lr: 0.05,
+            layers,
+        }));
+        if step.is_multiple_of(50) {
+            let acc = 0.99 - 0.8 * (-6.0 * progress).exp();
+            self.pending.push(Event::Evaluation(Evaluation {
+                precise_stats: None,
+                step,
+                samples: 360,
+                batch_stats: EvalScore {
+                    loss: 1.0 - acc,
+                    accuracy: acc,
+                },
+                running_stats: EvalScore {
+                    loss: 1.0 - acc + 0.02,
+                    accuracy: acc - 0.02,
+                },
+            }));
+        }
+        self.pending.reverse();
+    }
+}
+
+impl Iterator for NetworkRun {
+    type Item = Event;
+
+    fn next(&mut self) -> Option<Event> {
+        if let Some(h) = self.header.take() {
+            return Some(Event::Header(Box::new(h)));
+        }
+        if self.pending.is_empty() && self.step < self.steps {
+            self.next_step();
+        }
+        self.pending.pop()
+    }
 }

@@ -9,9 +9,11 @@ use ratatui::Frame;
 
 use super::axis::{time_axis_end, value_bounds};
 use super::{heatmap, inner, theory};
+use crate::protocol::BnKind;
 use crate::ui::app::App;
 use crate::ui::format::num;
 use crate::ui::history::Series;
+use crate::ui::names::shorten;
 use crate::ui::state::{LayerState, RunState};
 use crate::ui::theme::{Role, Theme};
 use crate::ui::theory::no_decay_laws;
@@ -98,13 +100,26 @@ fn draw_panel(frame: &mut Frame, area: Rect, panel: Panel, app: &App, theme: &Th
         frame.render_widget(block, area);
         return;
     };
-    let channel = app.channel.min(layer.channels.saturating_sub(1));
-    let name = layer.name.as_str();
+    let name = title_name(&layer.name, area);
+    let name = name.as_str();
     match panel {
         Panel::Mean | Panel::Var => {
-            let Some(h) = layer.channel_history.get(channel) else {
+            let charted = layer.channel_history.len();
+            let k = app.channel.min(charted.saturating_sub(1));
+            let Some(h) = layer.channel_history.get(k) else {
                 return;
             };
+            let unit = match layer.kind {
+                BnKind::Bn1d => "f",
+                BnKind::Bn2d | BnKind::Bn3d => "ch",
+            };
+            // A wide layer charts a sample of its channels: say which of them this is.
+            let of = if charted < layer.channels {
+                format!(" [{}/{charted}]", k + 1)
+            } else {
+                String::new()
+            };
+            let channel = format!("{unit}{}{of}", h.channel);
             let (symbol, batch, running) = if panel == Panel::Mean {
                 (theme.glyph("μ", "mean"), &h.batch_mean, &h.running_mean)
             } else {
@@ -122,7 +137,7 @@ fn draw_panel(frame: &mut Frame, area: Rect, panel: Panel, app: &App, theme: &Th
                     name: "running",
                 },
             ];
-            let title = format!(" {name} {symbol} ch{channel} ");
+            let title = format!(" {name} {symbol} {channel} ");
             line_chart(frame, area, title, &plots, state, false, theme);
         }
         Panel::Drift => {
@@ -210,12 +225,20 @@ fn weight_chart(
     let (series, title) = if norm {
         (
             &layer.weight_norm,
-            format!(" {} {} ", layer.name, theme.glyph("‖w‖", "|w|")),
+            format!(
+                " {} {} ",
+                title_name(&layer.name, area),
+                theme.glyph("‖w‖", "|w|")
+            ),
         )
     } else {
         (
             &layer.angular_update,
-            format!(" {} {} per step ", layer.name, theme.glyph("θ", "angle")),
+            format!(
+                " {} {} per step ",
+                title_name(&layer.name, area),
+                theme.glyph("θ", "angle")
+            ),
         )
     };
     let mut plots = vec![Plot {
@@ -258,6 +281,11 @@ fn weight_chart(
         });
     }
     line_chart(frame, area, title, &plots, state, false, theme);
+}
+
+/// A layer's name in a panel title: at most a third of the panel, so the legend still shows.
+pub fn title_name(name: &str, area: Rect) -> String {
+    shorten(name, usize::from(area.width / 3).max(8))
 }
 
 fn panel_block<'a>(title: Vec<Span<'a>>, theme: &Theme) -> Block<'a> {

@@ -16,7 +16,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme, pages: Page
     if let Some(prompt) = &app.prompt {
         let question = match prompt.kind {
             PromptKind::Momentum(layer) => {
-                format!("momentum for {} (0-1): ", app.live.layer_name(layer))
+                format!("momentum for {} (0-1, none): ", app.live.layer_name(layer))
             }
             PromptKind::Seek => "seek to step: ".to_string(),
         };

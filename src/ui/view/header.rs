@@ -1,4 +1,5 @@
-//! The header: where the run is (step, epoch, loss, accuracy, held-out accuracy with BN in train
+//! The header: who produces the stream (the built-in dfdx engine or e.g. bntop-torch, with its
+//! framework, model, device and ranks), where the run is (step, epoch, loss, accuracy, held-out accuracy with BN in train
 //! and in eval mode, speed), how it is set up (optimizer, lr, data order) and what state the
 //! dashboard is in (running, paused, frozen, finished, recording). Items wrap whole, never cut.
 use ratatui::layout::Rect;
@@ -6,7 +7,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 use ratatui::Frame;
 
-use crate::protocol::{EndReason, OptimizerKind, RecordingStatus, ReplayStatus};
+use crate::protocol::{EndReason, OptimizerKind, RecordingStatus, ReplayStatus, RunHeader};
 use crate::ui::app::App;
 use crate::ui::format::{num, pct};
 use crate::ui::health::{self, Health};
@@ -26,6 +27,7 @@ fn labelled(theme: &Theme, label: &str, value: String, health: Health) -> Item {
 fn items(app: &App, theme: &Theme) -> Vec<Item> {
     let s = app.view();
     let mut items: Vec<Item> = vec![vec![Span::styled("bntop", theme.title())]];
+    items.extend(producer_items(s.header.as_ref(), theme));
     if let Some(d) = s.header.as_ref().and_then(|h| h.data.as_ref()) {
         items.push(vec![Span::raw(format!(
             "{} {}/{}",
@@ -73,13 +75,14 @@ fn items(app: &App, theme: &Theme) -> Vec<Item> {
         };
         items.push(vec![Span::raw(kind.to_string())]);
         items.push(labelled(theme, "lr", num(f64::from(s.lr), 3), Health::Ok));
-        items.push(labelled(
-            theme,
-            "batch",
-            h.config.batch_size.to_string(),
-            Health::Ok,
-        ));
-        items.push(labelled(theme, "order", s.data_order.clone(), Health::Ok));
+        // An external producer may not know these (0 and "": not known).
+        if h.config.batch_size > 0 {
+            let batch = h.config.batch_size.to_string();
+            items.push(labelled(theme, "batch", batch, Health::Ok));
+        }
+        if !s.data_order.is_empty() {
+            items.push(labelled(theme, "order", s.data_order.clone(), Health::Ok));
+        }
     }
     let run_state = match s.finished() {
         Some(EndReason::Completed) => Some("FINISHED"),
@@ -103,6 +106,33 @@ fn items(app: &App, theme: &Theme) -> Vec<Item> {
     }
     if app.replay.is_none() {
         items.push(recording_item(app.recording.as_ref(), theme));
+    }
+    items
+}
+
+/// Who produces the stream: bntop's own dfdx engine, or an external producer (format 1.4) with
+/// its framework, model, device and world size, as far as it said.
+fn producer_items(header: Option<&RunHeader>, theme: &Theme) -> Vec<Item> {
+    let Some(h) = header else {
+        return Vec::new();
+    };
+    let Some(p) = &h.producer else {
+        return vec![vec![Span::styled("dfdx built-in", theme.dim())]];
+    };
+    let name = format!("{} {}", p.name, p.version);
+    let mut items = vec![vec![Span::raw(name.trim().to_string())]];
+    if !p.framework.is_empty() {
+        items.push(vec![Span::raw(p.framework.clone())]);
+    }
+    if !p.model.is_empty() {
+        items.push(labelled(theme, "model", p.model.clone(), Health::Ok));
+    }
+    if !p.device.is_empty() {
+        items.push(labelled(theme, "on", p.device.clone(), Health::Ok));
+    }
+    if p.world_size > 1 {
+        let world = p.world_size.to_string();
+        items.push(labelled(theme, "ranks", world, Health::Ok));
     }
     items
 }

@@ -1,8 +1,9 @@
 //! Channel x time heatmap of d or log r for the selected layer. The colour scale is symmetric about
 //! 0 and set by the 98th percentile of |value| (rounded up to a 1-2-5 number), so one exploding
 //! channel saturates instead of washing out the rest. Each row holds one channel, or the most
-//! extreme of a group of channels when they do not all fit; with colour and Unicode, half blocks
-//! give two channels per row.
+//! extreme of a group of channels when they do not all fit (the state keeps at most `HEATMAP_ROWS`
+//! groups per layer, so any width works); with colour and Unicode, half blocks give two rows per
+//! line. Rows are labelled by their first channel (BN1d: feature), never cut.
 use ratatui::layout::Rect;
 use ratatui::style::{Color, Style};
 use ratatui::text::Span;
@@ -10,12 +11,14 @@ use ratatui::widgets::{Block, Borders};
 use ratatui::Frame;
 
 use super::axis::{nice_ceiling, time_axis_end};
+use super::charts::title_name;
 use super::inner;
+use crate::protocol::BnKind;
 use crate::ui::app::{App, HeatmapValue};
 use crate::ui::format::num;
-use crate::ui::history::Bucket;
+use crate::ui::history::{Bucket, Series};
 use crate::ui::options::ColorMode;
-use crate::ui::state::LayerState;
+use crate::ui::state::{HeatRow, LayerState};
 use crate::ui::theme::Theme;
 
 const LEVELS: usize = 9;
@@ -91,28 +94,30 @@ fn color(theme: &Theme, level: usize) -> Color {
 
 pub fn draw(frame: &mut Frame, area: Rect, layer: &LayerState, app: &App, theme: &Theme) {
     let state = app.view();
-    let (label, pick): (
-        &str,
-        fn(&crate::ui::state::ChannelHistory) -> &crate::ui::history::Series,
-    ) = match app.heatmap {
+    let (label, pick): (&str, fn(&HeatRow) -> &Series) = match app.heatmap {
         HeatmapValue::D => ("d", |h| &h.d),
         HeatmapValue::LogR => ("log r", |h| &h.log_r),
     };
     let plot = inner(area);
-    let columns = usize::from(plot.width.saturating_sub(LABEL_WIDTH));
+    // "c" and the widest first channel of a row: a label is never cut.
+    let last_first = layer.heat_rows.last().map_or(0, |h| h.first_channel);
+    let label_width = (last_first.to_string().len() as u16 + 1).max(LABEL_WIDTH);
+    let columns = usize::from(plot.width.saturating_sub(label_width));
     let colour = theme.mode != ColorMode::None;
     let half_blocks = colour && !theme.ascii;
     let pixel_rows = usize::from(plot.height) * if half_blocks { 2 } else { 1 };
-    let channels = layer.channel_history.len();
-    let groups = channels.min(pixel_rows);
+    let stored = layer.heat_rows.len();
+    let groups = stored.min(pixel_rows);
     let (from, to) = (0u64, time_axis_end(state.step));
 
-    // cells[g][x]: the most extreme value of group g in time column x.
+    // cells[g][x]: the most extreme value of group g in time column x; first[g] its first channel.
     let mut cells = vec![vec![f32::NAN; columns]; groups];
+    let mut first = vec![usize::MAX; groups];
     if columns > 0 {
-        for (c, history) in layer.channel_history.iter().enumerate() {
-            let g = c * groups / channels.max(1);
-            for (x, bucket) in pick(history)
+        for (k, row) in layer.heat_rows.iter().enumerate() {
+            let g = k * groups / stored.max(1);
+            first[g] = first[g].min(row.first_channel);
+            for (x, bucket) in pick(row)
                 .resample(from, to.saturating_add(1), columns)
                 .iter()
                 .enumerate()
@@ -127,9 +132,10 @@ pub fn draw(frame: &mut Frame, area: Rect, layer: &LayerState, app: &App, theme:
         }
     }
     let bound = scale(cells.iter().flatten().copied());
+    let per = unit(layer.kind);
     let title = vec![
         Span::styled(
-            format!(" {} {label} per channel ", layer.name),
+            format!(" {} {label} per {per} ", title_name(&layer.name, area)),
             theme.title(),
         ),
         Span::styled(format!("±{} (p98) ", num(bound, 2)), theme.dim()),
@@ -145,16 +151,18 @@ pub fn draw(frame: &mut Frame, area: Rect, layer: &LayerState, app: &App, theme:
     }
     let buffer = frame.buffer_mut();
     let rows_per_line = if half_blocks { 2 } else { 1 };
+    let prefix = &per[..1];
     for row in 0..plot.height {
         let y = plot.y + row;
         let first_group = usize::from(row) * rows_per_line;
         if first_group >= groups {
             break;
         }
-        let first_channel = first_group * channels / groups;
-        buffer.set_string(plot.x, y, format!("c{first_channel:<3}"), theme.dim());
+        let width = usize::from(label_width - 1);
+        let label = format!("{prefix}{:<width$}", first[first_group]);
+        buffer.set_string(plot.x, y, label, theme.dim());
         for x in 0..columns {
-            let cell_x = plot.x + LABEL_WIDTH + x as u16;
+            let cell_x = plot.x + label_width + x as u16;
             let top = level(cells[first_group][x], bound);
             let Some(cell) = buffer.cell_mut((cell_x, y)) else {
                 continue;
@@ -172,6 +180,14 @@ pub fn draw(frame: &mut Frame, area: Rect, layer: &LayerState, app: &App, theme:
                 cell.set_symbol(top.map_or(" ", |l| GLYPHS[l]));
             }
         }
+    }
+}
+
+/// What a layer's per-channel values are called: BN1d normalises features.
+pub fn unit(kind: BnKind) -> &'static str {
+    match kind {
+        BnKind::Bn1d => "feature",
+        BnKind::Bn2d | BnKind::Bn3d => "channel",
     }
 }
 

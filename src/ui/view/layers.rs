@@ -1,17 +1,24 @@
-//! The layers table: one row per BN layer. The first four columns always show; the rest scroll
-//! sideways on narrow terminals. Each cell is coloured by its health (see `ui::health`).
+//! The layers table: one row per BN layer, in network order, worst drift first or by name (`S`).
+//! With more layers than fit it scrolls, keeping the selection in view, and says which rows show.
+//! The first four columns always show; the rest scroll sideways on narrow terminals, or give way
+//! to the D/D0 map (`v`). Each cell is coloured by its health (see `ui::health`). Long layer
+//! names are shortened (`ui::names`). The bottom border carries the selected layer's per-rank
+//! drift in a distributed run.
 use ratatui::layout::{Constraint, Rect};
 use ratatui::style::Modifier;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table};
 use ratatui::Frame;
 
+use super::drift_map;
 use crate::protocol::{BnMode, LayerSnapshot};
-use crate::ui::app::App;
+use crate::ui::app::{App, TableView};
 use crate::ui::format::{momentum, num, pct};
 use crate::ui::health::{self, Health};
+use crate::ui::layer_order::{self, LayerSort};
+use crate::ui::names::shorten;
 use crate::ui::state::{LayerState, RunState};
-use crate::ui::theme::Theme;
+use crate::ui::theme::{Role, Theme};
 
 struct Column {
     title: &'static str,
@@ -118,18 +125,55 @@ const COLUMNS: &[Column] = &[
     Column { title: "β mean", ascii_title: "beta", width: 7, fixed: false, cell: beta_cell },
 ];
 
-/// Name, mode and momentum: always shown, before `COLUMNS`.
-const LEAD_WIDTHS: [u16; 3] = [8, 5, 7];
+/// Mode and momentum widths: always shown, after the name and before `COLUMNS`.
+const MODE_WIDTH: u16 = 5;
+const MOMENTUM_WIDTH: u16 = 7;
+/// The name column (marker included): at least this, at most this or a quarter of the table.
+const NAME_MIN: u16 = 8;
+const NAME_MAX: u16 = 24;
+/// Chart rows the table leaves below it when it cannot show every layer.
+const CHART_LINES: u16 = 9;
 
-pub fn height(state: &RunState) -> u16 {
-    // Borders, the column titles and one row per layer (at least one, for "waiting").
-    state.layers.len().max(1) as u16 + 3
+/// Lines the table takes of `available` (borders and the title row included): every layer when
+/// they fit; otherwise it scrolls and leaves room for one row of charts, or two on tall
+/// terminals.
+pub fn height(state: &RunState, available: u16) -> u16 {
+    let wanted = state.layers.len().max(1) as u16 + 3;
+    let charts = if available >= 2 * CHART_LINES + 10 {
+        2 * CHART_LINES
+    } else if available >= CHART_LINES + 7 {
+        CHART_LINES
+    } else {
+        0
+    };
+    wanted.min(available.saturating_sub(charts).max(4))
 }
 
-/// Which of `COLUMNS` fit in `width`, starting the scrollable ones at `offset`; and whether
-/// columns are hidden.
-fn visible_columns(width: u16, offset: usize) -> (Vec<&'static Column>, usize, bool) {
-    let mut used: u16 = LEAD_WIDTHS.iter().map(|w| w + 1).sum();
+/// The first of `rows` rows shown, `visible` at a time, keeping `row` (the selection) in view:
+/// centred where it can be, so the rows around it show too.
+pub fn scroll_offset(row: usize, rows: usize, visible: usize) -> usize {
+    if rows <= visible {
+        return 0;
+    }
+    row.saturating_sub(visible / 2).min(rows - visible)
+}
+
+/// The name column's width for these names in a table `inner_width` wide.
+fn name_width(state: &RunState, inner_width: u16) -> u16 {
+    let longest = state
+        .layers
+        .iter()
+        .map(|l| l.name.chars().count())
+        .max()
+        .unwrap_or(0);
+    let cap = (inner_width / 4).clamp(NAME_MIN, NAME_MAX);
+    (longest as u16).saturating_add(1).clamp(NAME_MIN, cap)
+}
+
+/// Which of `COLUMNS` fit in `width` after the leading columns (`lead` wide), starting the
+/// scrollable ones at `offset`; and whether columns are hidden.
+fn visible_columns(width: u16, lead: u16, offset: usize) -> (Vec<&'static Column>, usize, bool) {
+    let mut used: u16 = lead;
     let mut shown = Vec::new();
     for c in COLUMNS.iter().filter(|c| c.fixed) {
         used += c.width + 1;
@@ -162,8 +206,20 @@ fn visible_columns(width: u16, offset: usize) -> (Vec<&'static Column>, usize, b
 pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     let state = app.view();
     let inner_width = area.width.saturating_sub(2);
-    let (columns, _, hidden) = visible_columns(inner_width, app.column_offset);
+    let name_w = name_width(state, inner_width);
+    let lead = name_w + 1 + MODE_WIDTH + 1 + MOMENTUM_WIDTH + 1;
+    let map = app.table_view == TableView::DriftMap;
+    let (columns, _, hidden) = if map {
+        let fixed: Vec<&Column> = COLUMNS.iter().filter(|c| c.fixed).collect();
+        (fixed, 0, false)
+    } else {
+        visible_columns(inner_width, lead, app.column_offset)
+    };
     let mut title = vec![Span::styled(" BN layers ", theme.title())];
+    if app.sort != LayerSort::Network {
+        let text = format!("by {} ", app.sort.label(theme.ascii));
+        title.push(Span::styled(text, theme.status()));
+    }
     if hidden {
         let arrows = theme.glyph("←/→", "</>");
         title.push(Span::styled(format!("{arrows} more columns "), theme.dim()));
@@ -176,7 +232,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     );
     let header = Row::new(titles).style(theme.dim().add_modifier(Modifier::BOLD));
     let selected = app.selected.min(state.layers.len().saturating_sub(1));
-    let block = Block::default()
+    let mut block = Block::default()
         .borders(Borders::ALL)
         .border_set(theme.borders())
         .border_style(theme.border())
@@ -186,11 +242,42 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         frame.render_widget(waiting.block(block), area);
         return;
     }
-    let rows: Vec<Row> = state
+    let order = layer_order::order(state, app.sort);
+    let visible = usize::from(area.height.saturating_sub(3)).max(1);
+    let row_of_selected = order.iter().position(|&i| i == selected).unwrap_or(0);
+    let offset = scroll_offset(row_of_selected, order.len(), visible);
+    let shown = &order[offset..(offset + visible).min(order.len())];
+    if let Some(ranks) = state
         .layers
+        .get(selected)
+        .and_then(|l| rank_line(l, theme, inner_width))
+    {
+        block = block.title_bottom(ranks);
+    }
+    if order.len() > visible {
+        let (up, down) = if theme.ascii {
+            ("^", "v")
+        } else {
+            ("▲", "▼")
+        };
+        let up = if offset > 0 { up } else { " " };
+        let down = if offset + visible < order.len() {
+            down
+        } else {
+            " "
+        };
+        let text = format!(
+            " {up}{down} {}-{} of {} ",
+            offset + 1,
+            offset + shown.len(),
+            order.len()
+        );
+        block = block.title_bottom(Line::styled(text, theme.status()).right_aligned());
+    }
+    let rows: Vec<Row> = shown
         .iter()
-        .enumerate()
-        .map(|(i, layer)| {
+        .map(|&i| {
+            let layer = &state.layers[i];
             let mode = match layer.mode {
                 BnMode::Train => Span::raw("TRAIN"),
                 BnMode::Eval => Span::styled("EVAL", theme.mode_eval()),
@@ -200,10 +287,16 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
             } else {
                 " "
             };
+            let name = shorten(&layer.name, usize::from(name_w - 1));
+            let m = if layer.cumulative {
+                "None".to_string()
+            } else {
+                momentum(layer.momentum)
+            };
             let mut cells = vec![
-                Cell::from(format!("{marker}{}", layer.name)),
+                Cell::from(format!("{marker}{name}")),
                 Cell::from(mode),
-                Cell::from(momentum(layer.momentum)),
+                Cell::from(m),
             ];
             for c in &columns {
                 cells.push(match &layer.latest {
@@ -222,13 +315,77 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
             }
         })
         .collect();
-    let mut widths: Vec<Constraint> = LEAD_WIDTHS.iter().map(|&w| Constraint::Length(w)).collect();
+    let mut widths: Vec<Constraint> = [name_w, MODE_WIDTH, MOMENTUM_WIDTH]
+        .iter()
+        .map(|&w| Constraint::Length(w))
+        .collect();
     widths.extend(columns.iter().map(|c| Constraint::Length(c.width)));
     let table = Table::new(rows, widths)
         .header(header)
         .column_spacing(1)
         .block(block);
     frame.render_widget(table, area);
+    if map {
+        let used: u16 = lead + columns.iter().map(|c| c.width + 1).sum::<u16>();
+        let strip = Rect {
+            x: area.x + 1 + used,
+            y: area.y + 1,
+            width: inner_width.saturating_sub(used),
+            height: area.height.saturating_sub(2),
+        };
+        let layers: Vec<&LayerState> = shown.iter().map(|&i| &state.layers[i]).collect();
+        drift_map::draw(frame.buffer_mut(), strip, &layers, state, theme);
+    }
+}
+
+/// The selected layer's per-rank drift of a distributed run, for the table's bottom border:
+/// how far each rank's batch statistics sit from the global batch's.
+fn rank_line(layer: &LayerState, theme: &Theme, width: u16) -> Option<Line<'static>> {
+    let ranks = &layer.latest.as_ref()?.rank_drift;
+    if ranks.is_empty() {
+        return None;
+    }
+    let (worst, max) = ranks
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| v.is_finite())
+        .fold(
+            (0, f32::NEG_INFINITY),
+            |acc, (k, &v)| if v > acc.1 { (k, v) } else { acc },
+        );
+    let finite: Vec<f32> = ranks.iter().copied().filter(|v| v.is_finite()).collect();
+    let mean = finite.iter().sum::<f32>() / finite.len().max(1) as f32;
+    let mut spans = vec![Span::styled(
+        format!(" {} D per rank ", shorten(&layer.name, 16)),
+        theme.title(),
+    )];
+    // One bar per rank when they fit in half the border (Unicode only).
+    if !theme.ascii && ranks.len() <= usize::from(width / 2) && max > 0.0 {
+        const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+        let bars: String = ranks
+            .iter()
+            .map(|&v| {
+                if v.is_finite() {
+                    BARS[((v / max * 7.0).round().clamp(0.0, 7.0)) as usize]
+                } else {
+                    '?'
+                }
+            })
+            .collect();
+        spans.push(Span::styled(bars, theme.series(Role::Primary)));
+        spans.push(Span::raw(" "));
+    }
+    let floor = layer.noise_floor();
+    let health = health::drift(f64::from(max), floor);
+    spans.push(Span::styled(
+        format!("max {} (rank {worst})", num(f64::from(max), 2)),
+        theme.health(health),
+    ));
+    spans.push(Span::styled(
+        format!(" mean {} of {} ", num(f64::from(mean), 2), ranks.len()),
+        theme.dim(),
+    ));
+    Some(Line::from(spans))
 }
 
 #[cfg(test)]
@@ -237,20 +394,20 @@ mod tests {
 
     #[test]
     fn narrow_tables_scroll_but_never_past_the_last_column() {
-        let (all, _, hidden) = visible_columns(200, 0);
+        let lead = NAME_MIN + MODE_WIDTH + MOMENTUM_WIDTH + 3;
+        let (all, _, hidden) = visible_columns(200, lead, 0);
         assert_eq!(all.len(), COLUMNS.len());
         assert!(!hidden);
-        let (narrow, _, hidden) = visible_columns(78, 0);
+        let (narrow, _, hidden) = visible_columns(78, lead, 0);
         assert!(hidden && narrow.len() < COLUMNS.len() && narrow.len() > 2);
-        let (scrolled, offset, _) = visible_columns(78, 1000);
+        let (scrolled, offset, _) = visible_columns(78, lead, 1000);
         assert!(offset > 0);
         assert_eq!(
             scrolled.last().map(|c| c.title),
             COLUMNS.last().map(|c| c.title)
         );
         // Everything shown fits.
-        let used: u16 = LEAD_WIDTHS.iter().map(|w| w + 1).sum::<u16>()
-            + scrolled.iter().map(|c| c.width + 1).sum::<u16>();
+        let used: u16 = lead + scrolled.iter().map(|c| c.width + 1).sum::<u16>();
         assert!(used <= 78);
     }
 }

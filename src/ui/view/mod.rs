@@ -3,6 +3,7 @@
 mod ascii;
 mod axis;
 mod charts;
+mod drift_map;
 mod footer;
 mod header;
 mod heatmap;
@@ -10,6 +11,8 @@ mod help;
 mod layers;
 mod theory;
 mod too_small;
+
+pub use heatmap::unit;
 
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::Frame;
@@ -28,9 +31,10 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme) {
     } else {
         let state = app.view();
         let header = header::lines(app, theme, area.width);
+        let available = area.height.saturating_sub(header.len() as u16 + 1);
         let [header_area, table_area, charts_area, footer_area] = Layout::vertical([
             Constraint::Length(header.len() as u16),
-            Constraint::Length(layers::height(state)),
+            Constraint::Length(layers::height(state, available)),
             Constraint::Min(0),
             Constraint::Length(1),
         ])

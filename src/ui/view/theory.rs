@@ -44,7 +44,10 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &RunState, layer: &LayerState,
         .border_set(theme.borders())
         .border_style(theme.border())
         .title(Line::from(vec![
-            Span::styled(format!(" {} lab ", layer.name), theme.title()),
+            Span::styled(
+                format!(" {} lab ", super::charts::title_name(&layer.name, area)),
+                theme.title(),
+            ),
             Span::styled("measured vs theory ", theme.dim()),
         ]));
     frame.render_widget(
