@@ -1,0 +1,236 @@
+"""The numbers: one-pass reductions on the tensor's device, and the host-side formulas.
+
+Device side, per step and layer, only reductions (moments of the BN input and the ReLU output,
+row dot products of the feeding weight). Everything derived from them (r, d, D, output moments,
+cosines, angles, the layer summaries) is computed on the host in float64, vectorised over the
+channels of all layers at once, from the one packed copy.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+# The per-channel quantities of one step, in packing order (quantity-major, layers within).
+QUANTITIES: tuple[str, ...] = (
+    "batch_mean",
+    "batch_var",
+    "running_mean_pre",
+    "running_var_pre",
+    "relu_mean",
+    "relu_var",
+    "relu_active",
+    "running_mean_post",
+    "running_var_post",
+    "gamma",
+    "beta",
+    "grad_gamma",
+    "grad_beta",
+    "w_norm_sq_pre",
+    "w_dot_g",
+    "g_norm_sq",
+    "w_norm_sq_post",
+    "w_dot_dw",
+    "dw_norm_sq",
+)
+Q = {name: i for i, name in enumerate(QUANTITIES)}
+
+
+def reduce_dims(x: torch.Tensor) -> list[int]:
+    """Every dimension of a BN input except the channel dimension 1: (N, C, ...) or (N, C)."""
+    return [0] + list(range(2, x.dim()))
+
+
+def channel_moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and biased variance, in one pass (torch.var_mean)."""
+    var, mean = torch.var_mean(x.detach(), dim=reduce_dims(x), correction=0)
+    return mean.float(), var.float()
+
+
+def relu_moments(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-channel mean, biased variance and fraction > 0 of a ReLU output."""
+    y = y.detach()
+    dims = reduce_dims(y)
+    var, mean = torch.var_mean(y, dim=dims, correction=0)
+    n = y.numel() // y.shape[1]
+    active = torch.count_nonzero(y, dim=dims).float() / n
+    return mean.float(), var.float(), active
+
+
+def row_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per output channel (row) dot products of two weights shaped (out, ...)."""
+    return torch.linalg.vecdot(a.flatten(1), b.flatten(1)).float()
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where each layer's channels sit in the packed vectors."""
+
+    channels: tuple[int, ...]
+    eps: tuple[float, ...]
+
+    @property
+    def total(self) -> int:
+        return sum(self.channels)
+
+    def offsets(self) -> list[int]:
+        out, at = [], 0
+        for c in self.channels:
+            out.append(at)
+            at += c
+        return out
+
+    def segment_index(self) -> torch.Tensor:
+        return torch.repeat_interleave(
+            torch.arange(len(self.channels)), torch.tensor(self.channels, dtype=torch.long)
+        )
+
+    def per_channel(self, values: list[float]) -> torch.Tensor:
+        """A per-layer value repeated over the layer's channels."""
+        return torch.repeat_interleave(
+            torch.tensor(values, dtype=torch.float64), torch.tensor(self.channels, dtype=torch.long)
+        )
+
+
+def pooled_moments(means: torch.Tensor, vars_: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Global moments of equal-sized per-rank batches: rows are ranks (format 1.4, rank_drift)."""
+    mg = means.mean(0)
+    vg = (vars_ + (means - mg) ** 2).mean(0)
+    return mg, vg
+
+
+class Segments:
+    """Per-layer reductions over each layer's channels (NaN propagates: unknown stays unknown)."""
+
+    def __init__(self, layout: Layout):
+        self.index = layout.segment_index()
+        self.count = torch.tensor(layout.channels, dtype=torch.float64)
+        self.layers = len(layout.channels)
+
+    def sum(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(self.layers, dtype=x.dtype).index_add(0, self.index, x)
+
+    def mean(self, x: torch.Tensor) -> torch.Tensor:
+        return self.sum(x) / self.count
+
+    def rms(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mean(x * x).sqrt()
+
+    def _reduce(self, x: torch.Tensor, how: str) -> torch.Tensor:
+        out = torch.full((self.layers,), math.nan, dtype=x.dtype)
+        return out.scatter_reduce(0, self.index, x, how, include_self=False)
+
+    def max(self, x: torch.Tensor) -> torch.Tensor:
+        return self._reduce(x, "amax")
+
+    def min(self, x: torch.Tensor) -> torch.Tensor:
+        return self._reduce(x, "amin")
+
+
+def _safe_div(num: torch.Tensor, den: torch.Tensor, if_zero: float) -> torch.Tensor:
+    return torch.where(den == 0, torch.full_like(num, if_zero), num / den)
+
+
+def derive(
+    x: torch.Tensor,
+    layout: Layout,
+    normalised_by_batch: list[bool],
+    affine: list[bool],
+    lr: list[float],
+) -> dict[str, torch.Tensor]:
+    """Per-channel arrays (float64, length layout.total) and per-layer summaries (`summary.*`).
+
+    `x` is the (len(QUANTITIES), total) block of one step. Formulas as in the run header's
+    conventions: r, d, D against the running statistics from before this step's update.
+    """
+    x = x.double()
+    q = {name: x[i] for name, i in Q.items()}
+    eps = layout.per_channel(list(layout.eps))
+    seg = Segments(layout)
+
+    sigma_r = (q["running_var_pre"] + eps).sqrt()
+    r = (q["batch_var"] + eps).sqrt() / sigma_r
+    d = (q["batch_mean"] - q["running_mean_pre"]) / sigma_r
+    big_d = (d * d + (r - 1) ** 2).sqrt()
+
+    # BN is affine per channel, so its output moments follow exactly from the input's moments
+    # and the statistics it normalised with (no second pass over the output).
+    by_batch = layout.per_channel([1.0 if b else 0.0 for b in normalised_by_batch]) > 0
+    has_affine = layout.per_channel([1.0 if a else 0.0 for a in affine]) > 0
+    gamma = torch.where(has_affine, q["gamma"], torch.ones_like(eps))
+    beta = torch.where(has_affine, q["beta"], torch.zeros_like(eps))
+    norm_mean = torch.where(by_batch, q["batch_mean"], q["running_mean_pre"])
+    norm_var = torch.where(by_batch, q["batch_var"], q["running_var_pre"])
+    out_mean = gamma * (q["batch_mean"] - norm_mean) / (norm_var + eps).sqrt() + beta
+    out_var = gamma * gamma * q["batch_var"] / (norm_var + eps)
+
+    n2_pre, n2_post = q["w_norm_sq_pre"], q["w_norm_sq_post"]
+    wd, dd = q["w_dot_dw"], q["dw_norm_sq"]
+    weight_norm = n2_post.sqrt()
+    cos = _safe_div(q["w_dot_g"], (n2_pre * q["g_norm_sq"]).sqrt(), 0.0).clamp(-1, 1)
+    # The angle from the step's parts along and across w: accurate for tiny angles, where
+    # acos(cos) loses half the digits.
+    along = _safe_div(n2_pre + wd, n2_pre.sqrt(), 0.0)
+    across = (dd - _safe_div(wd * wd, n2_pre, 0.0)).clamp(min=0).sqrt()
+    angle = torch.atan2(across, along)
+    angle = torch.where((n2_pre == 0) | (n2_post == 0), torch.full_like(angle, math.pi / 2), angle)
+    radial = _safe_div(wd, (n2_pre * dd).sqrt(), 0.0).clamp(-1, 1)
+    effective_lr = layout.per_channel(lr) / n2_post
+
+    out = {
+        "batch_mean": q["batch_mean"],
+        "batch_var": q["batch_var"],
+        "running_mean_pre": q["running_mean_pre"],
+        "running_var_pre": q["running_var_pre"],
+        "running_mean_post": q["running_mean_post"],
+        "running_var_post": q["running_var_post"],
+        "r": r,
+        "d": d,
+        "drift": big_d,
+        "out_mean": out_mean,
+        "out_var": out_var,
+        "relu_mean": q["relu_mean"],
+        "relu_var": q["relu_var"],
+        "relu_active": q["relu_active"],
+        "gamma": q["gamma"],
+        "beta": q["beta"],
+        "grad_gamma": q["grad_gamma"],
+        "grad_beta": q["grad_beta"],
+        "weight_norm": weight_norm,
+        "angular_update": angle,
+        "weight_grad_cos": cos,
+    }
+    out.update(
+        {
+            "summary.drift": seg.rms(big_d),
+            "summary.r_mean": seg.mean(r),
+            "summary.r_min": seg.min(r),
+            "summary.r_max": seg.max(r),
+            "summary.d_mean_abs": seg.mean(d.abs()),
+            "summary.d_max_abs": seg.max(d.abs()),
+            "summary.weight_norm": seg.sum(n2_post).sqrt(),
+            "summary.angular_update": seg.rms(angle),
+            "summary.effective_lr": seg.mean(effective_lr),
+            "summary.max_abs_cos": seg.max(cos.abs()),
+            "summary.relu_active": seg.mean(q["relu_active"]),
+            "summary.radial_fraction": seg.mean(radial),
+        }
+    )
+    return out
+
+
+def rank_drift(
+    means: torch.Tensor, vars_: torch.Tensor, layout: Layout
+) -> torch.Tensor:
+    """(layers, ranks): D_k = sqrt(mean_c d_kc² + (r_kc - 1)²) of each rank's batch moments
+    against the pooled global ones (format 1.4). `means`, `vars_` are (ranks, total)."""
+    means, vars_ = means.double(), vars_.double()
+    eps = layout.per_channel(list(layout.eps))
+    mg, vg = pooled_moments(means, vars_)
+    sigma_g = (vg + eps).sqrt()
+    r = (vars_ + eps).sqrt() / sigma_g
+    d = (means - mg) / sigma_g
+    sq = d * d + (r - 1) ** 2
+    seg = Segments(layout)
+    return torch.stack([seg.mean(row).sqrt() for row in sq], dim=1)
