@@ -80,15 +80,18 @@ pub fn consume(
                 break;
             }
             Event::Header(h) => {
+                let data = h.data.as_ref().map_or_else(
+                    || "data the producer did not name".to_string(),
+                    |d| {
+                        format!(
+                            "{} ({} train / {} held-out images, {}x{}x{})",
+                            d.name, d.train_images, d.heldout_images, d.channels, d.height, d.width
+                        )
+                    },
+                );
                 let _ = writeln!(
                     progress,
-                    "bntop: training on {} ({} train / {} held-out images, {}x{}x{}), batch {}, {:?} lr {}, BN momentum {}",
-                    h.data.name,
-                    h.data.train_images,
-                    h.data.heldout_images,
-                    h.data.channels,
-                    h.data.height,
-                    h.data.width,
+                    "bntop: training on {data}, batch {}, {:?} lr {}, BN momentum {}",
                     h.config.batch_size,
                     h.config.optimizer.kind,
                     h.config.optimizer.lr,

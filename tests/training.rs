@@ -99,6 +99,7 @@ fn controls_are_applied_between_steps_and_echoed_with_their_step() {
             },
         ),
         (12, Control::ResetRunningStats { layer: Some(2) }),
+        (12, Control::SetMomentumCumulative { layer: Some(1) }),
     ];
     let events = run_live(cfg, &controls);
     let echoed: Vec<_> = events
@@ -111,7 +112,7 @@ fn controls_are_applied_between_steps_and_echoed_with_their_step() {
             }
         })
         .collect();
-    assert_eq!(echoed.len(), 5);
+    assert_eq!(echoed.len(), 6);
     assert!(
         echoed[3]
             .rejected
@@ -120,10 +121,19 @@ fn controls_are_applied_between_steps_and_echoed_with_their_step() {
         "{:?}",
         echoed[3]
     );
+    // PyTorch's momentum=None is for external producers: the engine says why it refuses it.
+    assert!(
+        echoed[5]
+            .rejected
+            .as_deref()
+            .is_some_and(|r| r.contains("cumulative")),
+        "{:?}",
+        echoed[5]
+    );
     assert!(echoed
         .iter()
         .enumerate()
-        .all(|(i, c)| (i == 3) == c.rejected.is_some()));
+        .all(|(i, c)| (i == 3 || i == 5) == c.rejected.is_some()));
 
     // Sent while training runs, they land a step or a few after the step they were sent at.
     let steps: Vec<u64> = echoed.iter().map(|c| c.step).collect();

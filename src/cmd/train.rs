@@ -146,6 +146,7 @@ impl TrainArgs {
                     OptimizerArg::Sgd => OptimizerKind::Sgd,
                     OptimizerArg::Adam => OptimizerKind::Adam,
                 },
+                name: None,
                 lr: self.lr,
                 momentum: self.momentum,
                 weight_decay: self.weight_decay,

@@ -30,6 +30,7 @@ impl Default for TrainConfig {
         TrainConfig {
             optimizer: OptimizerConfig {
                 kind: OptimizerKind::Sgd,
+                name: None,
                 lr: 0.05,
                 momentum: 0.9,
                 weight_decay: 5e-4,
@@ -56,6 +57,9 @@ impl TrainConfig {
     /// The first problem found, as a one-line message naming the setting.
     pub fn validate(&self) -> Result<(), String> {
         let o = &self.optimizer;
+        if o.kind == OptimizerKind::Other {
+            return Err("the built-in engine trains with SGD or Adam".into());
+        }
         if !(o.lr.is_finite() && o.lr > 0.0) {
             return Err(format!("--lr must be a positive number, got {}", o.lr));
         }

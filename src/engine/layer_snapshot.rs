@@ -82,8 +82,10 @@ impl BlockStep {
             radial_fraction: mean(&radial) as f32,
         };
         LayerSnapshot {
+            rank_drift: Vec::new(),
             mode: self.mode,
             momentum: self.momentum as f32,
+            cumulative: false,
             batch_mean: to_f32(batch.iter().map(|m| m.mean)),
             batch_var: to_f32(batch.iter().map(|m| m.var)),
             running_mean_pre: seen.running_mean_pre.clone(),

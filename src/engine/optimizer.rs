@@ -20,7 +20,8 @@ impl<const IN: usize> NetOptimizer<IN> {
             WeightDecayMode::Decoupled => WeightDecay::Decoupled(cfg.weight_decay as f64),
         });
         match cfg.kind {
-            OptimizerKind::Sgd => NetOptimizer::Sgd(Sgd::new(
+            // `TrainConfig::validate` refuses `Other` (an external producer's optimizer).
+            OptimizerKind::Sgd | OptimizerKind::Other => NetOptimizer::Sgd(Sgd::new(
                 net,
                 SgdConfig {
                     lr: cfg.lr as f64,

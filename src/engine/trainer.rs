@@ -20,8 +20,8 @@ use super::params::BlockGrads;
 use super::population;
 use super::publisher::{Publisher, StepRecord};
 use crate::protocol::{
-    BnMode, Control, ControlEvent, Conventions, DataInfo, EndReason, Event, LayerInfo, Marker,
-    MarkerKind, RunConfig, RunEnd, RunHeader, Snapshot, FORMAT_NAME, FORMAT_VERSION_MAJOR,
+    BnKind, BnMode, Control, ControlEvent, Conventions, DataInfo, EndReason, Event, LayerInfo,
+    Marker, MarkerKind, RunConfig, RunEnd, RunHeader, Snapshot, FORMAT_NAME, FORMAT_VERSION_MAJOR,
     FORMAT_VERSION_MINOR,
 };
 
@@ -203,6 +203,9 @@ impl<const IN: usize> Trainer<IN> {
                     self.net.blocks_mut()[i].set_momentum(momentum as f64);
                 }
             }
+            Control::SetMomentumCumulative { .. } => {
+                return Err(CUMULATIVE_REFUSED.into());
+            }
             Control::SetLr { lr } => {
                 if !(lr.is_finite() && lr > 0.0) {
                     return Err(format!("learning rate must be a positive number, got {lr}"));
@@ -363,6 +366,9 @@ impl<const IN: usize> Trainer<IN> {
                 name: spec.name.into(),
                 in_channels: geometry.in_channels,
                 channels: spec.channels,
+                kind: BnKind::Bn2d,
+                sync: false,
+                feeds_from: None,
                 kernel: geometry.kernel,
                 stride: geometry.stride,
                 padding: geometry.padding,
@@ -385,7 +391,7 @@ impl<const IN: usize> Trainer<IN> {
             config: RunConfig {
                 optimizer: self.cfg.optimizer.clone(),
                 batch_size: self.cfg.batch_size,
-                seed: self.cfg.seed,
+                seed: Some(self.cfg.seed),
                 bn_momentum: self.cfg.bn_momentum,
                 eval_every: self.cfg.eval_every,
                 eval_samples: self.heldout.samples(),
@@ -396,7 +402,8 @@ impl<const IN: usize> Trainer<IN> {
                 lab_every: self.cfg.lab_every,
                 precise_samples: self.cfg.precise_samples,
             },
-            data: DataInfo {
+            producer: None,
+            data: Some(DataInfo {
                 name: self.data.name.clone(),
                 source: self.data.source.clone(),
                 train_images: self.data.train.len(),
@@ -407,13 +414,17 @@ impl<const IN: usize> Trainer<IN> {
                 classes: self.data.classes,
                 channel_mean: self.data.channel_mean.clone(),
                 channel_std: self.data.channel_std.clone(),
-            },
+            }),
             layers,
             conventions: Conventions::bntop(self.net.blocks()[0].epsilon()),
             recording: None,
         }
     }
 }
+
+/// Why the engine refuses PyTorch's `momentum=None` (a control for external producers).
+const CUMULATIVE_REFUSED: &str =
+    "the built-in engine keeps exponential running statistics; cumulative momentum is for PyTorch runs";
 
 /// A block's parameters and gradients between backward and the optimizer update.
 struct BlockBefore {

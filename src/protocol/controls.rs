@@ -72,6 +72,10 @@ pub enum Control {
         #[serde(with = "float_encoding::scalar")]
         momentum: f32,
     },
+    /// Format 1.4: PyTorch's `momentum=None`, the cumulative average of every batch so far.
+    SetMomentumCumulative {
+        layer: Option<usize>,
+    },
     SetLr {
         #[serde(with = "float_encoding::scalar")]
         lr: f32,

@@ -6,7 +6,7 @@ use super::float_encoding;
 pub const FORMAT_NAME: &str = "bntop";
 /// A reader refuses a newer major version and ignores record kinds it does not know.
 pub const FORMAT_VERSION_MAJOR: u32 = 1;
-pub const FORMAT_VERSION_MINOR: u32 = 3;
+pub const FORMAT_VERSION_MINOR: u32 = 4;
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct RunHeader {
@@ -15,8 +15,13 @@ pub struct RunHeader {
     pub version_minor: u32,
     /// Wall-clock start of the run, milliseconds since the Unix epoch.
     pub started_unix_ms: u64,
+    /// Format 1.4: who produces the stream; absent for bntop's built-in engine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub producer: Option<Producer>,
     pub config: RunConfig,
-    pub data: DataInfo,
+    /// The data set; format 1.4 lets an external producer, which does not know its data, leave it out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<DataInfo>,
     /// The BN layers, in network order; snapshot `layers[i]` belongs to `layers[i]` here.
     #[serde(deserialize_with = "super::limits::bounded_layers")]
     pub layers: Vec<LayerInfo>,
@@ -24,6 +29,44 @@ pub struct RunHeader {
     /// How a recording decimated the stream (absent in a live stream, which has every step).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recording: Option<RecordingPolicy>,
+}
+
+/// Format 1.4: a producer other than the built-in engine (`bntop serve --source -`), e.g. the
+/// PyTorch package bntop-torch.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Producer {
+    /// "bntop-torch", ...
+    pub name: String,
+    #[serde(default)]
+    pub version: String,
+    /// The framework and its version, e.g. "torch 2.5.1".
+    #[serde(default)]
+    pub framework: String,
+    /// The model's class name.
+    #[serde(default)]
+    pub model: String,
+    /// Where the model runs, e.g. "cpu" or "cuda:0".
+    #[serde(default)]
+    pub device: String,
+    /// Processes of a distributed run (rank 0 streams); 1 otherwise.
+    #[serde(default = "one")]
+    pub world_size: u32,
+    /// The controls (their `"control"` names) the producer handles; absent: all of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub controls: Option<Vec<String>>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl Producer {
+    /// Whether the producer handles the control named `name` (its `"control"` tag).
+    pub fn handles(&self, name: &str) -> bool {
+        self.controls
+            .as_ref()
+            .is_none_or(|names| names.iter().any(|n| n == name))
+    }
 }
 
 /// What a session file keeps of the live stream (format 1.1). Every control, evaluation, marker
@@ -44,6 +87,9 @@ pub struct RecordingPolicy {
 pub enum OptimizerKind {
     Sgd,
     Adam,
+    /// Format 1.4: any other optimizer of an external producer (its class is `OptimizerConfig::name`).
+    #[serde(other)]
+    Other,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,6 +104,9 @@ pub enum WeightDecayMode {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct OptimizerConfig {
     pub kind: OptimizerKind,
+    /// Format 1.4: the optimizer's own name (an external producer's class, e.g. "AdamW").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     #[serde(with = "float_encoding::scalar")]
     pub lr: f32,
     /// SGD momentum (0 = none); unused by Adam.
@@ -69,23 +118,33 @@ pub struct OptimizerConfig {
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+/// Format 1.4: every field but the optimizer may be left out by an external producer; 0, "" and
+/// NaN then mean "not known".
 pub struct RunConfig {
     pub optimizer: OptimizerConfig,
+    #[serde(default)]
     pub batch_size: usize,
-    pub seed: u64,
-    /// Initial BN momentum of every layer.
-    #[serde(with = "float_encoding::scalar")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    /// Initial BN momentum of every layer (NaN: per layer, or PyTorch's cumulative `None`).
+    #[serde(default = "float_encoding::nan", with = "float_encoding::scalar")]
     pub bn_momentum: f32,
     /// Held-out evaluation every this many steps.
+    #[serde(default)]
     pub eval_every: u64,
     /// Held-out images used by each evaluation.
+    #[serde(default)]
     pub eval_samples: usize,
+    #[serde(default)]
     pub max_steps: Option<u64>,
     /// A learnable bias before each BN (redundant in train mode: BN's mean subtraction cancels it).
+    #[serde(default)]
     pub conv_bias: bool,
     /// How training batches are drawn, e.g. "shuffled".
+    #[serde(default)]
     pub data_order: String,
     /// Per-layer statistics in every snapshot (false: loss and accuracy only, as in the benchmark).
+    #[serde(default = "yes")]
     pub layer_metrics: bool,
     /// Format 1.3: PreciseBN, a three-way evaluation and the probe every this many steps (0: on
     /// demand only), over `precise_samples` shuffled training images. 0 in older files.
@@ -93,6 +152,10 @@ pub struct RunConfig {
     pub lab_every: u64,
     #[serde(default)]
     pub precise_samples: usize,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -114,20 +177,49 @@ pub struct DataInfo {
     pub channel_std: Vec<f32>,
 }
 
-/// One conv -> BN -> ReLU block.
+/// The BatchNorm's input shape (format 1.4; before it every layer was a BatchNorm2d).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum BnKind {
+    /// (N, C) or (N, C, L): "features" rather than channels.
+    Bn1d,
+    #[default]
+    Bn2d,
+    Bn3d,
+}
+
+/// One BN layer and the conv (or linear) layer feeding it: the built-in engine's conv -> BN -> ReLU
+/// block. Format 1.4: an external producer may leave out the geometry (0 and false: not known).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct LayerInfo {
     pub name: String,
+    #[serde(default)]
     pub in_channels: usize,
-    /// Channels of the conv output = BN channels.
+    /// Channels of the conv output = BN channels (BN1d: features).
     pub channels: usize,
+    #[serde(default)]
+    pub kind: BnKind,
+    /// SyncBatchNorm: statistics over every rank's batch.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sync: bool,
+    /// The module whose output feeds the BN, whose weight metrics the snapshots carry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feeds_from: Option<String>,
+    #[serde(default)]
     pub kernel: usize,
+    #[serde(default)]
     pub stride: usize,
+    #[serde(default)]
     pub padding: usize,
+    #[serde(default)]
     pub conv_bias: bool,
+    #[serde(default)]
     pub in_height: usize,
+    #[serde(default)]
     pub in_width: usize,
+    #[serde(default)]
     pub out_height: usize,
+    #[serde(default)]
     pub out_width: usize,
 }
 

@@ -26,6 +26,8 @@ pub const MAX_CHANNELS: usize = 4096;
 pub const MAX_TOTAL_CHANNELS: usize = 4096;
 /// Bytes of one string (names, labels, reasons, messages).
 pub const MAX_TEXT: usize = 4096;
+/// Control names a producer's header may list (there are about 20 controls).
+pub const MAX_CONTROL_NAMES: usize = 64;
 /// Without a header (a file that lost its first line), only the first this many layers may carry
 /// per-channel arrays, of at most [`HEADERLESS_CHANNELS`] values: what the default network needs.
 pub const HEADERLESS_LAYERS: usize = 16;
@@ -110,19 +112,37 @@ pub fn check_header(h: &RunHeader) -> Result<(), String> {
             "a header of {total} channels in all, more than {MAX_TOTAL_CHANNELS}"
         ));
     }
+    if let Some(names) = h.producer.as_ref().and_then(|p| p.controls.as_ref()) {
+        if names.len() > MAX_CONTROL_NAMES {
+            return Err(format!(
+                "a producer with {} control names, more than {MAX_CONTROL_NAMES}",
+                names.len()
+            ));
+        }
+        names.iter().try_for_each(|n| text(n))?;
+    }
+    let producer = h
+        .producer
+        .iter()
+        .flat_map(|p| [&p.name, &p.version, &p.framework, &p.model, &p.device]);
+    let data = h.data.iter().flat_map(|d| [&d.name, &d.source]);
+    let layer_sources = h.layers.iter().filter_map(|l| l.feeds_from.as_ref());
     let c = &h.conventions;
-    for s in [
-        &h.format,
-        &h.config.data_order,
-        &h.data.name,
-        &h.data.source,
-        &c.momentum,
-        &c.batch_variance,
-        &c.running_variance,
-        &c.drift,
-        &c.weight_metrics,
-        &c.weight_decay_scope,
-    ] {
+    for s in producer
+        .chain(data)
+        .chain(layer_sources)
+        .chain(h.config.optimizer.name.as_ref())
+        .chain([
+            &h.format,
+            &h.config.data_order,
+            &c.momentum,
+            &c.batch_variance,
+            &c.running_variance,
+            &c.drift,
+            &c.weight_metrics,
+            &c.weight_decay_scope,
+        ])
+    {
         text(s)?;
     }
     Ok(())

@@ -23,8 +23,9 @@ pub use feed::{
     MIN_REPLAY_SPEED, READ_FEED_CAPACITY,
 };
 pub use header::{
-    Conventions, DataInfo, LayerInfo, OptimizerConfig, OptimizerKind, RecordingPolicy, RunConfig,
-    RunHeader, WeightDecayMode, FORMAT_NAME, FORMAT_VERSION_MAJOR, FORMAT_VERSION_MINOR,
+    BnKind, Conventions, DataInfo, LayerInfo, OptimizerConfig, OptimizerKind, Producer,
+    RecordingPolicy, RunConfig, RunHeader, WeightDecayMode, FORMAT_NAME, FORMAT_VERSION_MAJOR,
+    FORMAT_VERSION_MINOR,
 };
 pub use limits::MAX_LINE;
 pub use parse::{parse_record, RecordCheck};

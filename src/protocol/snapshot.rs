@@ -33,8 +33,13 @@ pub struct Snapshot {
 /// from the JSON.
 pub struct LayerSnapshot {
     pub mode: BnMode,
+    /// The momentum of this step's running-statistics update.
     #[serde(with = "float_encoding::scalar")]
     pub momentum: f32,
+    /// Format 1.4: the layer's momentum is PyTorch's `None` (a cumulative average); `momentum` is
+    /// then the weight this step's batch got, 1/num_batches_tracked.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cumulative: bool,
     /// Batch mean and BIASED batch variance of the BN input.
     #[serde(
         default,
@@ -174,6 +179,14 @@ pub struct LayerSnapshot {
     /// dL/db of the conv bias before the BN (only with --conv-bias): about 0 in train mode.
     #[serde(default, with = "float_encoding::option_vec")]
     pub bias_grad: Option<Vec<f32>>,
+    /// Format 1.4, distributed runs: per rank k, the drift D of rank k's batch statistics from the
+    /// global ones pooled over every rank (FORMAT.md); empty otherwise.
+    #[serde(
+        default,
+        with = "float_encoding::vec",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub rank_drift: Vec<f32>,
     pub summary: LayerSummary,
 }
 

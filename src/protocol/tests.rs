@@ -5,6 +5,8 @@ fn layer(c: usize, bias: bool) -> LayerSnapshot {
     let v = |k: f32| (0..c).map(|i| k + i as f32 * 0.25).collect::<Vec<f32>>();
     LayerSnapshot {
         mode: BnMode::Eval,
+        cumulative: false,
+        rank_drift: Vec::new(),
         momentum: 0.1,
         batch_mean: v(0.5),
         batch_var: v(1.5),
@@ -51,16 +53,18 @@ fn every_kind() -> Vec<Event> {
         version_major: FORMAT_VERSION_MAJOR,
         version_minor: FORMAT_VERSION_MINOR,
         started_unix_ms: 1_790_000_000_000,
+        producer: None,
         config: RunConfig {
             optimizer: OptimizerConfig {
                 kind: OptimizerKind::Adam,
+                name: None,
                 lr: 1e-3,
                 momentum: 0.0,
                 weight_decay: 0.01,
                 weight_decay_mode: WeightDecayMode::Decoupled,
             },
             batch_size: 64,
-            seed: 7,
+            seed: Some(7),
             bn_momentum: 0.1,
             eval_every: 50,
             eval_samples: 360,
@@ -71,7 +75,7 @@ fn every_kind() -> Vec<Event> {
             lab_every: 100,
             precise_samples: 1024,
         },
-        data: DataInfo {
+        data: Some(DataInfo {
             name: "digits".into(),
             source: "embedded".into(),
             train_images: 1437,
@@ -82,9 +86,12 @@ fn every_kind() -> Vec<Event> {
             classes: 10,
             channel_mean: vec![0.3],
             channel_std: vec![0.4],
-        },
+        }),
         layers: vec![LayerInfo {
             name: "block1".into(),
+            kind: BnKind::Bn2d,
+            sync: false,
+            feeds_from: None,
             in_channels: 1,
             channels: 2,
             kernel: 3,
@@ -99,8 +106,46 @@ fn every_kind() -> Vec<Event> {
         conventions: Conventions::bntop(1e-5),
         recording: None,
     };
+    let producer = RunHeader {
+        producer: Some(Producer {
+            name: "bntop-torch".into(),
+            version: "0.1.0".into(),
+            framework: "torch 2.5.1".into(),
+            model: "ResNet".into(),
+            device: "cpu".into(),
+            world_size: 2,
+            controls: Some(vec!["set_mode".into(), "pause".into()]),
+        }),
+        data: None,
+        layers: vec![LayerInfo {
+            name: "layer3.1.bn2".into(),
+            kind: BnKind::Bn1d,
+            sync: true,
+            feeds_from: Some("layer3.1.conv2".into()),
+            ..header.layers[0].clone()
+        }],
+        ..header.clone()
+    };
+    let mut distributed = layer(3, false);
+    distributed.cumulative = true;
+    distributed.rank_drift = vec![0.25, f32::NAN];
     vec![
         Event::Header(Box::new(header)),
+        Event::Header(Box::new(producer)),
+        Event::Snapshot(Snapshot {
+            step: 4,
+            epoch: 1,
+            time_s: 0.5,
+            loss: 1.5,
+            batch_accuracy: f32::NAN,
+            lr: 0.05,
+            layers: vec![distributed],
+        }),
+        Event::Control(ControlEvent {
+            step: 4,
+            control: Control::SetMomentumCumulative { layer: None },
+            rejected: None,
+        }),
         Event::Snapshot(Snapshot {
             step: 3,
             epoch: 0,
@@ -211,7 +256,11 @@ fn every_record_kind_round_trips_through_one_json_line() {
         assert!(same(&event, &back), "{line}");
         assert_eq!(event.step(), back.step());
     }
-    let snapshot = serde_json::to_string(&every_kind()[1]).expect("serialise");
+    let step3 = every_kind()
+        .into_iter()
+        .find(|e| matches!(e, Event::Snapshot(s) if s.step == 3))
+        .expect("the step-3 snapshot");
+    let snapshot = serde_json::to_string(&step3).expect("serialise");
     assert!(
         snapshot.contains(r#""loss":"NaN""#) && snapshot.contains(r#""-inf""#),
         "{snapshot}"
@@ -259,5 +308,60 @@ fn parse_record_reads_what_serde_writes_and_refuses_what_serde_refuses() {
             String::from_utf8_lossy(bad)
         );
         assert!(serde_json::from_slice::<Event>(bad).is_err());
+    }
+}
+
+/// Format 1.4: an external producer may send a header with only what it knows.
+#[test]
+fn a_producer_header_needs_only_names_channels_optimizer_and_conventions() {
+    let conventions = serde_json::to_string(&Conventions::bntop(1e-5)).expect("json");
+    let line = format!(
+        r#"{{"kind":"header","format":"bntop","version_major":1,"version_minor":4,"started_unix_ms":5,
+        "producer":{{"name":"bntop-torch","controls":["set_mode"]}},
+        "config":{{"optimizer":{{"kind":"adamw_or_anything","name":"AdamW","lr":0.001,"momentum":0,
+        "weight_decay":0.01,"weight_decay_mode":"decoupled"}}}},
+        "layers":[{{"name":"fc.bn","channels":10,"kind":"bn1d"}}],"conventions":{conventions}}}"#
+    )
+    .replace('\n', "");
+    let Event::Header(h) = parse_record(line.as_bytes()).expect("a minimal producer header") else {
+        panic!("not a header")
+    };
+    assert_eq!(h.config.optimizer.kind, OptimizerKind::Other);
+    assert_eq!(h.config.optimizer.name.as_deref(), Some("AdamW"));
+    assert_eq!(h.config.seed, None);
+    assert!(h.config.bn_momentum.is_nan());
+    assert!(h.config.layer_metrics);
+    assert_eq!(h.data, None);
+    assert_eq!((h.layers[0].kind, h.layers[0].kernel), (BnKind::Bn1d, 0));
+    let producer = h.producer.as_ref().expect("producer");
+    assert_eq!(producer.world_size, 1);
+    assert!(producer.handles("set_mode"));
+    assert!(!producer.handles("fold_check"));
+    // Without a list, every control is handled (the built-in engine).
+    let all = Producer {
+        controls: None,
+        ..producer.clone()
+    };
+    assert!(all.handles("fold_check"));
+}
+
+#[test]
+fn producer_strings_and_control_lists_are_bounded() {
+    let Some(Event::Header(base)) = every_kind().into_iter().nth(1) else {
+        panic!("the producer header")
+    };
+    let mut long_name = base.as_ref().clone();
+    if let Some(p) = long_name.producer.as_mut() {
+        p.model = "M".repeat(limits::MAX_TEXT + 1);
+    }
+    let mut many = base.as_ref().clone();
+    if let Some(p) = many.producer.as_mut() {
+        p.controls = Some(vec!["pause".into(); limits::MAX_CONTROL_NAMES + 1]);
+    }
+    let mut feeds = base.as_ref().clone();
+    feeds.layers[0].feeds_from = Some("x".repeat(limits::MAX_TEXT + 1));
+    assert!(limits::check(&Event::Header(base), None).is_ok());
+    for bad in [long_name, many, feeds] {
+        assert!(limits::check(&Event::Header(Box::new(bad)), None).is_err());
     }
 }

@@ -78,6 +78,7 @@ fn summary_only(layer: &LayerSnapshot) -> LayerSnapshot {
     LayerSnapshot {
         mode: layer.mode,
         momentum: layer.momentum,
+        cumulative: layer.cumulative,
         batch_mean: Vec::new(),
         batch_var: Vec::new(),
         running_mean_pre: Vec::new(),
@@ -100,6 +101,8 @@ fn summary_only(layer: &LayerSnapshot) -> LayerSnapshot {
         angular_update: Vec::new(),
         weight_grad_cos: Vec::new(),
         bias_grad: None,
+        // One value per rank, not per channel: as small as the summary.
+        rank_drift: layer.rank_drift.clone(),
         summary: layer.summary.clone(),
     }
 }

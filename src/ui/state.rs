@@ -458,7 +458,9 @@ impl RunState {
             Control::SetDataOrder { order } => self.data_order = order.name().to_string(),
             Control::Pause => self.paused = true,
             Control::Resume => self.paused = false,
-            Control::Step
+            // The next snapshot carries the layer's momentum (1/n, and `cumulative`).
+            Control::SetMomentumCumulative { .. }
+            | Control::Step
             | Control::ResetRunningStats { .. }
             | Control::FoldCheck
             | Control::PreciseBn
@@ -482,6 +484,10 @@ impl RunState {
                 "{} momentum = {}",
                 self.layer_name(layer),
                 super::format::momentum(momentum)
+            ),
+            Control::SetMomentumCumulative { layer } => format!(
+                "{} momentum = None (cumulative average)",
+                self.layer_name(layer)
             ),
             Control::SetLr { lr } => format!("lr = {}", super::format::num(f64::from(lr), 3)),
             Control::SetDataOrder { order } => format!("data order = {}", order.name()),

@@ -5,8 +5,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::protocol::{
-    BnMode, Control, ControlEvent, Conventions, DataInfo, DataOrder, EvalScore, Evaluation, Event,
-    LayerInfo, LayerSnapshot, LayerSummary, OptimizerConfig, OptimizerKind, PopulationLayer,
+    BnKind, BnMode, Control, ControlEvent, Conventions, DataInfo, DataOrder, EvalScore, Evaluation,
+    Event, LayerInfo, LayerSnapshot, LayerSummary, OptimizerConfig, OptimizerKind, PopulationLayer,
     PopulationReport, ProbeLayer, ProbeReport, RunConfig, RunHeader, Snapshot, WeightDecayMode,
     FORMAT_NAME, FORMAT_VERSION_MAJOR, FORMAT_VERSION_MINOR,
 };
@@ -19,16 +19,18 @@ pub fn header() -> RunHeader {
         version_major: FORMAT_VERSION_MAJOR,
         version_minor: FORMAT_VERSION_MINOR,
         started_unix_ms: 0,
+        producer: None,
         config: RunConfig {
             optimizer: OptimizerConfig {
                 kind: OptimizerKind::Sgd,
+                name: None,
                 lr: 0.05,
                 momentum: 0.9,
                 weight_decay: 5e-4,
                 weight_decay_mode: WeightDecayMode::Coupled,
             },
             batch_size: 64,
-            seed: 1,
+            seed: Some(1),
             bn_momentum: 0.1,
             eval_every: 50,
             eval_samples: 360,
@@ -39,7 +41,7 @@ pub fn header() -> RunHeader {
             lab_every: 100,
             precise_samples: 1024,
         },
-        data: DataInfo {
+        data: Some(DataInfo {
             name: "digits".into(),
             source: "synthetic".into(),
             train_images: 1437,
@@ -50,12 +52,15 @@ pub fn header() -> RunHeader {
             classes: 10,
             channel_mean: vec![0.3],
             channel_std: vec![0.4],
-        },
+        }),
         layers: CHANNELS
             .iter()
             .enumerate()
             .map(|(i, &c)| LayerInfo {
                 name: format!("block{}", i + 1),
+                kind: BnKind::Bn2d,
+                sync: false,
+                feeds_from: None,
                 in_channels: if i == 0 { 1 } else { CHANNELS[i - 1] },
                 channels: c,
                 kernel: 3,
@@ -226,6 +231,8 @@ fn layer(
     let channels = running.len();
     let noise = 0.15 / (l as f32 + 1.0);
     let mut s = LayerSnapshot {
+        cumulative: false,
+        rank_drift: Vec::new(),
         mode,
         momentum,
         batch_mean: Vec::with_capacity(channels),

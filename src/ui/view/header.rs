@@ -26,10 +26,10 @@ fn labelled(theme: &Theme, label: &str, value: String, health: Health) -> Item {
 fn items(app: &App, theme: &Theme) -> Vec<Item> {
     let s = app.view();
     let mut items: Vec<Item> = vec![vec![Span::styled("bntop", theme.title())]];
-    if let Some(h) = &s.header {
+    if let Some(d) = s.header.as_ref().and_then(|h| h.data.as_ref()) {
         items.push(vec![Span::raw(format!(
             "{} {}/{}",
-            h.data.name, h.data.train_images, h.data.heldout_images
+            d.name, d.train_images, d.heldout_images
         ))]);
     }
     items.push(labelled(theme, "step", s.step.to_string(), Health::Ok));
@@ -65,11 +65,13 @@ fn items(app: &App, theme: &Theme) -> Vec<Item> {
     items.push(labelled(theme, "steps/s", rate, Health::Ok));
     if let Some(h) = &s.header {
         let o = &h.config.optimizer;
-        let kind = match o.kind {
-            OptimizerKind::Sgd => "SGD",
-            OptimizerKind::Adam => "Adam",
+        let kind = match (o.kind, &o.name) {
+            (_, Some(name)) => name.as_str(),
+            (OptimizerKind::Sgd, None) => "SGD",
+            (OptimizerKind::Adam, None) => "Adam",
+            (OptimizerKind::Other, None) => "optimizer",
         };
-        items.push(vec![Span::raw(kind)]);
+        items.push(vec![Span::raw(kind.to_string())]);
         items.push(labelled(theme, "lr", num(f64::from(s.lr), 3), Health::Ok));
         items.push(labelled(
             theme,
