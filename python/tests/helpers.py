@@ -6,7 +6,7 @@ import math
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import torch
 from torch import nn
@@ -99,3 +99,55 @@ class ResNet(nn.Module):
 
 def nan_list(n: int) -> list[float]:
     return [math.nan] * n
+
+
+def require_bntop() -> str:
+    import pytest
+
+    binary = bntop_binary()
+    if binary is None or not os.path.isfile(binary):
+        pytest.skip(
+            "the bntop binary is missing: run `cargo build --locked` in the repository "
+            "(or set BNTOP_BIN)"
+        )
+    return binary
+
+
+class Pane:
+    """A tmux server of its own (socket in `directory`) with one 120x40 pane; kill() ends it."""
+
+    def __init__(self, directory: Path, command: list[str]):
+        import shlex
+        import subprocess
+
+        self.socket = str(directory / "tmux.sock")
+        self._run = subprocess.run
+        self.tmux(
+            "new-session", "-d", "-x", "120", "-y", "40", "env", "TERM=xterm-256color",
+            "sh", "-c", shlex.join(command) + "; sleep 600",
+        )
+
+    def tmux(self, *args: str) -> str:
+        env = {k: v for k, v in os.environ.items() if k != "TMUX"}
+        out = self._run(["tmux", "-f", "/dev/null", "-S", self.socket, *args], capture_output=True, text=True, env=env)
+        if out.returncode != 0:
+            raise RuntimeError(f"tmux {args}: {out.stderr}")
+        return out.stdout
+
+    def wait_for(self, ready: "Callable[[str], bool]", limit: float = 20.0) -> str:
+        import time
+
+        deadline = time.monotonic() + limit
+        while True:
+            screen = self.tmux("capture-pane", "-p")
+            if ready(screen):
+                return screen
+            if time.monotonic() > deadline:
+                raise AssertionError(f"not on screen within {limit} s:\n{screen}")
+            time.sleep(0.1)
+
+    def kill(self) -> None:
+        try:
+            self.tmux("kill-server")
+        except RuntimeError:
+            pass
