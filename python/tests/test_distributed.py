@@ -99,7 +99,7 @@ def expected_rank_drift(ranks: list[dict], layer: int, step: int, eps: float = 1
 
 
 # torch's SyncBatchNorm runs on GPUs only ("SyncBatchNorm expected input tensor to be on GPU"),
-# so on CPU the run uses BatchNorm; run_ddp(tmp_path, sync=True) is the same check on GPUs.
+# so this CPU test runs BatchNorm (the SyncBatchNorm branch, pooled statistics, is untested here).
 def test_ddp_rank_drift_and_controls_on_every_rank(tmp_path: Path) -> None:
     sync = False
     records, ranks = run_ddp(tmp_path, sync)
