@@ -35,14 +35,14 @@ def of_kind(records: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
 
 
 def bntop_binary() -> Optional[str]:
-    """$BNTOP_BIN, else this checkout's target/{release,debug}/bntop."""
+    """$BNTOP_BIN, else the newer of this checkout's target/{release,debug}/bntop, else PATH."""
     env = os.environ.get("BNTOP_BIN")
     if env:
         return env
-    for profile in ("release", "debug"):
-        candidate = REPO / "target" / profile / "bntop"
-        if candidate.is_file():
-            return str(candidate)
+    built = [REPO / "target" / profile / "bntop" for profile in ("release", "debug")]
+    built = [b for b in built if b.is_file()]
+    if built:
+        return str(max(built, key=lambda b: b.stat().st_mtime))
     return shutil.which("bntop")
 
 
