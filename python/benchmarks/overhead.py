@@ -65,12 +65,12 @@ class ResNet18(nn.Module):
 
 
 def run(model: nn.Module, opt: torch.optim.Optimizer, data: list[tuple[torch.Tensor, torch.Tensor]],
-        watched: bool, out: Path) -> float:
-    """Median seconds per step of one run (one warm-up step not counted)."""
+        watched: bool, out: Path) -> tuple[float, float]:
+    """Median wall and process-CPU seconds per step of one run (one warm-up step not counted)."""
     mon = bntop_torch.watch(model, opt, record=out) if watched else None
-    times = []
+    times, cpu = [], []
     for i, (x, y) in enumerate(data):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         loss = nn.functional.cross_entropy(model(x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -79,9 +79,10 @@ def run(model: nn.Module, opt: torch.optim.Optimizer, data: list[tuple[torch.Ten
             mon.log(loss=loss.detach())
         if i > 0:
             times.append(time.perf_counter() - start)
+            cpu.append(time.process_time() - start_cpu)
     if mon is not None:
         mon.close()
-    return statistics.median(times)
+    return statistics.median(times), statistics.median(cpu)
 
 
 def main() -> None:
@@ -90,7 +91,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4, help="timed steps per run (+1 warm-up)")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--width", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     torch.manual_seed(0)
     model = ResNet18(args.width)
@@ -98,18 +102,20 @@ def main() -> None:
     data = [(torch.randn(args.batch, 3, 32, 32), torch.randint(0, 10, (args.batch,))) for _ in range(args.steps + 1)]
     bn = sum(1 for m in model.modules() if isinstance(m, nn.BatchNorm2d))
     print(f"ResNet-18-shaped, {bn} BN layers, batch {args.batch}, 32x32x3, CPU, {torch.get_num_threads()} threads")
-    plain: list[float] = []
-    watched: list[float] = []
+    runs: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
             order = (False, True) if r % 2 == 0 else (True, False)
             for w in order:
-                t = run(model, opt, data, w, Path(tmp) / f"run{r}.jsonl")
-                (watched if w else plain).append(t)
-                print(f"round {r}: {'watched  ' if w else 'unwatched'} {t * 1000:8.1f} ms/step", flush=True)
-    base, mon = statistics.median(plain), statistics.median(watched)
-    print(f"median unwatched {base * 1000:.1f} ms/step, watched {mon * 1000:.1f} ms/step")
-    print(f"overhead {100 * (mon / base - 1):+.2f}%")
+                wall, cpu = run(model, opt, data, w, Path(tmp) / f"run{r}.jsonl")
+                runs[w].append((wall, cpu))
+                label = "watched  " if w else "unwatched"
+                print(f"round {r}: {label} {wall * 1000:8.1f} ms/step wall {cpu * 1000:8.1f} ms/step CPU", flush=True)
+    for i, what in enumerate(("wall", "CPU")):
+        base = statistics.median(t[i] for t in runs[False])
+        mon = statistics.median(t[i] for t in runs[True])
+        print(f"{what:4}: median unwatched {base * 1000:.1f} ms/step, watched {mon * 1000:.1f} ms/step, "
+              f"overhead {100 * (mon / base - 1):+.2f}%")
 
 
 if __name__ == "__main__":

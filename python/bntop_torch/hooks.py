@@ -79,6 +79,8 @@ class Taps:
     active: Callable[[], bool]
     on_training_forward: Callable[[], None]
     learn_topology: bool = True
+    # Ranks other than 0 only need the batch moments (for the per-rank drift).
+    batch_only: bool = False
     _bn_outputs: dict[int, tuple[torch.Tensor, BnLayer]] = field(default_factory=dict)
     _feeder_outputs: dict[int, tuple[torch.Tensor, str, nn.Module, tuple[int, ...]]] = field(
         default_factory=dict
@@ -154,7 +156,7 @@ class Taps:
                 if found is not None and found[0] is x and _rows_match(found[2], layer):
                     _, layer.feeder_name, layer.feeder, layer.feeder_input_shape = found
             mean, var = stats.channel_moments(x)
-            tracks = layer.tracks
+            tracks = layer.tracks and not self.batch_only
             layer.capture = Capture(
                 mode_train=module.training or not tracks,
                 batch_mean=mean,
@@ -173,7 +175,7 @@ class Taps:
         return hook
 
     def _relu_hook(self, module: nn.Module, args: Any, output: Any) -> None:
-        if not args or not self._bn_outputs:
+        if self.batch_only or not args or not self._bn_outputs:
             return
         found = self._bn_outputs.get(id(args[0]))
         if found is None or found[0] is not args[0]:

@@ -96,13 +96,17 @@ class Monitor:
         self.serve: Optional[ServeProcess] = None
         self.writer: Optional[Writer] = None
         self.record_path = os.fspath(record) if record is not None else None
+        if not self.layers:
+            print(f"bntop-torch: {type(self.model).__name__} has no BatchNorm layers", file=sys.stderr)
         if self.rank == 0:
+            # The binary first: a missing one must fail before anything is started or created.
+            binary = find_bntop(bntop) if serve else None
             outputs: list[Output] = []
             if record is not None:
                 outputs.append(FileOutput(record))
-            if serve:
+            if binary is not None:
                 args = _serve_args(socket, tcp, token, serve_record, allow_viewer_quit)
-                self.serve = ServeProcess(find_bntop(bntop), args)
+                self.serve = ServeProcess(binary, args)
                 self.controls = self.serve.controls
                 outputs.append(self.serve)
             self.writer = Writer(
@@ -111,6 +115,7 @@ class Monitor:
 
         self._measure = StepMeasure(self.layers)
         self.taps = Taps(self.model, self.layers, self._is_open, self._training_forward)
+        self.taps.batch_only = self.rank != 0
         self.taps.install()
         self._hooks = [
             optimizer.register_step_pre_hook(self._before_step),
@@ -332,7 +337,8 @@ class Monitor:
     def _record_step(self, device: torch.device, gathered: Optional[torch.Tensor]) -> None:
         time_s = time.monotonic() - self._started
         keep = self._decimator.decide(time_s)
-        pieces = self._measure.pieces(device)
+        # An empty piece keeps torch.cat happy for a model without BN layers.
+        pieces = [torch.empty(0, device=device)] + self._measure.pieces(device)
         if gathered is not None:
             pieces.append(gathered.reshape(-1).to(device))
         data = StepData(
@@ -400,7 +406,10 @@ class Monitor:
                 try:
                     incoming = [self.controls.get(timeout=PAUSE_POLL_S)] + _drain(self.controls)
                 except queue.Empty:
-                    pass
+                    if self.serve is not None and self.serve.process.poll() is not None:
+                        # Nobody is left to resume the run: resume it (on every rank).
+                        print("bntop-torch: bntop serve exited while paused; resuming", file=sys.stderr)
+                        incoming = [{"control": "resume"}]
             if self.world_size > 1:
                 incoming = self._carry + incoming
                 slot, self._carry = distributed.encode_controls(incoming, device)

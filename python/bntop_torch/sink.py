@@ -129,6 +129,7 @@ class Writer:
         self._items: collections.deque[tuple[str, Any]] = collections.deque()
         self._snapshots = 0
         self._closing = False
+        self._busy = False
         self._cv = threading.Condition()
         self._thread = threading.Thread(target=self._run, name="bntop-writer", daemon=True)
         self._thread.start()
@@ -152,8 +153,6 @@ class Writer:
         """Wait until everything queued so far is written."""
         with self._cv:
             return self._cv.wait_for(lambda: not self._items and not self._busy, timeout)
-
-    _busy = False
 
     def _run(self) -> None:
         while True:
