@@ -26,10 +26,10 @@ class Capture:
     """What one layer's last training forward measured (device tensors)."""
 
     mode_train: bool
-    batch_mean: torch.Tensor
-    batch_var: torch.Tensor
     running_mean_pre: Optional[torch.Tensor]
     running_var_pre: Optional[torch.Tensor]
+    batch_mean: Optional[torch.Tensor] = None
+    batch_var: Optional[torch.Tensor] = None
     relu: Optional[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = None
 
 
@@ -155,13 +155,10 @@ class Taps:
                 found = self._feeder_outputs.get(id(x))
                 if found is not None and found[0] is x and _rows_match(found[2], layer):
                     _, layer.feeder_name, layer.feeder, layer.feeder_input_shape = found
-            mean, var = stats.channel_moments(x)
             tracks = layer.tracks and not self.batch_only
             layer.capture = Capture(
-                mode_train=module.training or not tracks,
-                batch_mean=mean,
-                batch_var=var,
-                running_mean_pre=module.running_mean.detach().clone() if tracks else None,
+                mode_train=module.training or not layer.tracks,
+                running_mean_pre=module.running_mean.detach().clone() if layer.tracks else None,
                 running_var_pre=module.running_var.detach().clone() if tracks else None,
             )
 
@@ -169,8 +166,17 @@ class Taps:
 
     def _bn_post_hook(self, layer: BnLayer) -> Callable[..., None]:
         def hook(module: _BatchNorm, args: Any, output: Any) -> None:
-            if isinstance(output, torch.Tensor) and self._measuring():
-                self._bn_outputs[id(output)] = (output, layer)
+            cap = layer.capture
+            if not isinstance(output, torch.Tensor) or not self._measuring() or cap is None:
+                return
+            self._bn_outputs[id(output)] = (output, layer)
+            saved = stats.saved_bn_moments(output, module.eps) if cap.mode_train else None
+            if saved is None:
+                # Eval mode (or another BN kernel): one more pass, centred on the running mean.
+                saved = stats.channel_moments(args[0], cap.running_mean_pre)
+            cap.batch_mean, cap.batch_var = saved
+            if self.batch_only:
+                cap.running_mean_pre = None
 
         return hook
 

@@ -84,9 +84,9 @@ class StepMeasure:
             self._weights[id(feeder)] = _WeightState(
                 weight=feeder.weight,
                 before=buf,
-                norm_sq_pre=stats.row_dot(w, w),
+                norm_sq_pre=stats.row_norm_sq(w),
                 dot_g=stats.row_dot(w, g),
-                grad_norm_sq=stats.row_dot(g, g),
+                grad_norm_sq=stats.row_norm_sq(g),
             )
 
     def after_update(self) -> None:
@@ -94,9 +94,9 @@ class StepMeasure:
         for state in self._weights.values():
             w = state.weight.detach()
             dw = w - state.before
-            state.norm_sq_post = stats.row_dot(w, w)
+            state.norm_sq_post = stats.row_norm_sq(w)
             state.dot_dw = stats.row_dot(state.before, dw)
-            state.dw_norm_sq = stats.row_dot(dw, dw)
+            state.dw_norm_sq = stats.row_norm_sq(dw)
 
     def _nans(self, n: int, device: torch.device) -> torch.Tensor:
         key = (n, device)

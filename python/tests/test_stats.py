@@ -153,6 +153,7 @@ def run_checked(
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     steps: int = 3,
     lr: float = 0.5,
+    frozen: tuple[nn.Module, ...] = (),
 ) -> list[dict]:
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=1e-3)
     path = tmp_path / "run.jsonl"
@@ -160,6 +161,8 @@ def run_checked(
         t.hook()
     with bntop_torch.watch(model, opt, record=path, snapshot_interval_s=0, arrays_interval_s=0) as mon:
         for i in range(steps):
+            for m in frozen:  # BN layers the script keeps in eval mode (frozen statistics)
+                m.eval()
             x, target = batch(i)
             loss = loss_fn(model(x), target)
             opt.zero_grad()
@@ -181,7 +184,7 @@ def run_checked(
     for i, snap in enumerate(snapshots):
         assert len(snap["layers"]) == len(truths)
         for layer, t in zip(snap["layers"], truths):
-            assert layer["mode"] == "train"
+            assert layer["mode"] == ("train" if t.mode_train[i] else "eval")
             check_layer(layer, t, i, t.bn.eps)
     return records
 
@@ -279,3 +282,26 @@ def test_momentum_none_is_the_cumulative_average(tmp_path) -> None:
         layer = snap["layers"][0]
         assert layer["cumulative"] is True
         assert layer["momentum"] == pytest.approx(1 / k)
+
+
+def test_a_layer_in_eval_mode_is_measured_against_its_running_statistics(tmp_path) -> None:
+    torch.manual_seed(4)
+    conv1, bn1 = nn.Conv2d(3, 5, 3, padding=1), nn.BatchNorm2d(5)
+    conv2, bn2 = nn.Conv2d(5, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4)
+    model = nn.Sequential(conv1, bn1, nn.ReLU(), conv2, bn2, nn.ReLU(), nn.Flatten(), nn.Linear(4 * 25, 2))
+    # Running statistics far from the batch's: large d and r, and a mean far from 0.
+    bn1.running_mean.fill_(0.5)
+    bn1.running_var.fill_(4.0)
+    truths = [Truth(bn1, conv1, True), Truth(bn2, conv2, True)]
+    records = run_checked(
+        tmp_path,
+        model,
+        truths,
+        lambda i: (fixed(i, 6, 3, 5, 5) + 3.0, torch.arange(6) % 2),
+        nn.functional.cross_entropy,
+        frozen=(bn1,),
+    )
+    for snap in of_kind(records, "snapshot"):
+        layer = snap["layers"][0]
+        assert layer["mode"] == "eval" and layer["running_mean_pre"] == layer["running_mean_post"]
+        assert layer["summary"]["drift"] > 0.5
