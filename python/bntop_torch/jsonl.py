@@ -40,3 +40,21 @@ def decode_float(value: Any) -> float:
     if isinstance(value, str):
         return float({"NaN": "nan"}.get(value, value))
     return float(value)
+
+
+def _number(x: float) -> str:
+    # 9 significant digits: every f32 value round-trips (bntop reads these as f32).
+    return "%.9g" % x if math.isfinite(x) else '"%s"' % _NON_FINITE[repr(x)]
+
+
+def f32_array(values: list[float], finite: bool) -> str:
+    """A JSON array of f32 values, about twice as fast and 40% shorter than json's float repr.
+    `finite`: the caller knows every value is finite (the fast path)."""
+    if finite:
+        return "[" + ",".join(map("%.9g".__mod__, values)) + "]"
+    return "[" + ",".join(map(_number, values)) + "]"
+
+
+def value(v: Any) -> str:
+    """One small JSON value (a scalar or a small dict/list) in bntop's encoding."""
+    return json.dumps(_sanitize(v), allow_nan=False, separators=(",", ":"))

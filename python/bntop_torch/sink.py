@@ -118,7 +118,7 @@ class Writer:
     def __init__(
         self,
         outputs: list[Output],
-        build_snapshot: Callable[[StepData], dict[str, Any]],
+        build_snapshot: Callable[[StepData], str],
         max_snapshots: int = 32,
     ):
         self.outputs = outputs
@@ -165,8 +165,7 @@ class Writer:
                 if kind == "snapshot":
                     self._snapshots -= 1
             try:
-                record = self.build_snapshot(item) if kind == "snapshot" else item
-                line = jsonl.dumps(record)
+                line = self.build_snapshot(item) if kind == "snapshot" else jsonl.dumps(item)
                 for out in self.outputs:
                     out.write_line(line)
             except Exception as e:  # noqa: BLE001 - reported once, training must go on

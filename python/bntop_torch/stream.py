@@ -9,7 +9,7 @@ from typing import Any, Optional
 
 import torch
 
-from . import stats
+from . import jsonl, stats
 
 # As the Rust recorder (RecordingPolicy::default): snapshots at most every 0.04 s of run time,
 # per-channel arrays at most every 2 s.
@@ -129,7 +129,8 @@ class StepData:
     world_size: int = 1
 
 
-def build_snapshot(data: StepData, layout: stats.Layout) -> dict[str, Any]:
+def build_snapshot(data: StepData, layout: stats.Layout) -> str:
+    """The snapshot record of one step, as its JSON line."""
     total, n_layers, nq = layout.total, len(layout.channels), len(stats.QUANTITIES)
     packed = data.packed.double()
     block = packed[: nq * total].view(nq, total).clone()
@@ -151,12 +152,15 @@ def build_snapshot(data: StepData, layout: stats.Layout) -> dict[str, Any]:
     summaries = {f: derived["summary." + f].tolist() for f in SUMMARY_FIELDS}
     arrays: dict[str, list[float]] = {}
     known: dict[str, list[bool]] = {}
+    finite: dict[str, list[bool]] = {}
     if data.whole:
         seg = stats.Segments(layout)
         for f in ARRAY_FIELDS:
-            values = derived[f]
+            values = derived[f].float()
+            # A layer's array is written when anything in it is known, NaN where not.
             known[f] = (seg.sum(values.isnan().double()) < seg.count).tolist()
-            arrays[f] = values.float().tolist()
+            finite[f] = (seg.sum((~values.isfinite()).double()) == 0).tolist()
+            arrays[f] = values.tolist()
     offsets = layout.offsets()
     rd = rank_drift.tolist() if rank_drift is not None else None
     nbt_list = nbt.tolist()
@@ -166,24 +170,26 @@ def build_snapshot(data: StepData, layout: stats.Layout) -> dict[str, Any]:
         momentum = data.meta.momenta[i]
         if data.meta.cumulative[i]:
             momentum = 1.0 / nbt_list[i] if nbt_list[i] > 0 else math.nan
-        layer: dict[str, Any] = {"mode": data.meta.modes[i], "momentum": momentum}
+        parts = [f'"mode":"{data.meta.modes[i]}"', f'"momentum":{jsonl.value(momentum)}']
         if data.meta.cumulative[i]:
-            layer["cumulative"] = True
+            parts.append('"cumulative":true')
         lo, hi = offsets[i], offsets[i] + layout.channels[i]
         for f in ARRAY_FIELDS if data.whole else ():
             if known[f][i]:
-                layer[f] = arrays[f][lo:hi]
-        layer["summary"] = {f: summaries[f][i] for f in SUMMARY_FIELDS}
+                parts.append(f'"{f}":{jsonl.f32_array(arrays[f][lo:hi], finite[f][i])}')
         if rd is not None:
-            layer["rank_drift"] = rd[i]
-        layers.append(layer)
-    return {
-        "kind": "snapshot",
-        "step": data.step,
-        "epoch": data.epoch,
-        "time_s": data.time_s,
-        "loss": data.loss,
-        "batch_accuracy": data.batch_accuracy,
-        "lr": data.lr,
-        "layers": layers,
-    }
+            parts.append(f'"rank_drift":{jsonl.f32_array(rd[i], False)}')
+        parts.append('"summary":' + jsonl.value({f: summaries[f][i] for f in SUMMARY_FIELDS}))
+        layers.append("{" + ",".join(parts) + "}")
+    head = jsonl.value(
+        {
+            "kind": "snapshot",
+            "step": data.step,
+            "epoch": data.epoch,
+            "time_s": data.time_s,
+            "loss": data.loss,
+            "batch_accuracy": data.batch_accuracy,
+            "lr": data.lr,
+        }
+    )
+    return head[:-1] + ',"layers":[' + ",".join(layers) + "]}\n"
