@@ -9,16 +9,23 @@ is the median over watched runs against the median over unwatched ones.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
 from pathlib import Path
 from typing import Optional
 
-import torch
+# OpenMP's busy-waiting threads make timings on a shared (oversubscribed) machine depend on the
+# gaps between operators rather than on the work: measured here, unwatched ResNet steps took 4x
+# the CPU of watched ones with it. Passive waiting makes both runs comparable; set the variable
+# yourself to measure otherwise. (Must be set before torch loads OpenMP.)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402
 from torch import nn
 
-import bntop_torch
+import bntop_torch  # noqa: E402
 
 
 class BasicBlock(nn.Module):
@@ -101,9 +108,15 @@ def main() -> None:
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
     data = [(torch.randn(args.batch, 3, 32, 32), torch.randint(0, 10, (args.batch,))) for _ in range(args.steps + 1)]
     bn = sum(1 for m in model.modules() if isinstance(m, nn.BatchNorm2d))
-    print(f"ResNet-18-shaped, {bn} BN layers, batch {args.batch}, 32x32x3, CPU, {torch.get_num_threads()} threads")
+    print(
+        f"ResNet-18-shaped, {bn} BN layers, batch {args.batch}, 32x32x3, CPU, {torch.get_num_threads()} threads, "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}"
+    )
     runs: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
     with tempfile.TemporaryDirectory() as tmp:
+        # The process's first runs are slower (allocator, thread pool, caches): not counted.
+        run(model, opt, data, False, Path(tmp) / "warm.jsonl")
+        run(model, opt, data, True, Path(tmp) / "warm.jsonl")
         for r in range(args.rounds):
             order = (False, True) if r % 2 == 0 else (True, False)
             for w in order:

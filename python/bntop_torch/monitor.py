@@ -6,6 +6,7 @@ the snapshot to the writer thread, then applies the controls that arrived (pausi
 """
 from __future__ import annotations
 
+import atexit
 import math
 import os
 import queue
@@ -18,6 +19,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from . import distributed, header, precise, stats
+from .channel import ControlChannel
 from .controls import Controller, StopTraining
 from .hooks import BnLayer, Taps, find_bn_layers
 from .packing import StepMeasure
@@ -83,7 +85,6 @@ class Monitor:
         )
         # Controls from serve's stdout or from `control()`; rank 0 reads them.
         self.controls: "queue.Queue[dict[str, Any]]" = queue.Queue()
-        self._carry: list[dict[str, Any]] = []
         self._precise_loader = precise_loader
         self._precise_batches = precise_batches
         self.controller = Controller(
@@ -113,6 +114,7 @@ class Monitor:
                 outputs, lambda data: build_snapshot(data, self._layout), max_queued_snapshots
             )
 
+        self._channel = ControlChannel(self.controls, self.rank, self.world_size)
         self._measure = StepMeasure(self.layers)
         self.taps = Taps(self.model, self.layers, self._is_open, self._training_forward)
         self.taps.batch_only = self.rank != 0
@@ -121,6 +123,9 @@ class Monitor:
             optimizer.register_step_pre_hook(self._before_step),
             optimizer.register_step_post_hook(self._after_step),
         ]
+        # A script that ends (or dies) without close() still gets its end record, and serve
+        # its end of input.
+        atexit.register(self._close_at_exit)
 
     # --- the public API ------------------------------------------------------------------
 
@@ -185,6 +190,7 @@ class Monitor:
         if self._closed:
             return
         self._closed = True
+        atexit.unregister(self._close_at_exit)
         for h in self._hooks:
             h.remove()
         self.taps.remove()
@@ -217,6 +223,15 @@ class Monitor:
             code = self.serve.close()
             if code not in (0, None):
                 print(f"bntop-torch: bntop serve exited with status {code}", file=sys.stderr)
+
+    def _close_at_exit(self) -> None:
+        died = getattr(sys, "last_value", None)
+        if self._quit or isinstance(died, (StopTraining, KeyboardInterrupt)):
+            self.close("quit")
+        elif died is not None:
+            self.close("error", f"{type(died).__name__}: {died}")
+        else:
+            self.close()
 
     def __enter__(self) -> "Monitor":
         return self
@@ -253,18 +268,7 @@ class Monitor:
         # Which module feeds which BN is known after the first step's forward.
         self.taps.stop_learning_topology()
         device = self._device()
-        gathered: Optional[torch.Tensor] = None
-        if self.rank == 0:
-            incoming = self._carry + _drain(self.controls)
-        else:
-            incoming = []
-        if self.world_size > 1:
-            slot, self._carry = distributed.encode_controls(incoming, device)
-            if self.rank == 0:
-                incoming = incoming[: len(incoming) - len(self._carry)]
-            gathered, slot0 = distributed.exchange(self._batch_moments(device), slot, self.world_size)
-            if self.rank != 0:
-                incoming = distributed.decode_controls(slot0)
+        gathered, incoming = self._channel.after_step(lambda: self._batch_moments(device), device)
         if self.rank == 0:
             self._record_step(device, gathered)
         for layer in self.layers:
@@ -401,23 +405,15 @@ class Monitor:
             if state.steps_granted > 0:
                 state.steps_granted -= 1
                 return
-            incoming: list[dict[str, Any]] = []
-            if self.rank == 0:
-                try:
-                    incoming = [self.controls.get(timeout=PAUSE_POLL_S)] + _drain(self.controls)
-                except queue.Empty:
-                    if self.serve is not None and self.serve.process.poll() is not None:
-                        # Nobody is left to resume the run: resume it (on every rank).
-                        print("bntop-torch: bntop serve exited while paused; resuming", file=sys.stderr)
-                        incoming = [{"control": "resume"}]
-            if self.world_size > 1:
-                incoming = self._carry + incoming
-                slot, self._carry = distributed.encode_controls(incoming, device)
-                incoming = incoming[: len(incoming) - len(self._carry)]
-                received = distributed.broadcast_controls(slot)
-                if self.rank != 0:
-                    incoming = received
+            incoming = self._channel.while_paused(PAUSE_POLL_S, device, self._serve_gone)
             self._apply_controls(incoming)
+
+    def _serve_gone(self) -> list[dict[str, Any]]:
+        if self.serve is not None and self.serve.process.poll() is not None:
+            # Nobody is left to resume the run: resume it (on every rank).
+            print("bntop-torch: bntop serve exited while paused; resuming", file=sys.stderr)
+            return [{"control": "resume"}]
+        return []
 
     def _precise(self, apply_to: Optional[list[int]]) -> dict[str, Any]:
         assert self._precise_loader is not None
@@ -425,15 +421,6 @@ class Monitor:
             self.model, self.layers, self._precise_loader, self._precise_batches, self._device(), apply_to
         )
         return {"kind": "population", **record}
-
-
-def _drain(q: "queue.Queue[dict[str, Any]]") -> list[dict[str, Any]]:
-    out = []
-    while True:
-        try:
-            out.append(q.get_nowait())
-        except queue.Empty:
-            return out
 
 
 def _as_float(value: Any) -> float:
@@ -492,6 +479,13 @@ def watch(
     snapshot_interval_s, arrays_interval_s: the decimation, as bntop's recorder (0.04 s; per-channel
         arrays every 2 s, 1 s when serving); 0 keeps every step whole.
     Under torch.distributed every rank calls watch(); rank 0 writes and serves.
+
+    Controls (from viewers, or `Monitor.control`) are applied in the step hook of the optimizer
+    step in progress, and echoed with the number of steps completed. `pause` blocks inside
+    `optimizer.step()` until `resume` (`step` lets exactly one more step through); `quit` raises
+    StopTraining from `optimizer.step()` once that step is done: the `with` block then ends the
+    run with reason "quit" (or catch it). A `set_mode` layer stays in that mode through your
+    `model.train()` calls, until set back.
     """
     return Monitor(
         model,

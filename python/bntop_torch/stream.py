@@ -150,9 +150,10 @@ def build_snapshot(data: StepData, layout: stats.Layout) -> str:
     derived = stats.derive(block, layout, data.meta.normalised_by_batch, data.meta.affine, data.meta.lr)
 
     summaries = {f: derived["summary." + f].tolist() for f in SUMMARY_FIELDS}
-    arrays: dict[str, list[float]] = {}
+    arrays: dict[str, torch.Tensor] = {}
     known: dict[str, list[bool]] = {}
     finite: dict[str, list[bool]] = {}
+    text = ""
     if data.whole:
         seg = stats.Segments(layout)
         for f in ARRAY_FIELDS:
@@ -160,7 +161,10 @@ def build_snapshot(data: StepData, layout: stats.Layout) -> str:
             # A layer's array is written when anything in it is known, NaN where not.
             known[f] = (seg.sum(values.isnan().double()) < seg.count).tolist()
             finite[f] = (seg.sum((~values.isfinite()).double()) == 0).tolist()
-            arrays[f] = values.tolist()
+            arrays[f] = values
+        # Every array in one go: field k's channel c is value k * total + c.
+        every = torch.cat([arrays[f] for f in ARRAY_FIELDS])
+        text = jsonl.f32_fixed(torch.nan_to_num(every, nan=0.0, posinf=0.0, neginf=0.0))
     offsets = layout.offsets()
     rd = rank_drift.tolist() if rank_drift is not None else None
     nbt_list = nbt.tolist()
@@ -174,9 +178,15 @@ def build_snapshot(data: StepData, layout: stats.Layout) -> str:
         if data.meta.cumulative[i]:
             parts.append('"cumulative":true')
         lo, hi = offsets[i], offsets[i] + layout.channels[i]
-        for f in ARRAY_FIELDS if data.whole else ():
-            if known[f][i]:
-                parts.append(f'"{f}":{jsonl.f32_array(arrays[f][lo:hi], finite[f][i])}')
+        for k, f in enumerate(ARRAY_FIELDS if data.whole else ()):
+            if not known[f][i]:
+                continue
+            if finite[f][i]:
+                # f32_fixed: 16 characters per value, the last one's comma dropped.
+                at = k * total
+                parts.append(f'"{f}":[{text[16 * (at + lo) : 16 * (at + hi) - 1]}]')
+            else:
+                parts.append(f'"{f}":{jsonl.f32_array(arrays[f][lo:hi].tolist(), False)}')
         if rd is not None:
             parts.append(f'"rank_drift":{jsonl.f32_array(rd[i], False)}')
         parts.append('"summary":' + jsonl.value({f: summaries[f][i] for f in SUMMARY_FIELDS}))
