@@ -72,8 +72,9 @@ class ResNet18(nn.Module):
 
 
 def run(model: nn.Module, opt: torch.optim.Optimizer, data: list[tuple[torch.Tensor, torch.Tensor]],
-        watched: bool, out: Path) -> tuple[float, float]:
-    """Median wall and process-CPU seconds per step of one run (one warm-up step not counted)."""
+        watched: bool, out: Path, cost: list[float]) -> tuple[float, float]:
+    """Median wall and process-CPU seconds per step of one run (one warm-up step not counted).
+    Watched, `cost` gets the seconds per step in bntop-torch's hooks and its writer thread."""
     mon = bntop_torch.watch(model, opt, record=out) if watched else None
     times, cpu = [], []
     for i, (x, y) in enumerate(data):
@@ -89,6 +90,8 @@ def run(model: nn.Module, opt: torch.optim.Optimizer, data: list[tuple[torch.Ten
             cpu.append(time.process_time() - start_cpu)
     if mon is not None:
         mon.close()
+        assert mon.writer is not None
+        cost += [mon.stopwatch.seconds / len(data), mon.writer.cpu_s / len(data)]
     return statistics.median(times), statistics.median(cpu)
 
 
@@ -115,15 +118,20 @@ def main() -> None:
     runs: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
     with tempfile.TemporaryDirectory() as tmp:
         # The process's first runs are slower (allocator, thread pool, caches): not counted.
-        run(model, opt, data, False, Path(tmp) / "warm.jsonl")
-        run(model, opt, data, True, Path(tmp) / "warm.jsonl")
+        run(model, opt, data, False, Path(tmp) / "warm.jsonl", [])
+        run(model, opt, data, True, Path(tmp) / "warm.jsonl", [])
+        costs: list[float] = []
         for r in range(args.rounds):
             order = (False, True) if r % 2 == 0 else (True, False)
             for w in order:
-                wall, cpu = run(model, opt, data, w, Path(tmp) / f"run{r}.jsonl")
+                wall, cpu = run(model, opt, data, w, Path(tmp) / f"run{r}.jsonl", costs)
                 runs[w].append((wall, cpu))
                 label = "watched  " if w else "unwatched"
                 print(f"round {r}: {label} {wall * 1000:8.1f} ms/step wall {cpu * 1000:8.1f} ms/step CPU", flush=True)
+    hooks, writer = statistics.median(costs[0::2]), statistics.median(costs[1::2])
+    plain = statistics.median(t[0] for t in runs[False])
+    print(f"in bntop-torch: {hooks * 1000:.1f} ms/step in its hooks (training thread, "
+          f"{100 * hooks / plain:.2f}% of an unwatched step), {writer * 1000:.1f} ms/step CPU in its writer thread")
     for i, what in enumerate(("wall", "CPU")):
         base = statistics.median(t[i] for t in runs[False])
         mon = statistics.median(t[i] for t in runs[True])

@@ -15,6 +15,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from . import stats
+from .stopwatch import Stopwatch
 
 # Modules whose output may feed a BN and whose weight rows are the BN's channels.
 FEEDERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
@@ -78,6 +79,8 @@ class Taps:
     layers: list[BnLayer]
     active: Callable[[], bool]
     on_training_forward: Callable[[], None]
+    stopwatch: Stopwatch = field(default_factory=Stopwatch)
+    scratch: stats.Scratch = field(default_factory=stats.Scratch)
     learn_topology: bool = True
     # Ranks other than 0 only need the batch moments (for the per-rank drift).
     batch_only: bool = False
@@ -89,19 +92,20 @@ class Taps:
     _feeder_handles: list[Any] = field(default_factory=list)
 
     def install(self) -> None:
-        self._handles.append(self.model.register_forward_pre_hook(self._model_pre))
+        timed = self.stopwatch.wrap
+        self._handles.append(self.model.register_forward_pre_hook(timed(self._model_pre)))
         for layer in self.layers:
             m = layer.module
-            self._handles.append(m.register_forward_pre_hook(self._bn_pre_hook(layer)))
-            self._handles.append(m.register_forward_hook(self._bn_post_hook(layer)))
+            self._handles.append(m.register_forward_pre_hook(timed(self._bn_pre_hook(layer))))
+            self._handles.append(m.register_forward_hook(timed(self._bn_post_hook(layer))))
         for m in self.model.modules():
             if isinstance(m, nn.ReLU):
-                self._handles.append(m.register_forward_hook(self._relu_hook))
+                self._handles.append(m.register_forward_hook(timed(self._relu_hook)))
         names = {id(m): n for n, m in self.model.named_modules()}
         for m in self.model.modules():
             if isinstance(m, FEEDERS):
                 self._feeder_handles.append(
-                    m.register_forward_hook(self._feeder_hook(names[id(m)]))
+                    m.register_forward_hook(timed(self._feeder_hook(names[id(m)])))
                 )
 
     def stop_learning_topology(self) -> None:
@@ -188,7 +192,7 @@ class Taps:
             return
         layer = found[1]
         if layer.capture is not None and isinstance(output, torch.Tensor):
-            layer.capture.relu = stats.relu_moments(output)
+            layer.capture.relu = stats.relu_moments(output, self.scratch)
 
 
 def _rows_match(feeder: nn.Module, layer: BnLayer) -> bool:

@@ -23,6 +23,7 @@ from .channel import ControlChannel
 from .controls import Controller, StopTraining
 from .hooks import BnLayer, Taps, find_bn_layers
 from .packing import StepMeasure
+from .stopwatch import Stopwatch
 from .sink import FileOutput, Output, ServeProcess, Writer, find_bntop
 from .stream import (
     ARRAYS_INTERVAL_S,
@@ -116,11 +117,13 @@ class Monitor:
 
         self._channel = ControlChannel(self.controls, self.rank, self.world_size)
         self._measure = StepMeasure(self.layers)
-        self.taps = Taps(self.model, self.layers, self._is_open, self._training_forward)
+        self.stopwatch = Stopwatch()
+        self.taps = Taps(self.model, self.layers, self._is_open, self._training_forward, self.stopwatch)
         self.taps.batch_only = self.rank != 0
         self.taps.install()
+        self._timed_record_and_control = self.stopwatch.wrap(self._record_and_control)
         self._hooks = [
-            optimizer.register_step_pre_hook(self._before_step),
+            optimizer.register_step_pre_hook(self.stopwatch.wrap(self._before_step)),
             optimizer.register_step_post_hook(self._after_step),
         ]
         # A script that ends (or dies) without close() still gets its end record, and serve
@@ -259,6 +262,14 @@ class Monitor:
         self._measure.before_update(full=self.rank == 0)
 
     def _after_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        device = self._device()
+        self._timed_record_and_control(device)
+        # Waiting while paused is not a cost of watching.
+        self._wait_while_paused(device)
+        if self._quit:
+            raise StopTraining(f"bntop asked the run to stop after step {self.step}")
+
+    def _record_and_control(self, device: torch.device) -> None:
         self.step += 1
         self._forward_since_step = False
         if self.rank == 0:
@@ -267,7 +278,6 @@ class Monitor:
                 self._send_header()
         # Which module feeds which BN is known after the first step's forward.
         self.taps.stop_learning_topology()
-        device = self._device()
         gathered, incoming = self._channel.after_step(lambda: self._batch_moments(device), device)
         if self.rank == 0:
             self._record_step(device, gathered)
@@ -275,9 +285,6 @@ class Monitor:
             layer.capture = None
         self.taps.forget_outputs()
         self._apply_controls(incoming)
-        self._wait_while_paused(device)
-        if self._quit:
-            raise StopTraining(f"bntop asked the run to stop after step {self.step}")
 
     # --- internals --------------------------------------------------------------------------
 

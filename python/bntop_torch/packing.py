@@ -50,6 +50,7 @@ class StepMeasure:
     _weights: dict[int, _WeightState] = field(default_factory=dict)
     _steps: dict[int, _LayerStep] = field(default_factory=dict)
     _nan: dict[tuple[int, torch.device], torch.Tensor] = field(default_factory=dict)
+    _scratch: stats.Scratch = field(default_factory=stats.Scratch)
 
     def before_update(self, full: bool = True) -> None:
         """Called in the optimizer's step pre-hook (gradients are there, weights not updated)."""
@@ -85,7 +86,7 @@ class StepMeasure:
                 weight=feeder.weight,
                 before=buf,
                 norm_sq_pre=stats.row_norm_sq(w),
-                dot_g=stats.row_dot(w, g),
+                dot_g=stats.row_dot(w, g, self._scratch),
                 grad_norm_sq=stats.row_norm_sq(g),
             )
 
@@ -93,10 +94,11 @@ class StepMeasure:
         """Called in the optimizer's step post-hook: the weights have moved."""
         for state in self._weights.values():
             w = state.weight.detach()
-            dw = w - state.before
-            state.norm_sq_post = stats.row_norm_sq(w)
-            state.dot_dw = stats.row_dot(state.before, dw)
+            # The step dw replaces the copy in place; then before . dw = w . dw - dw . dw.
+            dw = torch.sub(w, state.before, out=state.before)
             state.dw_norm_sq = stats.row_norm_sq(dw)
+            state.dot_dw = stats.row_dot(w, dw, self._scratch) - state.dw_norm_sq
+            state.norm_sq_post = stats.row_norm_sq(w)
 
     def _nans(self, n: int, device: torch.device) -> torch.Tensor:
         key = (n, device)

@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from typing import Any, Callable, Optional, Protocol, Sequence, Union
 
 from . import jsonl
@@ -125,6 +126,8 @@ class Writer:
         self.build_snapshot = build_snapshot
         self.max_snapshots = max_snapshots
         self.dropped = 0
+        # CPU seconds this thread spent building and writing records.
+        self.cpu_s = 0.0
         self.error: Optional[BaseException] = None
         self._items: collections.deque[tuple[str, Any]] = collections.deque()
         self._snapshots = 0
@@ -164,6 +167,7 @@ class Writer:
                 self._busy = True
                 if kind == "snapshot":
                     self._snapshots -= 1
+            start = time.thread_time()
             try:
                 line = self.build_snapshot(item) if kind == "snapshot" else jsonl.dumps(item)
                 for out in self.outputs:
@@ -173,6 +177,7 @@ class Writer:
                     self.error = e
                     print(f"bntop-torch: writing a record failed: {e!r}", file=sys.stderr)
             finally:
+                self.cpu_s += time.thread_time() - start
                 with self._cv:
                     self._busy = False
                     self._cv.notify_all()

@@ -99,20 +99,38 @@ def saved_bn_moments(output: torch.Tensor, eps: float) -> Optional[tuple[torch.T
     return mean.detach().float(), var.clamp(min=0).float()
 
 
-def relu_moments(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+class Scratch:
+    """Reused buffers for elementwise intermediates: a fresh 16 MB tensor each step costs page
+    faults (the allocator hands big blocks back to the system) on top of the pass itself."""
+
+    def __init__(self) -> None:
+        self._buffers: dict[tuple[torch.dtype, torch.device], torch.Tensor] = {}
+
+    def like(self, x: torch.Tensor) -> torch.Tensor:
+        key = (x.dtype, x.device)
+        buf = self._buffers.get(key)
+        if buf is None or buf.numel() < x.numel():
+            buf = self._buffers[key] = torch.empty(x.numel(), dtype=x.dtype, device=x.device)
+        return buf[: x.numel()].view(x.shape)
+
+
+def relu_moments(
+    y: torch.Tensor, scratch: Scratch
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-channel mean, biased variance and fraction > 0 of a ReLU output (y >= 0: its sign is
     the indicator of y > 0)."""
     y = y.detach()
     n = y.numel() // y.shape[1]
     mean = _sum(y) / n
     var = (_sum_sq(y) / n - mean * mean).clamp(min=0)
-    active = _sum(torch.sign(y)) / n
+    active = _sum(torch.sign(y, out=scratch.like(y))) / n
     return mean.float(), var.float(), active.float()
 
 
-def row_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def row_dot(a: torch.Tensor, b: torch.Tensor, scratch: Scratch) -> torch.Tensor:
     """Per output channel (row) dot products of two weights shaped (out, ...)."""
-    return (a.flatten(1) * b.flatten(1)).sum(1).float()
+    a, b = a.flatten(1), b.flatten(1)
+    return torch.mul(a, b, out=scratch.like(a)).sum(1).float()
 
 
 def row_norm_sq(a: torch.Tensor) -> torch.Tensor:
