@@ -43,7 +43,8 @@ enum Command {
     Export(ExportArgs),
     /// Measure session reading: first frame and seeks on a generated 500 MB file.
     BenchSession(BenchSessionArgs),
-    /// Train headless (recording as usual) and serve the run to viewers (`bntop attach`).
+    /// Train headless (recording as usual) and serve the run to viewers (`bntop attach`);
+    /// `--source -`: serve the run an external producer writes to standard input instead.
     Serve(ServeArgs),
     /// Open the dashboard on a running `bntop serve`: a socket path (default: yours),
     /// tcp://HOST:PORT, or ssh://[user@]host[:port][/socket].

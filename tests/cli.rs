@@ -157,7 +157,7 @@ fn json_stream_has_header_snapshots_evaluations_and_end_in_order() {
         panic!("first record must be the header")
     };
     assert_eq!(header.layers.len(), 3);
-    assert_eq!(data(&header).name, "digits");
+    assert_eq!(data(header).name, "digits");
     assert!(header.conventions.drift.contains("BEFORE"));
     let Some(Event::End(end)) = events.last() else {
         panic!("last record must be the end")

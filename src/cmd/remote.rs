@@ -14,10 +14,38 @@ use bntop::ui::keys::Context;
 use super::train::{recorder, DashboardArgs, TrainArgs};
 use super::{exit_after_signal, load_data, Failure};
 
+/// The training options that mean nothing when the events come from a producer.
+const ENGINE_OPTIONS: [&str; 18] = [
+    "headless",
+    "json",
+    "steps",
+    "data",
+    "batch",
+    "optimizer",
+    "lr",
+    "momentum",
+    "weight_decay",
+    "weight_decay_mode",
+    "bn_momentum",
+    "seed",
+    "eval_every",
+    "eval_samples",
+    "lab_every",
+    "precise_samples",
+    "conv_bias",
+    "data_order",
+];
+
 #[derive(Args)]
 pub struct ServeArgs {
     #[command(flatten)]
     pub train: TrainArgs,
+    /// `-`: serve the records an external producer (e.g. bntop-torch) writes to standard input
+    /// instead of training, and write viewers' controls to standard output, one JSON line each
+    /// (sessions/FORMAT.md, "Producers"). The training options are then refused; --record and
+    /// --no-record apply as usual.
+    #[arg(long, value_name = "-", conflicts_with_all = ENGINE_OPTIONS)]
+    pub source: Option<String>,
     /// Unix socket to listen on (default: $XDG_RUNTIME_DIR/bntop.sock or /tmp/bntop-UID/bntop.sock).
     #[arg(long)]
     pub socket: Option<PathBuf>,
@@ -61,8 +89,19 @@ pub struct BridgeArgs {
 const VIEWERS_FINISH: Duration = Duration::from_secs(2);
 
 pub fn serve(args: &ServeArgs) -> Result<(), Failure> {
-    let config = args.train.config();
-    config.validate().map_err(engine::EngineError::Config)?;
+    let from_stdin = match args.source.as_deref() {
+        None => false,
+        Some("-") => true,
+        Some(other) => {
+            return Err(Failure::BadInput(format!(
+                "--source {other}: only - (standard input) is supported"
+            )))
+        }
+    };
+    if !from_stdin {
+        let config = args.train.config();
+        config.validate().map_err(engine::EngineError::Config)?;
+    }
     // The socket (and its directory) and the token are checked before training starts.
     let listeners = remote::server::bind(remote::server::ServeOptions {
         socket: args
@@ -74,11 +113,19 @@ pub fn serve(args: &ServeArgs) -> Result<(), Failure> {
         token: args.token.clone(),
         allow_remote: args.allow_remote,
     })?;
-    let data = load_data(args.train.data.as_deref())?;
+    let source = if from_stdin {
+        None
+    } else {
+        Some(load_data(args.train.data.as_deref())?)
+    };
     let recorder = recorder(&args.train)?;
     let recording = recorder.status().path;
-    let engine = engine::spawn(config, data)?;
-    let hub = remote::hub::spawn(engine, recorder, args.allow_viewer_quit)?;
+    let source = match source {
+        // Standard output carries nothing but controls from here on.
+        None => remote::producer::spawn(std::io::stdin(), std::io::stdout())?,
+        Some(data) => remote::source::Source::engine(engine::spawn(args.train.config(), data)?),
+    };
+    let hub = remote::hub::spawn(source, recorder, args.allow_viewer_quit)?;
     let server = match remote::server::start(listeners, hub.inbox.clone()) {
         Ok(server) => server,
         Err(e) => {
@@ -87,8 +134,13 @@ pub fn serve(args: &ServeArgs) -> Result<(), Failure> {
             return Err(e.into());
         }
     };
+    let doing = if from_stdin {
+        "reading the producer's records on stdin"
+    } else {
+        "training"
+    };
     log(format!(
-        "training; attach with: bntop attach {}",
+        "{doing}; attach with: bntop attach {}",
         server.socket().display()
     ));
     if let (Some(addr), Some(token)) = (server.tcp, &server.token) {
@@ -97,10 +149,11 @@ pub fn serve(args: &ServeArgs) -> Result<(), Failure> {
     if let Some(path) = recording {
         log(format!("recording to {path}"));
     }
-    // SIGINT, SIGTERM and SIGHUP stop training; the hub records up to the end record.
+    // SIGINT, SIGTERM and SIGHUP stop the run (quit to the engine or the producer); the hub
+    // records up to the end record.
     let inbox = hub.inbox.clone();
     bntop::signals::on_stop_signals(move |signal| {
-        log(format!("signal {signal}: stopping training"));
+        log(format!("signal {signal}: stopping the run"));
         let _ = inbox.send(remote::hub::HubMessage::Stop);
     })
     .map_err(Failure::Failed)?;
@@ -117,7 +170,7 @@ pub fn serve(args: &ServeArgs) -> Result<(), Failure> {
             Ok(())
         }
         Some((_, _, message)) => Err(Failure::Failed(
-            message.unwrap_or_else(|| "training failed".into()),
+            message.unwrap_or_else(|| "the run failed".into()),
         )),
         None => Err(Failure::Failed(
             "the run stopped without an end record".into(),

@@ -1,20 +1,26 @@
-//! The hub of `bntop serve`: one thread owns the engine's stream. It records every event, keeps
-//! a bounded backlog so a viewer that attaches mid-run gets full charts at once, and fans each
-//! event out to the viewers' queues without ever waiting for a viewer. Controls from viewers go
-//! to the engine; their echoes come back as events, so every viewer and the recording see them.
-//! A viewer's `quit` would end the run for everyone: unless `serve --allow-viewer-quit`, the hub
-//! rejects it itself, with the same kind of echo (a control record with the reason).
-use std::collections::VecDeque;
+//! The hub of `bntop serve`: one thread owns the run's stream, from the built-in engine or an
+//! external producer (a [`Source`]). It records every event, keeps a bounded backlog so a viewer
+//! that attaches mid-run gets full charts at once, and fans each event out to the viewers' queues
+//! without ever waiting for a viewer. Controls from viewers go to the source; their echoes come
+//! back as events, so every viewer and the recording see them.
+//!
+//! The hub rejects a control itself, with the same kind of echo (a control record with the
+//! reason), when it would end the run for everyone (a viewer's `quit`, unless
+//! `serve --allow-viewer-quit`), when the producer's header does not list it, or when the source
+//! will not take it (a producer that does not read its controls). A source that stops without an
+//! end record, or does not end in time after `quit`, gets one from the hub.
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{select, Receiver, Sender, TrySendError};
 
+use super::backlog::Backlog;
 use super::error::RemoteError;
 use super::log::log;
-use crate::engine::EngineHandle;
-use crate::protocol::{Control, ControlEvent, Event, MarkerKind, RecordingPolicy, RunEnd};
+use super::source::Source;
+use crate::protocol::{Control, ControlEvent, EndReason, Event, Producer, RecordingPolicy, RunEnd};
 use crate::session::decimator::Decimator;
 use crate::session::Recorder;
 
@@ -27,12 +33,10 @@ pub const VIEWER_POLICY: RecordingPolicy = RecordingPolicy {
 };
 /// Events per viewer waiting to be written; beyond this its snapshots are dropped.
 pub const VIEWER_QUEUE: usize = 8192;
-/// Every recent event (about 15 s at full speed), and a longer, thinner history.
-const RECENT_EVENTS: usize = 2048;
-const THIN_SNAPSHOTS: usize = 2048;
-const THIN_EVERY: u64 = 4;
-const KEPT_RECORDS: usize = 2048;
-/// How long to wait for the end record once training was told to stop.
+/// Bytes per viewer waiting to be written, beyond which its snapshots are dropped too: an
+/// external producer's snapshots may be megabytes each, and a slow link must not hold hundreds.
+pub const VIEWER_BYTES: usize = 16 << 20;
+/// How long to wait for the end record once the run was told to stop.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
 /// Why a viewer's `quit` is refused.
 pub const VIEWER_QUIT_REFUSED: &str =
@@ -44,16 +48,30 @@ pub type Line = Arc<str>;
 pub struct Viewer {
     pub id: u64,
     pub queue: Sender<Line>,
+    /// Bytes queued and not yet written (the writer takes off what it wrote).
+    pub queued: Arc<AtomicUsize>,
 }
 
-/// What reaches the hub besides the engine's events.
+impl Viewer {
+    /// Queue `line`, counted before it can be written (so the writer never takes off more).
+    fn try_send(&self, line: &Line) -> Result<(), TrySendError<Line>> {
+        self.queued.fetch_add(line.len(), Ordering::Relaxed);
+        let sent = self.queue.try_send(Arc::clone(line));
+        if sent.is_err() {
+            self.queued.fetch_sub(line.len(), Ordering::Relaxed);
+        }
+        sent
+    }
+}
+
+/// What reaches the hub besides the source's events.
 pub enum HubMessage {
     Attach(Viewer),
     Control {
         viewer: u64,
         control: Control,
     },
-    /// Stop training (a signal); the hub records until the end record.
+    /// Stop the run (a signal); the hub records until the end record.
     Stop,
 }
 
@@ -62,78 +80,16 @@ pub struct Hub {
     pub thread: JoinHandle<Option<RunEnd>>,
 }
 
-/// The history a new viewer receives before the live stream.
-#[derive(Default)]
-struct Backlog {
-    header: Option<Line>,
-    recent: VecDeque<(u64, Line)>,
-    thin: VecDeque<(u64, Line)>,
-    /// Controls, evaluations, lab results and non-epoch markers: few, and each one matters.
-    records: VecDeque<(u64, Line)>,
-    seq: u64,
-}
-
-impl Backlog {
-    fn push(&mut self, event: &Event, line: &Line) {
-        self.seq += 1;
-        let item = (self.seq, Arc::clone(line));
-        let push = |q: &mut VecDeque<(u64, Line)>, cap: usize, item| {
-            if q.len() == cap {
-                q.pop_front();
-            }
-            q.push_back(item);
-        };
-        match event {
-            Event::Header(_) => self.header = Some(Arc::clone(line)),
-            Event::Snapshot(s) if s.step % THIN_EVERY == 0 => {
-                push(&mut self.thin, THIN_SNAPSHOTS, item.clone());
-                push(&mut self.recent, RECENT_EVENTS, item);
-            }
-            Event::Control(_)
-            | Event::Evaluation(_)
-            | Event::Folding(_)
-            | Event::Population(_)
-            | Event::Probe(_)
-            | Event::End(_) => {
-                push(&mut self.records, KEPT_RECORDS, item.clone());
-                push(&mut self.recent, RECENT_EVENTS, item);
-            }
-            Event::Marker(m) if m.kind != MarkerKind::Epoch => {
-                push(&mut self.records, KEPT_RECORDS, item.clone());
-                push(&mut self.recent, RECENT_EVENTS, item);
-            }
-            _ => push(&mut self.recent, RECENT_EVENTS, item),
-        }
-    }
-
-    /// Header first, then everything kept, in stream order, once.
-    fn lines(&self) -> Vec<Line> {
-        let mut items: Vec<&(u64, Line)> = self
-            .thin
-            .iter()
-            .chain(&self.records)
-            .chain(&self.recent)
-            .collect();
-        items.sort_by_key(|(seq, _)| *seq);
-        items.dedup_by_key(|(seq, _)| *seq);
-        self.header
-            .iter()
-            .cloned()
-            .chain(items.into_iter().map(|(_, line)| Arc::clone(line)))
-            .collect()
-    }
-}
-
 /// Start the hub. `allow_viewer_quit`: a viewer's `quit` stops the run (else it is rejected).
 pub fn spawn(
-    engine: EngineHandle,
+    source: Source,
     recorder: Recorder,
     allow_viewer_quit: bool,
 ) -> Result<Hub, RemoteError> {
     let (inbox, messages) = crossbeam_channel::unbounded();
     let thread = thread::Builder::new()
         .name("bntop-hub".into())
-        .spawn(move || run(engine, recorder, &messages, allow_viewer_quit))
+        .spawn(move || run(source, recorder, &messages, allow_viewer_quit))
         .map_err(|source| RemoteError::Thread {
             what: "hub",
             source,
@@ -152,21 +108,110 @@ fn broadcast(event: &Event, backlog: &mut Backlog, viewers: &mut Vec<Viewer>) {
     };
     backlog.push(event, &line);
     let droppable = matches!(event, Event::Snapshot(_));
-    viewers.retain(|v| match v.queue.try_send(Arc::clone(&line)) {
-        Ok(()) => true,
-        // A slow viewer loses snapshots; one that cannot even take the rare records is stalled
-        // and is dropped.
-        Err(TrySendError::Full(_)) if droppable => true,
-        Err(TrySendError::Full(_)) => {
-            log(format!("viewer {} is not reading; dropped", v.id));
-            false
+    viewers.retain(|v| {
+        if droppable && v.queued.load(Ordering::Relaxed) + line.len() > VIEWER_BYTES {
+            return true;
         }
-        Err(TrySendError::Disconnected(_)) => false,
+        match v.try_send(&line) {
+            Ok(()) => true,
+            // A slow viewer loses snapshots; one that cannot even take the rare records is
+            // stalled and is dropped.
+            Err(TrySendError::Full(_)) if droppable => true,
+            Err(TrySendError::Full(_)) => {
+                log(format!("viewer {} is not reading; dropped", v.id));
+                false
+            }
+            Err(TrySendError::Disconnected(_)) => false,
+        }
     });
 }
 
+/// A control's name, its `"control"` tag (what a producer's header lists).
+fn control_name(control: &Control) -> String {
+    serde_json::to_value(control)
+        .ok()
+        .and_then(|v| v.get("control")?.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// Where the hub's own decisions about the run are kept.
+struct Run {
+    source: Source,
+    allow_viewer_quit: bool,
+    /// The producer named by the header, if any (none: the built-in engine, every control).
+    producer: Option<Producer>,
+    step: u64,
+    started: Instant,
+    /// When the run was told to stop: the end record is due by then.
+    stop_by: Option<Instant>,
+    /// The source stopped taking controls (logged once until it takes one again).
+    unreachable: bool,
+}
+
+impl Run {
+    fn rejected(&self, control: Control, reason: String) -> Event {
+        Event::Control(ControlEvent {
+            step: self.step,
+            control,
+            rejected: Some(reason),
+        })
+    }
+
+    /// Hand a viewer's control to the source, or the echo that rejects it.
+    fn control(&mut self, viewer: u64, control: Control) -> Option<Event> {
+        let quit = control == Control::Quit;
+        if quit && !self.allow_viewer_quit {
+            log(format!("viewer {viewer} asked to stop the run: refused"));
+            return Some(self.rejected(control, VIEWER_QUIT_REFUSED.into()));
+        }
+        if let Some(producer) = self.producer.as_ref() {
+            let name = control_name(&control);
+            if !producer.handles(&name) {
+                let reason = format!("{} does not handle {name}", producer.name);
+                return Some(self.rejected(control, reason));
+            }
+        }
+        match self.source.controls.try_send(control) {
+            Ok(()) => {
+                self.unreachable = false;
+                if quit {
+                    log(format!("viewer {viewer} asked to stop the run"));
+                    self.stop_by.get_or_insert(Instant::now() + SHUTDOWN_WAIT);
+                }
+                None
+            }
+            Err(e) => {
+                if !self.unreachable {
+                    log(format!("controls rejected: {}", self.source.unreachable));
+                }
+                self.unreachable = true;
+                Some(self.rejected(e.into_inner(), self.source.unreachable.into()))
+            }
+        }
+    }
+
+    /// Stop the run (a signal): `quit` to the source, whatever its header lists.
+    fn stop(&mut self) {
+        if self.stop_by.is_none() {
+            let _ = self.source.controls.try_send(Control::Quit);
+            self.stop_by = Some(Instant::now() + SHUTDOWN_WAIT);
+        }
+    }
+
+    /// The end record the source did not send: `why` it is written by the hub.
+    fn end(&self, reason: EndReason, why: String) -> Event {
+        log(&why);
+        Event::End(RunEnd {
+            step: self.step,
+            reason,
+            elapsed_s: self.started.elapsed().as_secs_f64(),
+            message: Some(why),
+        })
+    }
+}
+
 fn run(
-    engine: EngineHandle,
+    source: Source,
     mut recorder: Recorder,
     messages: &Receiver<HubMessage>,
     allow_viewer_quit: bool,
@@ -175,58 +220,65 @@ fn run(
     let mut backlog = Backlog::default();
     let mut wire_filter = Decimator::new(VIEWER_POLICY);
     let mut end = None;
-    let mut stop_by: Option<Instant> = None;
-    let mut step = 0;
+    let mut run = Run {
+        source,
+        allow_viewer_quit,
+        producer: None,
+        step: 0,
+        started: Instant::now(),
+        stop_by: None,
+        unreachable: false,
+    };
+    let name = run.source.name;
     loop {
-        let deadline = stop_by.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
-        let mut event = None;
-        select! {
-            recv(engine.events) -> received => {
-                let Ok(received) = received else { break };
-                event = Some(received);
+        let deadline = run
+            .stop_by
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        let event = select! {
+            recv(run.source.events) -> received => match received {
+                Ok(event) => Some(event),
+                // Gone without an end record: after `quit` it stopped as asked, else it failed.
+                Err(_) => Some(match run.stop_by {
+                    Some(_) => run.end(
+                        EndReason::Quit,
+                        format!("{name} stopped after quit without an end record"),
+                    ),
+                    None => run.end(
+                        EndReason::Error,
+                        format!("{name} stopped without an end record"),
+                    ),
+                }),
             },
             recv(messages) -> message => match message {
                 Ok(HubMessage::Attach(viewer)) => {
                     for line in backlog.lines() {
-                        if viewer.queue.try_send(line).is_err() {
+                        if viewer.try_send(&line).is_err() {
                             break;
                         }
                     }
                     viewers.push(viewer);
+                    None
                 }
-                Ok(HubMessage::Control { viewer, control }) => {
-                    if control == Control::Quit && !allow_viewer_quit {
-                        log(format!("viewer {viewer} asked to stop training: refused"));
-                        event = Some(Event::Control(ControlEvent {
-                            step,
-                            control,
-                            rejected: Some(VIEWER_QUIT_REFUSED.into()),
-                        }));
-                    } else {
-                        if control == Control::Quit {
-                            log(format!("viewer {viewer} asked to stop training"));
-                            stop_by.get_or_insert(Instant::now() + SHUTDOWN_WAIT);
-                        }
-                        let _ = engine.controls.send(control);
-                    }
-                }
+                Ok(HubMessage::Control { viewer, control }) => run.control(viewer, control),
                 Ok(HubMessage::Stop) | Err(_) => {
-                    if stop_by.is_none() {
-                        let _ = engine.controls.send(Control::Quit);
-                        stop_by = Some(Instant::now() + SHUTDOWN_WAIT);
-                    }
+                    run.stop();
+                    None
                 }
             },
-            recv(crossbeam_channel::at(deadline)) -> _ => {
-                if stop_by.is_some_and(|t| Instant::now() >= t) {
-                    log("training did not end in time; the recording has no end record");
-                    break;
-                }
-            }
-        }
-        // An event of the run, or the hub's own rejection: recorded, then sent to every viewer.
+            recv(crossbeam_channel::at(deadline)) -> _ => match run.stop_by {
+                Some(t) if Instant::now() >= t => Some(run.end(
+                    EndReason::Error,
+                    format!("{name} did not end within {} s of quit", SHUTDOWN_WAIT.as_secs()),
+                )),
+                _ => None,
+            },
+        };
+        // An event of the run, or the hub's own: recorded, then sent to every viewer.
         if let Some(event) = event {
-            step = event.step().unwrap_or(step).max(step);
+            run.step = event.step().unwrap_or(run.step).max(run.step);
+            if let Event::Header(h) = &event {
+                run.producer = h.producer.clone();
+            }
             recorder.record(&event);
             for event in wire_filter.filter(&event) {
                 broadcast(&event, &mut backlog, &mut viewers);
@@ -240,7 +292,10 @@ fn run(
         }
     }
     drop(viewers);
-    drop(engine.controls);
-    let _ = engine.thread.join();
+    let Source {
+        controls, finish, ..
+    } = run.source;
+    drop(controls);
+    finish();
     end
 }

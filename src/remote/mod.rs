@@ -6,13 +6,20 @@
 //! (token, read-only); the server answers with the session format's records (header, recent
 //! history, then the live stream) or one `refused` line. Afterwards the viewer sends controls,
 //! one `Control` object per line.
+//!
+//! The run comes from a [`source::Source`]: the built-in engine, or an external producer that
+//! writes records to serve's standard input and reads controls from its standard output
+//! (`serve --source -`, [`producer`]).
+pub mod backlog;
 pub mod bridge;
 pub mod client;
 mod error;
 pub mod hub;
 pub mod log;
 pub mod pending;
+pub mod producer;
 pub mod server;
+pub mod source;
 pub mod unix_socket;
 pub mod wire;
 pub use error::RemoteError;

@@ -10,7 +10,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -461,8 +461,10 @@ fn serve<C: Conn>(
     let _ = conn.set_read_limit(None);
     let _ = conn.set_write_limit(Some(WRITE_TIMEOUT));
     let (queue, lines) = crossbeam_channel::bounded::<Line>(VIEWER_QUEUE);
+    let queued = Arc::new(AtomicUsize::new(0));
     let writer = {
         let (conn, who, guard) = (Arc::clone(&conn), who.clone(), shared.writers.enter());
+        let queued = Arc::clone(&queued);
         thread::Builder::new()
             .name(format!("bntop-writer-{id}"))
             .spawn(move || {
@@ -473,6 +475,7 @@ fn serve<C: Conn>(
                         conn.close();
                         return;
                     }
+                    queued.fetch_sub(line.len(), Ordering::Relaxed);
                 }
                 // The hub let go of this viewer (the run ended): everything queued is written,
                 // so the viewer sees the end, then end of stream.
@@ -487,7 +490,7 @@ fn serve<C: Conn>(
     log(format!("{who} attached{mode}"));
     if shared
         .hub
-        .send(HubMessage::Attach(Viewer { id, queue }))
+        .send(HubMessage::Attach(Viewer { id, queue, queued }))
         .is_err()
     {
         conn.close();

@@ -72,6 +72,65 @@ pub fn read_line_limited(reader: &mut impl BufRead, limit: usize) -> io::Result<
     }
 }
 
+/// What [`read_line_skipping`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum LineRead {
+    /// A whole line, in the buffer (without its newline).
+    Line,
+    /// A line longer than the limit, skipped to its newline; nothing of it was kept.
+    TooLong,
+    /// End of stream after a line that had no newline (the writer died mid-line); dropped.
+    CutAtEof,
+    /// End of stream.
+    Eof,
+}
+
+/// Read the next line into `line` (cleared first), skipping a line over `limit` bytes without
+/// holding it: the stream goes on at the line after it. For peers whose bad lines are counted
+/// and skipped rather than ending the stream.
+pub fn read_line_skipping(
+    reader: &mut impl BufRead,
+    line: &mut Vec<u8>,
+    limit: usize,
+) -> io::Result<LineRead> {
+    line.clear();
+    let mut too_long = false;
+    let mut started = false;
+    loop {
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            line.clear();
+            return Ok(if started {
+                LineRead::CutAtEof
+            } else {
+                LineRead::Eof
+            });
+        }
+        started = true;
+        let (chunk, found) = match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => (&buf[..i], true),
+            None => (buf, false),
+        };
+        if !too_long && line.len() + chunk.len() > limit {
+            too_long = true;
+            line.clear();
+            line.shrink_to(limit.min(64 * 1024));
+        }
+        if !too_long {
+            line.extend_from_slice(chunk);
+        }
+        let consumed = chunk.len() + usize::from(found);
+        reader.consume(consumed);
+        if found {
+            return Ok(if too_long {
+                LineRead::TooLong
+            } else {
+                LineRead::Line
+            });
+        }
+    }
+}
+
 /// The default socket: `$XDG_RUNTIME_DIR/bntop.sock`, else `/tmp/bntop-<uid>/bntop.sock`. Its
 /// directory must be private to the user (`serve` checks).
 pub fn default_socket() -> PathBuf {
@@ -106,6 +165,33 @@ mod tests {
         assert_eq!(read_line_limited(&mut eof, 10).ok(), Some(None));
         let mut cut = io::Cursor::new(b"no newline".to_vec());
         assert!(read_line_limited(&mut cut, 100).is_err());
+    }
+
+    #[test]
+    fn over_long_lines_are_skipped_and_the_stream_goes_on() {
+        let text = b"short\nthis one is far too long\nnext\n\ncut".to_vec();
+        // A one-byte buffer: every line arrives in pieces.
+        let mut input = io::BufReader::with_capacity(1, io::Cursor::new(text));
+        let mut line = Vec::new();
+        let mut got = Vec::new();
+        loop {
+            let read = read_line_skipping(&mut input, &mut line, 10).expect("read");
+            got.push((read, String::from_utf8_lossy(&line).into_owned()));
+            if matches!(got.last(), Some((LineRead::Eof, _))) {
+                break;
+            }
+        }
+        let expected = [
+            (LineRead::Line, "short"),
+            (LineRead::TooLong, ""),
+            (LineRead::Line, "next"),
+            (LineRead::Line, ""),
+            (LineRead::CutAtEof, ""),
+            (LineRead::Eof, ""),
+        ];
+        let expected: Vec<(LineRead, String)> =
+            expected.into_iter().map(|(r, s)| (r, s.into())).collect();
+        assert_eq!(got, expected);
     }
 
     #[test]

@@ -74,7 +74,7 @@ impl Decimator {
 }
 
 /// A layer with its mode, momentum and summary, without per-channel arrays.
-fn summary_only(layer: &LayerSnapshot) -> LayerSnapshot {
+pub fn summary_only(layer: &LayerSnapshot) -> LayerSnapshot {
     LayerSnapshot {
         mode: layer.mode,
         momentum: layer.momentum,
