@@ -69,8 +69,10 @@ class ServeProcess:
 
     def __init__(self, binary: str, args: Sequence[str]):
         self.command = [binary, "serve", "--source", "-", *args]
+        # Its own session: Ctrl-C reaches the training script, which ends the run (the end
+        # record, then end of input); serve then exits by itself.
         self.process = subprocess.Popen(
-            self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0
+            self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0, start_new_session=True
         )
         self.controls: "queue.Queue[dict[str, Any]]" = queue.Queue()
         self._reader = threading.Thread(target=self._read_controls, name="bntop-controls", daemon=True)
