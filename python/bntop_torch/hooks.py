@@ -57,6 +57,13 @@ class BnLayer:
     def tracks(self) -> bool:
         return self.module.track_running_stats and self.module.running_mean is not None
 
+    def running(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Running mean, running variance and num_batches_tracked (a layer that tracks them)."""
+        m = self.module
+        rm, rv, nbt = m.running_mean, m.running_var, m.num_batches_tracked
+        assert rm is not None and rv is not None and nbt is not None, f"{self.name} tracks no running statistics"
+        return rm, rv, nbt
+
     @property
     def affine(self) -> bool:
         return self.module.weight is not None
@@ -95,9 +102,9 @@ class Taps:
         timed = self.stopwatch.wrap
         self._handles.append(self.model.register_forward_pre_hook(timed(self._model_pre)))
         for layer in self.layers:
-            m = layer.module
-            self._handles.append(m.register_forward_pre_hook(timed(self._bn_pre_hook(layer))))
-            self._handles.append(m.register_forward_hook(timed(self._bn_post_hook(layer))))
+            bn = layer.module
+            self._handles.append(bn.register_forward_pre_hook(timed(self._bn_pre_hook(layer))))
+            self._handles.append(bn.register_forward_hook(timed(self._bn_post_hook(layer))))
         for m in self.model.modules():
             if isinstance(m, nn.ReLU):
                 self._handles.append(m.register_forward_hook(timed(self._relu_hook)))
@@ -159,11 +166,13 @@ class Taps:
                 found = self._feeder_outputs.get(id(x))
                 if found is not None and found[0] is x and _rows_match(found[2], layer):
                     _, layer.feeder_name, layer.feeder, layer.feeder_input_shape = found
-            tracks = layer.tracks and not self.batch_only
+            rm, rv = module.running_mean, module.running_var
             layer.capture = Capture(
                 mode_train=module.training or not layer.tracks,
-                running_mean_pre=module.running_mean.detach().clone() if layer.tracks else None,
-                running_var_pre=module.running_var.detach().clone() if tracks else None,
+                running_mean_pre=rm.detach().clone() if rm is not None and layer.tracks else None,
+                running_var_pre=(
+                    rv.detach().clone() if rv is not None and layer.tracks and not self.batch_only else None
+                ),
             )
 
         return hook

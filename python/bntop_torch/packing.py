@@ -16,6 +16,10 @@ from . import stats
 from .hooks import BnLayer
 
 
+def _grad(p: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    return None if p is None else p.grad
+
+
 def _clone(t: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
     return None if t is None else t.detach().float().clone()
 
@@ -62,28 +66,27 @@ class StepMeasure:
             if layer.capture is None:
                 continue
             m = layer.module
-            grad = lambda p: None if p is None or p.grad is None else p.grad  # noqa: E731
             self._steps[layer.index] = _LayerStep(
                 running_mean_post=_clone(m.running_mean) if layer.tracks else None,
                 running_var_post=_clone(m.running_var) if layer.tracks else None,
                 gamma=_clone(m.weight),
                 beta=_clone(m.bias),
-                grad_gamma=_clone(grad(m.weight)),
-                grad_beta=_clone(grad(m.bias)),
+                grad_gamma=_clone(_grad(m.weight)),
+                grad_beta=_clone(_grad(m.bias)),
             )
             feeder = layer.feeder
             if feeder is None or id(feeder) in self._weights:
                 continue
-            w = feeder.weight.detach()
-            g = feeder.weight.grad
-            if g is None:
+            weight = feeder.weight
+            if not isinstance(weight, torch.Tensor) or weight.grad is None:
                 continue
+            w, g = weight.detach(), weight.grad
             buf = self._buffers.get(id(feeder))
             if buf is None or buf.shape != w.shape or buf.dtype != w.dtype:
                 buf = self._buffers[id(feeder)] = torch.empty_like(w)
             buf.copy_(w)
             self._weights[id(feeder)] = _WeightState(
-                weight=feeder.weight,
+                weight=weight,
                 before=buf,
                 norm_sq_pre=stats.row_norm_sq(w),
                 dot_g=stats.row_dot(w, g, self._scratch),

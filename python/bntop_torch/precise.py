@@ -51,10 +51,7 @@ def population(
     sums = [_Sums() for _ in layers]
     saved_training = {m: m.training for m in model.modules()}
     saved_buffers = [
-        (layer.module.running_mean.clone(), layer.module.running_var.clone(), layer.module.num_batches_tracked.clone())
-        if layer.tracks
-        else None
-        for layer in layers
+        tuple(t.clone() for t in layer.running()) if layer.tracks else None for layer in layers
     ]
     handles = [
         layer.module.register_forward_pre_hook(lambda m, args, s=s: s.add(args[0]))
@@ -80,9 +77,8 @@ def population(
         for layer, pin, saved in zip(layers, pins, saved_buffers):
             layer.pinned = pin
             if saved is not None:
-                layer.module.running_mean.copy_(saved[0])
-                layer.module.running_var.copy_(saved[1])
-                layer.module.num_batches_tracked.copy_(saved[2])
+                for buffer, value in zip(layer.running(), saved):
+                    buffer.copy_(value)
 
     out_layers = []
     batches = 0
@@ -115,8 +111,9 @@ def population(
         )
         if apply_to is not None and layer.index in apply_to and layer.tracks:
             n = s.elements / s.batches
-            layer.module.running_mean.copy_(mu.to(layer.module.running_mean))
-            layer.module.running_var.copy_((var_pop * n / max(n - 1, 1)).to(layer.module.running_var))
+            running_mean, running_var, _ = layer.running()
+            running_mean.copy_(mu.to(running_mean))
+            running_var.copy_((var_pop * n / max(n - 1, 1)).to(running_var))
     # The loader's own order is not known: "shuffled" assumes a shuffling training loader.
     record = {"samples": samples, "order": "shuffled", "order_batches": batches, "layers": out_layers}
     return record, samples

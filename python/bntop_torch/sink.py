@@ -13,6 +13,8 @@ import threading
 import time
 from typing import Any, Callable, Optional, Protocol, Sequence, Union
 
+import torch
+
 from . import jsonl
 from .stream import StepData
 
@@ -26,7 +28,7 @@ class BntopNotFound(FileNotFoundError):
 class Output(Protocol):
     def write_line(self, line: str) -> None: ...
 
-    def close(self) -> None: ...
+    def close(self) -> object: ...
 
 
 class FileOutput:
@@ -160,6 +162,9 @@ class Writer:
             return self._cv.wait_for(lambda: not self._items and not self._busy, timeout)
 
     def _run(self) -> None:
+        # This thread's tensor work is small: on one thread it does not wake an OpenMP team of
+        # its own to compete with training's intra-op threads (the setting is per thread).
+        torch.set_num_threads(1)
         while True:
             with self._cv:
                 self._cv.wait_for(lambda: self._items or self._closing)

@@ -90,7 +90,7 @@ def saved_bn_moments(output: torch.Tensor, eps: float) -> Optional[tuple[torch.T
     if fn is None or not fn.name().startswith("NativeBatchNormBackward"):
         return None
     try:
-        mean, invstd = fn._saved_result1, fn._saved_result2
+        mean, invstd = getattr(fn, "_saved_result1"), getattr(fn, "_saved_result2")
     except (AttributeError, RuntimeError):
         return None
     if not isinstance(mean, torch.Tensor) or mean.numel() == 0 or invstd.numel() != mean.numel():
