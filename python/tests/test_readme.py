@@ -13,7 +13,7 @@ def test_the_readme_example_runs_and_records(tmp_path: Path) -> None:
     readme = (REPO / "README.md").read_text()
     section = readme.split("## Watch your PyTorch training", 1)[1].split("\n## ", 1)[0]
     (code,) = re.findall(r"```python\n(.*?)```", section, re.S)
-    assert len(code.strip().splitlines()) <= 12
+    assert len(code.strip().splitlines()) == 10
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     records = read_records(tmp_path / "torch-run.jsonl")
