@@ -72,10 +72,10 @@ class ResNet18(nn.Module):
 
 
 def run(model: nn.Module, opt: torch.optim.Optimizer, data: list[tuple[torch.Tensor, torch.Tensor]],
-        watched: bool, out: Path, cost: list[float]) -> tuple[float, float]:
+        watched: bool, out: Path, cost: list[float], weight_metrics: bool = True) -> tuple[float, float]:
     """Median wall and process-CPU seconds per step of one run (one warm-up step not counted).
     Watched, `cost` gets the seconds per step in bntop-torch's hooks and its writer thread."""
-    mon = bntop_torch.watch(model, opt, record=out) if watched else None
+    mon = bntop_torch.watch(model, opt, record=out, weight_metrics=weight_metrics) if watched else None
     times, cpu = [], []
     for i, (x, y) in enumerate(data):
         start, start_cpu = time.perf_counter(), time.process_time()
@@ -102,6 +102,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--width", type=int, default=64)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--no-weight-metrics", action="store_true", help="watch(..., weight_metrics=False)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -113,7 +114,7 @@ def main() -> None:
     bn = sum(1 for m in model.modules() if isinstance(m, nn.BatchNorm2d))
     print(
         f"ResNet-18-shaped, {bn} BN layers, batch {args.batch}, 32x32x3, CPU, {torch.get_num_threads()} threads, "
-        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}"
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, weight metrics {'off' if args.no_weight_metrics else 'on'}"
     )
     runs: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
     with tempfile.TemporaryDirectory() as tmp:
@@ -124,7 +125,7 @@ def main() -> None:
         for r in range(args.rounds):
             order = (False, True) if r % 2 == 0 else (True, False)
             for w in order:
-                wall, cpu = run(model, opt, data, w, Path(tmp) / f"run{r}.jsonl", costs)
+                wall, cpu = run(model, opt, data, w, Path(tmp) / f"run{r}.jsonl", costs, not args.no_weight_metrics)
                 runs[w].append((wall, cpu))
                 label = "watched  " if w else "unwatched"
                 print(f"round {r}: {label} {wall * 1000:8.1f} ms/step wall {cpu * 1000:8.1f} ms/step CPU", flush=True)

@@ -61,6 +61,7 @@ class Monitor:
         precise_batches: int = 32,
         snapshot_interval_s: float = SNAPSHOT_INTERVAL_S,
         arrays_interval_s: Optional[float] = None,
+        weight_metrics: bool = True,
         max_queued_snapshots: int = 32,
     ):
         self.model = model.module if isinstance(model, DistributedDataParallel) else model
@@ -116,7 +117,7 @@ class Monitor:
             )
 
         self._channel = ControlChannel(self.controls, self.rank, self.world_size)
-        self._measure = StepMeasure(self.layers)
+        self._measure = StepMeasure(self.layers, weight_metrics)
         self.stopwatch = Stopwatch()
         self.taps = Taps(self.model, self.layers, self._is_open, self._training_forward, self.stopwatch)
         self.taps.batch_only = self.rank != 0
@@ -474,6 +475,7 @@ def watch(
     precise_batches: int = 32,
     snapshot_interval_s: float = SNAPSHOT_INTERVAL_S,
     arrays_interval_s: Optional[float] = None,
+    weight_metrics: bool = True,
 ) -> Monitor:
     """Watch every BatchNorm layer of `model`; a step is one `optimizer.step()`.
 
@@ -485,6 +487,9 @@ def watch(
         without it the precise_bn controls are refused.
     snapshot_interval_s, arrays_interval_s: the decimation, as bntop's recorder (0.04 s; per-channel
         arrays every 2 s, 1 s when serving); 0 keeps every step whole.
+    weight_metrics: False leaves out the feeding layers' weight norm, angular update, cos(w, g)
+        and radial fraction, the costliest numbers (a copy of those weights and about 16 passes
+        over them per step).
     Under torch.distributed every rank calls watch(); rank 0 writes and serves.
 
     Controls (from viewers, or `Monitor.control`) are applied in the step hook of the optimizer
@@ -509,6 +514,7 @@ def watch(
         precise_batches=precise_batches,
         snapshot_interval_s=snapshot_interval_s,
         arrays_interval_s=arrays_interval_s,
+        weight_metrics=weight_metrics,
     )
 
 

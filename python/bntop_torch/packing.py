@@ -49,6 +49,9 @@ class _LayerStep:
 @dataclass
 class StepMeasure:
     layers: list[BnLayer]
+    # The feeding layers' weight metrics: the costliest part (a copy of the weights and about
+    # 16 passes over them per step); False leaves them out.
+    weight_metrics: bool = True
     # Reused weight copies: no allocation per step once warm.
     _buffers: dict[int, torch.Tensor] = field(default_factory=dict)
     _weights: dict[int, _WeightState] = field(default_factory=dict)
@@ -75,7 +78,7 @@ class StepMeasure:
                 grad_beta=_clone(_grad(m.bias)),
             )
             feeder = layer.feeder
-            if feeder is None or id(feeder) in self._weights:
+            if feeder is None or not self.weight_metrics or id(feeder) in self._weights:
                 continue
             weight = feeder.weight
             if not isinstance(weight, torch.Tensor) or weight.grad is None:

@@ -165,6 +165,7 @@ class Writer:
         # This thread's tensor work is small: on one thread it does not wake an OpenMP team of
         # its own to compete with training's intra-op threads (the setting is per thread).
         torch.set_num_threads(1)
+        _lower_priority()
         while True:
             with self._cv:
                 self._cv.wait_for(lambda: self._items or self._closing)
@@ -194,3 +195,18 @@ class Writer:
             self._closing = True
             self._cv.notify_all()
         self._thread.join()
+
+
+# Niceness of the writer thread: when training keeps every core busy, the writer waits for the
+# gaps instead of preempting an intra-op thread (which stalls the whole parallel region).
+WRITER_NICE = 10
+
+
+def _lower_priority() -> None:
+    """Linux only: there a thread has its own nice value (elsewhere it is the whole process's)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WRITER_NICE)
+    except OSError:
+        pass

@@ -305,3 +305,21 @@ def test_a_layer_in_eval_mode_is_measured_against_its_running_statistics(tmp_pat
         layer = snap["layers"][0]
         assert layer["mode"] == "eval" and layer["running_mean_pre"] == layer["running_mean_post"]
         assert layer["summary"]["drift"] > 0.5
+
+
+def test_without_weight_metrics_those_are_left_out(tmp_path) -> None:
+    torch.manual_seed(5)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 16, 2))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    path = tmp_path / "run.jsonl"
+    with bntop_torch.watch(model, opt, record=path, arrays_interval_s=0, weight_metrics=False):
+        for i in range(2):
+            loss = model(fixed(i, 5, 3, 6, 6)).pow(2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    records = read_records(path)
+    assert records[0]["layers"][0]["feeds_from"] == "0"
+    layer = of_kind(records, "snapshot")[0]["layers"][0]
+    assert "weight_norm" not in layer and "batch_mean" in layer and "relu_active" in layer
+    assert math.isnan(layer["summary"]["angular_update"]) and math.isnan(layer["summary"]["max_abs_cos"])
