@@ -176,6 +176,11 @@ def test_precise_bn_reports_population_statistics_and_apply_writes_them(tmp_path
     layer0 = pops[1]["layers"][0]
     assert len(layer0["mean"]) == 4 and 0.0 < layer0["var_ratio"] <= 1.0
     assert "precise_bn" in records[0]["producer"]["controls"]
-    # apply_precise_bn wrote the population mean (computed with the weights after step 3 ...
-    # so compare with the recorded population, and that with the direct computation now).
+    # The population of step 3 was computed with the weights the model still has.
     torch.testing.assert_close(torch.tensor(layer0["mean"]), means.mean(0), rtol=1e-4, atol=1e-5)
+    # apply_precise_bn wrote it into layer 0's running statistics (variance Bessel-corrected over
+    # the 8*6*6 values per channel of a batch), and left layer 1 alone.
+    torch.testing.assert_close(model[1].running_mean, torch.tensor(layer0["mean"]), rtol=1e-5, atol=1e-6)
+    n = 8 * 6 * 6
+    torch.testing.assert_close(model[1].running_var, torch.tensor(layer0["var"]) * n / (n - 1), rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(model[4].running_mean, torch.tensor(pops[1]["layers"][1]["mean"]))
