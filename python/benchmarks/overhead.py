@@ -1,0 +1,144 @@
+"""Overhead of bntop_torch.watch on a ResNet-18-shaped network on CPU.
+
+Watched and unwatched runs are interleaved (alternating which goes first) so that drift in the
+machine's speed hits both alike; each run's time per step is its median step, and the overhead
+is the median over watched runs against the median over unwatched ones.
+
+    python python/benchmarks/overhead.py [--rounds 6 --steps 4 --batch 64 --width 64]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Optional
+
+# OpenMP's busy-waiting threads make timings on a shared (oversubscribed) machine depend on the
+# gaps between operators rather than on the work: measured here, unwatched ResNet steps took 4x
+# the CPU of watched ones with it. Passive waiting makes both runs comparable; set the variable
+# yourself to measure otherwise. (Must be set before torch loads OpenMP.)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402
+from torch import nn
+
+import bntop_torch  # noqa: E402
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample: Optional[nn.Module] = None
+        if stride != 1 or cin != cout:
+            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + identity)
+
+
+class ResNet18(nn.Module):
+    """ResNet-18 for 32x32 inputs (3x3 stem, no max-pool): 20 BN layers, 4800 BN channels."""
+
+    def __init__(self, width: int = 64, classes: int = 10):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, width, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.relu = nn.ReLU(inplace=True)
+        stages, cin = [], width
+        for i in range(4):
+            cout = width * 2**i
+            stride = 1 if i == 0 else 2
+            stages.append(nn.Sequential(BasicBlock(cin, cout, stride), BasicBlock(cout, cout, 1)))
+            cin = cout
+        self.layer1, self.layer2, self.layer3, self.layer4 = stages
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(cin, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu(self.bn1(self.conv1(x)))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(torch.flatten(self.pool(x), 1))
+
+
+def run(model: nn.Module, opt: torch.optim.Optimizer, data: list[tuple[torch.Tensor, torch.Tensor]],
+        watched: bool, out: Path, cost: list[float], weight_metrics: bool = True) -> tuple[float, float]:
+    """Median wall and process-CPU seconds per step of one run (one warm-up step not counted).
+    Watched, `cost` gets the seconds per step in bntop-torch's hooks and its writer thread."""
+    mon = bntop_torch.watch(model, opt, record=out, weight_metrics=weight_metrics) if watched else None
+    times, cpu = [], []
+    for i, (x, y) in enumerate(data):
+        start, start_cpu = time.perf_counter(), time.process_time()
+        loss = nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if mon is not None:
+            mon.log(loss=loss.detach())
+        if i > 0:
+            times.append(time.perf_counter() - start)
+            cpu.append(time.process_time() - start_cpu)
+    if mon is not None:
+        mon.close()
+        assert mon.writer is not None
+        cost += [mon.stopwatch.seconds / len(data), mon.writer.cpu_s / len(data)]
+    return statistics.median(times), statistics.median(cpu)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--steps", type=int, default=4, help="timed steps per run (+1 warm-up)")
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--width", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--no-weight-metrics", action="store_true", help="watch(..., weight_metrics=False)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    torch.manual_seed(0)
+    model = ResNet18(args.width)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+    data = [(torch.randn(args.batch, 3, 32, 32), torch.randint(0, 10, (args.batch,))) for _ in range(args.steps + 1)]
+    bn = sum(1 for m in model.modules() if isinstance(m, nn.BatchNorm2d))
+    print(
+        f"ResNet-18-shaped, {bn} BN layers, batch {args.batch}, 32x32x3, CPU, {torch.get_num_threads()} threads, "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, weight metrics {'off' if args.no_weight_metrics else 'on'}"
+    )
+    runs: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
+    with tempfile.TemporaryDirectory() as tmp:
+        # The process's first runs are slower (allocator, thread pool, caches): not counted.
+        run(model, opt, data, False, Path(tmp) / "warm.jsonl", [])
+        run(model, opt, data, True, Path(tmp) / "warm.jsonl", [])
+        costs: list[float] = []
+        for r in range(args.rounds):
+            order = (False, True) if r % 2 == 0 else (True, False)
+            for w in order:
+                wall, cpu = run(model, opt, data, w, Path(tmp) / f"run{r}.jsonl", costs, not args.no_weight_metrics)
+                runs[w].append((wall, cpu))
+                label = "watched  " if w else "unwatched"
+                print(f"round {r}: {label} {wall * 1000:8.1f} ms/step wall {cpu * 1000:8.1f} ms/step CPU", flush=True)
+    hooks, writer = statistics.median(costs[0::2]), statistics.median(costs[1::2])
+    plain = statistics.median(t[0] for t in runs[False])
+    print(f"in bntop-torch: {hooks * 1000:.1f} ms/step in its hooks (training thread, "
+          f"{100 * hooks / plain:.2f}% of an unwatched step), {writer * 1000:.1f} ms/step CPU in its writer thread")
+    for i, what in enumerate(("wall", "CPU")):
+        base = statistics.median(t[i] for t in runs[False])
+        mon = statistics.median(t[i] for t in runs[True])
+        print(f"{what:4}: median unwatched {base * 1000:.1f} ms/step, watched {mon * 1000:.1f} ms/step, "
+              f"overhead {100 * (mon / base - 1):+.2f}%")
+
+
+if __name__ == "__main__":
+    main()

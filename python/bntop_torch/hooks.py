@@ -1,0 +1,209 @@
+"""Finding the BatchNorm layers, what feeds them and what consumes them, through module hooks.
+
+A conv or linear layer "feeds" a BN when its output tensor is the BN's input (tensor identity);
+an nn.ReLU "consumes" a BN when its input is the BN's output. Only forwards with gradients
+enabled (training forwards) are measured: evaluations under no_grad leave the step's numbers
+alone.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+import torch
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from . import stats
+from .stopwatch import Stopwatch
+
+# Modules whose output may feed a BN and whose weight rows are the BN's channels.
+FEEDERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+_KIND_BY_DIM = {2: "bn1d", 3: "bn1d", 4: "bn2d", 5: "bn3d"}
+
+
+@dataclass
+class Capture:
+    """What one layer's last training forward measured (device tensors)."""
+
+    mode_train: bool
+    running_mean_pre: Optional[torch.Tensor]
+    running_var_pre: Optional[torch.Tensor]
+    batch_mean: Optional[torch.Tensor] = None
+    batch_var: Optional[torch.Tensor] = None
+    relu: Optional[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = None
+
+
+@dataclass
+class BnLayer:
+    index: int
+    name: str
+    module: _BatchNorm
+    sync: bool
+    # Set by set_mode: "train" or "eval" survives the user's model.train()/eval() calls.
+    pinned: Optional[str] = None
+    feeder_name: Optional[str] = None
+    feeder: Optional[nn.Module] = None
+    kind: Optional[str] = None
+    input_shape: Optional[tuple[int, ...]] = None
+    feeder_input_shape: Optional[tuple[int, ...]] = None
+    capture: Optional[Capture] = None
+
+    @property
+    def channels(self) -> int:
+        return int(self.module.num_features)
+
+    @property
+    def tracks(self) -> bool:
+        return self.module.track_running_stats and self.module.running_mean is not None
+
+    def running(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Running mean, running variance and num_batches_tracked (a layer that tracks them)."""
+        m = self.module
+        rm, rv, nbt = m.running_mean, m.running_var, m.num_batches_tracked
+        assert rm is not None and rv is not None and nbt is not None, f"{self.name} tracks no running statistics"
+        return rm, rv, nbt
+
+    @property
+    def affine(self) -> bool:
+        return self.module.weight is not None
+
+
+def find_bn_layers(model: nn.Module) -> list[BnLayer]:
+    return [
+        BnLayer(i, name, m, isinstance(m, nn.SyncBatchNorm))
+        for i, (name, m) in enumerate(
+            (n, m) for n, m in model.named_modules() if isinstance(m, _BatchNorm)
+        )
+    ]
+
+
+@dataclass
+class Taps:
+    """The hooks on one model. `active()` says whether a forward should be measured."""
+
+    model: nn.Module
+    layers: list[BnLayer]
+    active: Callable[[], bool]
+    on_training_forward: Callable[[], None]
+    stopwatch: Stopwatch = field(default_factory=Stopwatch)
+    scratch: stats.Scratch = field(default_factory=stats.Scratch)
+    learn_topology: bool = True
+    # Ranks other than 0 only need the batch moments (for the per-rank drift).
+    batch_only: bool = False
+    _bn_outputs: dict[int, tuple[torch.Tensor, BnLayer]] = field(default_factory=dict)
+    _feeder_outputs: dict[int, tuple[torch.Tensor, str, nn.Module, tuple[int, ...]]] = field(
+        default_factory=dict
+    )
+    _handles: list[Any] = field(default_factory=list)
+    _feeder_handles: list[Any] = field(default_factory=list)
+
+    def install(self) -> None:
+        timed = self.stopwatch.wrap
+        self._handles.append(self.model.register_forward_pre_hook(timed(self._model_pre)))
+        for layer in self.layers:
+            bn = layer.module
+            self._handles.append(bn.register_forward_pre_hook(timed(self._bn_pre_hook(layer))))
+            self._handles.append(bn.register_forward_hook(timed(self._bn_post_hook(layer))))
+        for m in self.model.modules():
+            if isinstance(m, nn.ReLU):
+                self._handles.append(m.register_forward_hook(timed(self._relu_hook)))
+        names = {id(m): n for n, m in self.model.named_modules()}
+        for m in self.model.modules():
+            if isinstance(m, FEEDERS):
+                self._feeder_handles.append(
+                    m.register_forward_hook(timed(self._feeder_hook(names[id(m)])))
+                )
+
+    def stop_learning_topology(self) -> None:
+        """The header is out: which module feeds which BN is fixed now; drop those hooks."""
+        self.learn_topology = False
+        for h in self._feeder_handles:
+            h.remove()
+        self._feeder_handles.clear()
+        self._feeder_outputs.clear()
+
+    def remove(self) -> None:
+        for h in self._handles + self._feeder_handles:
+            h.remove()
+        self._handles.clear()
+        self._feeder_handles.clear()
+        self.forget_outputs()
+
+    def forget_outputs(self) -> None:
+        """Drop the references to activations kept for identity matching."""
+        self._bn_outputs.clear()
+        self._feeder_outputs.clear()
+
+    def _measuring(self) -> bool:
+        return torch.is_grad_enabled() and self.active()
+
+    def _model_pre(self, module: nn.Module, args: Any) -> None:
+        self.forget_outputs()
+        if self._measuring():
+            self.on_training_forward()
+
+    def _feeder_hook(self, name: str) -> Callable[..., None]:
+        def hook(module: nn.Module, args: Any, output: Any) -> None:
+            if self.learn_topology and self._measuring() and isinstance(output, torch.Tensor):
+                shape = tuple(args[0].shape) if args and isinstance(args[0], torch.Tensor) else ()
+                self._feeder_outputs[id(output)] = (output, name, module, shape)
+
+        return hook
+
+    def _bn_pre_hook(self, layer: BnLayer) -> Callable[..., None]:
+        def hook(module: _BatchNorm, args: Any) -> None:
+            # A pinned mode wins over the user's model.train() (called every epoch); when the
+            # whole model is in eval mode every layer is evaluated as such.
+            if layer.pinned is not None and self.model.training:
+                module.training = layer.pinned == "train"
+            if not self._measuring() or not args or not isinstance(args[0], torch.Tensor):
+                return
+            x = args[0]
+            if self.learn_topology:
+                layer.kind = _KIND_BY_DIM.get(x.dim(), "bn2d")
+                layer.input_shape = tuple(x.shape)
+                found = self._feeder_outputs.get(id(x))
+                if found is not None and found[0] is x and _rows_match(found[2], layer):
+                    _, layer.feeder_name, layer.feeder, layer.feeder_input_shape = found
+            rm, rv = module.running_mean, module.running_var
+            layer.capture = Capture(
+                mode_train=module.training or not layer.tracks,
+                running_mean_pre=rm.detach().clone() if rm is not None and layer.tracks else None,
+                running_var_pre=(
+                    rv.detach().clone() if rv is not None and layer.tracks and not self.batch_only else None
+                ),
+            )
+
+        return hook
+
+    def _bn_post_hook(self, layer: BnLayer) -> Callable[..., None]:
+        def hook(module: _BatchNorm, args: Any, output: Any) -> None:
+            cap = layer.capture
+            if not isinstance(output, torch.Tensor) or not self._measuring() or cap is None:
+                return
+            self._bn_outputs[id(output)] = (output, layer)
+            saved = stats.saved_bn_moments(output, module.eps) if cap.mode_train else None
+            if saved is None:
+                # Eval mode (or another BN kernel): one more pass, centred on the running mean.
+                saved = stats.channel_moments(args[0], cap.running_mean_pre)
+            cap.batch_mean, cap.batch_var = saved
+            if self.batch_only:
+                cap.running_mean_pre = None
+
+        return hook
+
+    def _relu_hook(self, module: nn.Module, args: Any, output: Any) -> None:
+        if self.batch_only or not args or not self._bn_outputs:
+            return
+        found = self._bn_outputs.get(id(args[0]))
+        if found is None or found[0] is not args[0]:
+            return
+        layer = found[1]
+        if layer.capture is not None and isinstance(output, torch.Tensor):
+            layer.capture.relu = stats.relu_moments(output, self.scratch)
+
+
+def _rows_match(feeder: nn.Module, layer: BnLayer) -> bool:
+    weight = getattr(feeder, "weight", None)
+    return isinstance(weight, torch.Tensor) and weight.dim() >= 2 and weight.shape[0] == layer.channels

@@ -1,0 +1,98 @@
+"""The stream's plumbing: log() timing, decimation like bntop's recorder, a writer that never
+blocks training, and the end record."""
+from __future__ import annotations
+
+import math
+import threading
+import time
+
+import torch
+from torch import nn
+
+import bntop_torch
+from bntop_torch.sink import Writer
+from bntop_torch.stream import Decimator, Keep
+from helpers import of_kind, read_records
+
+
+def tiny() -> tuple[nn.Module, torch.optim.Optimizer]:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3), nn.ReLU(), nn.Linear(3, 1))
+    return model, torch.optim.SGD(model.parameters(), lr=0.1)
+
+
+def test_log_before_or_after_the_step_goes_with_that_step(tmp_path) -> None:
+    model, opt = tiny()
+    path = tmp_path / "run.jsonl"
+    with bntop_torch.watch(model, opt, record=path, snapshot_interval_s=0, arrays_interval_s=0) as mon:
+        for i in range(4):
+            loss = model(torch.randn(6, 4)).pow(2).mean()
+            opt.zero_grad()
+            loss.backward()
+            if i == 0:
+                mon.log(loss=10.0, accuracy=0.5)  # between the forward and the step
+            opt.step()
+            if i == 1:
+                mon.log(loss=11.0)  # after the step, before the next forward
+            if i == 2:
+                mon.log(accuracy=torch.tensor(0.75))
+    snaps = of_kind(read_records(path), "snapshot")
+    assert [s["loss"] for s in snaps[:2]] == [10.0, 11.0]
+    assert snaps[0]["batch_accuracy"] == 0.5 and snaps[2]["batch_accuracy"] == 0.75
+    assert math.isnan(snaps[2]["loss"]) and math.isnan(snaps[3]["loss"]) and math.isnan(snaps[1]["batch_accuracy"])
+
+
+def test_decimation_follows_the_rust_recorder() -> None:
+    d = Decimator(snapshot_interval_s=0.04, arrays_interval_s=2.0)
+    times = [0.0, 0.01, 0.05, 0.06, 1.0, 2.0, 2.03, 2.1]
+    got = [d.decide(t) for t in times]
+    assert got == [Keep.WHOLE, Keep.SKIP, Keep.SUMMARY, Keep.SKIP, Keep.SUMMARY, Keep.WHOLE, Keep.SKIP, Keep.SUMMARY]
+    d.control_applied()
+    assert d.decide(2.11) is Keep.WHOLE  # the step after a control, however soon
+
+
+def test_the_last_step_is_kept_whole_and_the_end_follows(tmp_path) -> None:
+    model, opt = tiny()
+    path = tmp_path / "run.jsonl"
+    with bntop_torch.watch(model, opt, record=path, snapshot_interval_s=60) as mon:
+        for _ in range(5):
+            loss = model(torch.randn(6, 4)).pow(2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        mon.evaluation(loss=0.3, accuracy=0.9, samples=10)
+    records = read_records(path)
+    assert [r["kind"] for r in records] == ["header", "snapshot", "evaluation", "snapshot", "end"]
+    assert [s["step"] for s in of_kind(records, "snapshot")] == [1, 5]
+    assert "batch_mean" in records[3]["layers"][0]
+    assert records[2]["running_stats"] == {"loss": 0.3, "accuracy": 0.9}
+    assert math.isnan(records[2]["batch_stats"]["loss"])
+    assert records[-1]["reason"] == "completed" and records[-1]["step"] == 5
+
+
+class SlowOutput:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.release = threading.Event()
+
+    def write_line(self, line: str) -> None:
+        self.release.wait(10)
+        self.lines.append(line)
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_slow_output_drops_snapshots_never_other_records_and_never_blocks() -> None:
+    out = SlowOutput()
+    writer = Writer([out], build_snapshot=lambda data: f"snapshot {data}\n", max_snapshots=4)
+    start = time.monotonic()
+    kept = [writer.snapshot(i) for i in range(50)]  # type: ignore[arg-type]
+    for i in range(20):
+        writer.record({"kind": "marker", "step": i, "marker": "epoch", "label": f"epoch {i}"})
+    assert time.monotonic() - start < 0.5, "queuing never waits for the output"
+    assert sum(kept) <= 5 and writer.dropped >= 45
+    out.release.set()
+    writer.close()
+    markers = [line for line in out.lines if '"marker"' in line]
+    assert len(markers) == 20
