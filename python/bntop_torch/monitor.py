@@ -138,11 +138,14 @@ class Monitor:
         `optimizer.step()`, they go with that step; called after the step (before the next
         forward), with the step just done."""
         values = [_as_float(loss), _as_float(accuracy)]
-        if not self._forward_since_step and self._pending is not None:
+        # After the step: the step just done, whether its snapshot is waiting to be written or
+        # was held back by the decimation (it is written at close if it is the last).
+        done = self._pending or (self._held_back[0] if self._held_back is not None else None)
+        if not self._forward_since_step and done is not None and done.step == self.step:
             if loss is not None:
-                self._pending.loss = values[0]
+                done.loss = values[0]
             if accuracy is not None:
-                self._pending.batch_accuracy = values[1]
+                done.batch_accuracy = values[1]
             return
         if loss is not None:
             self._next_loss = values[0]
