@@ -595,3 +595,26 @@ fn long_names_leave_room_for_the_legend() {
         "the table has room\n{text}"
     );
 }
+
+/// A layer no ReLU consumes (a residual branch's last BN): the producer sends NaN for its active
+/// fraction, and the table shows "-", not a NaN that reads like a diverged run.
+#[test]
+fn a_layer_without_a_relu_shows_a_dash() {
+    let header = synthetic::producer_header(synthetic::resnet18_layers(), 1);
+    let mut app = App::new();
+    let now = Instant::now();
+    for mut event in NetworkRun::new(header, 30, 11) {
+        if let Event::Snapshot(s) = &mut event {
+            s.layers[2].summary.relu_active = f32::NAN;
+        }
+        app.on_event(&event, now);
+    }
+    let text = text(&app, 120, 40);
+    let without = row_of(&text, "layer1.0.bn2").expect("row");
+    let with = row_of(&text, "layer1.0.bn1").expect("row");
+    assert!(
+        !without.contains("NaN") && without.contains(" - "),
+        "{without}"
+    );
+    assert!(with.contains('%'), "{with}");
+}

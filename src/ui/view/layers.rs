@@ -69,6 +69,11 @@ fn d_cell(_: &LayerState, s: &LayerSnapshot) -> (String, Health) {
 
 fn relu_cell(_: &LayerState, s: &LayerSnapshot) -> (String, Health) {
     let a = f64::from(s.summary.relu_active);
+    // A fraction of values is never NaN, even in a diverged run: NaN is a producer's "no ReLU
+    // consumes this layer's output" (a residual branch's last BN, say).
+    if a.is_nan() {
+        return ("-".into(), Health::Ok);
+    }
     (pct(a), health::relu_active(a))
 }
 
