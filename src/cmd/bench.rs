@@ -5,6 +5,7 @@ use clap::Args;
 
 use bntop::bench;
 use bntop::engine;
+use bntop::engine::model::Widths;
 
 use super::{load_data, Failure};
 
@@ -29,6 +30,10 @@ pub struct BenchArgs {
     /// of a data set: speed only. Channels 1 or 3.
     #[arg(long, value_parser = parse_shape)]
     pub shape: Option<[usize; 3]>,
+    /// Channels of each conv -> BN -> ReLU block, as for training (default: 16,32,64 for images
+    /// up to 16x16, 16,32,64,128 for larger ones).
+    #[arg(long)]
+    pub widths: Option<Widths>,
 }
 
 /// Largest random image accepted by `--shape`, in pixels (3x256x256), so a typo cannot ask for
@@ -47,7 +52,9 @@ fn parse_shape(text: &str) -> Result<[usize; 3], String> {
     let [channels, height, width] = <[usize; 3]>::try_from(dims)
         .map_err(|_| format!("{text:?} is not three comma-separated sizes, e.g. 3,32,32"))?;
     if channels != 1 && channels != 3 {
-        return Err(format!("{channels} channels: the model takes 1 or 3"));
+        return Err(format!(
+            "{channels} channels: random images are 1 (grey) or 3 (colour)"
+        ));
     }
     if height == 0 || width == 0 {
         return Err("height and width must be positive".into());
@@ -122,6 +129,7 @@ pub fn run_bench(args: &BenchArgs) -> Result<(), Failure> {
         warmup: args.warmup,
         rounds: args.rounds,
         batches: args.batches.clone(),
+        widths: args.widths.clone(),
     };
     bench::training::run(&plan, &data, &mut std::io::stdout()).map_err(Failure::Failed)
 }
