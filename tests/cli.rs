@@ -104,6 +104,11 @@ fn bad_arguments_exit_2_with_a_one_line_error() {
         (&["--data-order", "sorted"], "class_sorted"),
         (&["--precise-samples", "0"], "--precise-samples"),
         (&["--lab-every", "often"], "--lab-every"),
+        (&["--widths", "16,0,64"], "block 2 has 0 channels"),
+        (&["--widths", "16,513"], "block 2 has 513 channels"),
+        (&["--widths", "1,2,3,4,5,6,7,8,9"], "9 blocks"),
+        (&["--widths", "16,,32"], "--widths"),
+        (&["--widths", ""], "--widths"),
     ];
     for (args, mentions) in cases {
         let mut full = vec!["train", "--headless", "--steps", "1"];
@@ -496,6 +501,51 @@ fn data_mnist_trains_on_the_embedded_mnist_and_digits_is_the_default() {
     );
 }
 
+/// `--widths` chooses the blocks (the header lists them); without it the network follows the
+/// image size: three blocks on the 8x8 digits, four on 28x28 MNIST.
+#[test]
+fn widths_choose_the_blocks_and_the_default_follows_the_image_size() {
+    let layers = |args: &[&str]| {
+        let mut full = vec![
+            "train",
+            "--headless",
+            "--json",
+            "--no-record",
+            "--steps",
+            "2",
+            "--batch",
+            "16",
+        ];
+        full.extend_from_slice(args);
+        let h = header(&bntop(&full));
+        h.layers
+            .iter()
+            .map(|l| (l.name.clone(), l.channels, l.stride, l.out_height))
+            .collect::<Vec<_>>()
+    };
+    let named = |blocks: &[(usize, usize, usize)]| {
+        (blocks.iter().enumerate())
+            .map(|(i, &(c, s, h))| (format!("block{}", i + 1), c, s, h))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        layers(&["--data", "digits", "--widths", "8,16"]),
+        named(&[(8, 1, 8), (16, 2, 4)])
+    );
+    assert_eq!(
+        layers(&["--data", "digits"]),
+        named(&[(16, 1, 8), (32, 2, 4), (64, 2, 2)])
+    );
+    assert_eq!(
+        layers(&["--data", "mnist"]),
+        named(&[(16, 1, 28), (32, 2, 14), (64, 2, 7), (128, 2, 4)])
+    );
+    assert_eq!(
+        layers(&["--data", "mnist", "--widths", "4"]),
+        named(&[(4, 1, 28)])
+    );
+}
+
 #[test]
 fn a_directory_named_mnist_is_reached_as_a_path() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -542,6 +592,7 @@ fn bench_on_a_random_shape_prints_gflops() {
     assert!(out.status.success(), "{}", stderr(&out));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("random (generated, 3x8x8 images)"), "{text}");
+    assert!(text.contains("widths 16,32,64 on random"), "{text}");
     assert!(
         text.contains("GFLOP/s: metrics-off steps/s x conv + linear FLOPs"),
         "{text}"
@@ -576,4 +627,28 @@ fn bench_on_a_random_shape_prints_gflops() {
         assert_eq!(out.status.code(), Some(2), "{shape}: {err}");
         assert!(err.contains(problem), "{shape}: {err}");
     }
+
+    // --widths: the FLOPs follow the network (3x8x8 -> 8x8 -> 4x4 with 4 and 8 channels).
+    let mut args = args.to_vec();
+    args.extend(["--widths", "4,8"]);
+    let out = bntop(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("widths 4,8 on random"), "{text}");
+    let row = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("8 "))
+        .unwrap_or_else(|| panic!("no batch-8 row: {text}"));
+    let fields: Vec<&str> = row.split_whitespace().collect();
+    let rate: f64 = fields[1].parse().expect("rate");
+    let gflops: f64 = fields[3].parse().expect("GFLOP/s");
+    let forward = 2.0 * 8.0 * (4.0 * 27.0 * 64.0 + 8.0 * 36.0 * 16.0 + 8.0 * 10.0);
+    let expected = rate * 3.0 * forward / 1e9;
+    assert!(
+        (gflops - expected).abs() <= 0.006 + 1e-3 * expected,
+        "{gflops} vs {expected}: {row}"
+    );
+    let out = bntop(&["bench", "--widths", "0"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("block 1 has 0 channels"));
 }

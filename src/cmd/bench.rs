@@ -53,7 +53,7 @@ fn parse_shape(text: &str) -> Result<[usize; 3], String> {
         .map_err(|_| format!("{text:?} is not three comma-separated sizes, e.g. 3,32,32"))?;
     if channels != 1 && channels != 3 {
         return Err(format!(
-            "{channels} channels: random images are 1 (grey) or 3 (colour)"
+            "{channels} channels: --shape makes 1 or 3 (grey or colour images)"
         ));
     }
     if height == 0 || width == 0 {
