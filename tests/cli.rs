@@ -21,7 +21,10 @@ fn bntop_in(dir: &Path, args: &[&str]) -> Output {
 #[test]
 fn a_headless_run_is_recorded_under_sessions_by_default() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = bntop_in(dir.path(), &["train", "--headless", "--steps", "60"]);
+    let out = bntop_in(
+        dir.path(),
+        &["train", "--headless", "--steps", "60", "--data", "digits"],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let files: Vec<_> = std::fs::read_dir(dir.path().join("sessions"))
         .expect("sessions/ was created")
@@ -53,7 +56,15 @@ fn a_headless_run_is_recorded_under_sessions_by_default() {
     // --no-record writes nothing; --record chooses the file.
     let out = bntop_in(
         dir.path(),
-        &["train", "--headless", "--steps", "5", "--no-record"],
+        &[
+            "train",
+            "--headless",
+            "--steps",
+            "5",
+            "--data",
+            "digits",
+            "--no-record",
+        ],
     );
     assert!(out.status.success());
     let out = bntop_in(
@@ -63,6 +74,8 @@ fn a_headless_run_is_recorded_under_sessions_by_default() {
             "--headless",
             "--steps",
             "5",
+            "--data",
+            "digits",
             "--record",
             "mine.jsonl",
         ],
@@ -155,6 +168,8 @@ fn json_stream_has_header_snapshots_evaluations_and_end_in_order() {
         "--eval-every",
         "20",
         "--conv-bias",
+        "--data",
+        "digits",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let events = events(&out);
@@ -217,6 +232,8 @@ fn a_diverging_run_reports_divergence_and_its_nans_survive_json() {
         "1e6",
         "--momentum",
         "0",
+        "--data",
+        "digits",
     ]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
@@ -330,7 +347,7 @@ fn trains_on_an_idx_directory_and_a_cifar_batch() {
 /// A headless run recording to `file`, returned once the file holds at least `bytes`.
 fn recording_run(file: &Path, bytes: u64) -> std::process::Child {
     let child = Command::new(env!("CARGO_BIN_EXE_bntop"))
-        .args(["train", "--headless", "--record"])
+        .args(["train", "--headless", "--data", "digits", "--record"])
         .arg(file)
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -386,6 +403,8 @@ fn export_writes_csv_per_step_and_layer() {
             "--headless",
             "--steps",
             "40",
+            "--data",
+            "digits",
             "--record",
             "run.jsonl",
         ],
@@ -454,8 +473,9 @@ fn header(out: &Output) -> bntop::protocol::RunHeader {
 }
 
 #[test]
-fn data_mnist_trains_on_the_embedded_mnist_and_digits_is_the_default() {
+fn data_mnist_trains_on_the_embedded_mnist_and_is_the_default() {
     let run = |data: &[&str]| {
+        // No lab and a small held-out sample: MNIST's 2,000 images cost seconds in a debug build.
         let mut args = vec![
             "train",
             "--headless",
@@ -464,6 +484,10 @@ fn data_mnist_trains_on_the_embedded_mnist_and_digits_is_the_default() {
             "3",
             "--batch",
             "16",
+            "--lab-every",
+            "0",
+            "--eval-samples",
+            "64",
         ];
         args.extend_from_slice(data);
         bntop(&args)
@@ -493,10 +517,11 @@ fn data_mnist_trains_on_the_embedded_mnist_and_digits_is_the_default() {
         .any(|e| matches!(e, Event::End(end) if end.reason == EndReason::Completed)));
 
     let default = header(&run(&[]));
+    assert_eq!(default.data, h.data);
+    assert_eq!(default.layers, h.layers);
     let digits = header(&run(&["--data", "digits"]));
-    assert_eq!(digits.data, default.data);
     assert_eq!(
-        (default.data.name.as_str(), default.data.train_images),
+        (digits.data.name.as_str(), digits.data.train_images),
         ("digits", 1437)
     );
 }
@@ -515,6 +540,10 @@ fn widths_choose_the_blocks_and_the_default_follows_the_image_size() {
             "2",
             "--batch",
             "16",
+            "--lab-every",
+            "0",
+            "--eval-samples",
+            "64",
         ];
         full.extend_from_slice(args);
         let h = header(&bntop(&full));
