@@ -21,7 +21,10 @@ fn bntop_in(dir: &Path, args: &[&str]) -> Output {
 #[test]
 fn a_headless_run_is_recorded_under_sessions_by_default() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = bntop_in(dir.path(), &["train", "--headless", "--steps", "60"]);
+    let out = bntop_in(
+        dir.path(),
+        &["train", "--headless", "--steps", "60", "--data", "digits"],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let files: Vec<_> = std::fs::read_dir(dir.path().join("sessions"))
         .expect("sessions/ was created")
@@ -53,7 +56,15 @@ fn a_headless_run_is_recorded_under_sessions_by_default() {
     // --no-record writes nothing; --record chooses the file.
     let out = bntop_in(
         dir.path(),
-        &["train", "--headless", "--steps", "5", "--no-record"],
+        &[
+            "train",
+            "--headless",
+            "--steps",
+            "5",
+            "--data",
+            "digits",
+            "--no-record",
+        ],
     );
     assert!(out.status.success());
     let out = bntop_in(
@@ -63,6 +74,8 @@ fn a_headless_run_is_recorded_under_sessions_by_default() {
             "--headless",
             "--steps",
             "5",
+            "--data",
+            "digits",
             "--record",
             "mine.jsonl",
         ],
@@ -104,6 +117,11 @@ fn bad_arguments_exit_2_with_a_one_line_error() {
         (&["--data-order", "sorted"], "class_sorted"),
         (&["--precise-samples", "0"], "--precise-samples"),
         (&["--lab-every", "often"], "--lab-every"),
+        (&["--widths", "16,0,64"], "block 2 has 0 channels"),
+        (&["--widths", "16,513"], "block 2 has 513 channels"),
+        (&["--widths", "1,2,3,4,5,6,7,8,9"], "9 blocks"),
+        (&["--widths", "16,,32"], "--widths"),
+        (&["--widths", ""], "--widths"),
     ];
     for (args, mentions) in cases {
         let mut full = vec!["train", "--headless", "--steps", "1"];
@@ -150,6 +168,8 @@ fn json_stream_has_header_snapshots_evaluations_and_end_in_order() {
         "--eval-every",
         "20",
         "--conv-bias",
+        "--data",
+        "digits",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let events = events(&out);
@@ -212,6 +232,8 @@ fn a_diverging_run_reports_divergence_and_its_nans_survive_json() {
         "1e6",
         "--momentum",
         "0",
+        "--data",
+        "digits",
     ]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
@@ -325,7 +347,7 @@ fn trains_on_an_idx_directory_and_a_cifar_batch() {
 /// A headless run recording to `file`, returned once the file holds at least `bytes`.
 fn recording_run(file: &Path, bytes: u64) -> std::process::Child {
     let child = Command::new(env!("CARGO_BIN_EXE_bntop"))
-        .args(["train", "--headless", "--record"])
+        .args(["train", "--headless", "--data", "digits", "--record"])
         .arg(file)
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -381,6 +403,8 @@ fn export_writes_csv_per_step_and_layer() {
             "--headless",
             "--steps",
             "40",
+            "--data",
+            "digits",
             "--record",
             "run.jsonl",
         ],
@@ -454,8 +478,9 @@ fn header(out: &Output) -> bntop::protocol::RunHeader {
 }
 
 #[test]
-fn data_mnist_trains_on_the_embedded_mnist_and_digits_is_the_default() {
+fn data_mnist_trains_on_the_embedded_mnist_and_is_the_default() {
     let run = |data: &[&str]| {
+        // No lab and a small held-out sample: MNIST's 2,000 images cost seconds in a debug build.
         let mut args = vec![
             "train",
             "--headless",
@@ -464,6 +489,10 @@ fn data_mnist_trains_on_the_embedded_mnist_and_digits_is_the_default() {
             "3",
             "--batch",
             "16",
+            "--lab-every",
+            "0",
+            "--eval-samples",
+            "64",
         ];
         args.extend_from_slice(data);
         bntop(&args)
@@ -493,11 +522,61 @@ fn data_mnist_trains_on_the_embedded_mnist_and_digits_is_the_default() {
         .any(|e| matches!(e, Event::End(end) if end.reason == EndReason::Completed)));
 
     let default = header(&run(&[]));
+    assert_eq!(default.data, h.data);
+    assert_eq!(default.layers, h.layers);
     let digits = header(&run(&["--data", "digits"]));
-    assert_eq!(digits.data, default.data);
     assert_eq!(
-        (data(&default).name.as_str(), data(&default).train_images),
+        (data(&digits).name.as_str(), data(&digits).train_images),
         ("digits", 1437)
+    );
+}
+
+/// `--widths` chooses the blocks (the header lists them); without it the network follows the
+/// image size: three blocks on the 8x8 digits, four on 28x28 MNIST.
+#[test]
+fn widths_choose_the_blocks_and_the_default_follows_the_image_size() {
+    let layers = |args: &[&str]| {
+        let mut full = vec![
+            "train",
+            "--headless",
+            "--json",
+            "--no-record",
+            "--steps",
+            "2",
+            "--batch",
+            "16",
+            "--lab-every",
+            "0",
+            "--eval-samples",
+            "64",
+        ];
+        full.extend_from_slice(args);
+        let h = header(&bntop(&full));
+        h.layers
+            .iter()
+            .map(|l| (l.name.clone(), l.channels, l.stride, l.out_height))
+            .collect::<Vec<_>>()
+    };
+    let named = |blocks: &[(usize, usize, usize)]| {
+        (blocks.iter().enumerate())
+            .map(|(i, &(c, s, h))| (format!("block{}", i + 1), c, s, h))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        layers(&["--data", "digits", "--widths", "8,16"]),
+        named(&[(8, 1, 8), (16, 2, 4)])
+    );
+    assert_eq!(
+        layers(&["--data", "digits"]),
+        named(&[(16, 1, 8), (32, 2, 4), (64, 2, 2)])
+    );
+    assert_eq!(
+        layers(&["--data", "mnist"]),
+        named(&[(16, 1, 28), (32, 2, 14), (64, 2, 7), (128, 2, 4)])
+    );
+    assert_eq!(
+        layers(&["--data", "mnist", "--widths", "4"]),
+        named(&[(4, 1, 28)])
     );
 }
 
@@ -547,6 +626,7 @@ fn bench_on_a_random_shape_prints_gflops() {
     assert!(out.status.success(), "{}", stderr(&out));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("random (generated, 3x8x8 images)"), "{text}");
+    assert!(text.contains("widths 16,32,64 on random"), "{text}");
     assert!(
         text.contains("GFLOP/s: metrics-off steps/s x conv + linear FLOPs"),
         "{text}"
@@ -581,4 +661,28 @@ fn bench_on_a_random_shape_prints_gflops() {
         assert_eq!(out.status.code(), Some(2), "{shape}: {err}");
         assert!(err.contains(problem), "{shape}: {err}");
     }
+
+    // --widths: the FLOPs follow the network (3x8x8 -> 8x8 -> 4x4 with 4 and 8 channels).
+    let mut args = args.to_vec();
+    args.extend(["--widths", "4,8"]);
+    let out = bntop(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("widths 4,8 on random"), "{text}");
+    let row = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("8 "))
+        .unwrap_or_else(|| panic!("no batch-8 row: {text}"));
+    let fields: Vec<&str> = row.split_whitespace().collect();
+    let rate: f64 = fields[1].parse().expect("rate");
+    let gflops: f64 = fields[3].parse().expect("GFLOP/s");
+    let forward = 2.0 * 8.0 * (4.0 * 27.0 * 64.0 + 8.0 * 36.0 * 16.0 + 8.0 * 10.0);
+    let expected = rate * 3.0 * forward / 1e9;
+    assert!(
+        (gflops - expected).abs() <= 0.006 + 1e-3 * expected,
+        "{gflops} vs {expected}: {row}"
+    );
+    let out = bntop(&["bench", "--widths", "0"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("block 1 has 0 channels"));
 }

@@ -100,6 +100,8 @@ fn a_headless_json_stream_whose_reader_goes_away_stops_the_run_and_records_its_e
             "train",
             "--headless",
             "--json",
+            "--data",
+            "digits",
             "--steps",
             "100000",
             "--record",

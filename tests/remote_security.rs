@@ -248,7 +248,7 @@ fn serve_refuses_a_named_socket_directory_others_could_write_to() {
     for dir in [&sticky, &fresh] {
         let socket = dir.join("b.sock");
         let mut serve = Process::new(env!("CARGO_BIN_EXE_bntop"))
-            .args(["serve", "--no-record", "--socket"])
+            .args(["serve", "--data", "digits", "--no-record", "--socket"])
             .arg(&socket)
             .stdin(Stdio::null())
             .stderr(Stdio::null())

@@ -57,16 +57,18 @@ fn shell_quote(s: &str) -> String {
 }
 
 /// The pane's command: `bntop args`, then its exit code and the terminal modes; then the pane
-/// stays open so the screen can be read.
+/// stays open so the screen can be read. Live runs train on the digits, which learn in seconds.
 fn bntop_script(args: &[&str]) -> String {
+    let live = args.first() != Some(&"replay");
     // Live runs here are not about recording: keep recordings out of the source tree.
-    let record = if args.contains(&"--record") || args.first() == Some(&"replay") {
+    let record = if args.contains(&"--record") || !live {
         ""
     } else {
         "--no-record"
     };
+    let data = if live { "--data digits" } else { "" };
     format!(
-        "{} {} {record}; echo \"EXIT=$?\"; stty -a; exec sleep 600",
+        "{} {} {data} {record}; echo \"EXIT=$?\"; stty -a; exec sleep 600",
         shell_quote(env!("CARGO_BIN_EXE_bntop")),
         args.join(" ")
     )

@@ -241,3 +241,83 @@ fn data_order_starts_from_the_config_and_changes_live() {
     });
     assert!(echo.is_some_and(|c| c.rejected.is_none() && c.step >= 20));
 }
+
+/// (channels, stride, input height, output height) of one block.
+type Block = (usize, usize, usize, usize);
+
+/// `--widths` makes the network: a four-block network learns the digits, and the header, every
+/// measured step, the PreciseBN report and the probe have its blocks.
+#[test]
+fn a_four_block_network_learns_and_reports_every_block() {
+    // 8x8 -> 8 -> 4 -> 2 -> 1.
+    let blocks = [(16, 1, 8, 8), (32, 2, 8, 4), (64, 2, 4, 2), (128, 2, 2, 1)];
+    learns_and_reports_every_block("16,32,64,128", &blocks);
+}
+
+/// The same for a two-block network (a separate test, so the two train in parallel).
+#[test]
+fn a_two_block_network_learns_and_reports_every_block() {
+    learns_and_reports_every_block("8,16", &[(8, 1, 8, 8), (16, 2, 8, 4)]);
+}
+
+fn learns_and_reports_every_block(widths: &str, blocks: &[Block]) {
+    let cfg = TrainConfig {
+        max_steps: Some(200),
+        eval_every: 100,
+        widths: Some(widths.parse().expect("widths")),
+        ..TrainConfig::default()
+    };
+    let events = run(cfg);
+    let Some(Event::Header(header)) = events.first() else {
+        panic!("{widths}: no header")
+    };
+    let layers: Vec<_> = (header.layers.iter())
+        .map(|l| (l.channels, l.stride, l.in_height, l.out_height))
+        .collect();
+    assert_eq!(layers, blocks, "{widths}");
+    let names: Vec<&str> = header.layers.iter().map(|l| l.name.as_str()).collect();
+    let expected: Vec<String> = (1..=blocks.len()).map(|i| format!("block{i}")).collect();
+    assert_eq!(names, expected, "{widths}");
+    assert_eq!(header.layers[0].in_channels, 1);
+
+    let snapshots: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Snapshot(s) => Some(s),
+            _ => None,
+        })
+        .collect();
+    assert!(snapshots
+        .iter()
+        .all(|s| s.layers.is_empty() || s.layers.len() == blocks.len()));
+    assert!(snapshots.iter().any(|s| !s.layers.is_empty()));
+    let losses: Vec<f32> = snapshots.iter().map(|s| s.loss).collect();
+    let mean = |xs: &[f32]| xs.iter().sum::<f32>() / xs.len() as f32;
+    let (early, late) = (mean(&losses[..10]), mean(&losses[losses.len() - 20..]));
+    assert!(late < 0.3 * early, "{widths}: loss {early} -> {late}");
+
+    let accuracy: Vec<f32> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Evaluation(v) => Some(v.running_stats.accuracy),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(accuracy.len(), 3, "{widths}: steps 0, 100, 200");
+    assert!(accuracy[0] < 0.5, "{widths}: untrained {}", accuracy[0]);
+    assert!(
+        accuracy[2] >= 0.9,
+        "{widths}: held-out accuracy {accuracy:?}"
+    );
+
+    // The lab at steps 0 and 200 measured every block.
+    let lab_layers: Vec<usize> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Population(p) => Some(p.layers.len()),
+            Event::Probe(p) => Some(p.layers.len()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(lab_layers, vec![blocks.len(); 4], "{widths}");
+}

@@ -1,4 +1,4 @@
-//! `bntop bench`: steps per second of the default model with per-layer metrics off, on, and on
+//! `bntop bench`: steps per second of the network with per-layer metrics off, on, and on
 //! with the lab (PreciseBN, three-way evaluation and probe) at the dashboard's default cadence.
 //!
 //! Each measurement is a real engine run on the data set given (the embedded digits by default, or
@@ -9,7 +9,7 @@
 use std::io::Write;
 
 use super::flops;
-use crate::engine::{self, data::DataSet, TrainConfig};
+use crate::engine::{self, data::DataSet, model::Widths, TrainConfig};
 use crate::protocol::Event;
 
 pub struct Plan {
@@ -17,6 +17,8 @@ pub struct Plan {
     pub warmup: u64,
     pub rounds: usize,
     pub batches: Vec<usize>,
+    /// The network's widths; `None`: the default for the data's image size, as in training.
+    pub widths: Option<Widths>,
 }
 
 /// One run: steps per second between the warm-up step and the last step, and the fraction of
@@ -34,6 +36,7 @@ fn measure(
         layer_metrics: setting.metrics,
         eval_every: u64::MAX,
         lab_every: setting.lab_every,
+        widths: plan.widths.clone(),
         ..TrainConfig::default()
     };
     let engine = engine::spawn(cfg, data.clone()).map_err(|e| e.to_string())?;
@@ -110,9 +113,11 @@ pub fn run(plan: &Plan, data: &DataSet, out: &mut dyn Write) -> Result<(), Strin
     }
     let images = &data.train;
     let shape = [images.channels, images.height, images.width];
+    let widths =
+        (plan.widths.clone()).unwrap_or_else(|| Widths::default_for(images.height, images.width));
     writeln!(
         out,
-        "bntop bench: default model on {} ({}, {}x{}x{} images), {} timed steps after {} warm-up, median of {} rounds",
+        "bntop bench: widths {widths} on {} ({}, {}x{}x{} images), {} timed steps after {} warm-up, median of {} rounds",
         data.name, data.source, shape[0], shape[1], shape[2], plan.steps, plan.warmup, plan.rounds
     )
     .map_err(io)?;
@@ -146,7 +151,7 @@ pub fn run(plan: &Plan, data: &DataSet, out: &mut dyn Write) -> Result<(), Strin
             }
         }
         let [off, on, lab] = rates.map(median);
-        let gflops = off * flops::per_step(shape, batch).training() as f64 / 1e9;
+        let gflops = off * flops::per_step(shape, &widths, batch).training() as f64 / 1e9;
         writeln!(
             out,
             "{batch:>6} {off:>9.1} st/s {gflops:>8.2} {on:>9.1} st/s {:>11.2} {:>8.1}% {:>16.1}% {lab:>9.1} st/s {:>8.1}%",

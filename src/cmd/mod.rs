@@ -11,12 +11,12 @@ use bntop::ui::RunOutcome;
 
 pub use failure::Failure;
 
-/// `--data`: absent or the word `digits` is the embedded digits, the word `mnist` the embedded
-/// MNIST subset; anything else is a path, so a directory named `mnist` is reached as `./mnist`
-/// (or `mnist/`).
+/// `--data`: absent or the word `mnist` is the embedded MNIST subset, the word `digits` the
+/// embedded 8x8 digits; anything else is a path, so a directory named `mnist` is reached as
+/// `./mnist` (or `mnist/`).
 pub fn load_data(choice: Option<&std::path::Path>) -> Result<data::DataSet, Failure> {
     match choice.map(std::path::Path::as_os_str) {
-        None => data::embedded_digits(),
+        None => data::embedded_mnist(),
         Some(word) if word == EMBEDDED_DIGITS => data::embedded_digits(),
         Some(word) if word == EMBEDDED_MNIST => data::embedded_mnist(),
         Some(path) => data::load_path(path.as_ref()),

@@ -5,17 +5,17 @@
 //! forward is three passes (mean, variance, output) and the backward two, per channel over the
 //! contiguous channel-major data. The batch moments it computes are handed back, so the metrics
 //! need not measure them again.
-use dfdx::nn::modules::BatchNorm2D;
 use dfdx::prelude::*;
 
 use super::batchnorm::BnInput;
 use super::host::{from_host, to_host};
+use super::model::BatchNorm;
 use crate::metrics::moments::{channel_moments, Moments};
 
 /// What the fused forward saw, for the metrics.
-pub struct TrainForward<const C: usize, T> {
+pub struct TrainForward<T> {
     /// ReLU(y) with `relu`, else y = γ·x̂ + β.
-    pub out: BnInput<C, T>,
+    pub out: BnInput<T>,
     /// Per channel: mean and BIASED variance of the input (what it normalised with).
     pub batch: Vec<Moments>,
     /// y before the ReLU, channel-major, when asked for (the metrics' BN output).
@@ -26,17 +26,18 @@ pub struct TrainForward<const C: usize, T> {
 /// applies γ, β and (with `relu`) max(0, ·), and updates the running statistics exactly like
 /// dfdx's `forward_mut` (running = (1-m)·running + m·batch, variance unbiased by n/(n-1)).
 /// Gradients flow to the input (through the batch statistics), γ and β.
-pub fn batch_norm_train<const C: usize, T: Tape<f32, Cpu>>(
-    x: BnInput<C, T>,
-    bn: &mut BatchNorm2D<C, f32, Cpu>,
+pub fn batch_norm_train<T: Tape<f32, Cpu>>(
+    x: BnInput<T>,
+    bn: &mut BatchNorm,
     relu: bool,
     keep_pre_relu: bool,
-) -> TrainForward<C, T> {
-    let (_, batch_size, height, width) = *x.shape();
+) -> TrainForward<T> {
+    let (channels, batch_size, height, width) = *x.shape();
+    assert_eq!(channels, bn.channels());
     let n = batch_size * height * width;
     let (x, tape) = x.split_tape();
     let xs = to_host(&x);
-    let batch = channel_moments(&xs, C);
+    let batch = channel_moments(&xs, channels);
     update_running_stats(bn, &batch, n);
     let constants = Constants {
         centre: batch.iter().map(|m| m.mean as f32).collect(),
@@ -58,12 +59,13 @@ pub fn batch_norm_train<const C: usize, T: Tape<f32, Cpu>>(
 /// stay untouched; gradients flow to the input, γ and β. Same arithmetic as
 /// [`normalize_with_running_stats`](super::batchnorm::normalize_with_running_stats).
 /// Returns the output and, when asked for, y before the ReLU.
-pub fn batch_norm_eval<const C: usize, T: Tape<f32, Cpu>>(
-    x: BnInput<C, T>,
-    bn: &BatchNorm2D<C, f32, Cpu>,
+pub fn batch_norm_eval<T: Tape<f32, Cpu>>(
+    x: BnInput<T>,
+    bn: &BatchNorm,
     relu: bool,
     keep_pre_relu: bool,
-) -> (BnInput<C, T>, Option<Vec<f32>>) {
+) -> (BnInput<T>, Option<Vec<f32>>) {
+    assert_eq!(x.shape().0, bn.channels());
     let (x, tape) = x.split_tape();
     let xs = to_host(&x);
     let eps = bn.epsilon as f32;
@@ -87,16 +89,17 @@ struct Constants {
 }
 
 /// The shared forward and backward: `xs` is `x` on the host.
-fn normalize<const C: usize, T: Tape<f32, Cpu>>(
-    x: BnInput<C, NoneTape>,
+fn normalize<T: Tape<f32, Cpu>>(
+    x: BnInput<NoneTape>,
     mut tape: T,
     xs: Vec<f32>,
     constants: Constants,
-    bn: &BatchNorm2D<C, f32, Cpu>,
+    bn: &BatchNorm,
     relu: bool,
     keep_pre_relu: bool,
-) -> (BnInput<C, T>, Option<Vec<f32>>) {
+) -> (BnInput<T>, Option<Vec<f32>>) {
     let shape = *x.shape();
+    let channels = shape.0;
     let n = shape.1 * shape.2 * shape.3;
     let gamma = to_host(&bn.scale);
     let beta = to_host(&bn.bias);
@@ -107,7 +110,7 @@ fn normalize<const C: usize, T: Tape<f32, Cpu>>(
     } = constants;
 
     let mut ys = Vec::with_capacity(xs.len());
-    for c in 0..C {
+    for c in 0..channels {
         let (scale, centre, bias) = (gamma[c] * inv_std[c], centre[c], beta[c]);
         ys.extend(
             xs[c * n..(c + 1) * n]
@@ -122,7 +125,7 @@ fn normalize<const C: usize, T: Tape<f32, Cpu>>(
             *y = y.max(0.0);
         }
     }
-    let out: BnInput<C, NoneTape> = from_host(x.device(), &ys, shape);
+    let out: BnInput<NoneTape> = from_host(x.device(), &ys, shape);
 
     let (xg, og, gg, bg) = (x.ghost(), out.ghost(), bn.scale.ghost(), bn.bias.ghost());
     tape.add_backward_op(move |grads| {
@@ -133,10 +136,10 @@ fn normalize<const C: usize, T: Tape<f32, Cpu>>(
                 *g = if y > 0.0 { *g } else { 0.0 };
             }
         }
-        let mut d_gamma = [0.0f64; C];
-        let mut d_beta = [0.0f64; C];
+        let mut d_gamma = vec![0.0f64; channels];
+        let mut d_beta = vec![0.0f64; channels];
         let dx = grads.get_or_alloc_mut(&xg)?;
-        for c in 0..C {
+        for c in 0..channels {
             let range = c * n..(c + 1) * n;
             let (xc, dyc) = (&xs[range.clone()], &dy[range.clone()]);
             let (m, s) = (centre[c], inv_std[c]);
@@ -171,11 +174,7 @@ fn normalize<const C: usize, T: Tape<f32, Cpu>>(
 }
 
 /// running = (1-m)·running + m·batch, the variance unbiased (n/(n-1)): dfdx's `axpy` in f32.
-fn update_running_stats<const C: usize>(
-    bn: &mut BatchNorm2D<C, f32, Cpu>,
-    batch: &[Moments],
-    n: usize,
-) {
+fn update_running_stats(bn: &mut BatchNorm, batch: &[Moments], n: usize) {
     let m = bn.momentum;
     let keep = (1.0 - m) as f32;
     let mean_weight = m as f32;

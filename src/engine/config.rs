@@ -1,4 +1,5 @@
 //! What a training run is asked to do, checked before any thread starts.
+use super::architecture::Widths;
 use crate::protocol::{DataOrder, OptimizerConfig, OptimizerKind, WeightDecayMode};
 
 #[derive(Clone, Debug, PartialEq)]
@@ -16,6 +17,9 @@ pub struct TrainConfig {
     /// Shuffled training images behind each PreciseBN estimate (at least one batch is used).
     pub precise_samples: usize,
     pub max_steps: Option<u64>,
+    /// Channels of each conv -> BN -> ReLU block; `None`: the default for the data's image size
+    /// ([`Widths::default_for`]).
+    pub widths: Option<Widths>,
     pub conv_bias: bool,
     /// The order training batches arrive in (changeable while running).
     pub data_order: DataOrder,
@@ -45,6 +49,7 @@ impl Default for TrainConfig {
             lab_every: 200,
             precise_samples: 1024,
             max_steps: None,
+            widths: None,
             conv_bias: false,
             data_order: DataOrder::Shuffled,
             layer_metrics: true,

@@ -9,7 +9,7 @@
 //! The host loops and matrix products are in [`kernel`].
 
 #[cfg(test)]
-mod gather;
+pub mod gather;
 mod kernel;
 
 use dfdx::prelude::*;
@@ -59,26 +59,34 @@ pub struct Im2colCache {
     pool: BufferPool,
 }
 
-/// Output of [`conv2d`]: (C_out, N, H_out, W_out).
-pub type ConvOutput<const O: usize, T> = Tensor<(Const<O>, usize, usize, usize), f32, Cpu, T>;
+/// Channel-major activations and the output of [`conv2d`]: (C, N, H, W).
+pub type ConvOutput<T> = Tensor<(usize, usize, usize, usize), f32, Cpu, T>;
 
-/// Convolves channel-major `x` (any 4-D shape matching `geometry`) with `weight` (C_out, C_in, K, K)
-/// and adds `bias` per output channel if given. With an owned tape it records its backward pass,
-/// which adds into the gradients of `x`, `weight` and `bias`.
-pub fn conv2d<S, const O: usize, const I: usize, const K: usize, T>(
+/// Convolves channel-major `x` (any 4-D shape matching `geometry`) with `weight` (C_out, C_in, K,
+/// K; const or runtime dimensions) and adds `bias` per output channel if given. With an owned tape
+/// it records its backward pass, which adds into the gradients of `x`, `weight` and `bias`.
+pub fn conv2d<S, W, T>(
     x: Tensor<S, f32, Cpu, T>,
-    weight: &Tensor<Rank4<O, I, K, K>, f32, Cpu>,
-    bias: Option<&Tensor<Rank1<O>, f32, Cpu>>,
+    weight: &Tensor<W, f32, Cpu>,
+    bias: Option<&Tensor<(usize,), f32, Cpu>>,
     geometry: ConvGeometry,
     cache: &mut Im2colCache,
-) -> ConvOutput<O, T>
+) -> ConvOutput<T>
 where
     S: Shape,
+    W: Shape<Concrete = [usize; 4]>,
     T: Tape<f32, Cpu>,
 {
     let g = geometry;
+    let [o, in_channels, kernel, kernel_width] = weight.shape().concrete();
     assert_eq!(x.shape().num_elements(), g.input_len());
-    assert_eq!((g.in_channels, g.kernel), (I, K));
+    assert_eq!(
+        (in_channels, kernel, kernel_width),
+        (g.in_channels, g.kernel, g.kernel)
+    );
+    if let Some(bias) = bias {
+        assert_eq!(bias.shape().0, o);
+    }
     let (patch, positions) = (g.patch_len(), g.positions());
     let dev = x.device().clone();
     let (x, mut tape) = x.split_tape();
@@ -90,21 +98,21 @@ where
         im2col(&input, &g, &mut columns);
     }
     let w = weight.as_vec();
-    let mut out = cache.pool.take(O * positions);
+    let mut out = cache.pool.take(o * positions);
     if let Some(bias) = bias {
         for (row, b) in out.chunks_exact_mut(positions).zip(bias.as_vec()) {
             row.fill(b);
         }
     }
     matmul(
-        Operand::new(&w, O, patch),
+        Operand::new(&w, o, patch),
         Operand::new(&columns, patch, positions),
         &mut out,
         bias.is_some(),
     );
     // The tensor's storage comes from dfdx's allocation cache: a Vec handed over with
     // `tensor_from_vec` would join that cache when dropped and make it grow every step.
-    let mut tensor = dev.zeros_like(&(Const::<O>, g.batch, g.out_height(), g.out_width()));
+    let mut tensor = dev.zeros_like(&(o, g.batch, g.out_height(), g.out_width()));
     tensor.copy_from(&out);
     drop(out);
     let out = tensor;
@@ -118,19 +126,19 @@ where
         );
         let pool = cache.pool.clone();
         tape.add_backward_op(move |grads| {
-            let mut dw = vec![0.0f32; O * patch];
+            let mut dw = vec![0.0f32; o * patch];
             let mut dcols = pool.take(patch * positions);
-            let mut db = vec![0.0f32; if bg.is_some() { O } else { 0 }];
+            let mut db = vec![0.0f32; if bg.is_some() { o } else { 0 }];
             {
                 let dy: &[f32] = grads.get_or_alloc_mut(&og)?;
-                let dy_mat = Operand::new(dy, O, positions);
+                let dy_mat = Operand::new(dy, o, positions);
                 matmul(
                     dy_mat,
                     Operand::new(&columns, patch, positions).t(),
                     &mut dw,
                     false,
                 );
-                matmul(Operand::new(&w, O, patch).t(), dy_mat, &mut dcols, false);
+                matmul(Operand::new(&w, o, patch).t(), dy_mat, &mut dcols, false);
                 for (d, row) in db.iter_mut().zip(dy.chunks_exact(positions)) {
                     *d = row.iter().map(|v| *v as f64).sum::<f64>() as f32;
                 }
@@ -229,10 +237,7 @@ mod tests {
             let (dev, g, x, w) = setup(stride);
             let input = dev.tensor_from_vec(x.clone(), (I, g.batch, g.height, g.width));
             let out = conv2d(input, &w, None, g, &mut Im2colCache::default());
-            assert_eq!(
-                *out.shape(),
-                (Const::<O>, g.batch, g.out_height(), g.out_width())
-            );
+            assert_eq!(*out.shape(), (O, g.batch, g.out_height(), g.out_width()));
             let expected = naive_conv(&x, &w.as_vec(), g, O);
             for (a, b) in out.as_vec().iter().zip(&expected) {
                 assert!((a - b).abs() < 1e-5, "stride {stride}: {a} vs {b}");
@@ -256,10 +261,8 @@ mod tests {
         let probe: Vec<f32> = (0..probe_len)
             .map(|i| ((i * 37 % 11) as f32 - 5.0) / 5.0)
             .collect();
-        let probe_t = dev.tensor_from_vec(
-            probe.clone(),
-            (Const::<O>, g.batch, g.out_height(), g.out_width()),
-        );
+        let probe_t =
+            dev.tensor_from_vec(probe.clone(), (O, g.batch, g.out_height(), g.out_width()));
 
         let input = dev.tensor_from_vec(x.clone(), (I, g.batch, g.height, g.width));
         // A leaky tape keeps the input's gradient as well as the weight's.
@@ -321,10 +324,9 @@ mod tests {
         let x: Tensor<(Const<C>, usize, usize, usize), f32, Cpu> =
             dev.sample_normal_like(&(Const::<C>, g.batch, g.height, g.width));
         let w: Tensor<Rank4<OC, C, K, K>, f32, Cpu> = dev.sample_normal();
-        let b: Tensor<Rank1<OC>, f32, Cpu> = dev.sample_normal();
-        let out_shape = (Const::<OC>, g.batch, g.out_height(), g.out_width());
-        let probe: Tensor<(Const<OC>, usize, usize, usize), f32, Cpu> =
-            dev.sample_normal_like(&out_shape);
+        let b: Tensor<(usize,), f32, Cpu> = dev.sample_normal_like(&(OC,));
+        let out_shape = (OC, g.batch, g.out_height(), g.out_width());
+        let probe: ConvOutput<NoneTape> = dev.sample_normal_like(&out_shape);
 
         let mut cache = Im2colCache::default();
         // Twice through the same cache: the second run reuses the first run's buffers.
@@ -340,7 +342,7 @@ mod tests {
         let h = conv2d_gather(x.leaky_trace(), &w, g);
         let h = h + b
             .retaped::<OwnedTape<f32, Cpu>>()
-            .broadcast_like(&out_shape);
+            .broadcast_like::<_, Axes3<1, 2, 3>>(&out_shape);
         let y_ref = h.as_vec();
         let g_ref = (h * probe).sum().backward();
         [

@@ -1,5 +1,4 @@
 //! Held-out evaluation with BN normalising by batch statistics or by running statistics.
-use dfdx::prelude::*;
 
 use super::host::{from_host, to_host};
 
@@ -58,16 +57,11 @@ impl HeldOut {
         self.samples
     }
 
-    pub fn evaluate<const IN: usize>(
-        &self,
-        net: &Net<IN, f32, Cpu>,
-        stats: InferenceStats,
-        pass: &mut PassConfig,
-    ) -> EvalScore {
-        let dev = net.head.weight.device().clone();
+    pub fn evaluate(&self, net: &Net, stats: InferenceStats, pass: &mut PassConfig) -> EvalScore {
+        let dev = net.device();
         let (mut loss_sum, mut correct) = (0.0f64, 0usize);
         for (pixels, labels) in &self.batches {
-            let shape = (Const::<IN>, labels.len(), self.height, self.width);
+            let shape = (net.in_channels(), labels.len(), self.height, self.width);
             let logits = net.forward_infer(from_host(&dev, pixels, shape), stats, pass);
             let (loss, hits) = cross_entropy_and_hits(&to_host(&logits), labels);
             loss_sum += loss * labels.len() as f64;

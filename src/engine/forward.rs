@@ -7,12 +7,12 @@ use crate::metrics::moments::{channel_moments, Moments};
 
 use super::batchnorm::{normalize_with_batch_stats, normalize_with_running_stats};
 use super::bn_kernel::{batch_norm_eval, batch_norm_train};
-use super::conv::{conv2d, ConvGeometry, ConvOutput, Im2colCache};
-use super::model::{BlockSpec, ConvBn, Net, BLOCKS, CLASSES};
+use super::conv::{conv2d, ConvGeometry, Im2colCache};
+use super::model::{BlockSpec, ConvBn, Net, CLASSES};
 use crate::protocol::BnMode;
 
-/// Channel-major activations entering a block with `C` channels: (C, N, H, W).
-pub type Activations<const C: usize, T> = Tensor<(Const<C>, usize, usize, usize), f32, Cpu, T>;
+/// Channel-major activations entering or leaving a block: (C, N, H, W).
+pub type Activations<T> = Tensor<(usize, usize, usize, usize), f32, Cpu, T>;
 pub type Logits<T> = Tensor<(usize, Const<CLASSES>), f32, Cpu, T>;
 type Taped = OwnedTape<f32, Cpu>;
 
@@ -55,38 +55,29 @@ pub struct PassConfig<'a> {
 }
 
 /// The convolution of a block with `spec` on input of `shape` (C, N, H, W).
-pub fn geometry<const I: usize>(
-    shape: (Const<I>, usize, usize, usize),
-    spec: &BlockSpec,
-) -> ConvGeometry {
-    let (_, batch, height, width) = shape;
-    spec.geometry(I, batch, height, width)
+pub fn geometry(shape: (usize, usize, usize, usize), spec: &BlockSpec) -> ConvGeometry {
+    let (channels, batch, height, width) = shape;
+    spec.geometry(channels, batch, height, width)
 }
 
-impl<const I: usize, const O: usize> ConvBn<I, O, f32, Cpu> {
-    pub(super) fn conv<T>(
-        &self,
-        x: Activations<I, T>,
-        spec: &BlockSpec,
-        pass: &mut PassConfig,
-    ) -> ConvOutput<O, T>
+impl ConvBn {
+    pub(super) fn conv<T>(&self, x: Activations<T>, pass: &mut PassConfig) -> Activations<T>
     where
         T: Tape<f32, Cpu> + Merge<T> + Merge<NoneTape>,
     {
-        let geometry = geometry::<I>(*x.shape(), spec);
+        let geometry = geometry(*x.shape(), &self.spec);
         let bias = pass.conv_bias.then_some(&self.bias);
         conv2d(x, &self.weight, bias, geometry, pass.cache)
     }
 
     fn train_step(
         &mut self,
-        x: Activations<I, Taped>,
-        spec: &BlockSpec,
+        x: Activations<Taped>,
         mode: BnMode,
         pass: &mut PassConfig,
         observations: Option<&mut Vec<BlockObservation>>,
-    ) -> Activations<O, Taped> {
-        let h = self.conv(x, spec, pass);
+    ) -> Activations<Taped> {
+        let h = self.conv(x, pass);
         let shape = *h.shape();
         let observing = observations.is_some();
         // Copied before the BN runs: its train-mode forward updates the running statistics.
@@ -126,18 +117,17 @@ impl<const I: usize, const O: usize> ConvBn<I, O, f32, Cpu> {
 
     fn infer(
         &self,
-        x: Activations<I, NoneTape>,
-        spec: &BlockSpec,
+        x: Activations<NoneTape>,
         stats: InferenceStats,
         pass: &mut PassConfig,
         moments: Option<&mut Vec<BnInputMoments>>,
-    ) -> Activations<O, NoneTape> {
-        let h = self.conv(x, spec, pass);
+    ) -> Activations<NoneTape> {
+        let h = self.conv(x, pass);
         if let Some(moments) = moments {
-            let (_, n, height, width) = *h.shape();
+            let (channels, n, height, width) = *h.shape();
             moments.push(BnInputMoments {
                 n: n * height * width,
-                channels: channel_moments(&to_host(&h), O),
+                channels: channel_moments(&to_host(&h), channels),
             });
         }
         match stats {
@@ -148,32 +138,28 @@ impl<const I: usize, const O: usize> ConvBn<I, O, f32, Cpu> {
     }
 }
 
-impl<const IN: usize> Net<IN, f32, Cpu> {
-    /// One training forward: each block in its mode; train-mode blocks update their running stats.
-    /// With `observations`, one [`BlockObservation`] per block is appended.
+impl Net {
+    /// One training forward: each block in its mode (one mode per block); train-mode blocks update
+    /// their running stats. With `observations`, one [`BlockObservation`] per block is appended.
     pub fn forward_train(
         &mut self,
-        x: Activations<IN, Taped>,
-        modes: &[BnMode; 3],
+        x: Activations<Taped>,
+        modes: &[BnMode],
         pass: &mut PassConfig,
         mut observations: Option<&mut Vec<BlockObservation>>,
     ) -> Logits<Taped> {
-        let x = self
-            .block1
-            .train_step(x, &BLOCKS[0], modes[0], pass, observations.as_deref_mut());
-        let x = self
-            .block2
-            .train_step(x, &BLOCKS[1], modes[1], pass, observations.as_deref_mut());
-        let x = self
-            .block3
-            .train_step(x, &BLOCKS[2], modes[2], pass, observations);
+        assert_eq!(modes.len(), self.blocks.len(), "one mode per block");
+        let mut x = x;
+        for (block, &mode) in self.blocks.iter_mut().zip(modes) {
+            x = block.train_step(x, mode, pass, observations.as_deref_mut());
+        }
         self.classify(x)
     }
 
     /// Held-out inference with every BN normalising by `stats`; nothing in the model changes.
     pub fn forward_infer(
         &self,
-        x: Activations<IN, NoneTape>,
+        x: Activations<NoneTape>,
         stats: InferenceStats,
         pass: &mut PassConfig,
     ) -> Logits<NoneTape> {
@@ -184,39 +170,40 @@ impl<const IN: usize> Net<IN, f32, Cpu> {
     /// every BN normalising by batch statistics (as in training; PreciseBN's passes).
     pub fn batch_moments(
         &self,
-        x: Activations<IN, NoneTape>,
+        x: Activations<NoneTape>,
         pass: &mut PassConfig,
     ) -> Vec<BnInputMoments> {
-        let mut moments = Vec::with_capacity(BLOCKS.len());
+        let mut moments = Vec::with_capacity(self.blocks.len());
         self.forward_infer_observed(x, InferenceStats::Batch, pass, Some(&mut moments));
         moments
     }
 
     fn forward_infer_observed(
         &self,
-        x: Activations<IN, NoneTape>,
+        x: Activations<NoneTape>,
         stats: InferenceStats,
         pass: &mut PassConfig,
         mut moments: Option<&mut Vec<BnInputMoments>>,
     ) -> Logits<NoneTape> {
-        let x = self
-            .block1
-            .infer(x, &BLOCKS[0], stats, pass, moments.as_deref_mut());
-        let x = self
-            .block2
-            .infer(x, &BLOCKS[1], stats, pass, moments.as_deref_mut());
-        let x = self.block3.infer(x, &BLOCKS[2], stats, pass, moments);
+        let mut x = x;
+        for block in &self.blocks {
+            x = block.infer(x, stats, pass, moments.as_deref_mut());
+        }
         self.classify(x)
     }
 
-    /// Global average pool over H and W, then the linear classifier: (N, CLASSES) logits.
+    /// Global average pool over H and W, then the linear classifier: (N, CLASSES) logits, the
+    /// arithmetic of dfdx's `Linear` (x·Wᵀ, then the bias broadcast over the batch).
     pub(super) fn classify<T: Tape<f32, Cpu> + Merge<T> + Merge<NoneTape>>(
         &self,
-        x: Activations<64, T>,
+        x: Activations<T>,
     ) -> Logits<T> {
         let (c, n, h, w) = *x.shape();
-        let pooled: Tensor<(Const<64>, usize), f32, Cpu, T> =
+        let pooled: Tensor<(usize, usize), f32, Cpu, T> =
             x.reshape_like(&(c, n, h * w)).mean::<_, Axis<2>>();
-        self.head.forward(pooled.permute::<_, Axes2<1, 0>>())
+        let features = pooled.permute::<_, Axes2<1, 0>>();
+        let logits = features.matmul(self.head.weight.retaped::<T>().permute::<_, Axes2<1, 0>>());
+        let shape = *logits.shape();
+        logits + self.head.bias.retaped::<T>().broadcast_like(&shape)
     }
 }

@@ -1,5 +1,6 @@
 //! The training engine: everything that touches dfdx lives here. It runs on its own thread,
 //! emits the protocol's events and takes its controls.
+pub mod architecture;
 mod batches;
 pub mod batchnorm;
 pub mod bn_kernel;
@@ -54,23 +55,13 @@ pub fn spawn(cfg: TrainConfig, mut data: data::DataSet) -> Result<EngineHandle, 
             data.source
         )));
     }
-    let channels = data.train.channels;
-    if channels != 1 && channels != 3 {
-        return Err(EngineError::Data(data::DataError {
-            path: data.source.clone().into(),
-            problem: format!("images with {channels} channels are not supported (1 or 3)"),
-        }));
-    }
     data.standardise();
     let (event_tx, events) = crossbeam_channel::bounded(EVENT_CHANNEL_CAP);
     let (controls, control_rx) = crossbeam_channel::unbounded();
     let outbox = Publisher::spawn(Outbox::new(event_tx))?;
     let thread = std::thread::Builder::new()
         .name("bntop-engine".into())
-        .spawn(move || match channels {
-            1 => Trainer::<1>::new(cfg, data, outbox, control_rx).run(),
-            _ => Trainer::<3>::new(cfg, data, outbox, control_rx).run(),
-        })
+        .spawn(move || Trainer::new(cfg, data, outbox, control_rx).run())
         .map_err(|source| EngineError::Thread {
             what: "training",
             source,

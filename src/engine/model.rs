@@ -1,17 +1,22 @@
-//! The network's parameters: three conv -> BN -> ReLU blocks, global average pool, linear classifier.
+//! The network's parameters: conv -> BN -> ReLU blocks as [`Widths`] says, global average pool,
+//! linear classifier.
 //!
-//! Channel counts are const generics because dfdx's BatchNorm2D and Linear are; the input channel
-//! count follows the data set (1 for digits/MNIST, 3 for CIFAR-10), so the network is generic over
-//! it. Geometry that is not a tensor shape (stride, padding) lives in [`BLOCKS`].
-use dfdx::nn::modules::{BatchNorm2D, Linear};
+//! Channel counts are runtime values, so the parameters are dfdx tensors with `usize` dimensions
+//! and BN is this crate's [`BatchNorm`] (dfdx's `BatchNorm2D` and `Linear` fix their sizes at
+//! compile time). dfdx still holds every parameter, records the tape and runs the optimizer
+//! kernels ([`super::optimizer`]); [`Net::visit_params`] is the walk over the trainable tensors
+//! that dfdx's `TensorCollection` would give (it cannot describe runtime shapes).
 use dfdx::prelude::*;
 use rand_distr::Uniform;
 
-use super::conv::ConvGeometry;
+pub use super::architecture::{block_geometries, BlockSpec, Widths, KERNEL, PADDING};
 
-pub const KERNEL: usize = 3;
-pub const PADDING: usize = 1;
 pub const CLASSES: usize = 10;
+
+/// A block's filters: (C_out, C_in, K, K).
+pub type ConvWeight = Tensor<(usize, usize, Const<KERNEL>, Const<KERNEL>), f32, Cpu>;
+/// One value per channel.
+pub type PerChannel = Tensor<(usize,), f32, Cpu>;
 
 /// Cross-entropy targets: one row of [`CLASSES`] per label, 1 at the label. Labels are below
 /// `CLASSES` (the data loaders check it).
@@ -23,145 +28,164 @@ pub fn one_hot(labels: &[u8]) -> Vec<f32> {
     targets
 }
 
-/// One conv -> BN -> ReLU block as the rest of bntop sees it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BlockSpec {
-    pub name: &'static str,
-    pub channels: usize,
-    pub stride: usize,
+/// BatchNorm's parameters and state, with dfdx's `BatchNorm2D` fields and defaults: γ (`scale`)
+/// 1, β (`bias`) 0, running mean 0 and (unbiased) running variance 1, ε 1e-5, momentum 0.1.
+/// The running statistics are not trainable.
+#[derive(Clone, Debug)]
+pub struct BatchNorm {
+    pub scale: PerChannel,
+    pub bias: PerChannel,
+    pub running_mean: PerChannel,
+    pub running_var: PerChannel,
+    pub epsilon: f64,
+    pub momentum: f64,
 }
 
-impl BlockSpec {
-    /// This block's convolution on `batch` images of `in_channels` x `height` x `width`.
-    pub fn geometry(
-        &self,
-        in_channels: usize,
-        batch: usize,
-        height: usize,
-        width: usize,
-    ) -> ConvGeometry {
-        ConvGeometry {
-            in_channels,
-            batch,
-            height,
-            width,
-            kernel: KERNEL,
-            stride: self.stride,
-            padding: PADDING,
+impl BatchNorm {
+    pub fn new(dev: &Cpu, channels: usize) -> BatchNorm {
+        BatchNorm {
+            scale: dev.ones_like(&(channels,)),
+            bias: dev.zeros_like(&(channels,)),
+            running_mean: dev.zeros_like(&(channels,)),
+            running_var: dev.ones_like(&(channels,)),
+            epsilon: 1e-5,
+            momentum: 0.1,
         }
     }
-}
 
-/// Each block with its convolution, for a batch of `batch` images of `[channels, height, width]`:
-/// every block's input is the previous block's output.
-pub fn block_geometries(
-    [channels, height, width]: [usize; 3],
-    batch: usize,
-) -> impl Iterator<Item = (&'static BlockSpec, ConvGeometry)> {
-    BLOCKS
-        .iter()
-        .scan((channels, height, width), move |(c, h, w), spec| {
-            let geometry = spec.geometry(*c, batch, *h, *w);
-            (*c, *h, *w) = (spec.channels, geometry.out_height(), geometry.out_width());
-            Some((spec, geometry))
-        })
-}
-
-/// Must agree with the const generics of [`Net`] (a unit test checks it).
-pub const BLOCKS: [BlockSpec; 3] = [
-    BlockSpec {
-        name: "block1",
-        channels: 16,
-        stride: 1,
-    },
-    BlockSpec {
-        name: "block2",
-        channels: 32,
-        stride: 2,
-    },
-    BlockSpec {
-        name: "block3",
-        channels: 64,
-        stride: 2,
-    },
-];
-
-/// A 3x3 conv (O filters over I input channels), an optional bias before the BN, and the BN.
-#[derive(Clone, Debug)]
-pub struct ConvBn<const I: usize, const O: usize, E: Dtype, D: Storage<E>> {
-    pub weight: Tensor<Rank4<O, I, KERNEL, KERNEL>, E, D>,
-    /// Only in the graph with `--conv-bias`; otherwise it stays 0 and gets no gradient.
-    pub bias: Tensor<Rank1<O>, E, D>,
-    pub bn: BatchNorm2D<O, E, D>,
-}
-
-impl<const I: usize, const O: usize, E, D> TensorCollection<E, D> for ConvBn<I, O, E, D>
-where
-    E: Dtype + num_traits::Float + rand_distr::uniform::SampleUniform,
-    D: Device<E>,
-{
-    type To<E2: Dtype, D2: Device<E2>> = ConvBn<I, O, E2, D2>;
-
-    fn iter_tensors<V: ModuleVisitor<Self, E, D>>(
-        visitor: &mut V,
-    ) -> Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
-        visitor.visit_fields(
-            (
-                // PyTorch's default conv init: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
-                Self::tensor(
-                    "weight",
-                    |s| &s.weight,
-                    |s| &mut s.weight,
-                    TensorOptions::reset_with(|t| {
-                        let b = E::ONE / E::from_usize(I * KERNEL * KERNEL).unwrap().sqrt();
-                        t.try_fill_with_distr(Uniform::new(-b, b))
-                    }),
-                ),
-                Self::tensor(
-                    "bias",
-                    |s| &s.bias,
-                    |s| &mut s.bias,
-                    TensorOptions::reset_to_zeros(),
-                ),
-                Self::module("bn", |s| &s.bn, |s| &mut s.bn),
-            ),
-            |(weight, bias, bn)| ConvBn { weight, bias, bn },
-        )
+    pub fn channels(&self) -> usize {
+        self.scale.shape().0
     }
 }
 
-/// The whole network over images with `IN` channels.
+/// A 3x3 conv, an optional bias before the BN, and the BN.
 #[derive(Clone, Debug)]
-pub struct Net<const IN: usize, E: Dtype, D: Storage<E>> {
-    pub block1: ConvBn<IN, 16, E, D>,
-    pub block2: ConvBn<16, 32, E, D>,
-    pub block3: ConvBn<32, 64, E, D>,
-    pub head: Linear<64, CLASSES, E, D>,
+pub struct ConvBn {
+    pub spec: BlockSpec,
+    pub weight: ConvWeight,
+    /// Only in the graph with `--conv-bias`; otherwise it stays 0 and its gradient is 0.
+    pub bias: PerChannel,
+    pub bn: BatchNorm,
 }
 
-impl<const IN: usize, E, D> TensorCollection<E, D> for Net<IN, E, D>
-where
-    E: Dtype + num_traits::Float + rand_distr::uniform::SampleUniform,
-    D: Device<E>,
-{
-    type To<E2: Dtype, D2: Device<E2>> = Net<IN, E2, D2>;
+impl ConvBn {
+    /// PyTorch's default conv init: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+    fn new(dev: &Cpu, spec: BlockSpec, in_channels: usize) -> ConvBn {
+        let channels = spec.channels;
+        let mut weight: ConvWeight =
+            dev.zeros_like(&(channels, in_channels, Const::<KERNEL>, Const::<KERNEL>));
+        weight.fill_with_distr(uniform(in_channels * KERNEL * KERNEL));
+        ConvBn {
+            spec,
+            weight,
+            bias: dev.zeros_like(&(channels,)),
+            bn: BatchNorm::new(dev, channels),
+        }
+    }
 
-    fn iter_tensors<V: ModuleVisitor<Self, E, D>>(
-        visitor: &mut V,
-    ) -> Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
-        visitor.visit_fields(
-            (
-                Self::module("block1", |s| &s.block1, |s| &mut s.block1),
-                Self::module("block2", |s| &s.block2, |s| &mut s.block2),
-                Self::module("block3", |s| &s.block3, |s| &mut s.block3),
-                Self::module("head", |s| &s.head, |s| &mut s.head),
-            ),
-            |(block1, block2, block3, head)| Net {
-                block1,
-                block2,
-                block3,
-                head,
-            },
-        )
+    pub fn in_channels(&self) -> usize {
+        self.weight.shape().1
+    }
+}
+
+/// The classifier on the pooled features: logits = x·Wᵀ + b, W (CLASSES, features).
+#[derive(Clone, Debug)]
+pub struct Head {
+    pub weight: Tensor<(Const<CLASSES>, usize), f32, Cpu>,
+    pub bias: Tensor<Rank1<CLASSES>, f32, Cpu>,
+}
+
+/// The whole network.
+#[derive(Clone, Debug)]
+pub struct Net {
+    pub blocks: Vec<ConvBn>,
+    pub head: Head,
+}
+
+/// U(-1/sqrt(fan_in), 1/sqrt(fan_in)), computed in f32 as dfdx's initialisers do.
+fn uniform(fan_in: usize) -> Uniform<f32> {
+    let b = 1.0 / (fan_in as f32).sqrt();
+    Uniform::new(-b, b)
+}
+
+/// Something done to every trainable parameter (see [`Net::visit_params`]).
+pub trait ParamVisitor {
+    fn visit<S: Shape>(&mut self, param: &mut Tensor<S, f32, Cpu>) -> Result<(), CpuError>;
+}
+
+impl Net {
+    /// A freshly initialised network over images with `in_channels` channels. Parameters are drawn
+    /// from `dev`'s generator in the order dfdx's `BuildModule` drew them for the same layers
+    /// (each block's filters, then the classifier's weight and bias), so a seed gives the same
+    /// network as before the widths became a runtime value.
+    pub fn new(dev: &Cpu, in_channels: usize, widths: &Widths) -> Net {
+        let mut blocks = Vec::with_capacity(widths.as_slice().len());
+        let mut channels = in_channels;
+        for spec in widths.blocks() {
+            blocks.push(ConvBn::new(dev, spec, channels));
+            channels = spec.channels;
+        }
+        // dfdx's Linear: weight and bias both U(-1/sqrt(in), 1/sqrt(in)).
+        let mut weight = dev.zeros_like(&(Const::<CLASSES>, channels));
+        weight.fill_with_distr(uniform(channels));
+        let mut bias: Tensor<Rank1<CLASSES>, f32, Cpu> = dev.zeros();
+        bias.fill_with_distr(uniform(channels));
+        Net {
+            blocks,
+            head: Head { weight, bias },
+        }
+    }
+
+    pub fn in_channels(&self) -> usize {
+        self.blocks.first().map_or(0, ConvBn::in_channels)
+    }
+
+    pub fn device(&self) -> Cpu {
+        self.head.weight.device().clone()
+    }
+
+    /// Every trainable tensor once, in a fixed order: per block the filters, the pre-BN bias, γ
+    /// and β; then the classifier's weight and bias. The running statistics are not visited.
+    pub fn visit_params(&mut self, visitor: &mut impl ParamVisitor) -> Result<(), CpuError> {
+        for block in &mut self.blocks {
+            visitor.visit(&mut block.weight)?;
+            visitor.visit(&mut block.bias)?;
+            visitor.visit(&mut block.bn.scale)?;
+            visitor.visit(&mut block.bn.bias)?;
+        }
+        visitor.visit(&mut self.head.weight)?;
+        visitor.visit(&mut self.head.bias)
+    }
+
+    /// Gradient buffers for every parameter, kept across backward passes (others are dropped).
+    pub fn alloc_grads(&mut self) -> Result<Gradients<f32, Cpu>, CpuError> {
+        let mut grads = Gradients::leaky();
+        self.zero_grads(&mut grads)?;
+        Ok(grads)
+    }
+
+    /// Sets every parameter's gradient to 0 (allocating it if missing) and marks the parameters
+    /// as the leaves whose gradients survive a backward pass, as dfdx's `ZeroGrads` does.
+    pub fn zero_grads(&mut self, grads: &mut Gradients<f32, Cpu>) -> Result<(), CpuError> {
+        struct Zero<'a> {
+            grads: &'a mut Gradients<f32, Cpu>,
+            // dfdx offers a tensor's id only through this list (`UnusedTensors::add`).
+            leaves: dfdx::optim::UnusedTensors,
+        }
+        impl ParamVisitor for Zero<'_> {
+            fn visit<S: Shape>(&mut self, param: &mut Tensor<S, f32, Cpu>) -> Result<(), CpuError> {
+                self.grads.get_or_alloc_mut(param)?.fill(0.0);
+                self.leaves.add(param);
+                Ok(())
+            }
+        }
+        let mut zero = Zero {
+            grads,
+            leaves: Default::default(),
+        };
+        self.visit_params(&mut zero)?;
+        let Zero { grads, leaves } = zero;
+        grads.retain_leafs(&leaves.ids);
+        Ok(())
     }
 }

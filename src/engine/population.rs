@@ -4,7 +4,6 @@
 //!
 //! The population is measured the way training sees it: each pass normalises by batch statistics
 //! upstream (fvcore's `update_bn_stats`), and the per-batch moments are pooled momentum-free.
-use dfdx::prelude::*;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -54,16 +53,16 @@ pub fn shuffled_batches(
 }
 
 /// Per batch, every block's BN-input moments with batch statistics throughout.
-pub fn moments_of_batches<const IN: usize>(
-    net: &Net<IN, f32, Cpu>,
+pub fn moments_of_batches(
+    net: &Net,
     images: &Images,
     batches: impl Iterator<Item = (Vec<f32>, usize)>,
     pass: &mut PassConfig,
 ) -> Vec<Vec<BnInputMoments>> {
-    let dev = net.head.weight.device().clone();
+    let dev = net.device();
     batches
         .map(|(pixels, n)| {
-            let shape = (Const::<IN>, n, images.height, images.width);
+            let shape = (net.in_channels(), n, images.height, images.width);
             net.batch_moments(from_host(&dev, &pixels, shape), pass)
         })
         .collect()
@@ -161,12 +160,8 @@ pub fn compare(
 
 /// Writes the population statistics into the running statistics of `layers` (the variance
 /// Bessel-corrected, as running variances are stored).
-pub fn apply<const IN: usize>(
-    net: &mut Net<IN, f32, Cpu>,
-    population: &Population,
-    layers: std::ops::Range<usize>,
-) {
-    let mut blocks = net.blocks_mut();
+pub fn apply(net: &mut Net, population: &Population, layers: std::ops::Range<usize>) {
+    let blocks = &mut net.blocks;
     for i in layers {
         let (Some(block), Some(pop)) = (blocks.get_mut(i), population.layers.get(i)) else {
             continue;
@@ -182,10 +177,7 @@ pub fn apply<const IN: usize>(
 }
 
 /// A copy of `net` whose BN layers normalise by the population statistics in eval mode.
-pub fn precise_net<const IN: usize>(
-    net: &Net<IN, f32, Cpu>,
-    population: &Population,
-) -> Net<IN, f32, Cpu> {
+pub fn precise_net(net: &Net, population: &Population) -> Net {
     let mut precise = net.clone();
     apply(&mut precise, population, 0..population.layers.len());
     precise

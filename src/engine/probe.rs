@@ -12,7 +12,7 @@ use super::batchnorm::{
 use super::conv::Im2colCache;
 use super::forward::{Activations, PassConfig};
 use super::host::{from_host, to_host};
-use super::model::{one_hot, BlockSpec, ConvBn, Net, BLOCKS, CLASSES};
+use super::model::{one_hot, ConvBn, Net, CLASSES};
 use crate::metrics::bias::cancellation_ratio;
 use crate::metrics::drift::rms;
 use crate::metrics::moments::channel_moments;
@@ -53,21 +53,21 @@ impl BiasReading {
 
 type Reader = Box<dyn FnOnce(&Gradients<f32, Cpu>) -> BiasReading>;
 
-impl<const I: usize, const O: usize> ConvBn<I, O, f32, Cpu> {
+impl ConvBn {
     fn probe_forward(
         &self,
-        x: Activations<I, Taped>,
-        spec: &BlockSpec,
+        x: Activations<Taped>,
         mode: ProbeMode,
         pass: &mut PassConfig,
         readers: &mut Vec<Reader>,
-    ) -> Activations<O, Taped> {
-        let h = self.conv(x, spec, pass);
+    ) -> Activations<Taped> {
+        let h = self.conv(x, pass);
+        let channels = h.shape().0;
         // Same id as `h`: its gradient is ∂L/∂h, kept because the probe's gradients are leaky.
         let h_handle = h.retaped::<NoneTape>();
         let eps = self.bn.epsilon;
         let sigma: Vec<f64> = match mode {
-            ProbeMode::Train | ProbeMode::StopGradient => channel_moments(&to_host(&h), O)
+            ProbeMode::Train | ProbeMode::StopGradient => channel_moments(&to_host(&h), channels)
                 .iter()
                 .map(|m| (m.var + eps).sqrt())
                 .collect(),
@@ -91,7 +91,7 @@ impl<const I: usize, const O: usize> ConvBn<I, O, f32, Cpu> {
             BiasReading {
                 bias: to_host(&grads.get(&bias)),
                 cancellation: dh
-                    .chunks_exact(dh.len() / O)
+                    .chunks_exact(dh.len() / channels)
                     .map(cancellation_ratio)
                     .fold(0.0, f64::max),
                 beta: to_host(&grads.get(&beta)),
@@ -103,7 +103,7 @@ impl<const I: usize, const O: usize> ConvBn<I, O, f32, Cpu> {
     }
 }
 
-impl<const IN: usize> Net<IN, f32, Cpu> {
+impl Net {
     /// One probe pass on channel-major `pixels` with `labels`: each block's bias reading.
     pub fn probe_pass(
         &self,
@@ -113,9 +113,9 @@ impl<const IN: usize> Net<IN, f32, Cpu> {
         mode: ProbeMode,
         cache: &mut Im2colCache,
     ) -> Vec<BiasReading> {
-        let dev = self.head.weight.device().clone();
+        let dev = self.device();
         let n = labels.len();
-        let x = from_host(&dev, pixels, (Const::<IN>, n, height, width));
+        let x = from_host(&dev, pixels, (self.in_channels(), n, height, width));
         let targets = from_host(&dev, &one_hot(labels), (n, Const::<CLASSES>));
         // The bias always takes part: a zero bias (no --conv-bias) changes no output but has a
         // gradient.
@@ -123,17 +123,11 @@ impl<const IN: usize> Net<IN, f32, Cpu> {
             conv_bias: true,
             cache,
         };
-        let mut readers: Vec<Reader> = Vec::with_capacity(BLOCKS.len());
-        let x = x.traced(Gradients::leaky());
-        let x = self
-            .block1
-            .probe_forward(x, &BLOCKS[0], mode, &mut pass, &mut readers);
-        let x = self
-            .block2
-            .probe_forward(x, &BLOCKS[1], mode, &mut pass, &mut readers);
-        let x = self
-            .block3
-            .probe_forward(x, &BLOCKS[2], mode, &mut pass, &mut readers);
+        let mut readers: Vec<Reader> = Vec::with_capacity(self.blocks.len());
+        let mut x = x.traced(Gradients::leaky());
+        for block in &self.blocks {
+            x = block.probe_forward(x, mode, &mut pass, &mut readers);
+        }
         let grads = cross_entropy_with_logits_loss(self.classify(x), targets).backward();
         readers.into_iter().map(|read| read(&grads)).collect()
     }

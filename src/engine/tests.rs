@@ -1,29 +1,38 @@
 //! BatchNorm facts checked on the real network and real digits (BN-METRICS.md sections 1, 5, 6),
 //! against dfdx's own BatchNorm and the pure metric functions.
+use dfdx::nn::modules::BatchNorm2D;
 use dfdx::prelude::*;
 
 use super::batches::gather_channel_major;
 use super::conv::Im2colCache;
 use super::data::{embedded_digits, DataSet};
 use super::forward::{BlockObservation, PassConfig};
-use super::model::{one_hot, Net, CLASSES};
-use super::params::{BlockGrads, BlockParams};
+use super::host::{from_host, to_host};
+use super::model::{one_hot, BatchNorm, Net, Widths, CLASSES};
+use super::params::BlockGrads;
 use crate::metrics::{drift, ema, moments, weights};
 use crate::protocol::BnMode;
 
-type TestNet = Net<1, f32, Cpu>;
+/// The digits' default network and one with a fourth block (8x8 -> 8 -> 4 -> 2 -> 1).
+const THREE_BLOCKS: &str = "16,32,64";
+const FOUR_BLOCKS: &str = "16,32,64,128";
 
 struct Fixture {
     dev: Cpu,
-    net: TestNet,
+    net: Net,
     data: DataSet,
     cache: Im2colCache,
 }
 
 impl Fixture {
     fn new(seed: u64) -> Fixture {
+        Fixture::with_widths(seed, THREE_BLOCKS)
+    }
+
+    fn with_widths(seed: u64, widths: &str) -> Fixture {
         let dev = Cpu::seed_from_u64(seed);
-        let net: TestNet = BuildModule::build(&dev);
+        let widths: Widths = widths.parse().expect("widths");
+        let net = Net::new(&dev, 1, &widths);
         let mut data = embedded_digits().expect("embedded digits");
         data.standardise();
         Fixture {
@@ -39,14 +48,13 @@ impl Fixture {
     fn step(
         &mut self,
         first: usize,
-        modes: [BnMode; 3],
+        mode: BnMode,
         conv_bias: bool,
     ) -> (Vec<BlockObservation>, Vec<BlockGrads>) {
+        let modes = vec![mode; self.net.blocks.len()];
         let indices: Vec<usize> = (first..first + 64).collect();
         let (pixels, labels) = gather_channel_major(&self.data.train, &indices);
-        let x = self
-            .dev
-            .tensor_from_vec(pixels, (Const::<1>, indices.len(), 8, 8));
+        let x = self.dev.tensor_from_vec(pixels, (1, indices.len(), 8, 8));
         let targets = one_hot(&labels);
         let targets = self
             .dev
@@ -56,27 +64,38 @@ impl Fixture {
             conv_bias,
             cache: &mut self.cache,
         };
-        let logits = self.net.forward_train(
-            x.traced(self.net.alloc_grads()),
-            &modes,
-            &mut pass,
-            Some(&mut observations),
-        );
+        let grads = self.net.alloc_grads().expect("gradients");
+        let logits =
+            self.net
+                .forward_train(x.traced(grads), &modes, &mut pass, Some(&mut observations));
         let grads = dfdx::losses::cross_entropy_with_logits_loss(logits, targets).backward();
-        let block_grads = self.net.blocks().iter().map(|b| b.grads(&grads)).collect();
+        let block_grads = self.net.blocks.iter().map(|b| b.grads(&grads)).collect();
         (observations, block_grads)
     }
 
     /// A few train-mode steps, so the running statistics are no longer their initial 0 and 1.
     fn warm_up(&mut self) {
         for i in 0..5 {
-            self.step(64 * i, [BnMode::Train; 3], true);
+            self.step(64 * i, BnMode::Train, true);
         }
     }
 }
 
-const TRAIN: [BnMode; 3] = [BnMode::Train; 3];
-const EVAL: [BnMode; 3] = [BnMode::Eval; 3];
+const TRAIN: BnMode = BnMode::Train;
+const EVAL: BnMode = BnMode::Eval;
+
+/// dfdx's own BN layer with `bn`'s parameters and state, as the reference.
+fn dfdx_bn<const C: usize>(bn: &BatchNorm) -> BatchNorm2D<C, f32, Cpu> {
+    let dev = bn.scale.device().clone();
+    let mut layer: BatchNorm2D<C, f32, Cpu> = BuildModule::build(&dev);
+    layer.scale = from_host(&dev, &to_host(&bn.scale), Rank1::<C>::default());
+    layer.bias = from_host(&dev, &to_host(&bn.bias), Rank1::<C>::default());
+    layer.running_mean = from_host(&dev, &to_host(&bn.running_mean), Rank1::<C>::default());
+    layer.running_var = from_host(&dev, &to_host(&bn.running_var), Rank1::<C>::default());
+    layer.epsilon = bn.epsilon;
+    layer.momentum = bn.momentum;
+    layer
+}
 
 fn max_abs(xs: &[f32]) -> f32 {
     xs.iter().fold(0.0, |m, x| m.max(x.abs()))
@@ -84,12 +103,19 @@ fn max_abs(xs: &[f32]) -> f32 {
 
 #[test]
 fn dfdx_running_update_is_the_ema_with_unbiased_variance() {
-    let mut f = Fixture::new(1);
-    for block in f.net.blocks_mut() {
+    for widths in [THREE_BLOCKS, FOUR_BLOCKS] {
+        running_update_is_the_ema_with_unbiased_variance(widths);
+    }
+}
+
+fn running_update_is_the_ema_with_unbiased_variance(widths: &str) {
+    let mut f = Fixture::with_widths(1, widths);
+    for block in &mut f.net.blocks {
         block.set_momentum(0.3);
     }
     f.warm_up();
     let (seen, _) = f.step(320, TRAIN, false);
+    assert_eq!(seen.len(), f.net.blocks.len());
     for (layer, obs) in seen.iter().enumerate() {
         let batch = moments::channel_moments(&obs.bn_input, obs.running_mean_pre.len());
         for (c, m) in batch.iter().enumerate() {
@@ -101,13 +127,14 @@ fn dfdx_running_update_is_the_ema_with_unbiased_variance() {
             );
             assert!(
                 (mean - got_mean).abs() < 1e-5 * (1.0 + mean.abs()),
-                "layer {layer} c {c}: mean {mean} vs dfdx {got_mean}"
+                "{widths} layer {layer} c {c}: mean {mean} vs dfdx {got_mean}"
             );
             assert!(
                 (var - got_var).abs() < 1e-5 * (1.0 + var.abs()),
-                "layer {layer} c {c}: var {var} vs dfdx {got_var}"
+                "{widths} layer {layer} c {c}: var {var} vs dfdx {got_var}"
             );
-            // The biased variance would be measurably different at this n (layer 3: n = 256).
+            // The biased variance would be measurably different at this n (layer 3: n = 256,
+            // layer 4: 64).
             let biased = ema::ema_update(obs.running_var_pre[c] as f64, m.var, 0.3);
             assert!(
                 (biased - got_var).abs() > 1e-7,
@@ -124,14 +151,9 @@ fn eval_mode_leaves_running_stats_and_switching_modes_is_x_eval_equals_r_x_train
     let (train, _) = f.step(0, TRAIN, false);
     // Same weights, same input, first layer's running stats now as they were before that update.
     let first = &train[0];
-    let running_mean = f
-        .dev
-        .tensor_from_vec(first.running_mean_pre.clone(), (Const::<16>,));
-    let running_var = f
-        .dev
-        .tensor_from_vec(first.running_var_pre.clone(), (Const::<16>,));
-    f.net.block1.bn.running_mean = running_mean;
-    f.net.block1.bn.running_var = running_var;
+    let bn = &mut f.net.blocks[0].bn;
+    bn.running_mean.copy_from(&first.running_mean_pre);
+    bn.running_var.copy_from(&first.running_var_pre);
     let (eval, _) = f.step(0, EVAL, false);
     let e = &eval[0];
     assert_eq!(
@@ -144,8 +166,8 @@ fn eval_mode_leaves_running_stats_and_switching_modes_is_x_eval_equals_r_x_train
         "same weights and input give the same BN input"
     );
 
-    let gamma = f.net.block1.gamma();
-    let beta = f.net.block1.beta();
+    let gamma = f.net.blocks[0].gamma();
+    let beta = f.net.blocks[0].beta();
     let batch = moments::channel_moments(&first.bn_input, 16);
     for c in 0..16 {
         let dr = drift::drift(
@@ -170,18 +192,26 @@ fn eval_mode_leaves_running_stats_and_switching_modes_is_x_eval_equals_r_x_train
     }
 }
 
+/// Block 1 of the three-block network and block 4 (128 channels) of the four-block one.
 #[test]
 fn running_stats_normalisation_with_no_tape_equals_dfdx_inference() {
-    let mut f = Fixture::new(3);
+    inference_equals_dfdx::<16>(THREE_BLOCKS, 0);
+    inference_equals_dfdx::<128>(FOUR_BLOCKS, 3);
+}
+
+fn inference_equals_dfdx<const C: usize>(widths: &str, block: usize) {
+    let mut f = Fixture::with_widths(3, widths);
     f.warm_up();
-    let x: Tensor<(Const<16>, usize, usize, usize), f32, Cpu> =
-        f.dev.sample_normal_like(&(Const::<16>, 4, 5, 6));
-    let ours = super::batchnorm::normalize_with_running_stats(x.clone(), &f.net.block1.bn);
+    let bn = &f.net.blocks[block].bn;
+    assert_eq!(bn.channels(), C);
+    let x: Tensor<(usize, usize, usize, usize), f32, Cpu> = f.dev.sample_normal_like(&(C, 4, 5, 6));
+    let ours = super::batchnorm::normalize_with_running_stats(x.clone(), bn);
     // dfdx's inference forward takes (N, C, H, W).
-    let dfdx_out = f.net.block1.bn.forward(x.permute::<_, Axes4<1, 0, 2, 3>>());
+    let x = x.realize::<(Const<C>, usize, usize, usize)>();
+    let dfdx_out = dfdx_bn::<C>(bn).forward(x.permute::<_, Axes4<1, 0, 2, 3>>());
     let dfdx_out = dfdx_out.permute::<_, Axes4<1, 0, 2, 3>>();
     for (a, b) in ours.as_vec().iter().zip(dfdx_out.as_vec()) {
-        assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+        assert!((a - b).abs() < 1e-5, "{widths}: {a} vs {b}");
     }
 }
 
@@ -191,7 +221,7 @@ fn pre_bn_bias_gradient_vanishes_in_train_mode_but_not_in_eval_mode() {
     f.warm_up();
     let (_, train) = f.step(64, TRAIN, true);
     let (_, eval) = f.step(64, EVAL, true);
-    for layer in 0..3 {
+    for layer in 0..f.net.blocks.len() {
         let scale = max_abs(&train[layer].beta);
         assert!(
             scale > 1e-4,
@@ -203,7 +233,7 @@ fn pre_bn_bias_gradient_vanishes_in_train_mode_but_not_in_eval_mode() {
             train[layer].bias
         );
         // Eval mode: ∂L/∂b = (γ/σ_R)·∂L/∂β exactly (BN-METRICS.md section 6).
-        let block = f.net.blocks()[layer];
+        let block = &f.net.blocks[layer];
         let (gamma, var) = (block.gamma(), block.running_var());
         assert!(
             max_abs(&eval[layer].bias) > 0.1 * max_abs(&eval[layer].beta),
@@ -228,7 +258,7 @@ fn train_mode_is_scale_invariant_and_the_weight_gradient_is_orthogonal_to_the_we
     let mut scaled = Fixture::new(5);
     scaled.warm_up();
     let c = 3.0f32;
-    scaled.net.block2.weight = scaled.net.block2.weight.clone() * c;
+    scaled.net.blocks[1].weight = scaled.net.blocks[1].weight.clone() * c;
 
     let (seen, grads) = f.step(128, TRAIN, false);
     let (seen_scaled, grads_scaled) = scaled.step(128, TRAIN, false);
@@ -239,7 +269,7 @@ fn train_mode_is_scale_invariant_and_the_weight_gradient_is_orthogonal_to_the_we
             "block3 input changed: {a} vs {b}"
         );
     }
-    let w = f.net.block2.weight();
+    let w = f.net.blocks[1].weight();
     let cosines = weights::row_cosines(&w, &grads[1].weight, 32);
     let worst = cosines.iter().fold(0.0f64, |m, x| m.max(x.abs()));
     assert!(worst < 1e-4, "max |cos(w_c, g_c)| = {worst}");
@@ -252,7 +282,7 @@ fn train_mode_is_scale_invariant_and_the_weight_gradient_is_orthogonal_to_the_we
 
     // In eval mode the layer is not normalised by its own batch: the gradient has a radial part.
     let (_, eval) = f.step(128, EVAL, false);
-    let eval_cos = weights::row_cosines(&f.net.block2.weight(), &eval[1].weight, 32);
+    let eval_cos = weights::row_cosines(&f.net.blocks[1].weight(), &eval[1].weight, 32);
     let eval_worst = eval_cos.iter().fold(0.0f64, |m, x| m.max(x.abs()));
     assert!(
         eval_worst > 100.0 * worst.max(1e-6),
@@ -261,31 +291,32 @@ fn train_mode_is_scale_invariant_and_the_weight_gradient_is_orthogonal_to_the_we
 }
 
 /// The probe's train-mode and stop-gradient forwards equal dfdx's training forward (same batch
-/// statistics) and leave the running statistics alone.
+/// statistics) and leave the running statistics alone: block 1 of the three-block network and
+/// block 4 of the four-block one.
 #[test]
 fn batch_stat_forwards_without_running_update_equal_dfdx_train_mode() {
+    batch_stat_forwards_equal_dfdx::<16>(THREE_BLOCKS, 0);
+    batch_stat_forwards_equal_dfdx::<128>(FOUR_BLOCKS, 3);
+}
+
+fn batch_stat_forwards_equal_dfdx<const C: usize>(widths: &str, block: usize) {
     use super::batchnorm::{normalize_with_batch_stats, normalize_with_detached_batch_stats};
-    let mut f = Fixture::new(4);
+    let mut f = Fixture::with_widths(4, widths);
     f.warm_up();
-    let x: Tensor<(Const<16>, usize, usize, usize), f32, Cpu> =
-        f.dev.sample_normal_like(&(Const::<16>, 8, 5, 5));
-    let before = (
-        f.net.block1.bn.running_mean.as_vec(),
-        f.net.block1.bn.running_var.as_vec(),
-    );
-    let taped = normalize_with_batch_stats(x.leaky_trace(), &f.net.block1.bn);
-    let detached = normalize_with_detached_batch_stats(x.leaky_trace(), &f.net.block1.bn);
-    assert_eq!(f.net.block1.bn.running_mean.as_vec(), before.0);
-    assert_eq!(f.net.block1.bn.running_var.as_vec(), before.1);
-    let dfdx = f
-        .net
-        .block1
-        .bn
-        .forward_mut(x.leaky_trace().reshape_like(&(Const::<16>, 40, 5)))
-        .reshape_like(&(Const::<16>, 8, 5, 5));
+    let bn = &f.net.blocks[block].bn;
+    assert_eq!(bn.channels(), C);
+    let x: Tensor<(usize, usize, usize, usize), f32, Cpu> = f.dev.sample_normal_like(&(C, 8, 5, 5));
+    let before = (bn.running_mean.as_vec(), bn.running_var.as_vec());
+    let taped = normalize_with_batch_stats(x.leaky_trace(), bn);
+    let detached = normalize_with_detached_batch_stats(x.leaky_trace(), bn);
+    assert_eq!(bn.running_mean.as_vec(), before.0);
+    assert_eq!(bn.running_var.as_vec(), before.1);
+    let dfdx = dfdx_bn::<C>(bn)
+        .forward_mut(x.leaky_trace().reshape_like(&(Const::<C>, 40, 5)))
+        .reshape_like(&(C, 8, 5, 5));
     let diff = |a: &[f32], b: &[f32]| a.iter().zip(b).fold(0f32, |m, (p, q)| m.max((p - q).abs()));
-    assert!(diff(&taped.as_vec(), &dfdx.as_vec()) < 1e-5);
-    assert!(diff(&detached.as_vec(), &dfdx.as_vec()) < 1e-5);
+    assert!(diff(&taped.as_vec(), &dfdx.as_vec()) < 1e-5, "{widths}");
+    assert!(diff(&detached.as_vec(), &dfdx.as_vec()) < 1e-5, "{widths}");
 }
 
 /// PreciseBN (BN-METRICS §3): block 1 sees the images themselves, so its population is the whole
@@ -340,9 +371,9 @@ fn train_mode_weight_gradient_keeps_the_epsilon_radial_part() {
     for shrink in [1.0f32, 0.01] {
         let mut f = Fixture::new(6);
         f.warm_up();
-        f.net.block2.weight = f.net.block2.weight.clone() * shrink;
+        f.net.blocks[1].weight = f.net.blocks[1].weight.clone() * shrink;
         let (seen, grads) = f.step(192, TRAIN, false);
-        let block = f.net.blocks()[1];
+        let block = &f.net.blocks[1];
         let channels = block.channels();
         let (w, gamma) = (block.weight(), block.gamma());
         let batch = moments::channel_moments(&seen[1].bn_input, channels);
@@ -369,6 +400,97 @@ fn train_mode_weight_gradient_keeps_the_epsilon_radial_part() {
         }
         if shrink < 1.0 {
             assert!(worst_cos > 1e-2, "shrunk filters: max |cos| {worst_cos:e}");
+        }
+    }
+}
+
+/// Every trainable tensor's gradient in `grads`, in [`Net::visit_params`] order.
+fn all_gradients(net: &mut Net, grads: &Gradients<f32, Cpu>) -> Vec<Vec<f32>> {
+    struct Read<'a>(&'a Gradients<f32, Cpu>, Vec<Vec<f32>>);
+    impl super::model::ParamVisitor for Read<'_> {
+        fn visit<S: Shape>(&mut self, p: &mut Tensor<S, f32, Cpu>) -> Result<(), CpuError> {
+            self.1.push(to_host(&self.0.get(p)));
+            Ok(())
+        }
+    }
+    let mut read = Read(grads, Vec::new());
+    net.visit_params(&mut read).expect("read gradients");
+    read.1
+}
+
+/// The training forward as the engine runs it (custom conv op, fused BN + ReLU) against the same
+/// network written with dfdx ops only (gather + matmul convolution, broadcast BN arithmetic,
+/// dfdx's ReLU), on the four-block network: every block in train mode (without the pre-BN bias),
+/// then every block in eval mode (with it). Logits and every parameter's gradient agree to f32
+/// rounding.
+#[test]
+fn training_forward_matches_dfdx_ops_on_a_four_block_net() {
+    use super::batchnorm::{normalize_with_batch_stats, normalize_with_running_stats};
+    use super::conv::gather::conv2d_gather;
+    use super::forward::geometry;
+
+    for (mode, conv_bias) in [(TRAIN, false), (EVAL, true)] {
+        let mut f = Fixture::with_widths(8, FOUR_BLOCKS);
+        f.warm_up();
+        let mut reference = f.net.clone();
+        let indices: Vec<usize> = (64..128).collect();
+        let (pixels, labels) = gather_channel_major(&f.data.train, &indices);
+        let x = f.dev.tensor_from_vec(pixels, (1, indices.len(), 8, 8));
+        let targets = f
+            .dev
+            .tensor_from_vec(one_hot(&labels), (labels.len(), Const::<CLASSES>));
+
+        let modes = vec![mode; f.net.blocks.len()];
+        let mut pass = PassConfig {
+            conv_bias,
+            cache: &mut f.cache,
+        };
+        let grads = f.net.alloc_grads().expect("gradients");
+        let logits = f
+            .net
+            .forward_train(x.clone().traced(grads), &modes, &mut pass, None);
+        let fast_logits = to_host(&logits);
+        let grads =
+            dfdx::losses::cross_entropy_with_logits_loss(logits, targets.clone()).backward();
+        let fast = all_gradients(&mut f.net, &grads);
+
+        let mut h = x.traced(reference.alloc_grads().expect("gradients"));
+        for block in &reference.blocks {
+            let g = geometry(*h.shape(), &block.spec);
+            let mut conv = conv2d_gather(h, &block.weight, g);
+            if conv_bias {
+                let shape = *conv.shape();
+                let bias = block.bias.retaped::<OwnedTape<f32, Cpu>>();
+                conv = conv + bias.broadcast_like::<_, Axes3<1, 2, 3>>(&shape);
+            }
+            h = match mode {
+                BnMode::Train => normalize_with_batch_stats(conv, &block.bn),
+                BnMode::Eval => normalize_with_running_stats(conv, &block.bn),
+            }
+            .relu();
+        }
+        let logits = reference.classify(h);
+        let reference_logits = to_host(&logits);
+        let grads = dfdx::losses::cross_entropy_with_logits_loss(logits, targets).backward();
+        let slow = all_gradients(&mut reference, &grads);
+
+        let relative = |a: &[f32], b: &[f32]| {
+            let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-30);
+            a.iter().zip(b).fold(0f32, |m, (p, q)| m.max((p - q).abs())) / scale
+        };
+        let err = relative(&fast_logits, &reference_logits);
+        assert!(err < 1e-5, "{mode:?}: logits differ by {err:e}");
+        // Per block: weight, bias, γ, β; then the classifier's weight and bias.
+        assert_eq!(fast.len(), 4 * 4 + 2);
+        for (i, (a, b)) in fast.iter().zip(&slow).enumerate() {
+            let what = format!("{mode:?}: block {} tensor {}", i / 4 + 1, i % 4);
+            if i % 4 == 1 && !conv_bias && i < 16 {
+                // Outside the graph: both 0.
+                assert!(a.iter().chain(b).all(|&v| v == 0.0), "{what}");
+                continue;
+            }
+            let err = relative(a, b);
+            assert!(err < 1e-4, "{what}: gradients differ by {err:e}");
         }
     }
 }

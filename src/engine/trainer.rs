@@ -14,7 +14,7 @@ use super::data::DataSet;
 use super::evaluate::{cross_entropy_and_hits, HeldOut};
 use super::forward::{BlockObservation, PassConfig};
 use super::layer_snapshot::BlockStep;
-use super::model::{block_geometries, one_hot, Net, BLOCKS, CLASSES};
+use super::model::{block_geometries, one_hot, Net, Widths, CLASSES};
 use super::optimizer::NetOptimizer;
 use super::params::BlockGrads;
 use super::population;
@@ -30,17 +30,19 @@ mod lab;
 /// How long a paused engine waits for a control before checking on its consumer again.
 const PAUSED_POLL: Duration = Duration::from_millis(50);
 
-pub struct Trainer<const IN: usize> {
+pub struct Trainer {
     cfg: TrainConfig,
     dev: Cpu,
-    net: Net<IN, f32, Cpu>,
-    opt: NetOptimizer<IN>,
+    widths: Widths,
+    net: Net,
+    opt: NetOptimizer,
     grads: Gradients<f32, Cpu>,
     cache: Im2colCache,
     data: DataSet,
     batches: Batches,
     heldout: HeldOut,
-    modes: [BnMode; 3],
+    /// One per block.
+    modes: Vec<BnMode>,
     lr: f32,
     step: u64,
     last_evaluated: Option<u64>,
@@ -53,8 +55,9 @@ pub struct Trainer<const IN: usize> {
     controls: Receiver<Control>,
 }
 
-impl<const IN: usize> Trainer<IN> {
-    /// Builds the network and optimizer. Call on the training thread (dfdx optimizers are `!Send`).
+impl Trainer {
+    /// Builds the network (`cfg.widths`, or the default for the data's image size) and the
+    /// optimizer. Call on the training thread.
     pub fn new(
         cfg: TrainConfig,
         data: DataSet,
@@ -63,12 +66,14 @@ impl<const IN: usize> Trainer<IN> {
     ) -> Self {
         let dev = Cpu::seed_from_u64(cfg.seed);
         dev.enable_cache();
-        let mut net: Net<IN, f32, Cpu> = BuildModule::build(&dev);
-        for block in net.blocks_mut() {
+        let images = &data.train;
+        let widths = (cfg.widths.clone())
+            .unwrap_or_else(|| Widths::default_for(images.height, images.width));
+        let mut net = Net::new(&dev, images.channels, &widths);
+        for block in &mut net.blocks {
             block.set_momentum(cfg.bn_momentum as f64);
         }
-        let opt = NetOptimizer::new(&net, &cfg.optimizer);
-        let grads = net.alloc_grads();
+        let opt = NetOptimizer::new(&cfg.optimizer);
         let batches = Batches::new(data.train.len(), cfg.batch_size, cfg.seed, cfg.data_order);
         let heldout = HeldOut::new(&data.heldout, cfg.eval_samples, cfg.batch_size);
         Trainer {
@@ -76,14 +81,16 @@ impl<const IN: usize> Trainer<IN> {
             paused: cfg.start_paused,
             cfg,
             dev,
+            modes: vec![BnMode::Train; widths.as_slice().len()],
+            widths,
             net,
             opt,
-            grads,
+            // Allocated with the first step's `zero_grads`.
+            grads: Gradients::leaky(),
             cache: Im2colCache::default(),
             data,
             batches,
             heldout,
-            modes: [BnMode::Train; 3],
             step: 0,
             last_evaluated: None,
             started: Instant::now(),
@@ -200,7 +207,7 @@ impl<const IN: usize> Trainer<IN> {
                     return Err(format!("momentum must be in [0, 1], got {momentum}"));
                 }
                 for i in self.layers(layer)? {
-                    self.net.blocks_mut()[i].set_momentum(momentum as f64);
+                    self.net.blocks[i].set_momentum(momentum as f64);
                 }
             }
             Control::SetMomentumCumulative { .. } => {
@@ -231,7 +238,7 @@ impl<const IN: usize> Trainer<IN> {
             }
             Control::ResetRunningStats { layer } => {
                 for i in self.layers(layer)? {
-                    self.net.blocks_mut()[i].reset_running_stats();
+                    self.net.blocks[i].reset_running_stats();
                 }
             }
             Control::Quit => self.quit = true,
@@ -240,13 +247,11 @@ impl<const IN: usize> Trainer<IN> {
     }
 
     fn layers(&self, layer: Option<usize>) -> Result<std::ops::Range<usize>, String> {
+        let blocks = self.net.blocks.len();
         match layer {
-            None => Ok(0..BLOCKS.len()),
-            Some(i) if i < BLOCKS.len() => Ok(i..i + 1),
-            Some(i) => Err(format!(
-                "no BN layer {i} (layers are 0..{})",
-                BLOCKS.len() - 1
-            )),
+            None => Ok(0..blocks),
+            Some(i) if i < blocks => Ok(i..i + 1),
+            Some(i) => Err(format!("no BN layer {i} (layers are 0..{})", blocks - 1)),
         }
     }
 
@@ -267,7 +272,7 @@ impl<const IN: usize> Trainer<IN> {
         let x = from_host(
             &self.dev,
             &pixels,
-            (Const::<IN>, n, images.height, images.width),
+            (images.channels, n, images.height, images.width),
         );
         let targets = from_host(&self.dev, &one_hot(&labels), (n, Const::<CLASSES>));
 
@@ -275,8 +280,11 @@ impl<const IN: usize> Trainer<IN> {
         let metrics = self.cfg.layer_metrics
             && (std::mem::take(&mut self.control_just_applied)
                 || self.outbox.wants_layer_metrics());
-        let mut observations = Vec::with_capacity(BLOCKS.len());
-        let grads = std::mem::replace(&mut self.grads, Gradients::leaky());
+        let mut observations = Vec::with_capacity(self.net.blocks.len());
+        let mut grads = std::mem::replace(&mut self.grads, Gradients::leaky());
+        self.net
+            .zero_grads(&mut grads)
+            .map_err(|e| format!("allocating gradients failed: {e}"))?;
         let mut pass = PassConfig {
             conv_bias: self.cfg.conv_bias,
             cache: &mut self.cache,
@@ -295,7 +303,7 @@ impl<const IN: usize> Trainer<IN> {
         // Parameters and gradients before the update, for the weight metrics.
         let before: Vec<_> = if metrics {
             self.net
-                .blocks()
+                .blocks
                 .iter()
                 .map(|b| BlockBefore {
                     weight: b.weight(),
@@ -307,8 +315,7 @@ impl<const IN: usize> Trainer<IN> {
         } else {
             Vec::new()
         };
-        self.opt.update(&mut self.net, &grads, self.cfg.conv_bias)?;
-        self.net.zero_grads(&mut grads);
+        self.opt.update(&mut self.net, &mut grads)?;
         self.grads = grads;
         self.step += 1;
 
@@ -338,10 +345,10 @@ impl<const IN: usize> Trainer<IN> {
         before: Vec<BlockBefore>,
     ) -> Vec<BlockStep> {
         self.net
-            .blocks()
+            .blocks
             .iter()
             .zip(observations.into_iter().zip(before))
-            .zip(self.modes)
+            .zip(self.modes.iter().copied())
             .map(|((block, (seen, before)), mode)| BlockStep {
                 mode,
                 momentum: block.momentum(),
@@ -361,7 +368,7 @@ impl<const IN: usize> Trainer<IN> {
     fn header(&self) -> RunHeader {
         let images = &self.data.train;
         let input = [images.channels, images.height, images.width];
-        let layers = block_geometries(input, self.cfg.batch_size)
+        let layers = block_geometries(&self.widths, input, self.cfg.batch_size)
             .map(|(spec, geometry)| LayerInfo {
                 name: spec.name.into(),
                 in_channels: geometry.in_channels,
@@ -416,7 +423,7 @@ impl<const IN: usize> Trainer<IN> {
                 channel_std: self.data.channel_std.clone(),
             }),
             layers,
-            conventions: Conventions::bntop(self.net.blocks()[0].epsilon()),
+            conventions: Conventions::bntop(self.net.blocks.first().map_or(1e-5, |b| b.epsilon())),
             recording: None,
         }
     }

@@ -41,11 +41,12 @@ fn lines_of(stderr: ChildStderr) -> mpsc::Receiver<String> {
     rx
 }
 
-/// `bntop serve --socket DIR/bntop.sock --record DIR/run.jsonl EXTRA...`, not yet started.
+/// `bntop serve --data digits --socket DIR/bntop.sock --record DIR/run.jsonl EXTRA...`, not yet
+/// started.
 pub fn serve_command(dir: &Path, extra: &[&str]) -> Process {
     let mut command = Process::new(env!("CARGO_BIN_EXE_bntop"));
     command
-        .arg("serve")
+        .args(["serve", "--data", "digits"])
         .arg("--socket")
         .arg(dir.join("bntop.sock"))
         .arg("--record")

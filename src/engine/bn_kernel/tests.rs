@@ -4,11 +4,12 @@ use dfdx::prelude::*;
 
 use super::{batch_norm_eval, batch_norm_train};
 use crate::engine::batchnorm::{normalize_with_running_stats, BnInput};
-use crate::engine::host::to_host;
+use crate::engine::host::{from_host, to_host};
+use crate::engine::model::BatchNorm;
 
 type Taped = OwnedTape<f32, Cpu>;
 
-/// A BN with random γ, β and running statistics, so every term of the op shows.
+/// dfdx's own BN with random γ, β and running statistics, so every term of the op shows.
 fn random_bn<const C: usize>(dev: &Cpu) -> BatchNorm2D<C, f32, Cpu> {
     let mut bn: BatchNorm2D<C, f32, Cpu> = BuildModule::build(dev);
     bn.scale = dev.sample_normal::<Rank1<C>>() * 0.5 + 1.0;
@@ -17,6 +18,20 @@ fn random_bn<const C: usize>(dev: &Cpu) -> BatchNorm2D<C, f32, Cpu> {
     bn.running_var = dev.sample_uniform::<Rank1<C>>() + 0.5;
     bn.momentum = 0.3;
     bn
+}
+
+/// This crate's BN with the same parameters and state as dfdx's `bn` (its own tensors).
+fn ours<const C: usize>(bn: &BatchNorm2D<C, f32, Cpu>) -> BatchNorm {
+    let dev = bn.scale.device().clone();
+    let copy = |t: &Tensor<Rank1<C>, f32, Cpu>| from_host(&dev, &to_host(t), (C,));
+    BatchNorm {
+        scale: copy(&bn.scale),
+        bias: copy(&bn.bias),
+        running_mean: copy(&bn.running_mean),
+        running_var: copy(&bn.running_var),
+        epsilon: bn.epsilon,
+        momentum: bn.momentum,
+    }
 }
 
 /// Everything one forward + backward produced: output, running stats after, dx, dγ, dβ.
@@ -38,20 +53,23 @@ enum Op {
 }
 
 /// Forward, then the backward of Σ out·weights (weights random, so dy is not constant).
+/// `DfdxTrain` runs dfdx's own layer `reference`; the others this crate's `bn`.
 fn run<const C: usize>(
-    bn: &mut BatchNorm2D<C, f32, Cpu>,
-    x: &BnInput<C, NoneTape>,
-    weights: &BnInput<C, NoneTape>,
+    reference: &mut BatchNorm2D<C, f32, Cpu>,
+    bn: &mut BatchNorm,
+    x: &BnInput<NoneTape>,
+    weights: &BnInput<NoneTape>,
     relu: bool,
     op: Op,
 ) -> Run {
     let shape = *x.shape();
-    let traced: BnInput<C, Taped> = x.clone().leaky_trace();
-    let relu_if = |y: BnInput<C, Taped>| if relu { y.relu() } else { y };
+    let traced: BnInput<Taped> = x.clone().leaky_trace();
+    let relu_if = |y: BnInput<Taped>| if relu { y.relu() } else { y };
     let out = match op {
         Op::FusedTrain => batch_norm_train(traced, bn, relu, false).out,
         Op::DfdxTrain => relu_if(
-            bn.forward_mut(traced.reshape_like(&(Const::<C>, shape.1 * shape.2, shape.3)))
+            reference
+                .forward_mut(traced.reshape_like(&(Const::<C>, shape.1 * shape.2, shape.3)))
                 .reshape_like(&shape),
         ),
         Op::FusedEval => batch_norm_eval(traced, bn, relu, false).0,
@@ -59,13 +77,24 @@ fn run<const C: usize>(
     };
     let out_host = to_host(&out);
     let grads = (out * weights.clone()).sum().backward();
-    Run {
-        out: out_host,
-        running_mean: to_host(&bn.running_mean),
-        running_var: to_host(&bn.running_var),
-        dx: grads.get(x).as_vec(),
-        d_gamma: grads.get(&bn.scale).as_vec(),
-        d_beta: grads.get(&bn.bias).as_vec(),
+    let dx = grads.get(x).as_vec();
+    match op {
+        Op::DfdxTrain => Run {
+            out: out_host,
+            running_mean: reference.running_mean.as_vec(),
+            running_var: reference.running_var.as_vec(),
+            dx,
+            d_gamma: grads.get(&reference.scale).as_vec(),
+            d_beta: grads.get(&reference.bias).as_vec(),
+        },
+        _ => Run {
+            out: out_host,
+            running_mean: bn.running_mean.as_vec(),
+            running_var: bn.running_var.as_vec(),
+            dx,
+            d_gamma: grads.get(&bn.scale).as_vec(),
+            d_beta: grads.get(&bn.bias).as_vec(),
+        },
     }
 }
 
@@ -88,16 +117,24 @@ fn compare<const C: usize>(
 ) {
     let dev = Cpu::seed_from_u64(seed);
     let mut reference = random_bn::<C>(&dev);
-    let mut fused_bn = reference.clone();
+    // The dfdx-op version (eval mode) and the fused op each run on their own copy.
+    let (mut reference_ours, mut fused_bn) = (ours(&reference), ours(&reference));
+    let mut unused = reference.clone();
     // An offset mean: the centring must not lose precision.
-    let x: BnInput<C, NoneTape> =
-        dev.sample_normal_like(&(Const::<C>, batch, side, side)) * 2.0 + 3.0;
-    let weights: BnInput<C, NoneTape> = dev.sample_normal_like(x.shape());
+    let x: BnInput<NoneTape> = dev.sample_normal_like(&(C, batch, side, side)) * 2.0 + 3.0;
+    let weights: BnInput<NoneTape> = dev.sample_normal_like(x.shape());
     let eval = matches!(fused, Op::FusedEval);
     // Two steps: the second sees the running statistics the first one updated.
     for step in 0..2 {
-        let want = run(&mut reference, &x, &weights, relu, dfdx);
-        let got = run(&mut fused_bn, &x, &weights, relu, fused);
+        let want = run(
+            &mut reference,
+            &mut reference_ours,
+            &x,
+            &weights,
+            relu,
+            dfdx,
+        );
+        let got = run(&mut unused, &mut fused_bn, &x, &weights, relu, fused);
         let what = format!("{fused:?}: C={C} batch={batch} {side}x{side} relu={relu} step {step}");
         for (name, g, w, tol) in [
             // Eval mode does the same f32 arithmetic as the dfdx-op version.
@@ -141,10 +178,11 @@ fn eval_mode_matches_the_dfdx_op_version_with_and_without_relu() {
         compare::<64>(5, 32, 28, relu, ops);
     }
     let dev = Cpu::seed_from_u64(9);
-    let mut bn = random_bn::<16>(&dev);
+    let mut reference = random_bn::<16>(&dev);
+    let mut bn = ours(&reference);
     let before = (bn.running_mean.as_vec(), bn.running_var.as_vec());
-    let x: BnInput<16, NoneTape> = dev.sample_normal_like(&(Const::<16>, 4, 8, 8));
-    run(&mut bn, &x, &x, true, Op::FusedEval);
+    let x: BnInput<NoneTape> = dev.sample_normal_like(&(16, 4, 8, 8));
+    run(&mut reference, &mut bn, &x, &x, true, Op::FusedEval);
     assert_eq!((bn.running_mean.as_vec(), bn.running_var.as_vec()), before);
 }
 
@@ -169,10 +207,11 @@ fn reference_loss(x: &[f64], gamma: &[f64], beta: &[f64], w: &[f64], eps: f64) -
 fn gradients_match_finite_differences() {
     const C: usize = 2;
     let dev = Cpu::seed_from_u64(7);
-    let mut bn = random_bn::<C>(&dev);
-    let x: BnInput<C, NoneTape> = dev.sample_normal_like(&(Const::<C>, 3, 2, 2));
-    let weights: BnInput<C, NoneTape> = dev.sample_normal_like(x.shape());
-    let got = run(&mut bn, &x, &weights, true, Op::FusedTrain);
+    let mut reference = random_bn::<C>(&dev);
+    let mut bn = ours(&reference);
+    let x: BnInput<NoneTape> = dev.sample_normal_like(&(C, 3, 2, 2));
+    let weights: BnInput<NoneTape> = dev.sample_normal_like(x.shape());
+    let got = run(&mut reference, &mut bn, &x, &weights, true, Op::FusedTrain);
 
     let f64s = |v: Vec<f32>| -> Vec<f64> { v.into_iter().map(f64::from).collect() };
     let (xs, w) = (f64s(x.as_vec()), f64s(weights.as_vec()));

@@ -39,15 +39,17 @@ fn im2col_indices(g: &ConvGeometry) -> Vec<usize> {
 }
 
 /// Convolves channel-major `x` with `weight` (C_out, C_in, K, K) from dfdx ops only.
-pub fn conv2d_gather<S, const O: usize, const I: usize, const K: usize, T>(
+pub fn conv2d_gather<S, W, T>(
     x: Tensor<S, f32, Cpu, T>,
-    weight: &Tensor<Rank4<O, I, K, K>, f32, Cpu>,
+    weight: &Tensor<W, f32, Cpu>,
     geometry: ConvGeometry,
-) -> ConvOutput<O, T>
+) -> ConvOutput<T>
 where
     S: Shape,
+    W: Shape<Concrete = [usize; 4]>,
     T: Tape<f32, Cpu> + Merge<T> + Merge<NoneTape>,
 {
+    let out_channels = weight.shape().concrete()[0];
     let dev = x.device().clone();
     let idx = im2col_indices(&geometry);
     let idx_len = idx.len();
@@ -58,9 +60,9 @@ where
         .reshape_like(&(geometry.patch_len(), geometry.positions()));
     let filters = weight
         .retaped::<T>()
-        .reshape_like(&(Const::<O>, geometry.patch_len()));
+        .reshape_like(&(out_channels, geometry.patch_len()));
     filters.matmul(columns).reshape_like(&(
-        Const::<O>,
+        out_channels,
         geometry.batch,
         geometry.out_height(),
         geometry.out_width(),

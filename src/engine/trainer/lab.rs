@@ -7,7 +7,7 @@ use crate::engine::forward::{InferenceStats, PassConfig};
 use crate::engine::population::{self, Population};
 use crate::protocol::{Evaluation, Event, FoldingReport, PopulationReport, ProbeReport};
 
-impl<const IN: usize> Trainer<IN> {
+impl Trainer {
     /// At every `eval_every` steps a held-out evaluation; at every `lab_every` steps (and before
     /// the first) also PreciseBN statistics, making it three-way, and the phantom-gradient probe.
     pub(super) fn evaluate_and_probe(&mut self) {
@@ -63,8 +63,7 @@ impl<const IN: usize> Trainer<IN> {
             population::upcoming_batches(&self.batches, train, count),
             &mut pass,
         );
-        let running_var: Vec<Vec<f32>> =
-            self.net.blocks().iter().map(|b| b.running_var()).collect();
+        let running_var: Vec<Vec<f32>> = self.net.blocks.iter().map(|b| b.running_var()).collect();
         self.outbox.send(Event::Population(PopulationReport {
             step: self.step,
             samples: population.samples,
