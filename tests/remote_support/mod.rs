@@ -45,8 +45,13 @@ fn lines_of(stderr: ChildStderr) -> mpsc::Receiver<String> {
 /// started.
 pub fn serve_command(dir: &Path, extra: &[&str]) -> Process {
     let mut command = Process::new(env!("CARGO_BIN_EXE_bntop"));
+    command.arg("serve");
+    // The built-in engine trains on the quick digits; an external producer (`--source -`)
+    // takes no training options.
+    if !extra.contains(&"--source") {
+        command.args(["--data", "digits"]);
+    }
     command
-        .args(["serve", "--data", "digits"])
         .arg("--socket")
         .arg(dir.join("bntop.sock"))
         .arg("--record")
