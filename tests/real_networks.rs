@@ -618,3 +618,28 @@ fn a_layer_without_a_relu_shows_a_dash() {
     );
     assert!(with.contains('%'), "{with}");
 }
+
+/// A held-out pass the producer measured only in eval mode: the header shows "-" for the
+/// unmeasured batch-statistics accuracy, not NaN.
+#[test]
+fn an_unmeasured_accuracy_shows_a_dash() {
+    let mut app = resnet18(10);
+    app.on_event(
+        &Event::Evaluation(bntop::protocol::Evaluation {
+            step: 10,
+            samples: 0,
+            batch_stats: bntop::protocol::EvalScore {
+                loss: f32::NAN,
+                accuracy: f32::NAN,
+            },
+            running_stats: bntop::protocol::EvalScore {
+                loss: 0.9,
+                accuracy: 0.6,
+            },
+            precise_stats: None,
+        }),
+        Instant::now(),
+    );
+    let text = text(&app, 160, 40);
+    assert!(text.contains("held-out batch - EMA 60.0%"), "{text}");
+}

@@ -24,6 +24,16 @@ fn labelled(theme: &Theme, label: &str, value: String, health: Health) -> Item {
     ]
 }
 
+/// An accuracy is a fraction of images, never NaN even in a diverged run: NaN is an external
+/// producer's "not measured" (a held-out pass without batch statistics, a step without `log`).
+fn accuracy(a: f32) -> String {
+    if a.is_nan() {
+        "-".into()
+    } else {
+        pct(f64::from(a))
+    }
+}
+
 fn items(app: &App, theme: &Theme) -> Vec<Item> {
     let s = app.view();
     let mut items: Vec<Item> = vec![vec![Span::styled("bntop", theme.title())]];
@@ -41,12 +51,12 @@ fn items(app: &App, theme: &Theme) -> Vec<Item> {
     items.push(labelled(
         theme,
         "acc",
-        pct(f64::from(s.batch_accuracy)),
+        accuracy(s.batch_accuracy),
         Health::Ok,
     ));
     if let Some(e) = &s.last_evaluation {
-        let train = pct(f64::from(e.batch_stats.accuracy));
-        let eval = pct(f64::from(e.running_stats.accuracy));
+        let train = accuracy(e.batch_stats.accuracy);
+        let eval = accuracy(e.running_stats.accuracy);
         let mut item = vec![
             Span::styled("held-out ", theme.dim()),
             Span::styled("batch ", theme.dim()),
@@ -56,7 +66,7 @@ fn items(app: &App, theme: &Theme) -> Vec<Item> {
         ];
         if let Some(p) = s.last_three_way.as_ref().and_then(|t| t.precise_stats) {
             item.push(Span::styled(" Precise ", theme.dim()));
-            item.push(Span::raw(pct(f64::from(p.accuracy))));
+            item.push(Span::raw(accuracy(p.accuracy)));
         }
         items.push(item);
     }
