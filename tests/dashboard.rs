@@ -12,6 +12,9 @@ use ratatui::backend::TestBackend;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::Terminal;
 
+mod ui_support;
+use ui_support::{render, screen, unicode};
+
 fn key(c: char) -> KeyEvent {
     KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE)
 }
@@ -83,31 +86,6 @@ fn echo(app: &mut App, control: Control) {
         rejected: None,
     });
     app.on_event(&event, Instant::now());
-}
-
-fn render(app: &App, width: u16, height: u16, options: UiOptions) -> Terminal<TestBackend> {
-    let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("test backend");
-    let theme = Theme::new(&options);
-    terminal.draw(|f| view::draw(f, app, &theme)).expect("draw");
-    terminal
-}
-
-fn screen(terminal: &Terminal<TestBackend>) -> String {
-    let buffer = terminal.backend().buffer();
-    let width = buffer.area.width as usize;
-    let symbols: Vec<&str> = buffer.content.iter().map(|c| c.symbol()).collect();
-    symbols
-        .chunks(width)
-        .map(|row| row.concat().trim_end().to_string())
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-fn unicode() -> UiOptions {
-    UiOptions {
-        color: ColorMode::Ansi256,
-        ..UiOptions::default()
-    }
 }
 
 // ---- key presses -> controls ----

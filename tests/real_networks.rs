@@ -16,6 +16,9 @@ use bntop::ui::view;
 use ratatui::backend::TestBackend;
 use ratatui::Terminal;
 
+mod ui_support;
+use ui_support::{render, screen, unicode};
+
 /// An app that has seen `steps` steps of the synthetic stream for `header`.
 fn app_for(header: RunHeader, steps: u64) -> App {
     let mut app = App::new();
@@ -43,31 +46,6 @@ fn resnet50(steps: u64, world_size: u32) -> App {
 fn press(app: &mut App, keys: &[Key]) {
     for k in keys {
         app.on_key(&k.press(), Instant::now());
-    }
-}
-
-fn render(app: &App, width: u16, height: u16, options: UiOptions) -> Terminal<TestBackend> {
-    let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("test backend");
-    let theme = Theme::new(&options);
-    terminal.draw(|f| view::draw(f, app, &theme)).expect("draw");
-    terminal
-}
-
-fn screen(terminal: &Terminal<TestBackend>) -> String {
-    let buffer = terminal.backend().buffer();
-    let width = buffer.area.width as usize;
-    let symbols: Vec<&str> = buffer.content.iter().map(|c| c.symbol()).collect();
-    symbols
-        .chunks(width)
-        .map(|row| row.concat().trim_end().to_string())
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-fn unicode() -> UiOptions {
-    UiOptions {
-        color: ColorMode::Ansi256,
-        ..UiOptions::default()
     }
 }
 

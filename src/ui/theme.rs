@@ -29,7 +29,8 @@ impl Theme {
         }
     }
 
-    fn pick(&self, truecolor: (u8, u8, u8), indexed: u8, named: Color) -> Color {
+    /// The colour for this terminal's colour mode, from one of each kind.
+    pub fn pick(&self, truecolor: (u8, u8, u8), indexed: u8, named: Color) -> Color {
         match self.mode {
             ColorMode::TrueColor => Color::Rgb(truecolor.0, truecolor.1, truecolor.2),
             ColorMode::Ansi256 => Color::Indexed(indexed),

@@ -45,15 +45,7 @@ fn color(theme: &Theme, level: usize) -> Color {
         Color::LightRed,
         Color::Red,
     ];
-    match theme.mode {
-        ColorMode::TrueColor => {
-            let (r, g, b) = RGB[level];
-            Color::Rgb(r, g, b)
-        }
-        ColorMode::Ansi256 => Color::Indexed(INDEXED[level]),
-        ColorMode::Ansi16 => NAMED[level],
-        ColorMode::None => Color::Reset,
-    }
+    theme.pick(RGB[level], INDEXED[level], NAMED[level])
 }
 
 /// Each time column's level for one layer over `[0, to]`.
