@@ -100,11 +100,12 @@ class StepMeasure:
         """Called in the optimizer's step post-hook: the weights have moved."""
         for state in self._weights.values():
             w = state.weight.detach()
-            # The step dw replaces the copy in place; then before . dw = w . dw - dw . dw.
+            # The step dw replaces the copy in place; then before . dw = w . dw - dw . dw, and
+            # |w|^2 = |before|^2 + 2 before . dw + |dw|^2 (float64: no pass over w for its norm).
             dw = torch.sub(w, state.before, out=state.before)
             state.dw_norm_sq = stats.row_norm_sq(dw)
             state.dot_dw = stats.row_dot(w, dw, self._scratch) - state.dw_norm_sq
-            state.norm_sq_post = stats.row_norm_sq(w)
+            state.norm_sq_post = state.norm_sq_pre + 2 * state.dot_dw + state.dw_norm_sq
 
     def _nans(self, n: int, device: torch.device) -> torch.Tensor:
         key = (n, device)

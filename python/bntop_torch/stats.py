@@ -118,23 +118,34 @@ def relu_moments(
     y: torch.Tensor, scratch: Scratch
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-channel mean, biased variance and fraction > 0 of a ReLU output (y >= 0: its sign is
-    the indicator of y > 0)."""
+    the indicator of y > 0). Three vectorised passes (sum, norm, sign and its sum); the per-sample
+    partial sums are then reduced together, in float64, with a handful of small ops."""
     y = y.detach()
     n = y.numel() // y.shape[1]
-    mean = _sum(y) / n
-    var = (_sum_sq(y) / n - mean * mean).clamp(min=0)
-    active = _sum(torch.sign(y, out=scratch.like(y))) / n
-    return mean.float(), var.float(), active.float()
+    inner = _inner(y)
+    if inner:
+        sums = y.sum(dim=inner)
+        norms = torch.linalg.vector_norm(y, dim=inner)
+        signs = torch.sign(y, out=scratch.like(y)).sum(dim=inner)
+    else:
+        sums, norms, signs = y, y.abs(), torch.sign(y)
+    parts = torch.stack((sums, norms, signs)).double()
+    parts[1].square_()
+    mom = parts.sum(1).div_(n)
+    mom[1].sub_(mom[0] * mom[0]).clamp_(min=0)
+    out = mom.float()
+    return out[0], out[1], out[2]
 
 
 def row_dot(a: torch.Tensor, b: torch.Tensor, scratch: Scratch) -> torch.Tensor:
-    """Per output channel (row) dot products of two weights shaped (out, ...)."""
+    """Per output channel (row) dot products of two weights shaped (out, ...), in float64."""
     a, b = a.flatten(1), b.flatten(1)
-    return torch.mul(a, b, out=scratch.like(a)).sum(1).float()
+    return torch.mul(a, b, out=scratch.like(a)).sum(1).double()
 
 
 def row_norm_sq(a: torch.Tensor) -> torch.Tensor:
-    return torch.linalg.vector_norm(a.flatten(1), dim=1).double().square().float()
+    """Per row squared norms, in float64 (the norm is accumulated in the weight's dtype)."""
+    return torch.linalg.vector_norm(a.flatten(1), dim=1).double().square_()
 
 
 @dataclass(frozen=True)
