@@ -16,6 +16,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from . import stats
 from .stopwatch import Stopwatch
+from .threads import on_single_thread
 
 # Modules whose output may feed a BN and whose weight rows are the BN's channels.
 FEEDERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
@@ -99,7 +100,9 @@ class Taps:
     _feeder_handles: list[Any] = field(default_factory=list)
 
     def install(self) -> None:
-        timed = self.stopwatch.wrap
+        def timed(fn: Callable[..., None]) -> Callable[..., None]:
+            return self.stopwatch.wrap(on_single_thread(fn))
+
         self._handles.append(self.model.register_forward_pre_hook(timed(self._model_pre)))
         for layer in self.layers:
             bn = layer.module

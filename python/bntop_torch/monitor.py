@@ -24,6 +24,7 @@ from .controls import Controller, StopTraining
 from .hooks import BnLayer, Taps, find_bn_layers
 from .packing import StepMeasure
 from .stopwatch import Stopwatch
+from .threads import on_single_thread, single_thread
 from .sink import FileOutput, Output, ServeProcess, Writer, find_bntop
 from .stream import (
     ARRAYS_INTERVAL_S,
@@ -124,7 +125,7 @@ class Monitor:
         self.taps.install()
         self._timed_record_and_control = self.stopwatch.wrap(self._record_and_control)
         self._hooks = [
-            optimizer.register_step_pre_hook(self.stopwatch.wrap(self._before_step)),
+            optimizer.register_step_pre_hook(self.stopwatch.wrap(on_single_thread(self._before_step))),
             optimizer.register_step_post_hook(self._after_step),
         ]
         # A script that ends (or dies) without close() still gets its end record, and serve
@@ -277,14 +278,16 @@ class Monitor:
         self.step += 1
         self._forward_since_step = False
         if self.rank == 0:
-            self._measure.after_update()
+            with single_thread():
+                self._measure.after_update()
             if not self._header_sent:
                 self._send_header()
         # Which module feeds which BN is known after the first step's forward.
         self.taps.stop_learning_topology()
         gathered, incoming = self._channel.after_step(lambda: self._batch_moments(device), device)
         if self.rank == 0:
-            self._record_step(device, gathered)
+            with single_thread():
+                self._record_step(device, gathered)
         for layer in self.layers:
             layer.capture = None
         self.taps.forget_outputs()
