@@ -96,3 +96,47 @@ def test_a_slow_output_drops_snapshots_never_other_records_and_never_blocks() ->
     writer.close()
     markers = [line for line in out.lines if '"marker"' in line]
     assert len(markers) == 20
+
+
+def test_measurement_runs_on_one_thread_and_training_keeps_its_threads(tmp_path, monkeypatch) -> None:
+    """The hooks' reductions (memory-bound) run on the training thread alone; the forward, the
+    backward and the optimizer's own update keep the intra-op threads the user set."""
+    from bntop_torch import stats
+
+    seen: dict[str, list[int]] = {}
+
+    def note(name: str):
+        def record(*_args, **_kwargs) -> None:
+            seen.setdefault(name, []).append(torch.get_num_threads())
+
+        return record
+
+    def counted(name: str, fn):
+        def wrapped(*args, **kwargs):
+            note(name)()
+            return fn(*args, **kwargs)
+
+        return wrapped
+
+    monkeypatch.setattr(stats, "relu_moments", counted("relu", stats.relu_moments))
+    monkeypatch.setattr(stats, "row_dot", counted("weights", stats.row_dot))
+    model, opt = tiny()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with bntop_torch.watch(model, opt, record=tmp_path / "run.jsonl"):
+            # Registered after bntop's own hooks, so they run right after them.
+            model[1].register_forward_hook(note("after bn"))
+            model[2].register_forward_hook(note("after relu"))
+            opt.register_step_pre_hook(note("step"))
+            opt.register_step_post_hook(note("after step"))
+            for _ in range(3):
+                loss = model(torch.randn(6, 4)).pow(2).mean()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+    finally:
+        torch.set_num_threads(threads)
+    assert seen["relu"] == [1] * 3 and seen["weights"] and set(seen["weights"]) == {1}
+    for name in ("after bn", "after relu", "step", "after step"):
+        assert seen[name] == [2] * 3, name
