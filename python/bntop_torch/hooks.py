@@ -104,6 +104,7 @@ class Taps:
             return self.stopwatch.wrap(on_single_thread(fn))
 
         self._handles.append(self.model.register_forward_pre_hook(timed(self._model_pre)))
+        self._handles.append(self.model.register_forward_hook(timed(self._model_post)))
         for layer in self.layers:
             bn = layer.module
             self._handles.append(bn.register_forward_pre_hook(timed(self._bn_pre_hook(layer))))
@@ -145,6 +146,11 @@ class Taps:
         self.forget_outputs()
         if self._measuring():
             self.on_training_forward()
+
+    def _model_post(self, module: nn.Module, args: Any, output: Any) -> None:
+        # The outputs are matched within the forward only; kept longer, they would outlive the
+        # backward that frees them (a BN output that only feeds an addition is not saved).
+        self.forget_outputs()
 
     def _feeder_hook(self, name: str) -> Callable[..., None]:
         def hook(module: nn.Module, args: Any, output: Any) -> None:

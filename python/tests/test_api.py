@@ -140,3 +140,22 @@ def test_measurement_runs_on_one_thread_and_training_keeps_its_threads(tmp_path,
     assert seen["relu"] == [1] * 3 and seen["weights"] and set(seen["weights"]) == {1}
     for name in ("after bn", "after relu", "step", "after step"):
         assert seen[name] == [2] * 3, name
+
+
+def test_watching_keeps_no_activation_alive_past_the_forward(tmp_path) -> None:
+    """A BN output that only feeds an addition is not saved for the backward: torch frees it
+    during the forward, and watching must not keep it (or any other activation) longer."""
+    import weakref
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    outputs: list[weakref.ref] = []
+    with bntop_torch.watch(model, opt, record=tmp_path / "run.jsonl"):
+        model[1].register_forward_hook(lambda m, a, out: outputs.append(weakref.ref(out)))
+        for _ in range(2):
+            loss = (model(torch.randn(2, 3, 6, 6)) + 1).pow(2).mean()
+            assert outputs[-1]() is None, "the BN output outlived the forward"
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
