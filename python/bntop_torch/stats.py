@@ -138,14 +138,27 @@ def relu_moments(
 
 
 def row_dot(a: torch.Tensor, b: torch.Tensor, scratch: Scratch) -> torch.Tensor:
-    """Per output channel (row) dot products of two weights shaped (out, ...), in float64."""
+    """Per output channel (row) dot products of two weights shaped (out, ...), in their dtype."""
     a, b = a.flatten(1), b.flatten(1)
-    return torch.mul(a, b, out=scratch.like(a)).sum(1).double()
+    return torch.mul(a, b, out=scratch.like(a)).sum(1)
 
 
-def row_norm_sq(a: torch.Tensor) -> torch.Tensor:
-    """Per row squared norms, in float64 (the norm is accumulated in the weight's dtype)."""
-    return torch.linalg.vector_norm(a.flatten(1), dim=1).double().square_()
+def row_norm(a: torch.Tensor) -> torch.Tensor:
+    """Per row norms, in the weight's dtype (squared later, in float64, for all layers at once)."""
+    return torch.linalg.vector_norm(a.flatten(1), dim=1)
+
+
+def weight_products(
+    norm_pre: torch.Tensor, dot_g: torch.Tensor, grad_norm: torch.Tensor, dw_norm: torch.Tensor, dot_dw_post: torch.Tensor
+) -> torch.Tensor:
+    """(6, rows) in float64, rows in QUANTITIES order w_norm_sq_pre .. dw_norm_sq, from the per-row
+    reductions (rows of every feeding layer concatenated): |w|, w.g, |g| before the update and
+    |dw|, w'.dw after it. w.dw = w'.dw - |dw|^2, and |w'|^2 = |w|^2 + 2 w.dw + |dw|^2 (no pass
+    over w' for its norm)."""
+    n2_pre = norm_pre.double().square()
+    dd = dw_norm.double().square()
+    wd = dot_dw_post.double() - dd
+    return torch.stack((n2_pre, dot_g.double(), grad_norm.double().square(), n2_pre + 2 * wd + dd, wd, dd))
 
 
 @dataclass(frozen=True)
