@@ -32,6 +32,12 @@ class Capture:
     running_var_pre: Optional[torch.Tensor]
     batch_mean: Optional[torch.Tensor] = None
     batch_var: Optional[torch.Tensor] = None
+    # BN's saved 1/sqrt(var + eps), until finish_captures turns it into batch_var.
+    batch_invstd: Optional[torch.Tensor] = None
+    eps: float = 0.0
+    # stats.relu_sums of the consuming ReLU's output and its values per channel, until
+    # finish_captures turns them into `relu` (mean, variance, active fraction).
+    relu_sums: Optional[tuple[torch.Tensor, int]] = None
     relu: Optional[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = None
 
 
@@ -192,11 +198,13 @@ class Taps:
             if not isinstance(output, torch.Tensor) or not self._measuring() or cap is None:
                 return
             self._bn_outputs[id(output)] = (output, layer)
-            saved = stats.saved_bn_moments(output, module.eps) if cap.mode_train else None
-            if saved is None:
+            saved = stats.saved_bn_moments(output) if cap.mode_train else None
+            if saved is not None:
+                cap.batch_mean, cap.batch_invstd = saved
+                cap.eps = float(module.eps)
+            else:
                 # Eval mode (or another BN kernel): one more pass, centred on the running mean.
-                saved = stats.channel_moments(args[0], cap.running_mean_pre)
-            cap.batch_mean, cap.batch_var = saved
+                cap.batch_mean, cap.batch_var = stats.channel_moments(args[0], cap.running_mean_pre)
             if self.batch_only:
                 cap.running_mean_pre = None
 
@@ -210,9 +218,24 @@ class Taps:
             return
         layer = found[1]
         if layer.capture is not None and isinstance(output, torch.Tensor):
-            layer.capture.relu = stats.relu_moments(output, self.scratch)
+            layer.capture.relu_sums = (stats.relu_sums(output, self.scratch), output.numel() // output.shape[1])
 
 
 def _rows_match(feeder: nn.Module, layer: BnLayer) -> bool:
     weight = getattr(feeder, "weight", None)
     return isinstance(weight, torch.Tensor) and weight.dim() >= 2 and weight.shape[0] == layer.channels
+
+
+def finish_captures(layers: list[BnLayer]) -> None:
+    """The captures' deferred small computations (batch variances, ReLU moments), every layer at
+    once: per layer in the hooks they cost more than the passes they finish."""
+    caps = [layer.capture for layer in layers if layer.capture is not None]
+    pending = [c for c in caps if c.batch_invstd is not None]
+    if pending:
+        for c, var in zip(pending, stats.vars_from_invstd([c.batch_invstd for c in pending], [c.eps for c in pending])):
+            c.batch_var, c.batch_invstd = var, None
+    relu = [c for c in caps if c.relu_sums is not None]
+    if relu:
+        moments = stats.relu_moments([c.relu_sums[0] for c in relu], [c.relu_sums[1] for c in relu])
+        for c, m in zip(relu, moments):
+            c.relu, c.relu_sums = (m[0], m[1], m[2]), None

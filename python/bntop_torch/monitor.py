@@ -21,7 +21,7 @@ from torch.nn.parallel import DistributedDataParallel
 from . import distributed, header, precise, stats
 from .channel import ControlChannel
 from .controls import Controller, StopTraining
-from .hooks import BnLayer, Taps, find_bn_layers
+from .hooks import BnLayer, Taps, find_bn_layers, finish_captures
 from .packing import StepMeasure
 from .stopwatch import Stopwatch
 from .threads import on_single_thread, single_thread
@@ -121,6 +121,7 @@ class Monitor:
         self._measure = StepMeasure(self.layers, weight_metrics)
         self.stopwatch = Stopwatch()
         self.taps = Taps(self.model, self.layers, self._is_open, self._training_forward, self.stopwatch)
+        self.taps.scratch = self._measure.scratch
         self.taps.batch_only = self.rank != 0
         self.taps.install()
         self._timed_record_and_control = self.stopwatch.wrap(self._record_and_control)
@@ -304,6 +305,7 @@ class Monitor:
         return torch.device("cpu")
 
     def _batch_moments(self, device: torch.device) -> torch.Tensor:
+        finish_captures(self.layers)
         parts: list[torch.Tensor] = []
         for name in ("batch_mean", "batch_var"):
             for layer in self.layers:

@@ -13,7 +13,7 @@ from typing import Callable, Optional
 import torch
 
 from . import stats
-from .hooks import BnLayer
+from .hooks import BnLayer, finish_captures
 
 
 def _grad(p: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
@@ -57,7 +57,8 @@ class StepMeasure:
     # Per layer index, its _PRE_STEP values (views into one tensor copied before the update).
     _steps: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict)
     _nan: dict[tuple[int, torch.device], torch.Tensor] = field(default_factory=dict)
-    _scratch: stats.Scratch = field(default_factory=stats.Scratch)
+    # Shared with the taps (watch passes it on): one buffer for every elementwise intermediate.
+    scratch: stats.Scratch = field(default_factory=stats.Scratch)
 
     def before_update(self, full: bool = True) -> None:
         """Called in the optimizer's step pre-hook (gradients are there, weights not updated).
@@ -95,7 +96,7 @@ class StepMeasure:
                 weight=weight,
                 before=buf,
                 norm_pre=stats.row_norm(w),
-                dot_g=stats.row_dot(w, g, self._scratch),
+                dot_g=stats.row_dot(w, g, self.scratch),
                 grad_norm=stats.row_norm(g),
             )
 
@@ -106,7 +107,7 @@ class StepMeasure:
             # The step dw replaces the copy in place (see stats.weight_products).
             dw = torch.sub(w, state.before, out=state.before)
             state.dw_norm = stats.row_norm(dw)
-            state.dot_dw_post = stats.row_dot(w, dw, self._scratch)
+            state.dot_dw_post = stats.row_dot(w, dw, self.scratch)
 
     def _weight_products(self) -> dict[int, torch.Tensor]:
         """Per feeder id, its (6, rows) block of stats.weight_products, all feeders at once."""
@@ -129,6 +130,7 @@ class StepMeasure:
     def pieces(self, device: torch.device) -> list[torch.Tensor]:
         """Every quantity of every layer, quantity-major (stats.QUANTITIES), NaN where unknown,
         followed by each layer's num_batches_tracked (NaN when not tracked)."""
+        finish_captures(self.layers)
         per_layer: list[dict[str, Optional[torch.Tensor]]] = []
         products = self._weight_products()
         for layer in self.layers:

@@ -118,7 +118,7 @@ def test_measurement_runs_on_one_thread_and_training_keeps_its_threads(tmp_path,
 
         return wrapped
 
-    monkeypatch.setattr(stats, "relu_moments", counted("relu", stats.relu_moments))
+    monkeypatch.setattr(stats, "relu_sums", counted("relu", stats.relu_sums))
     monkeypatch.setattr(stats, "row_dot", counted("weights", stats.row_dot))
     model, opt = tiny()
     threads = torch.get_num_threads()
