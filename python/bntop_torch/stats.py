@@ -1,9 +1,11 @@
 """The numbers: one-pass reductions on the tensor's device, and the host-side formulas.
 
 Device side, per step and layer, only reductions (moments of the BN input and the ReLU output,
-row dot products of the feeding weight). Everything derived from them (r, d, D, output moments,
-cosines, angles, the layer summaries) is computed on the host in float64, vectorised over the
-channels of all layers at once, from the one packed copy.
+row dot products of the feeding weight); their small per-channel finishing (variances from
+BN's saved invstd, ReLU moments, the weight products in float64) runs once for all layers.
+Everything derived from them (r, d, D, output moments, cosines, angles, the layer summaries) is
+computed on the host in float64, vectorised over the channels of all layers at once, from the
+one packed copy.
 """
 from __future__ import annotations
 
