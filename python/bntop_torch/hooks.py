@@ -94,6 +94,9 @@ class Taps:
     active: Callable[[], bool]
     on_training_forward: Callable[[], None]
     stopwatch: Stopwatch = field(default_factory=Stopwatch)
+    # Called when a training forward returns: what waits for the writer thread is handed over
+    # then, so it encodes during the backward (no Python there to contend with for the GIL).
+    on_training_forward_end: Callable[[], None] = lambda: None
     scratch: stats.Scratch = field(default_factory=stats.Scratch)
     learn_topology: bool = True
     # Ranks other than 0 only need the batch moments (for the per-rank drift).
@@ -157,6 +160,8 @@ class Taps:
         # The outputs are matched within the forward only; kept longer, they would outlive the
         # backward that frees them (a BN output that only feeds an addition is not saved).
         self.forget_outputs()
+        if self._measuring():
+            self.on_training_forward_end()
 
     def _feeder_hook(self, name: str) -> Callable[..., None]:
         def hook(module: nn.Module, args: Any, output: Any) -> None:

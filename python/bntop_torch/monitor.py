@@ -122,6 +122,7 @@ class Monitor:
         self.stopwatch = Stopwatch()
         self.taps = Taps(self.model, self.layers, self._is_open, self._training_forward, self.stopwatch)
         self.taps.scratch = self._measure.scratch
+        self.taps.on_training_forward_end = self._flush_pending
         self.taps.batch_only = self.rank != 0
         self.taps.install()
         self._timed_record_and_control = self.stopwatch.wrap(self._record_and_control)
@@ -261,7 +262,8 @@ class Monitor:
         return not self._closed
 
     def _training_forward(self) -> None:
-        self._flush_pending()
+        # The step waiting for a loss logged after it goes to the writer when this forward ends
+        # (Taps.on_training_forward_end).
         self._forward_since_step = True
 
     def _before_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:

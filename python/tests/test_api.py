@@ -159,3 +159,31 @@ def test_watching_keeps_no_activation_alive_past_the_forward(tmp_path) -> None:
             opt.zero_grad()
             loss.backward()
             opt.step()
+
+
+def test_the_writer_gets_a_step_when_the_next_forward_ends(tmp_path, monkeypatch) -> None:
+    """The snapshot waiting for a loss logged after its step is handed to the writer thread when
+    the next training forward returns, not when it starts: the writer then encodes while
+    training is in the backward (no Python there), not while the forward's hooks need the GIL."""
+    handed: list[int] = []
+    real = Writer.snapshot
+
+    def snapshot(self, data):
+        handed.append(data.step)
+        return real(self, data)
+
+    monkeypatch.setattr(Writer, "snapshot", snapshot)
+    model, opt = tiny()
+    during: list[list[int]] = []
+    path = tmp_path / "run.jsonl"
+    with bntop_torch.watch(model, opt, record=path, snapshot_interval_s=0, arrays_interval_s=0) as mon:
+        model[1].register_forward_hook(lambda *_: during.append(list(handed)))
+        for i in range(3):
+            loss = model(torch.randn(6, 4)).pow(2).mean()
+            assert handed == list(range(1, i + 1)), "the previous step went to the writer at the forward's end"
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            mon.log(loss=float(i))
+    assert during == [[], [], [1]], "nothing was handed over while the forward ran"
+    assert [s["loss"] for s in of_kind(read_records(path), "snapshot")] == [0.0, 1.0, 2.0]
