@@ -16,6 +16,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from . import stats
 from .stopwatch import Stopwatch
+from .threads import on_single_thread
 
 # Modules whose output may feed a BN and whose weight rows are the BN's channels.
 FEEDERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
@@ -31,6 +32,12 @@ class Capture:
     running_var_pre: Optional[torch.Tensor]
     batch_mean: Optional[torch.Tensor] = None
     batch_var: Optional[torch.Tensor] = None
+    # BN's saved 1/sqrt(var + eps), until finish_captures turns it into batch_var.
+    batch_invstd: Optional[torch.Tensor] = None
+    eps: float = 0.0
+    # stats.relu_sums of the consuming ReLU's output and its values per channel, until
+    # finish_captures turns them into `relu` (mean, variance, active fraction).
+    relu_sums: Optional[tuple[torch.Tensor, int]] = None
     relu: Optional[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = None
 
 
@@ -87,6 +94,9 @@ class Taps:
     active: Callable[[], bool]
     on_training_forward: Callable[[], None]
     stopwatch: Stopwatch = field(default_factory=Stopwatch)
+    # Called when a training forward returns: what waits for the writer thread is handed over
+    # then, so it encodes during the backward (no Python there to contend with for the GIL).
+    on_training_forward_end: Callable[[], None] = lambda: None
     scratch: stats.Scratch = field(default_factory=stats.Scratch)
     learn_topology: bool = True
     # Ranks other than 0 only need the batch moments (for the per-rank drift).
@@ -99,8 +109,11 @@ class Taps:
     _feeder_handles: list[Any] = field(default_factory=list)
 
     def install(self) -> None:
-        timed = self.stopwatch.wrap
+        def timed(fn: Callable[..., None]) -> Callable[..., None]:
+            return self.stopwatch.wrap(on_single_thread(fn))
+
         self._handles.append(self.model.register_forward_pre_hook(timed(self._model_pre)))
+        self._handles.append(self.model.register_forward_hook(timed(self._model_post)))
         for layer in self.layers:
             bn = layer.module
             self._handles.append(bn.register_forward_pre_hook(timed(self._bn_pre_hook(layer))))
@@ -143,6 +156,13 @@ class Taps:
         if self._measuring():
             self.on_training_forward()
 
+    def _model_post(self, module: nn.Module, args: Any, output: Any) -> None:
+        # The outputs are matched within the forward only; kept longer, they would outlive the
+        # backward that frees them (a BN output that only feeds an addition is not saved).
+        self.forget_outputs()
+        if self._measuring():
+            self.on_training_forward_end()
+
     def _feeder_hook(self, name: str) -> Callable[..., None]:
         def hook(module: nn.Module, args: Any, output: Any) -> None:
             if self.learn_topology and self._measuring() and isinstance(output, torch.Tensor):
@@ -183,11 +203,13 @@ class Taps:
             if not isinstance(output, torch.Tensor) or not self._measuring() or cap is None:
                 return
             self._bn_outputs[id(output)] = (output, layer)
-            saved = stats.saved_bn_moments(output, module.eps) if cap.mode_train else None
-            if saved is None:
+            saved = stats.saved_bn_moments(output) if cap.mode_train else None
+            if saved is not None:
+                cap.batch_mean, cap.batch_invstd = saved
+                cap.eps = float(module.eps)
+            else:
                 # Eval mode (or another BN kernel): one more pass, centred on the running mean.
-                saved = stats.channel_moments(args[0], cap.running_mean_pre)
-            cap.batch_mean, cap.batch_var = saved
+                cap.batch_mean, cap.batch_var = stats.channel_moments(args[0], cap.running_mean_pre)
             if self.batch_only:
                 cap.running_mean_pre = None
 
@@ -201,9 +223,24 @@ class Taps:
             return
         layer = found[1]
         if layer.capture is not None and isinstance(output, torch.Tensor):
-            layer.capture.relu = stats.relu_moments(output, self.scratch)
+            layer.capture.relu_sums = (stats.relu_sums(output, self.scratch), output.numel() // output.shape[1])
 
 
 def _rows_match(feeder: nn.Module, layer: BnLayer) -> bool:
     weight = getattr(feeder, "weight", None)
     return isinstance(weight, torch.Tensor) and weight.dim() >= 2 and weight.shape[0] == layer.channels
+
+
+def finish_captures(layers: list[BnLayer]) -> None:
+    """The captures' deferred small computations (batch variances, ReLU moments), every layer at
+    once: per layer in the hooks they cost more than the passes they finish."""
+    caps = [layer.capture for layer in layers if layer.capture is not None]
+    pending = [c for c in caps if c.batch_invstd is not None]
+    if pending:
+        for c, var in zip(pending, stats.vars_from_invstd([c.batch_invstd for c in pending], [c.eps for c in pending])):
+            c.batch_var, c.batch_invstd = var, None
+    relu = [c for c in caps if c.relu_sums is not None]
+    if relu:
+        moments = stats.relu_moments([c.relu_sums[0] for c in relu], [c.relu_sums[1] for c in relu])
+        for c, m in zip(relu, moments):
+            c.relu, c.relu_sums = (m[0], m[1], m[2]), None

@@ -21,9 +21,10 @@ from torch.nn.parallel import DistributedDataParallel
 from . import distributed, header, precise, stats
 from .channel import ControlChannel
 from .controls import Controller, StopTraining
-from .hooks import BnLayer, Taps, find_bn_layers
+from .hooks import BnLayer, Taps, find_bn_layers, finish_captures
 from .packing import StepMeasure
 from .stopwatch import Stopwatch
+from .threads import on_single_thread, single_thread
 from .sink import FileOutput, Output, ServeProcess, Writer, find_bntop
 from .stream import (
     ARRAYS_INTERVAL_S,
@@ -120,11 +121,13 @@ class Monitor:
         self._measure = StepMeasure(self.layers, weight_metrics)
         self.stopwatch = Stopwatch()
         self.taps = Taps(self.model, self.layers, self._is_open, self._training_forward, self.stopwatch)
+        self.taps.scratch = self._measure.scratch
+        self.taps.on_training_forward_end = self._flush_pending
         self.taps.batch_only = self.rank != 0
         self.taps.install()
         self._timed_record_and_control = self.stopwatch.wrap(self._record_and_control)
         self._hooks = [
-            optimizer.register_step_pre_hook(self.stopwatch.wrap(self._before_step)),
+            optimizer.register_step_pre_hook(self.stopwatch.wrap(on_single_thread(self._before_step))),
             optimizer.register_step_post_hook(self._after_step),
         ]
         # A script that ends (or dies) without close() still gets its end record, and serve
@@ -259,7 +262,8 @@ class Monitor:
         return not self._closed
 
     def _training_forward(self) -> None:
-        self._flush_pending()
+        # The step waiting for a loss logged after it goes to the writer when this forward ends
+        # (Taps.on_training_forward_end).
         self._forward_since_step = True
 
     def _before_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
@@ -277,14 +281,16 @@ class Monitor:
         self.step += 1
         self._forward_since_step = False
         if self.rank == 0:
-            self._measure.after_update()
+            with single_thread():
+                self._measure.after_update()
             if not self._header_sent:
                 self._send_header()
         # Which module feeds which BN is known after the first step's forward.
         self.taps.stop_learning_topology()
         gathered, incoming = self._channel.after_step(lambda: self._batch_moments(device), device)
         if self.rank == 0:
-            self._record_step(device, gathered)
+            with single_thread():
+                self._record_step(device, gathered)
         for layer in self.layers:
             layer.capture = None
         self.taps.forget_outputs()
@@ -301,6 +307,7 @@ class Monitor:
         return torch.device("cpu")
 
     def _batch_moments(self, device: torch.device) -> torch.Tensor:
+        finish_captures(self.layers)
         parts: list[torch.Tensor] = []
         for name in ("batch_mean", "batch_var"):
             for layer in self.layers:

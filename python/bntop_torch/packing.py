@@ -8,42 +8,41 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 
 from . import stats
-from .hooks import BnLayer
+from .hooks import BnLayer, finish_captures
 
 
 def _grad(p: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
     return None if p is None else p.grad
 
 
-def _clone(t: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
-    return None if t is None else t.detach().float().clone()
-
-
 @dataclass
 class _WeightState:
     weight: torch.Tensor
     before: torch.Tensor
-    norm_sq_pre: torch.Tensor
+    # Per row, in the weight's dtype: |w|, w.g and |g| before the update, |dw| and w'.dw after.
+    norm_pre: torch.Tensor
     dot_g: torch.Tensor
-    grad_norm_sq: torch.Tensor
-    norm_sq_post: Optional[torch.Tensor] = None
-    dot_dw: Optional[torch.Tensor] = None
-    dw_norm_sq: Optional[torch.Tensor] = None
+    grad_norm: torch.Tensor
+    dw_norm: Optional[torch.Tensor] = None
+    dot_dw_post: Optional[torch.Tensor] = None
 
 
-@dataclass
-class _LayerStep:
-    running_mean_post: Optional[torch.Tensor]
-    running_var_post: Optional[torch.Tensor]
-    gamma: Optional[torch.Tensor]
-    beta: Optional[torch.Tensor]
-    grad_gamma: Optional[torch.Tensor]
-    grad_beta: Optional[torch.Tensor]
+# What the optimizer step may change, read before it: (quantity, its tensor for a layer).
+_PRE_STEP: tuple[tuple[str, Callable[[BnLayer], Optional[torch.Tensor]]], ...] = (
+    ("running_mean_post", lambda layer: layer.module.running_mean if layer.tracks else None),
+    ("running_var_post", lambda layer: layer.module.running_var if layer.tracks else None),
+    ("gamma", lambda layer: layer.module.weight),
+    ("beta", lambda layer: layer.module.bias),
+    ("grad_gamma", lambda layer: _grad(layer.module.weight)),
+    ("grad_beta", lambda layer: _grad(layer.module.bias)),
+)
+# The per-row weight products, in stats.weight_products' order.
+_WEIGHT_QUANTITIES = ("w_norm_sq_pre", "w_dot_g", "g_norm_sq", "w_norm_sq_post", "w_dot_dw", "dw_norm_sq")
 
 
 @dataclass
@@ -55,28 +54,33 @@ class StepMeasure:
     # Reused weight copies: no allocation per step once warm.
     _buffers: dict[int, torch.Tensor] = field(default_factory=dict)
     _weights: dict[int, _WeightState] = field(default_factory=dict)
-    _steps: dict[int, _LayerStep] = field(default_factory=dict)
+    # Per layer index, its _PRE_STEP values (views into one tensor copied before the update).
+    _steps: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict)
     _nan: dict[tuple[int, torch.device], torch.Tensor] = field(default_factory=dict)
-    _scratch: stats.Scratch = field(default_factory=stats.Scratch)
+    # Shared with the taps (watch passes it on): one buffer for every elementwise intermediate.
+    scratch: stats.Scratch = field(default_factory=stats.Scratch)
 
     def before_update(self, full: bool = True) -> None:
-        """Called in the optimizer's step pre-hook (gradients are there, weights not updated)."""
+        """Called in the optimizer's step pre-hook (gradients are there, weights not updated).
+        Small per-layer values are copied with one torch.cat (not one copy each: on CPU every
+        small op costs tens of microseconds between training's big ones)."""
         self._weights.clear()
         self._steps.clear()
         if not full:
             return
-        for layer in self.layers:
-            if layer.capture is None:
-                continue
-            m = layer.module
-            self._steps[layer.index] = _LayerStep(
-                running_mean_post=_clone(m.running_mean) if layer.tracks else None,
-                running_var_post=_clone(m.running_var) if layer.tracks else None,
-                gamma=_clone(m.weight),
-                beta=_clone(m.bias),
-                grad_gamma=_clone(_grad(m.weight)),
-                grad_beta=_clone(_grad(m.bias)),
-            )
+        measured = [layer for layer in self.layers if layer.capture is not None]
+        device = next((t.device for layer in measured for _, get in _PRE_STEP if (t := get(layer)) is not None), None)
+        if device is not None:
+            parts = []
+            for _, get in _PRE_STEP:
+                for layer in measured:
+                    t = get(layer)
+                    parts.append(self._nans(layer.channels, device) if t is None else t.detach().reshape(-1))
+            copied = torch.cat(parts).split([layer.channels for _ in _PRE_STEP for layer in measured])
+            for q, (name, _) in enumerate(_PRE_STEP):
+                for k, layer in enumerate(measured):
+                    self._steps.setdefault(layer.index, {})[name] = copied[q * len(measured) + k]
+        for layer in measured:
             feeder = layer.feeder
             if feeder is None or not self.weight_metrics or id(feeder) in self._weights:
                 continue
@@ -91,20 +95,31 @@ class StepMeasure:
             self._weights[id(feeder)] = _WeightState(
                 weight=weight,
                 before=buf,
-                norm_sq_pre=stats.row_norm_sq(w),
-                dot_g=stats.row_dot(w, g, self._scratch),
-                grad_norm_sq=stats.row_norm_sq(g),
+                norm_pre=stats.row_norm(w),
+                dot_g=stats.row_dot(w, g, self.scratch),
+                grad_norm=stats.row_norm(g),
             )
 
     def after_update(self) -> None:
         """Called in the optimizer's step post-hook: the weights have moved."""
         for state in self._weights.values():
             w = state.weight.detach()
-            # The step dw replaces the copy in place; then before . dw = w . dw - dw . dw.
+            # The step dw replaces the copy in place (see stats.weight_products).
             dw = torch.sub(w, state.before, out=state.before)
-            state.dw_norm_sq = stats.row_norm_sq(dw)
-            state.dot_dw = stats.row_dot(w, dw, self._scratch) - state.dw_norm_sq
-            state.norm_sq_post = stats.row_norm_sq(w)
+            state.dw_norm = stats.row_norm(dw)
+            state.dot_dw_post = stats.row_dot(w, dw, self.scratch)
+
+    def _weight_products(self) -> dict[int, torch.Tensor]:
+        """Per feeder id, its (6, rows) block of stats.weight_products, all feeders at once."""
+        done = [(key, s) for key, s in self._weights.items() if s.dw_norm is not None and s.dot_dw_post is not None]
+        if not done:
+            return {}
+        raw = [
+            torch.cat([getattr(s, name).reshape(-1) for _, s in done])
+            for name in ("norm_pre", "dot_g", "grad_norm", "dw_norm", "dot_dw_post")
+        ]
+        blocks = stats.weight_products(*raw).split([s.norm_pre.numel() for _, s in done], dim=1)
+        return {key: block for (key, _), block in zip(done, blocks)}
 
     def _nans(self, n: int, device: torch.device) -> torch.Tensor:
         key = (n, device)
@@ -115,7 +130,9 @@ class StepMeasure:
     def pieces(self, device: torch.device) -> list[torch.Tensor]:
         """Every quantity of every layer, quantity-major (stats.QUANTITIES), NaN where unknown,
         followed by each layer's num_batches_tracked (NaN when not tracked)."""
+        finish_captures(self.layers)
         per_layer: list[dict[str, Optional[torch.Tensor]]] = []
+        products = self._weight_products()
         for layer in self.layers:
             values: dict[str, Optional[torch.Tensor]] = {}
             cap = layer.capture
@@ -128,19 +145,10 @@ class StepMeasure:
                 )
                 if cap.relu is not None:
                     values.update(zip(("relu_mean", "relu_var", "relu_active"), cap.relu))
-            step = self._steps.get(layer.index)
-            if step is not None:
-                values.update(vars(step))
-            ws = self._weights.get(id(layer.feeder)) if layer.feeder is not None else None
-            if ws is not None and ws.norm_sq_post is not None:
-                values.update(
-                    w_norm_sq_pre=ws.norm_sq_pre,
-                    w_dot_g=ws.dot_g,
-                    g_norm_sq=ws.grad_norm_sq,
-                    w_norm_sq_post=ws.norm_sq_post,
-                    w_dot_dw=ws.dot_dw,
-                    dw_norm_sq=ws.dw_norm_sq,
-                )
+            values.update(self._steps.get(layer.index, {}))
+            block = products.get(id(layer.feeder)) if layer.feeder is not None else None
+            if block is not None:
+                values.update(zip(_WEIGHT_QUANTITIES, block))
             per_layer.append(values)
         out: list[torch.Tensor] = []
         for name in stats.QUANTITIES:

@@ -1,9 +1,11 @@
 """The numbers: one-pass reductions on the tensor's device, and the host-side formulas.
 
 Device side, per step and layer, only reductions (moments of the BN input and the ReLU output,
-row dot products of the feeding weight). Everything derived from them (r, d, D, output moments,
-cosines, angles, the layer summaries) is computed on the host in float64, vectorised over the
-channels of all layers at once, from the one packed copy.
+row dot products of the feeding weight); their small per-channel finishing (variances from
+BN's saved invstd, ReLU moments, the weight products in float64) runs once for all layers.
+Everything derived from them (r, d, D, output moments, cosines, angles, the layer summaries) is
+computed on the host in float64, vectorised over the channels of all layers at once, from the
+one packed copy.
 """
 from __future__ import annotations
 
@@ -82,10 +84,10 @@ def channel_moments(
     return mean.float(), var.float()
 
 
-def saved_bn_moments(output: torch.Tensor, eps: float) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
-    """The batch mean and biased variance BN itself computed in a training forward, from what
-    its autograd node saved for the backward (mean and 1/sqrt(var + eps)): no extra pass.
-    None when the node is not torch's native batch norm or saved no statistics (eval mode)."""
+def saved_bn_moments(output: torch.Tensor) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
+    """The batch mean and 1/sqrt(var + eps) BN itself computed in a training forward, from what
+    its autograd node saved for the backward: no extra pass (see vars_from_invstd). None when
+    the node is not torch's native batch norm or saved no statistics (eval mode)."""
     fn = output.grad_fn
     if fn is None or not fn.name().startswith("NativeBatchNormBackward"):
         return None
@@ -95,8 +97,22 @@ def saved_bn_moments(output: torch.Tensor, eps: float) -> Optional[tuple[torch.T
         return None
     if not isinstance(mean, torch.Tensor) or mean.numel() == 0 or invstd.numel() != mean.numel():
         return None
-    var = invstd.detach().double().pow(-2) - eps
-    return mean.detach().float(), var.clamp(min=0).float()
+    return mean.detach(), invstd.detach()
+
+
+def _per_channel(values: list[float], tensors: list[torch.Tensor], dim: int = 0) -> torch.Tensor:
+    """A per-layer value repeated over that layer's channels (dimension `dim` of its tensor)."""
+    device = tensors[0].device
+    counts = torch.tensor([t.shape[dim] for t in tensors], device=device)
+    return torch.repeat_interleave(torch.tensor(values, dtype=torch.float64, device=device), counts)
+
+
+def vars_from_invstd(invstd: list[torch.Tensor], eps: list[float]) -> list[torch.Tensor]:
+    """Biased batch variances (float32) from BN's saved 1/sqrt(var + eps), every layer in one go
+    (each small op costs tens of microseconds in a training step, not the few it takes alone)."""
+    inv = torch.cat(invstd).double()
+    var = (inv.pow(-2) - _per_channel(eps, invstd)).clamp_(min=0).float()
+    return list(var.split([t.numel() for t in invstd]))
 
 
 class Scratch:
@@ -114,27 +130,66 @@ class Scratch:
         return buf[: x.numel()].view(x.shape)
 
 
-def relu_moments(
-    y: torch.Tensor, scratch: Scratch
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-channel mean, biased variance and fraction > 0 of a ReLU output (y >= 0: its sign is
-    the indicator of y > 0)."""
+def relu_sums(y: torch.Tensor, scratch: Scratch) -> torch.Tensor:
+    """(3, N, C) per-sample sums of a ReLU output over its inner dimensions: of y, of y^2 (as
+    the norm; squared in relu_moments) and of sign(y) (y >= 0: the indicator of y > 0). Three
+    vectorised passes; relu_moments finishes every layer at once."""
     y = y.detach()
-    n = y.numel() // y.shape[1]
-    mean = _sum(y) / n
-    var = (_sum_sq(y) / n - mean * mean).clamp(min=0)
-    active = _sum(torch.sign(y, out=scratch.like(y))) / n
-    return mean.float(), var.float(), active.float()
+    inner = _inner(y)
+    if inner:
+        sums = y.sum(dim=inner)
+        norms = torch.linalg.vector_norm(y, dim=inner)
+        signs = torch.sign(y, out=scratch.like(y)).sum(dim=inner)
+    else:
+        sums, norms, signs = y, y.abs(), torch.sign(y)
+    return torch.stack((sums, norms, signs))
+
+
+def relu_moments(sums: list[torch.Tensor], counts: list[int]) -> list[torch.Tensor]:
+    """Per layer, (3, C) float32: mean, biased variance and fraction > 0 of its ReLU output, from
+    relu_sums (`counts`: the values per channel, N*H*W). Reduced over the batch in float64,
+    every layer with the same batch size and device in one go."""
+    out: list[Optional[torch.Tensor]] = [None] * len(sums)
+    groups: dict[tuple[int, torch.device], list[int]] = {}
+    for i, t in enumerate(sums):
+        groups.setdefault((t.shape[1], t.device), []).append(i)
+    for idx in groups.values():
+        parts = [sums[i] for i in idx]
+        total = torch.cat(parts, dim=2).double()
+        total[1].square_()
+        mom = total.sum(1).div_(_per_channel([float(counts[i]) for i in idx], parts, dim=2))
+        mom[1].sub_(mom[0] * mom[0]).clamp_(min=0)
+        for i, block in zip(idx, mom.float().split([p.shape[2] for p in parts], dim=1)):
+            out[i] = block
+    return [t for t in out if t is not None]
 
 
 def row_dot(a: torch.Tensor, b: torch.Tensor, scratch: Scratch) -> torch.Tensor:
-    """Per output channel (row) dot products of two weights shaped (out, ...)."""
+    """Per output channel (row) dot products of two weights shaped (out, ...), in their dtype."""
     a, b = a.flatten(1), b.flatten(1)
-    return torch.mul(a, b, out=scratch.like(a)).sum(1).float()
+    return torch.mul(a, b, out=scratch.like(a)).sum(1)
 
 
-def row_norm_sq(a: torch.Tensor) -> torch.Tensor:
-    return torch.linalg.vector_norm(a.flatten(1), dim=1).double().square().float()
+def row_norm(a: torch.Tensor) -> torch.Tensor:
+    """Per row norms, in the weight's dtype (squared later, in float64, for all layers at once)."""
+    return torch.linalg.vector_norm(a.flatten(1), dim=1)
+
+
+def weight_products(
+    norm_pre: torch.Tensor,
+    dot_g: torch.Tensor,
+    grad_norm: torch.Tensor,
+    dw_norm: torch.Tensor,
+    dot_dw_post: torch.Tensor,
+) -> torch.Tensor:
+    """(6, rows) in float64, rows in QUANTITIES order w_norm_sq_pre .. dw_norm_sq, from the per-row
+    reductions (rows of every feeding layer concatenated): |w|, w.g, |g| before the update and
+    |dw|, w'.dw after it. w.dw = w'.dw - |dw|^2, and |w'|^2 = |w|^2 + 2 w.dw + |dw|^2 (no pass
+    over w' for its norm)."""
+    n2_pre = norm_pre.double().square()
+    dd = dw_norm.double().square()
+    wd = dot_dw_post.double() - dd
+    return torch.stack((n2_pre, dot_g.double(), grad_norm.double().square(), n2_pre + 2 * wd + dd, wd, dd))
 
 
 @dataclass(frozen=True)

@@ -96,3 +96,94 @@ def test_a_slow_output_drops_snapshots_never_other_records_and_never_blocks() ->
     writer.close()
     markers = [line for line in out.lines if '"marker"' in line]
     assert len(markers) == 20
+
+
+def test_measurement_runs_on_one_thread_and_training_keeps_its_threads(tmp_path, monkeypatch) -> None:
+    """The hooks' reductions (memory-bound) run on the training thread alone; the forward, the
+    backward and the optimizer's own update keep the intra-op threads the user set."""
+    from bntop_torch import stats
+
+    seen: dict[str, list[int]] = {}
+
+    def note(name: str):
+        def record(*_args, **_kwargs) -> None:
+            seen.setdefault(name, []).append(torch.get_num_threads())
+
+        return record
+
+    def counted(name: str, fn):
+        def wrapped(*args, **kwargs):
+            note(name)()
+            return fn(*args, **kwargs)
+
+        return wrapped
+
+    monkeypatch.setattr(stats, "relu_sums", counted("relu", stats.relu_sums))
+    monkeypatch.setattr(stats, "row_dot", counted("weights", stats.row_dot))
+    model, opt = tiny()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with bntop_torch.watch(model, opt, record=tmp_path / "run.jsonl"):
+            # Registered after bntop's own hooks, so they run right after them.
+            model[1].register_forward_hook(note("after bn"))
+            model[2].register_forward_hook(note("after relu"))
+            opt.register_step_pre_hook(note("step"))
+            opt.register_step_post_hook(note("after step"))
+            for _ in range(3):
+                loss = model(torch.randn(6, 4)).pow(2).mean()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+    finally:
+        torch.set_num_threads(threads)
+    assert seen["relu"] == [1] * 3 and seen["weights"] and set(seen["weights"]) == {1}
+    for name in ("after bn", "after relu", "step", "after step"):
+        assert seen[name] == [2] * 3, name
+
+
+def test_watching_keeps_no_activation_alive_past_the_forward(tmp_path) -> None:
+    """A BN output that only feeds an addition is not saved for the backward: torch frees it
+    during the forward, and watching must not keep it (or any other activation) longer."""
+    import weakref
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    outputs: list[weakref.ref] = []
+    with bntop_torch.watch(model, opt, record=tmp_path / "run.jsonl"):
+        model[1].register_forward_hook(lambda m, a, out: outputs.append(weakref.ref(out)))
+        for _ in range(2):
+            loss = (model(torch.randn(2, 3, 6, 6)) + 1).pow(2).mean()
+            assert outputs[-1]() is None, "the BN output outlived the forward"
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+
+def test_the_writer_gets_a_step_when_the_next_forward_ends(tmp_path, monkeypatch) -> None:
+    """The snapshot waiting for a loss logged after its step is handed to the writer thread when
+    the next training forward returns, not when it starts: the writer then encodes while
+    training is in the backward (no Python there), not while the forward's hooks need the GIL."""
+    handed: list[int] = []
+    real = Writer.snapshot
+
+    def snapshot(self, data):
+        handed.append(data.step)
+        return real(self, data)
+
+    monkeypatch.setattr(Writer, "snapshot", snapshot)
+    model, opt = tiny()
+    during: list[list[int]] = []
+    path = tmp_path / "run.jsonl"
+    with bntop_torch.watch(model, opt, record=path, snapshot_interval_s=0, arrays_interval_s=0) as mon:
+        model[1].register_forward_hook(lambda *_: during.append(list(handed)))
+        for i in range(3):
+            loss = model(torch.randn(6, 4)).pow(2).mean()
+            assert handed == list(range(1, i + 1)), "the previous step went to the writer at the forward's end"
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            mon.log(loss=float(i))
+    assert during == [[], [], [1]], "nothing was handed over while the forward ran"
+    assert [s["loss"] for s in of_kind(read_records(path), "snapshot")] == [0.0, 1.0, 2.0]
