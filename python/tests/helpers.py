@@ -55,7 +55,7 @@ def assert_close(actual: Any, expected: torch.Tensor, rtol: float = 1e-5, atol: 
 
 # The benchmark's ResNet (python/benchmarks/resnet.py), for the tests that need a real network.
 sys.path.insert(0, str(REPO / "python" / "benchmarks"))
-from resnet import BasicBlock, ResNet  # noqa: E402,F401
+from resnet import ResNet  # noqa: E402
 
 
 def nan_list(n: int) -> list[float]:
