@@ -276,9 +276,12 @@ impl Trainer {
         );
         let targets = from_host(&self.dev, &one_hot(&labels), (n, Const::<CLASSES>));
 
-        // The step right after a control always carries its layers, so its effect is on record.
+        // The step right after a control always carries its layers, so its effect is on record;
+        // so does a run's last step, the state it ends in.
+        let last = self.cfg.max_steps == Some(self.step + 1);
         let metrics = self.cfg.layer_metrics
             && (std::mem::take(&mut self.control_just_applied)
+                || last
                 || self.outbox.wants_layer_metrics());
         let mut observations = Vec::with_capacity(self.net.blocks.len());
         let mut grads = std::mem::replace(&mut self.grads, Gradients::leaky());
