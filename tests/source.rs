@@ -4,7 +4,7 @@
 //! costs nothing but what it owes, and the recording reads back with replay and export.
 mod remote_support;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command as Process, Stdio};
@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 use bntop::protocol::{BnKind, BnMode, Command, Control, EndReason, Event, Feed};
 use bntop::remote::client::{self, Target};
 use crossbeam_channel::Receiver;
-use remote_support::{bridge_after_hello, send_signal, serve_command, wait_within, DEADLINE};
+use remote_support::{
+    bridge_after_hello, lines_of, send_signal, serve_command, wait_line, wait_within, DEADLINE,
+};
 
 /// What a small PyTorch producer would send: format 1.4, a producer listing its controls, one
 /// BN1d layer of 4 features, and only the config field that is required.
@@ -67,18 +69,6 @@ fn end(step: u64, reason: &str) -> String {
 /// The producer's echo of a control line it read from serve's stdout.
 fn echo(step: u64, control: &str) -> String {
     format!(r#"{{"kind":"control","step":{step},"control":{control}}}"#)
-}
-
-fn lines_of(input: impl Read + Send + 'static) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(input).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    rx
 }
 
 /// `bntop serve --source -` and the scripted producer's ends of its stdin and stdout.
@@ -154,15 +144,7 @@ impl Producer {
     }
 
     fn wait_log(&self, pred: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.log.recv_timeout(left) {
-                Ok(line) if pred(&line) => return line,
-                Ok(_) => {}
-                Err(_) => panic!("no such log line from bntop serve"),
-            }
-        }
+        wait_line(&self.log, pred)
     }
 
     /// The next control line on serve's stdout.

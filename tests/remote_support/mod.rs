@@ -2,10 +2,10 @@
 //! `ssh` that runs the remote command the way sshd does (joined and handed to `sh -c`).
 #![allow(dead_code)]
 use std::io::Write;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command as Process, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command as Process, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -29,16 +29,30 @@ impl Drop for Server {
     }
 }
 
-fn lines_of(stderr: ChildStderr) -> mpsc::Receiver<String> {
+/// A child's output, line by line, read on a thread of its own.
+pub fn lines_of(input: impl Read + Send + 'static) -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+        for line in BufReader::new(input).lines().map_while(Result::ok) {
             if tx.send(line).is_err() {
                 return;
             }
         }
     });
     rx
+}
+
+/// The next line of `log` matching `pred`, within [`DEADLINE`].
+pub fn wait_line(log: &mpsc::Receiver<String>, pred: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match log.recv_timeout(left) {
+            Ok(line) if pred(&line) => return line,
+            Ok(_) => {}
+            Err(_) => panic!("no such log line from bntop serve"),
+        }
+    }
 }
 
 /// `bntop serve --data digits --socket DIR/bntop.sock --record DIR/run.jsonl EXTRA...`, not yet
@@ -88,15 +102,7 @@ impl Server {
 
     /// Wait for a log line matching `pred`; returns it.
     pub fn wait_log(&self, pred: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.log.recv_timeout(left) {
-                Ok(line) if pred(&line) => return line,
-                Ok(_) => {}
-                Err(_) => panic!("no such log line from bntop serve"),
-            }
-        }
+        wait_line(&self.log, pred)
     }
 
     pub fn recording(&self) -> PathBuf {
