@@ -78,6 +78,20 @@ pub fn header() -> RunHeader {
     }
 }
 
+/// The snapshot of a synthetic step: a loss falling with `progress` (0..1) plus `noise` (0..1).
+fn snapshot(step: u64, progress: f32, noise: f32, layers: Vec<LayerSnapshot>) -> Snapshot {
+    let loss = 2.3 * (-6.0 * progress).exp() + 0.02 + 0.05 * noise;
+    Snapshot {
+        step,
+        epoch: step / 23,
+        time_s: step as f64 / 150.0,
+        loss,
+        batch_accuracy: (1.0 - loss / 2.5).clamp(0.0, 1.0),
+        lr: 0.05,
+        layers,
+    }
+}
+
 /// The run's events up to `steps`: the header, one snapshot per step, evaluations every 50
 /// steps, block2 switched to EVAL at 40% of the run and its momentum lowered at 70%.
 pub fn run(steps: u64, seed: u64) -> Vec<Event> {
@@ -123,16 +137,7 @@ pub fn run(steps: u64, seed: u64) -> Vec<Event> {
                 )
             })
             .collect();
-        let loss = 2.3 * (-6.0 * progress).exp() + 0.02 + 0.05 * rng.gen::<f32>();
-        events.push(Event::Snapshot(Snapshot {
-            step,
-            epoch: step / 23,
-            time_s: step as f64 / 150.0,
-            loss,
-            batch_accuracy: (1.0 - loss / 2.5).clamp(0.0, 1.0),
-            lr: 0.05,
-            layers,
-        }));
+        events.push(Event::Snapshot(snapshot(step, progress, rng.gen(), layers)));
         // The lab every 100 steps: PreciseBN (its evaluation is three-way) and the probe.
         let lab = step % 100 == 0;
         if lab {
@@ -473,16 +478,9 @@ impl NetworkRun {
             }
             layers.push(s);
         }
-        let loss = 2.3 * (-6.0 * progress).exp() + 0.02 + 0.05 * self.rng.gen::<f32>();
-        self.pending.push(Event::Snapshot(Snapshot {
-            step,
-            epoch: step / 23,
-            time_s: step as f64 / 150.0,
-            loss,
-            batch_accuracy: (1.0 - loss / 2.5).clamp(0.0, 1.0),
-            lr: 0.05,
-            layers,
-        }));
+        let noise = self.rng.gen();
+        self.pending
+            .push(Event::Snapshot(snapshot(step, progress, noise, layers)));
         if step.is_multiple_of(50) {
             let acc = 0.99 - 0.8 * (-6.0 * progress).exp();
             self.pending.push(Event::Evaluation(Evaluation {
