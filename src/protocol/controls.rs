@@ -108,6 +108,29 @@ pub enum Control {
     Quit,
 }
 
+impl Control {
+    /// The control's `"control"` tag on the wire (what a producer's header lists; a test holds it
+    /// to serde's).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Control::SetMode { .. } => "set_mode",
+            Control::SetMomentum { .. } => "set_momentum",
+            Control::SetMomentumCumulative { .. } => "set_momentum_cumulative",
+            Control::SetLr { .. } => "set_lr",
+            Control::SetDataOrder { .. } => "set_data_order",
+            Control::FoldCheck => "fold_check",
+            Control::PreciseBn => "precise_bn",
+            Control::ApplyPreciseBn { .. } => "apply_precise_bn",
+            Control::PhantomProbe => "phantom_probe",
+            Control::Pause => "pause",
+            Control::Resume => "resume",
+            Control::Step => "step",
+            Control::ResetRunningStats { .. } => "reset_running_stats",
+            Control::Quit => "quit",
+        }
+    }
+}
+
 /// A control as the engine handled it: applied after training step `step` had completed (0: before
 /// the first step), so it affects step `step + 1` onwards; or rejected with the reason.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]

@@ -365,3 +365,36 @@ fn producer_strings_and_control_lists_are_bounded() {
         assert!(limits::check(&Event::Header(Box::new(bad)), None).is_err());
     }
 }
+
+/// `Control::name` is the `"control"` tag serde writes, for every kind of control.
+#[test]
+fn control_names_are_the_wire_tags() {
+    let every = [
+        Control::SetMode {
+            layer: Some(1),
+            mode: BnMode::Eval,
+        },
+        Control::SetMomentum {
+            layer: None,
+            momentum: 0.1,
+        },
+        Control::SetMomentumCumulative { layer: None },
+        Control::SetLr { lr: 0.1 },
+        Control::SetDataOrder {
+            order: DataOrder::Clips,
+        },
+        Control::FoldCheck,
+        Control::PreciseBn,
+        Control::ApplyPreciseBn { layer: None },
+        Control::PhantomProbe,
+        Control::Pause,
+        Control::Resume,
+        Control::Step,
+        Control::ResetRunningStats { layer: Some(0) },
+        Control::Quit,
+    ];
+    for control in every {
+        let json = serde_json::to_value(&control).expect("json");
+        assert_eq!(json["control"].as_str(), Some(control.name()), "{json}");
+    }
+}

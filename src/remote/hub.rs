@@ -126,14 +126,6 @@ fn broadcast(event: &Event, backlog: &mut Backlog, viewers: &mut Vec<Viewer>) {
     });
 }
 
-/// A control's name, its `"control"` tag (what a producer's header lists).
-fn control_name(control: &Control) -> String {
-    serde_json::to_value(control)
-        .ok()
-        .and_then(|v| v.get("control")?.as_str().map(str::to_owned))
-        .unwrap_or_default()
-}
-
 /// Where the hub's own decisions about the run are kept.
 struct Run {
     source: Source,
@@ -165,8 +157,8 @@ impl Run {
             return Some(self.rejected(control, VIEWER_QUIT_REFUSED.into()));
         }
         if let Some(producer) = self.producer.as_ref() {
-            let name = control_name(&control);
-            if !producer.handles(&name) {
+            let name = control.name();
+            if !producer.handles(name) {
                 let reason = format!("{} does not handle {name}", producer.name);
                 return Some(self.rejected(control, reason));
             }

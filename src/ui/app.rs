@@ -503,8 +503,8 @@ impl App {
     /// lists the controls it handles by their `"control"` names).
     pub fn unsupported(&self, control: &Control) -> Option<String> {
         let producer = self.live.header.as_ref()?.producer.as_ref()?;
-        let name = control_name(control)?;
-        (!producer.handles(&name)).then(|| {
+        let name = control.name();
+        (!producer.handles(name)).then(|| {
             format!(
                 "{} does not handle {name} ({}): not sent",
                 producer.name,
@@ -608,12 +608,6 @@ impl App {
         }
         Vec::new()
     }
-}
-
-/// The control's `"control"` tag, as it goes over the wire (serde's own, so it cannot drift).
-pub fn control_name(control: &Control) -> Option<String> {
-    let value = serde_json::to_value(control).ok()?;
-    Some(value.get("control")?.as_str()?.to_string())
 }
 
 /// The next momentum up or down the ladder from `m` (which need not be on it).
