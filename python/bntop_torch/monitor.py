@@ -118,7 +118,7 @@ class Monitor:
             )
 
         self._channel = ControlChannel(self.controls, self.rank, self.world_size)
-        self._measure = StepMeasure(self.layers, weight_metrics)
+        self._measure = StepMeasure(self.layers, optimizer, weight_metrics)
         self.stopwatch = Stopwatch()
         self.taps = Taps(self.model, self.layers, self._is_open, self._training_forward, self.stopwatch)
         self.taps.scratch = self._measure.scratch

@@ -14,6 +14,7 @@ import torch
 
 from . import stats
 from .hooks import BnLayer, finish_captures
+from .weight_step import SgdStep, momentum_buffer, sgd_step
 
 
 def _grad(p: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
@@ -23,13 +24,17 @@ def _grad(p: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
 @dataclass
 class _WeightState:
     weight: torch.Tensor
-    before: torch.Tensor
-    # Per row, in the weight's dtype: |w|, w.g and |g| before the update, |dw| and w'.dw after.
+    # Per row, in the weight's dtype: |w|, w.g and |g| before the update.
     norm_pre: torch.Tensor
     dot_g: torch.Tensor
     grad_norm: torch.Tensor
-    dw_norm: Optional[torch.Tensor] = None
-    dot_dw_post: Optional[torch.Tensor] = None
+    # How the step is measured (weight_step): plain SGD's rule, or else a copy of w.
+    sgd: Optional[SgdStep] = None
+    before: Optional[torch.Tensor] = None
+    # Per row, once the step is known: |v| and w'.v of a vector v with dw = scale·v.
+    step_norm: Optional[torch.Tensor] = None
+    post_dot: Optional[torch.Tensor] = None
+    scale: float = 1.0
 
 
 # What the optimizer step may change, read before it: (quantity, its tensor for a layer).
@@ -48,8 +53,10 @@ _WEIGHT_QUANTITIES = ("w_norm_sq_pre", "w_dot_g", "g_norm_sq", "w_norm_sq_post",
 @dataclass
 class StepMeasure:
     layers: list[BnLayer]
-    # The feeding layers' weight metrics: the costliest part (a copy of the weights and about
-    # 16 passes over them per step); False leaves them out.
+    # Whose step moves the feeding weights (weight_step reads plain SGD's rule from it).
+    optimizer: Optional[torch.optim.Optimizer] = None
+    # The feeding layers' weight metrics: the costliest part (five passes over the weights per
+    # step, and a copy of them unless the optimizer is plain SGD); False leaves them out.
     weight_metrics: bool = True
     # Reused weight copies: no allocation per step once warm.
     _buffers: dict[int, torch.Tensor] = field(default_factory=dict)
@@ -88,37 +95,50 @@ class StepMeasure:
             if not isinstance(weight, torch.Tensor) or weight.grad is None:
                 continue
             w, g = weight.detach(), weight.grad
-            buf = self._buffers.get(id(feeder))
-            if buf is None or buf.shape != w.shape or buf.dtype != w.dtype:
-                buf = self._buffers[id(feeder)] = torch.empty_like(w)
-            buf.copy_(w)
-            self._weights[id(feeder)] = _WeightState(
+            state = _WeightState(
                 weight=weight,
-                before=buf,
                 norm_pre=stats.row_norm(w),
                 dot_g=stats.row_dot(w, g, self.scratch),
                 grad_norm=stats.row_norm(g),
+                sgd=sgd_step(self.optimizer, weight) if self.optimizer is not None else None,
             )
+            if state.sgd is None:
+                buf = self._buffers.get(id(feeder))
+                if buf is None or buf.shape != w.shape or buf.dtype != w.dtype:
+                    buf = self._buffers[id(feeder)] = torch.empty_like(w)
+                state.before = buf.copy_(w)
+            elif not state.sgd.momentum:
+                dd, wd = state.sgd.without_momentum(state.norm_pre, state.dot_g, state.grad_norm)
+                state.step_norm, state.post_dot = dd.sqrt(), wd + dd
+            self._weights[id(feeder)] = state
 
     def after_update(self) -> None:
         """Called in the optimizer's step post-hook: the weights have moved."""
         for state in self._weights.values():
             w = state.weight.detach()
-            # The step dw replaces the copy in place (see stats.weight_products).
-            dw = torch.sub(w, state.before, out=state.before)
-            state.dw_norm = stats.row_norm(dw)
-            state.dot_dw_post = stats.row_dot(w, dw, self.scratch)
+            if state.before is not None:
+                # The step dw replaces the copy in place.
+                dw = torch.sub(w, state.before, out=state.before)
+                state.step_norm, state.post_dot = stats.row_norm(dw), stats.row_dot(w, dw, self.scratch)
+            elif state.sgd is not None and state.sgd.momentum and self.optimizer is not None:
+                # dw = -lr·b, b the momentum buffer after the step.
+                buf = momentum_buffer(self.optimizer, state.weight)
+                if buf is not None:
+                    state.step_norm, state.post_dot = stats.row_norm(buf), stats.row_dot(w, buf, self.scratch)
+                    state.scale = -state.sgd.lr
 
     def _weight_products(self) -> dict[int, torch.Tensor]:
-        """Per feeder id, its (6, rows) block of stats.weight_products, all feeders at once."""
-        done = [(key, s) for key, s in self._weights.items() if s.dw_norm is not None and s.dot_dw_post is not None]
+        """Per feeder id, its (6, rows) block of stats.weight_products, all feeders at once (in
+        float64: w.dw = w'.dw - |dw|², where w'.dw and |dw|² are near each other)."""
+        done = [(key, s) for key, s in self._weights.items() if s.step_norm is not None and s.post_dot is not None]
         if not done:
             return {}
-        raw = [
-            torch.cat([getattr(s, name).reshape(-1) for _, s in done])
-            for name in ("norm_pre", "dot_g", "grad_norm", "dw_norm", "dot_dw_post")
-        ]
-        blocks = stats.weight_products(*raw).split([s.norm_pre.numel() for _, s in done], dim=1)
+        cat = lambda name: torch.cat([getattr(s, name).reshape(-1).double() for _, s in done])  # noqa: E731
+        rows = [s.norm_pre.numel() for _, s in done]
+        scale = stats.repeated([s.scale for _, s in done], [s.norm_pre for _, s in done])
+        dd = (scale * cat("step_norm")).square()
+        wd = scale * cat("post_dot") - dd
+        blocks = stats.weight_products(cat("norm_pre"), cat("dot_g"), cat("grad_norm"), dd, wd).split(rows, dim=1)
         return {key: block for (key, _), block in zip(done, blocks)}
 
     def _nans(self, n: int, device: torch.device) -> torch.Tensor:

@@ -100,7 +100,7 @@ def saved_bn_moments(output: torch.Tensor) -> Optional[tuple[torch.Tensor, torch
     return mean.detach(), invstd.detach()
 
 
-def _per_channel(values: list[float], tensors: list[torch.Tensor], dim: int = 0) -> torch.Tensor:
+def repeated(values: list[float], tensors: list[torch.Tensor], dim: int = 0) -> torch.Tensor:
     """A per-layer value repeated over that layer's channels (dimension `dim` of its tensor)."""
     device = tensors[0].device
     counts = torch.tensor([t.shape[dim] for t in tensors], device=device)
@@ -111,12 +111,18 @@ def vars_from_invstd(invstd: list[torch.Tensor], eps: list[float]) -> list[torch
     """Biased batch variances (float32) from BN's saved 1/sqrt(var + eps), every layer in one go
     (each small op costs tens of microseconds in a training step, not the few it takes alone)."""
     inv = torch.cat(invstd).double()
-    var = (inv.pow(-2) - _per_channel(eps, invstd)).clamp_(min=0).float()
+    var = (inv.pow(-2) - repeated(eps, invstd)).clamp_(min=0).float()
     return list(var.split([t.numel() for t in invstd]))
 
 
+# An elementwise intermediate is made and reduced in slices of about this many bytes: a slice
+# stays in the core's cache between the two passes (measured: the sign pass of a 16 MB ReLU
+# output 30% faster, a weight's row dot products 20%, than over one whole-size buffer).
+SLICE_BYTES = 1 << 20
+
+
 class Scratch:
-    """Reused buffers for elementwise intermediates: a fresh 16 MB tensor each step costs page
+    """One reused buffer for elementwise intermediates: a fresh buffer each step costs page
     faults (the allocator hands big blocks back to the system) on top of the pass itself."""
 
     def __init__(self) -> None:
@@ -130,6 +136,22 @@ class Scratch:
         return buf[: x.numel()].view(x.shape)
 
 
+def _slices(x: torch.Tensor) -> list[slice]:
+    """Slices of dimension 0 of about SLICE_BYTES each (the whole tensor off the CPU, where
+    caches are not the point and every launch costs)."""
+    rows = x.shape[0]
+    if x.device.type != "cpu" or rows == 0:
+        return [slice(0, rows)]
+    per_row = max(1, x[0].numel() * x.element_size())
+    step = max(1, SLICE_BYTES // per_row)
+    return [slice(i, min(i + step, rows)) for i in range(0, rows, step)]
+
+
+def _sign_sums(y: torch.Tensor, inner: tuple[int, ...], scratch: Scratch) -> torch.Tensor:
+    """Per (sample, channel), the sum of sign(y) over the inner dimensions, slice by slice."""
+    return torch.cat([torch.sign(y[s], out=scratch.like(y[s])).sum(dim=inner) for s in _slices(y)])
+
+
 def relu_sums(y: torch.Tensor, scratch: Scratch) -> torch.Tensor:
     """(3, N, C) per-sample sums of a ReLU output over its inner dimensions: of y, of y^2 (as
     the norm; squared in relu_moments) and of sign(y) (y >= 0: the indicator of y > 0). Three
@@ -139,7 +161,7 @@ def relu_sums(y: torch.Tensor, scratch: Scratch) -> torch.Tensor:
     if inner:
         sums = y.sum(dim=inner)
         norms = torch.linalg.vector_norm(y, dim=inner)
-        signs = torch.sign(y, out=scratch.like(y)).sum(dim=inner)
+        signs = _sign_sums(y, inner, scratch)
     else:
         sums, norms, signs = y, y.abs(), torch.sign(y)
     return torch.stack((sums, norms, signs))
@@ -157,7 +179,7 @@ def relu_moments(sums: list[torch.Tensor], counts: list[int]) -> list[torch.Tens
         parts = [sums[i] for i in idx]
         total = torch.cat(parts, dim=2).double()
         total[1].square_()
-        mom = total.sum(1).div_(_per_channel([float(counts[i]) for i in idx], parts, dim=2))
+        mom = total.sum(1).div_(repeated([float(counts[i]) for i in idx], parts, dim=2))
         mom[1].sub_(mom[0] * mom[0]).clamp_(min=0)
         for i, block in zip(idx, mom.float().split([p.shape[2] for p in parts], dim=1)):
             out[i] = block
@@ -167,7 +189,7 @@ def relu_moments(sums: list[torch.Tensor], counts: list[int]) -> list[torch.Tens
 def row_dot(a: torch.Tensor, b: torch.Tensor, scratch: Scratch) -> torch.Tensor:
     """Per output channel (row) dot products of two weights shaped (out, ...), in their dtype."""
     a, b = a.flatten(1), b.flatten(1)
-    return torch.mul(a, b, out=scratch.like(a)).sum(1)
+    return torch.cat([torch.mul(a[s], b[s], out=scratch.like(a[s])).sum(1) for s in _slices(a)])
 
 
 def row_norm(a: torch.Tensor) -> torch.Tensor:
@@ -179,16 +201,15 @@ def weight_products(
     norm_pre: torch.Tensor,
     dot_g: torch.Tensor,
     grad_norm: torch.Tensor,
-    dw_norm: torch.Tensor,
-    dot_dw_post: torch.Tensor,
+    dw_norm_sq: torch.Tensor,
+    w_dot_dw: torch.Tensor,
 ) -> torch.Tensor:
     """(6, rows) in float64, rows in QUANTITIES order w_norm_sq_pre .. dw_norm_sq, from the per-row
-    reductions (rows of every feeding layer concatenated): |w|, w.g, |g| before the update and
-    |dw|, w'.dw after it. w.dw = w'.dw - |dw|^2, and |w'|^2 = |w|^2 + 2 w.dw + |dw|^2 (no pass
-    over w' for its norm)."""
+    values (rows of every feeding layer concatenated): |w|, w.g, |g| before the update and
+    |dw|², w.dw (float64) of the step. |w'|² = |w|² + 2 w.dw + |dw|² (no pass over w' for its
+    norm)."""
     n2_pre = norm_pre.double().square()
-    dd = dw_norm.double().square()
-    wd = dot_dw_post.double() - dd
+    dd, wd = dw_norm_sq.double(), w_dot_dw.double()
     return torch.stack((n2_pre, dot_g.double(), grad_norm.double().square(), n2_pre + 2 * wd + dd, wd, dd))
 
 

@@ -154,8 +154,13 @@ def run_checked(
     steps: int = 3,
     lr: float = 0.5,
     frozen: tuple[nn.Module, ...] = (),
+    optimizer: Optional[Callable[..., torch.optim.Optimizer]] = None,
+    weights_copied: Optional[bool] = None,
 ) -> list[dict]:
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=1e-3)
+    if optimizer is None:
+        opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=1e-3)
+    else:
+        opt = optimizer(model.parameters())
     path = tmp_path / "run.jsonl"
     for t in truths:
         t.hook()
@@ -173,6 +178,9 @@ def run_checked(
             opt.step()
             for t in truths:
                 t.after_step()
+            if weights_copied is not None:
+                # Plain SGD's step is read from its own vectors, not from a copy of the weights.
+                assert bool(mon._measure._buffers) == weights_copied
             # An evaluation under no_grad between steps must not disturb the statistics.
             with torch.no_grad():
                 model.eval()
@@ -216,6 +224,37 @@ def test_conv_bn2d_relu_and_a_bn_without_relu(tmp_path) -> None:
     assert header["config"]["batch_size"] == 8
     losses = [s["loss"] for s in of_kind(records, "snapshot")]
     assert all(math.isfinite(v) for v in losses)
+
+
+@pytest.mark.parametrize(
+    "optimizer, weights_copied",
+    [
+        (lambda p: torch.optim.SGD(p, lr=0.3, momentum=0.9, dampening=0.2, weight_decay=1e-2), False),
+        (lambda p: torch.optim.SGD(p, lr=0.3, weight_decay=1e-2), False),
+        (lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.5, weight_decay=1e-2, maximize=True), False),
+        (lambda p: torch.optim.SGD(p, lr=0.1, weight_decay=1e-2, maximize=True), False),
+        (lambda p: torch.optim.SGD(p, lr=0.3, momentum=0.9, nesterov=True), True),
+        (lambda p: torch.optim.AdamW(p, lr=0.01), True),
+    ],
+    ids=["sgd-momentum", "sgd", "sgd-momentum-maximize", "sgd-maximize", "nesterov", "adamw"],
+)
+def test_the_weight_step_under_each_optimizer(tmp_path, optimizer, weights_copied: bool) -> None:
+    """|w'|, the angular update and the radial part from the true w' - w, whether the step was read
+    from SGD's own vectors or measured against a copy of w."""
+    torch.manual_seed(6)
+    conv, bn = nn.Conv2d(3, 6, 3, padding=1, bias=False), nn.BatchNorm2d(6)
+    lin, bn1d = nn.Linear(6 * 25, 5), nn.BatchNorm1d(5)
+    model = nn.Sequential(conv, bn, nn.ReLU(), nn.Flatten(), lin, bn1d)
+    run_checked(
+        tmp_path,
+        model,
+        [Truth(bn, conv, True), Truth(bn1d, lin, False)],
+        lambda i: (fixed(i, 8, 3, 5, 5) * 2 + 0.5, fixed(40 + i, 8, 5)),
+        nn.functional.mse_loss,
+        steps=4,
+        optimizer=optimizer,
+        weights_copied=weights_copied,
+    )
 
 
 def test_bn1d_on_linear_and_on_conv1d_and_bn3d(tmp_path) -> None:
