@@ -99,12 +99,18 @@ class Taps:
     on_training_forward_end: Callable[[], None] = lambda: None
     scratch: stats.Scratch = field(default_factory=stats.Scratch)
     learn_topology: bool = True
+    # Whether this step's ReLU means and variances are wanted (its snapshot keeps per-channel
+    # arrays); without them a ReLU costs one pass (its active fraction) instead of three.
+    relu_moments: bool = True
     # Ranks other than 0 only need the batch moments (for the per-rank drift).
     batch_only: bool = False
     _bn_outputs: dict[int, tuple[torch.Tensor, BnLayer]] = field(default_factory=dict)
     _feeder_outputs: dict[int, tuple[torch.Tensor, str, nn.Module, tuple[int, ...]]] = field(
         default_factory=dict
     )
+    # Every tracking layer's running mean and variance as the forward starts (views into one
+    # copy), taken by the layer's first call in that forward.
+    _running_at_start: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
     _handles: list[Any] = field(default_factory=list)
     _feeder_handles: list[Any] = field(default_factory=list)
 
@@ -153,7 +159,9 @@ class Taps:
 
     def _model_pre(self, module: nn.Module, args: Any) -> None:
         self.forget_outputs()
+        self._running_at_start.clear()
         if self._measuring():
+            self._running_at_start = _copy_running(self.layers)
             self.on_training_forward()
 
     def _model_post(self, module: nn.Module, args: Any, output: Any) -> None:
@@ -186,13 +194,16 @@ class Taps:
                 found = self._feeder_outputs.get(id(x))
                 if found is not None and found[0] is x and _rows_match(found[2], layer):
                     _, layer.feeder_name, layer.feeder, layer.feeder_input_shape = found
-            rm, rv = module.running_mean, module.running_var
+            # Copied when the forward started, unless this layer already ran in this forward (or
+            # is called outside the model's forward): then copied now.
+            pre = self._running_at_start.pop(layer.index, None)
+            if pre is None and layer.tracks:
+                rm, rv, _ = layer.running()
+                pre = rm.detach().clone(), rv.detach().clone()
             layer.capture = Capture(
                 mode_train=module.training or not layer.tracks,
-                running_mean_pre=rm.detach().clone() if rm is not None and layer.tracks else None,
-                running_var_pre=(
-                    rv.detach().clone() if rv is not None and layer.tracks and not self.batch_only else None
-                ),
+                running_mean_pre=pre[0] if pre is not None else None,
+                running_var_pre=pre[1] if pre is not None and not self.batch_only else None,
             )
 
         return hook
@@ -223,7 +234,26 @@ class Taps:
             return
         layer = found[1]
         if layer.capture is not None and isinstance(output, torch.Tensor):
-            layer.capture.relu_sums = (stats.relu_sums(output, self.scratch), output.numel() // output.shape[1])
+            sums = stats.relu_sums(output, self.scratch, self.relu_moments)
+            layer.capture.relu_sums = (sums, output.numel() // output.shape[1])
+
+
+def _copy_running(layers: list[BnLayer]) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+    """Per layer index, (running mean, running variance) of every tracking layer, copied with one
+    torch.cat per device (a small copy costs tens of microseconds between training's big ops)."""
+    by_device: dict[tuple[torch.device, torch.dtype], list[BnLayer]] = {}
+    for layer in layers:
+        if layer.tracks:
+            rm = layer.running()[0]
+            by_device.setdefault((rm.device, rm.dtype), []).append(layer)
+    out: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+    for group in by_device.values():
+        running = [layer.running() for layer in group]
+        parts = [t.detach().reshape(-1) for rm, rv, _ in running for t in (rm, rv)]
+        copied = torch.cat(parts).split([p.numel() for p in parts])
+        for k, layer in enumerate(group):
+            out[layer.index] = (copied[2 * k], copied[2 * k + 1])
+    return out
 
 
 def _rows_match(feeder: nn.Module, layer: BnLayer) -> bool:

@@ -77,6 +77,8 @@ class Monitor:
         self._quit = False
         self._header_sent = False
         self._forward_since_step = False
+        # Whether the forward of the step being measured wanted the per-channel arrays.
+        self._arrays_at_forward: Optional[bool] = None
         self._next_loss = math.nan
         self._next_accuracy = math.nan
         self._pending: Optional[StepData] = None
@@ -265,6 +267,9 @@ class Monitor:
         # The step waiting for a loss logged after it goes to the writer when this forward ends
         # (Taps.on_training_forward_end).
         self._forward_since_step = True
+        # Decided now, so that the ReLU passes only the per-channel arrays need run only then.
+        self._arrays_at_forward = self._decimator.arrays_due(time.monotonic() - self._started)
+        self.taps.relu_moments = self._arrays_at_forward
 
     def _before_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         self._measure.before_update(full=self.rank == 0)
@@ -358,7 +363,8 @@ class Monitor:
 
     def _record_step(self, device: torch.device, gathered: Optional[torch.Tensor]) -> None:
         time_s = time.monotonic() - self._started
-        keep = self._decimator.decide(time_s)
+        keep = self._decimator.decide(time_s, self._arrays_at_forward)
+        self._arrays_at_forward = None
         # An empty piece keeps torch.cat happy for a model without BN layers.
         pieces = [torch.empty(0, device=device)] + self._measure.pieces(device)
         if gathered is not None:

@@ -133,6 +133,8 @@ class Writer:
         # CPU seconds this thread spent building and writing records.
         self.cpu_s = 0.0
         self.error: Optional[BaseException] = None
+        # The writer thread's kernel thread id, once it runs.
+        self.native_id: Optional[int] = None
         self._items: collections.deque[tuple[str, Any]] = collections.deque()
         self._snapshots = 0
         self._closing = False
@@ -165,7 +167,8 @@ class Writer:
         # This thread's tensor work is small: on one thread it does not wake an OpenMP team of
         # its own to compete with training's intra-op threads (the setting is per thread).
         torch.set_num_threads(1)
-        _lower_priority()
+        self.native_id = threading.get_native_id()
+        priority = _Priority()
         while True:
             with self._cv:
                 self._cv.wait_for(lambda: self._items or self._closing)
@@ -175,6 +178,8 @@ class Writer:
                 self._busy = True
                 if kind == "snapshot":
                     self._snapshots -= 1
+                behind = self._snapshots >= self.max_snapshots // 4
+            priority.set(behind)
             start = time.thread_time()
             try:
                 line = self.build_snapshot(item) if kind == "snapshot" else jsonl.dumps(item)
@@ -197,16 +202,31 @@ class Writer:
         self._thread.join()
 
 
-# Niceness of the writer thread: when training keeps every core busy, the writer waits for the
-# gaps instead of preempting an intra-op thread (which stalls the whole parallel region).
+# Niceness of the writer thread when it has fallen behind (see _Priority).
 WRITER_NICE = 10
 
 
-def _lower_priority() -> None:
-    """Linux only: there a thread has its own nice value (elsewhere it is the whole process's)."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WRITER_NICE)
-    except OSError:
-        pass
+class _Priority:
+    """The writer thread's scheduling. Normally SCHED_IDLE: a training thread that wakes takes
+    the core at once, where a thread that is only niced keeps it for the rest of its time slice
+    and stalls the whole parallel region waiting for that one thread. When snapshots pile up
+    (the cores never idle) it runs niced at normal policy until it has caught up, so nothing is
+    dropped for lack of CPU. Linux only, where a thread has its own policy; elsewhere a no-op."""
+
+    def __init__(self) -> None:
+        self._tid = threading.get_native_id()
+        self._behind: Optional[bool] = None
+        self._linux = sys.platform.startswith("linux") and hasattr(os, "SCHED_IDLE")
+
+    def set(self, behind: bool) -> None:
+        if not self._linux or behind == self._behind:
+            return
+        self._behind = behind
+        try:
+            if behind:
+                os.sched_setscheduler(self._tid, os.SCHED_OTHER, os.sched_param(0))
+                os.setpriority(os.PRIO_PROCESS, self._tid, WRITER_NICE)
+            else:
+                os.sched_setscheduler(self._tid, os.SCHED_IDLE, os.sched_param(0))
+        except OSError:
+            pass

@@ -152,18 +152,21 @@ def _sign_sums(y: torch.Tensor, inner: tuple[int, ...], scratch: Scratch) -> tor
     return torch.cat([torch.sign(y[s], out=scratch.like(y[s])).sum(dim=inner) for s in _slices(y)])
 
 
-def relu_sums(y: torch.Tensor, scratch: Scratch) -> torch.Tensor:
+def relu_sums(y: torch.Tensor, scratch: Scratch, moments: bool = True) -> torch.Tensor:
     """(3, N, C) per-sample sums of a ReLU output over its inner dimensions: of y, of y^2 (as
     the norm; squared in relu_moments) and of sign(y) (y >= 0: the indicator of y > 0). Three
-    vectorised passes; relu_moments finishes every layer at once."""
+    vectorised passes; relu_moments finishes every layer at once. Without `moments` only the
+    sign pass runs (the active fraction), and the first two rows are NaN."""
     y = y.detach()
     inner = _inner(y)
+    signs = _sign_sums(y, inner, scratch) if inner else torch.sign(y)
+    if not moments:
+        unknown = torch.full_like(signs, math.nan)
+        return torch.stack((unknown, unknown, signs))
     if inner:
-        sums = y.sum(dim=inner)
-        norms = torch.linalg.vector_norm(y, dim=inner)
-        signs = _sign_sums(y, inner, scratch)
+        sums, norms = y.sum(dim=inner), torch.linalg.vector_norm(y, dim=inner)
     else:
-        sums, norms, signs = y, y.abs(), torch.sign(y)
+        sums, norms = y, y.abs()
     return torch.stack((sums, norms, signs))
 
 

@@ -85,12 +85,17 @@ class Decimator:
     def control_applied(self) -> None:
         self._keep_next_whole = True
 
-    def decide(self, time_s: float) -> Keep:
-        def due(last: Optional[float], interval: float) -> bool:
-            return last is None or time_s - last >= interval
+    def arrays_due(self, time_s: float) -> bool:
+        """Whether a step starting now keeps its per-channel arrays. Asked at the step's training
+        forward, so that what only the arrays need is measured only then."""
+        return self._keep_next_whole or self._last_arrays is None or time_s - self._last_arrays >= self.arrays_interval_s
 
-        whole = self._keep_next_whole or due(self._last_arrays, self.arrays_interval_s)
-        if not whole and not due(self._last_snapshot, self.snapshot_interval_s):
+    def decide(self, time_s: float, whole: Optional[bool] = None) -> Keep:
+        """The step recorded at `time_s`: `whole` as arrays_due said at its forward (asked now
+        when not given)."""
+        if whole is None:
+            whole = self.arrays_due(time_s)
+        if not whole and self._last_snapshot is not None and time_s - self._last_snapshot < self.snapshot_interval_s:
             return Keep.SKIP
         self._last_snapshot = time_s
         if whole:
@@ -150,21 +155,21 @@ def build_snapshot(data: StepData, layout: stats.Layout) -> str:
     derived = stats.derive(block, layout, data.meta.normalised_by_batch, data.meta.affine, data.meta.lr)
 
     summaries = {f: derived["summary." + f].tolist() for f in SUMMARY_FIELDS}
-    arrays: dict[str, torch.Tensor] = {}
-    known: dict[str, list[bool]] = {}
-    finite: dict[str, list[bool]] = {}
+    every = torch.empty(0)
+    known: list[list[bool]] = []
+    finite: list[list[bool]] = []
     text = ""
     if data.whole:
         seg = stats.Segments(layout)
-        for f in ARRAY_FIELDS:
-            values = derived[f].float()
-            # A layer's array is written when anything in it is known, NaN where not.
-            known[f] = (seg.sum(values.isnan().double()) < seg.count).tolist()
-            finite[f] = (seg.sum((~values.isfinite()).double()) == 0).tolist()
-            arrays[f] = values
-        # Every array in one go: field k's channel c is value k * total + c.
-        every = torch.cat([arrays[f] for f in ARRAY_FIELDS])
-        text = jsonl.f32_fixed(torch.nan_to_num(every, nan=0.0, posinf=0.0, neginf=0.0))
+        # Row k is field k of ARRAY_FIELDS; channel c of it is value k * total + c of `text`.
+        every = torch.stack([derived[f] for f in ARRAY_FIELDS]).float()
+        per_layer = torch.zeros(2, len(ARRAY_FIELDS), n_layers, dtype=torch.float64)
+        per_layer[0].index_add_(1, seg.index, every.isnan().double())
+        per_layer[1].index_add_(1, seg.index, (~every.isfinite()).double())
+        # A layer's array is written when anything in it is known, NaN where not.
+        known = (per_layer[0] < seg.count).tolist()
+        finite = (per_layer[1] == 0).tolist()
+        text = jsonl.f32_fixed(torch.nan_to_num(every.reshape(-1), nan=0.0, posinf=0.0, neginf=0.0))
     offsets = layout.offsets()
     rd = rank_drift.tolist() if rank_drift is not None else None
     nbt_list = nbt.tolist()
@@ -179,14 +184,14 @@ def build_snapshot(data: StepData, layout: stats.Layout) -> str:
             parts.append('"cumulative":true')
         lo, hi = offsets[i], offsets[i] + layout.channels[i]
         for k, f in enumerate(ARRAY_FIELDS if data.whole else ()):
-            if not known[f][i]:
+            if not known[k][i]:
                 continue
-            if finite[f][i]:
+            if finite[k][i]:
                 # f32_fixed: 16 characters per value, the last one's comma dropped.
                 at = k * total
                 parts.append(f'"{f}":[{text[16 * (at + lo) : 16 * (at + hi) - 1]}]')
             else:
-                parts.append(f'"{f}":{jsonl.f32_array(arrays[f][lo:hi].tolist(), False)}')
+                parts.append(f'"{f}":{jsonl.f32_array(every[k, lo:hi].tolist(), False)}')
         if rd is not None:
             parts.append(f'"rank_drift":{jsonl.f32_array(rd[i], False)}')
         parts.append('"summary":' + jsonl.value({f: summaries[f][i] for f in SUMMARY_FIELDS}))

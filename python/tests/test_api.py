@@ -3,9 +3,11 @@ blocks training, and the end record."""
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 
+import pytest
 import torch
 from torch import nn
 
@@ -49,6 +51,19 @@ def test_decimation_follows_the_rust_recorder() -> None:
     assert got == [Keep.WHOLE, Keep.SKIP, Keep.SUMMARY, Keep.SKIP, Keep.SUMMARY, Keep.WHOLE, Keep.SKIP, Keep.SUMMARY]
     d.control_applied()
     assert d.decide(2.11) is Keep.WHOLE  # the step after a control, however soon
+
+
+def test_a_step_keeps_arrays_only_if_its_forward_measured_them() -> None:
+    """The arrays decision is taken when the step's forward starts (arrays_due) and held to."""
+    d = Decimator(snapshot_interval_s=0.04, arrays_interval_s=2.0)
+    assert d.arrays_due(0.0) and d.decide(0.1, True) is Keep.WHOLE
+    # Not due at the forward (1.99 s after the last arrays), due by the record: stays thin.
+    assert not d.arrays_due(2.09)
+    assert d.decide(2.2, False) is Keep.SUMMARY
+    # The next forward finds them due.
+    assert d.arrays_due(2.25) and d.decide(2.3, True) is Keep.WHOLE
+    d.control_applied()
+    assert d.arrays_due(2.31)
 
 
 def test_the_last_step_is_kept_whole_and_the_end_follows(tmp_path) -> None:
@@ -187,3 +202,38 @@ def test_the_writer_gets_a_step_when_the_next_forward_ends(tmp_path, monkeypatch
             mon.log(loss=float(i))
     assert during == [[], [], [1]], "nothing was handed over while the forward ran"
     assert [s["loss"] for s in of_kind(read_records(path), "snapshot")] == [0.0, 1.0, 2.0]
+
+
+class PolicyOutput(SlowOutput):
+    """Notes the writer thread's scheduling policy at each line it writes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.policies: list[int] = []
+        self.writing = threading.Event()
+
+    def write_line(self, line: str) -> None:
+        self.policies.append(os.sched_getscheduler(0))
+        self.writing.set()
+        super().write_line(line)
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="per-thread scheduling policy is Linux's")
+def test_the_writer_yields_to_training_until_it_falls_behind() -> None:
+    """SCHED_IDLE while it keeps up; normal policy (niced) while snapshots pile up, so that none
+    is dropped for lack of CPU; SCHED_IDLE again once it has caught up."""
+    out = PolicyOutput()
+    writer = Writer([out], lambda data: f"{data}\n", max_snapshots=8)
+    try:
+        writer.record({"kind": "marker"})  # written while nothing waits; blocks the writer
+        assert out.writing.wait(10)
+        for _ in range(6):
+            writer.snapshot("s")  # type: ignore[arg-type]
+        out.release.set()
+        assert writer.flush(10)
+    finally:
+        out.release.set()
+        writer.close()
+    idle, normal = os.SCHED_IDLE, os.SCHED_OTHER
+    # Taken with 5, 4, 3, 2 snapshots still waiting (>= 8 // 4: behind), then 1 and 0.
+    assert out.policies == [idle, normal, normal, normal, normal, idle, idle]

@@ -362,3 +362,55 @@ def test_without_weight_metrics_those_are_left_out(tmp_path) -> None:
     layer = of_kind(records, "snapshot")[0]["layers"][0]
     assert "weight_norm" not in layer and "batch_mean" in layer and "relu_active" in layer
     assert math.isnan(layer["summary"]["angular_update"]) and math.isnan(layer["summary"]["max_abs_cos"])
+
+
+def test_snapshots_without_arrays_still_carry_the_relu_active_fraction(tmp_path) -> None:
+    """Between array snapshots only the ReLU's sign pass runs; its layer summary stays exact."""
+    torch.manual_seed(7)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 36, 2))
+    active: list[float] = []
+    model[2].register_forward_hook(lambda m, a, out: active.append((out > 0).double().mean().item()))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    path = tmp_path / "run.jsonl"
+    with bntop_torch.watch(model, opt, record=path, snapshot_interval_s=0, arrays_interval_s=3600):
+        for i in range(4):
+            loss = model(fixed(i, 5, 3, 6, 6) + 0.3 * i).pow(2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    snaps = of_kind(read_records(path), "snapshot")
+    assert [("relu_mean" in s["layers"][0]) for s in snaps] == [True, False, False, False]
+    for snap, want in zip(snaps, active, strict=True):
+        assert snap["layers"][0]["summary"]["relu_active"] == pytest.approx(want, rel=1e-6)
+
+
+def test_a_layer_called_twice_in_a_forward_is_measured_at_its_last_call(tmp_path) -> None:
+    """Running statistics are copied for every layer as the forward starts; a layer that runs
+    again in the same forward is measured against the statistics its first call left."""
+    torch.manual_seed(8)
+    conv, bn = nn.Conv2d(3, 3, 1, bias=False), nn.BatchNorm2d(3)
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+    bn.register_forward_pre_hook(lambda m, a: seen.append((m.running_mean.clone(), a[0].detach().clone())))
+
+    class Twice(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.bn = conv, bn
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.bn(self.conv(self.bn(self.conv(x)) + 1.0))
+
+    model = Twice()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    path = tmp_path / "run.jsonl"
+    with bntop_torch.watch(model, opt, record=path, snapshot_interval_s=0, arrays_interval_s=0):
+        for i in range(2):
+            loss = model(fixed(i, 4, 3, 3, 3)).pow(2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    snaps = of_kind(read_records(path), "snapshot")
+    for k, snap in enumerate(snaps):
+        running_pre, x = seen[2 * k + 1]  # the second call of step k
+        assert_close(snap["layers"][0]["running_mean_pre"], running_pre.double(), what="running_mean_pre")
+        assert_close(snap["layers"][0]["batch_mean"], x.double().mean(dim=(0, 2, 3)), what="batch_mean")
