@@ -133,8 +133,6 @@ class Writer:
         # CPU seconds this thread spent building and writing records.
         self.cpu_s = 0.0
         self.error: Optional[BaseException] = None
-        # The writer thread's kernel thread id, once it runs.
-        self.native_id: Optional[int] = None
         self._items: collections.deque[tuple[str, Any]] = collections.deque()
         self._snapshots = 0
         self._closing = False
@@ -167,7 +165,6 @@ class Writer:
         # This thread's tensor work is small: on one thread it does not wake an OpenMP team of
         # its own to compete with training's intra-op threads (the setting is per thread).
         torch.set_num_threads(1)
-        self.native_id = threading.get_native_id()
         priority = _Priority()
         while True:
             with self._cv:
@@ -207,26 +204,47 @@ WRITER_NICE = 10
 
 
 class _Priority:
-    """The writer thread's scheduling. Normally SCHED_IDLE: a training thread that wakes takes
-    the core at once, where a thread that is only niced keeps it for the rest of its time slice
-    and stalls the whole parallel region waiting for that one thread. When snapshots pile up
-    (the cores never idle) it runs niced at normal policy until it has caught up, so nothing is
-    dropped for lack of CPU. Linux only, where a thread has its own policy; elsewhere a no-op."""
+    """The writer thread's scheduling. SCHED_IDLE while it keeps up: a training thread that wakes
+    takes the core at once, where a thread that is only niced keeps it for the rest of its time
+    slice and stalls the whole parallel region waiting for that one thread. When snapshots pile
+    up (the cores never idle) it runs niced at normal policy until it has caught up, so nothing
+    is dropped for lack of CPU. Leaving SCHED_IDLE takes privilege (root, or an RLIMIT_NICE that
+    allows the nice value): without it the thread is only niced, never idle. Linux only, where a
+    thread has its own policy and nice value."""
 
     def __init__(self) -> None:
         self._tid = threading.get_native_id()
         self._behind: Optional[bool] = None
-        self._linux = sys.platform.startswith("linux") and hasattr(os, "SCHED_IDLE")
+        self._linux = sys.platform.startswith("linux")
+        self._idle_ok = self._linux and hasattr(os, "SCHED_IDLE") and _may_leave_idle()
 
     def set(self, behind: bool) -> None:
         if not self._linux or behind == self._behind:
             return
+        first = self._behind is None
         self._behind = behind
         try:
-            if behind:
+            if not self._idle_ok:
+                if first:
+                    os.setpriority(os.PRIO_PROCESS, self._tid, WRITER_NICE)
+            elif behind:
                 os.sched_setscheduler(self._tid, os.SCHED_OTHER, os.sched_param(0))
                 os.setpriority(os.PRIO_PROCESS, self._tid, WRITER_NICE)
             else:
                 os.sched_setscheduler(self._tid, os.SCHED_IDLE, os.sched_param(0))
         except OSError:
             pass
+
+
+def _may_leave_idle() -> bool:
+    """Whether this process may switch a thread from SCHED_IDLE back to SCHED_OTHER at nice
+    WRITER_NICE (sched(7): CAP_SYS_NICE, taken here as root, or RLIMIT_NICE >= 20 - nice)."""
+    if os.geteuid() == 0:
+        return True
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_NICE)
+    except (ImportError, AttributeError, OSError, ValueError):
+        return False
+    return soft == resource.RLIM_INFINITY or soft >= 20 - WRITER_NICE
