@@ -4,7 +4,10 @@ Watched and unwatched runs are interleaved (alternating which goes first) so tha
 machine's speed hits both alike; each run's time per step is its median step, and the overhead
 is the median over watched runs against the median over unwatched ones.
 
-    python python/benchmarks/overhead.py [--rounds 6 --steps 4 --batch 64 --width 64]
+    python python/benchmarks/overhead.py [--rounds 6 --steps 4 --batch 64 --width 64 --optimizer sgd]
+
+With SGD the weights' step is read from its momentum buffer; with AdamW it is measured against
+a copy of the weights (what any other optimizer costs).
 """
 from __future__ import annotations
 
@@ -59,6 +62,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--width", type=int, default=64)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd")
     parser.add_argument("--no-weight-metrics", action="store_true", help="watch(..., weight_metrics=False)")
     args = parser.parse_args()
     if args.threads:
@@ -66,12 +70,15 @@ def main() -> None:
 
     torch.manual_seed(0)
     model = ResNet(args.width)
-    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+    if args.optimizer == "sgd":
+        opt: torch.optim.Optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+    else:
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=5e-4)
     data = [(torch.randn(args.batch, 3, 32, 32), torch.randint(0, 10, (args.batch,))) for _ in range(args.steps + 1)]
     bn = sum(1 for m in model.modules() if isinstance(m, nn.BatchNorm2d))
     print(
         f"ResNet-18-shaped, {bn} BN layers, batch {args.batch}, 32x32x3, CPU, {torch.get_num_threads()} threads, "
-        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, weight metrics {'off' if args.no_weight_metrics else 'on'}"
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, {type(opt).__name__}, weight metrics {'off' if args.no_weight_metrics else 'on'}"
     )
     runs: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
     with tempfile.TemporaryDirectory() as tmp:
