@@ -510,8 +510,8 @@ fn training_forward_matches_dfdx_ops_on_a_four_block_net() {
 /// What the fused BN op measures (the metrics' only source since it stopped reading activations)
 /// against the pass over host copies of the activations that computed them before, on the real
 /// digits, in train and eval mode, on the three- and four-block networks: the input moments are
-/// the same computation, the ReLU moments and active fraction the same sums in another order
-/// (f64 rounding), and the output moments, derived from the input's (y is affine in x), agree to
+/// the same computation, the active fraction the same count, the ReLU moments the same sums to
+/// f32 rounding, and the output moments, derived from the input's (y is affine in x), agree to
 /// the f32 rounding of the y values they used to be measured on.
 #[test]
 fn the_fused_measurement_equals_the_old_pass_over_the_activations() {
@@ -546,16 +546,19 @@ fn the_fused_measurement_equals_the_old_pass_over_the_activations() {
                         got.var,
                         old.var
                     );
+                    // The ReLU sums are f32 over eight values a lane, around the shift k.
                     let (got, old) = (m.relu[c], relu[c]);
+                    let k = f64::from(m.output[c].mean.max(0.0) as f32);
+                    let spread = old.var + (old.mean - k).powi(2);
                     assert_eq!(got.active_fraction, old.active_fraction, "{what} c {c}");
                     assert!(
-                        (got.mean - old.mean).abs() <= 1e-12 * (old.mean + old.var.sqrt()),
+                        (got.mean - old.mean).abs() <= 8.0 * eps * spread.sqrt(),
                         "{what} c {c}: ReLU mean {} vs {}",
                         got.mean,
                         old.mean
                     );
                     assert!(
-                        (got.var - old.var).abs() <= 1e-12 * (old.var + old.mean * old.mean),
+                        (got.var - old.var).abs() <= 16.0 * eps * spread,
                         "{what} c {c}: ReLU var {} vs {}",
                         got.var,
                         old.var

@@ -77,12 +77,14 @@ pub fn angle(a: &[f32], b: &[f32]) -> f64 {
     if norm_a == 0.0 || norm_b == 0.0 {
         return std::f64::consts::FRAC_PI_2;
     }
+    // Multiplying by the reciprocals rather than dividing: the loops stay cheap.
+    let (inv_a, inv_b) = (norm_a.recip(), norm_b.recip());
     let diff_sq = pair_sum(a, b, |x, y| {
-        let d = x / norm_a - y / norm_b;
+        let d = x * inv_a - y * inv_b;
         d * d
     });
     let sum_sq = pair_sum(a, b, |x, y| {
-        let s = x / norm_a + y / norm_b;
+        let s = x * inv_a + y * inv_b;
         s * s
     });
     2.0 * diff_sq.sqrt().atan2(sum_sq.sqrt())
