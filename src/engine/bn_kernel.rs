@@ -3,23 +3,49 @@
 //! `BatchNorm2D::forward_mut` builds the same thing from about a dozen generic broadcast and
 //! elementwise kernels, each a full pass over the activations with its own buffer; here the
 //! forward is three passes (mean, variance, output) and the backward two, per channel over the
-//! contiguous channel-major data. The batch moments it computes are handed back, so the metrics
-//! need not measure them again.
+//! contiguous channel-major data.
+//!
+//! Asked to measure, the op also hands back everything the layer metrics read of the
+//! activations, so no one reads them again: the input's batch moments (which train mode
+//! computes anyway), the output's (y is affine in x, so they follow from the input's), and the
+//! ReLU output's moments and active fraction, summed in the output pass. A step's metrics then
+//! cost O(channels) beyond the op itself.
 use dfdx::prelude::*;
 
 use super::batchnorm::BnInput;
 use super::host::{from_host, to_host};
 use super::model::BatchNorm;
-use crate::metrics::moments::{channel_moments, Moments};
+use crate::metrics::clamp_non_negative;
+use crate::metrics::moments::{channel_moments, Moments, ReluMoments};
 
-/// What the fused forward saw, for the metrics.
-pub struct TrainForward<T> {
+/// What the fused op measured of one step's activations, per channel.
+#[derive(Clone, Debug)]
+pub struct BnMeasurement {
+    /// Mean and BIASED variance of the input x over the batch.
+    pub input: Vec<Moments>,
+    /// Mean and biased variance of y = γ·x̂ + β (before the ReLU).
+    pub output: Vec<Moments>,
+    /// Moments of max(0, y) and the fraction of y > 0.
+    pub relu: Vec<ReluMoments>,
+}
+
+/// What the fused forward returns.
+pub struct Forward<T> {
     /// ReLU(y) with `relu`, else y = γ·x̂ + β.
     pub out: BnInput<T>,
-    /// Per channel: mean and BIASED variance of the input (what it normalised with).
-    pub batch: Vec<Moments>,
-    /// y before the ReLU, channel-major, when asked for (the metrics' BN output).
+    /// With `measure`.
+    pub measured: Option<BnMeasurement>,
+    /// y before the ReLU, channel-major, with `keep_pre_relu` (tests compare against it).
     pub pre_relu: Option<Vec<f32>>,
+}
+
+/// What to hand back besides the output.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Observe {
+    /// The [`BnMeasurement`].
+    pub measure: bool,
+    /// A host copy of y before the ReLU.
+    pub keep_pre_relu: bool,
 }
 
 /// Train-mode BatchNorm on (C, N, H, W): normalises with the batch mean and BIASED variance,
@@ -30,8 +56,8 @@ pub fn batch_norm_train<T: Tape<f32, Cpu>>(
     x: BnInput<T>,
     bn: &mut BatchNorm,
     relu: bool,
-    keep_pre_relu: bool,
-) -> TrainForward<T> {
+    observe: Observe,
+) -> Forward<T> {
     let (channels, batch_size, height, width) = *x.shape();
     assert_eq!(channels, bn.channels());
     let n = batch_size * height * width;
@@ -47,25 +73,24 @@ pub fn batch_norm_train<T: Tape<f32, Cpu>>(
             .collect(),
         through_batch_stats: true,
     };
-    let (out, pre_relu) = normalize(x, tape, xs, constants, bn, relu, keep_pre_relu);
-    TrainForward {
-        out,
-        batch,
-        pre_relu,
-    }
+    let wanted = Wanted {
+        input: observe.measure.then_some(batch),
+        keep_pre_relu: observe.keep_pre_relu,
+    };
+    normalize(x, tape, xs, constants, bn, relu, wanted)
 }
 
 /// Eval-mode BatchNorm (+ ReLU) while training: normalises with the running statistics, which
 /// stay untouched; gradients flow to the input, γ and β. Same arithmetic as
 /// [`normalize_with_running_stats`](super::batchnorm::normalize_with_running_stats).
-/// Returns the output and, when asked for, y before the ReLU.
 pub fn batch_norm_eval<T: Tape<f32, Cpu>>(
     x: BnInput<T>,
     bn: &BatchNorm,
     relu: bool,
-    keep_pre_relu: bool,
-) -> (BnInput<T>, Option<Vec<f32>>) {
-    assert_eq!(x.shape().0, bn.channels());
+    observe: Observe,
+) -> Forward<T> {
+    let channels = x.shape().0;
+    assert_eq!(channels, bn.channels());
     let (x, tape) = x.split_tape();
     let xs = to_host(&x);
     let eps = bn.epsilon as f32;
@@ -76,7 +101,12 @@ pub fn batch_norm_eval<T: Tape<f32, Cpu>>(
             .collect(),
         through_batch_stats: false,
     };
-    normalize(x, tape, xs, constants, bn, relu, keep_pre_relu)
+    // Eval mode does not need the batch moments itself; the drift metrics do.
+    let wanted = Wanted {
+        input: observe.measure.then(|| channel_moments(&xs, channels)),
+        keep_pre_relu: observe.keep_pre_relu,
+    };
+    normalize(x, tape, xs, constants, bn, relu, wanted)
 }
 
 /// Per channel c: y = (x - centre[c])·inv_std[c]·γ[c] + β[c].
@@ -88,6 +118,13 @@ struct Constants {
     through_batch_stats: bool,
 }
 
+/// What the caller wants back besides the output: `input` (x's batch moments) is given when
+/// measuring.
+struct Wanted {
+    input: Option<Vec<Moments>>,
+    keep_pre_relu: bool,
+}
+
 /// The shared forward and backward: `xs` is `x` on the host.
 fn normalize<T: Tape<f32, Cpu>>(
     x: BnInput<NoneTape>,
@@ -96,8 +133,8 @@ fn normalize<T: Tape<f32, Cpu>>(
     constants: Constants,
     bn: &BatchNorm,
     relu: bool,
-    keep_pre_relu: bool,
-) -> (BnInput<T>, Option<Vec<f32>>) {
+    wanted: Wanted,
+) -> Forward<T> {
     let shape = *x.shape();
     let channels = shape.0;
     let n = shape.1 * shape.2 * shape.3;
@@ -108,23 +145,48 @@ fn normalize<T: Tape<f32, Cpu>>(
         inv_std,
         through_batch_stats,
     } = constants;
+    let affine: Vec<Affine> = (0..channels)
+        .map(|c| Affine {
+            centre: centre[c],
+            scale: gamma[c] * inv_std[c],
+            bias: beta[c],
+        })
+        .collect();
 
+    let output = (wanted.input.as_deref()).map(|input| output_moments(input, &affine));
+    let pre_relu = wanted.keep_pre_relu.then(|| {
+        let mut ys = Vec::with_capacity(xs.len());
+        for (a, xc) in affine.iter().zip(xs.chunks_exact(n)) {
+            ys.extend(xc.iter().map(|&x| a.apply(x)));
+        }
+        ys
+    });
     let mut ys = Vec::with_capacity(xs.len());
-    for c in 0..channels {
-        let (scale, centre, bias) = (gamma[c] * inv_std[c], centre[c], beta[c]);
-        ys.extend(
-            xs[c * n..(c + 1) * n]
-                .iter()
-                .map(|&x| (x - centre) * scale + bias),
-        );
-    }
-    let pre_relu = keep_pre_relu.then(|| ys.clone());
-    if relu {
-        // f32::max turns NaN into 0, as dfdx's ReLU does; the backward's mask is `y > 0`, as its.
-        for y in ys.iter_mut() {
-            *y = y.max(0.0);
+    let mut relu_moments = Vec::new();
+    for (c, a) in affine.iter().enumerate() {
+        let xc = &xs[c * n..(c + 1) * n];
+        match &output {
+            Some(output) => {
+                let shift = relu_shift(output[c]);
+                relu_moments.push(if relu {
+                    apply_measuring_relu::<true>(xc, a, shift, &mut ys)
+                } else {
+                    apply_measuring_relu::<false>(xc, a, shift, &mut ys)
+                });
+            }
+            // f32::max turns NaN into 0, as dfdx's ReLU does; the backward's mask is `y > 0`, as its.
+            None if relu => ys.extend(xc.iter().map(|&x| a.apply(x).max(0.0))),
+            None => ys.extend(xc.iter().map(|&x| a.apply(x))),
         }
     }
+    let measured = wanted
+        .input
+        .zip(output)
+        .map(|(input, output)| BnMeasurement {
+            input,
+            output,
+            relu: relu_moments,
+        });
     let out: BnInput<NoneTape> = from_host(x.device(), &ys, shape);
 
     let (xg, og, gg, bg) = (x.ghost(), out.ghost(), bn.scale.ghost(), bn.bias.ghost());
@@ -170,7 +232,137 @@ fn normalize<T: Tape<f32, Cpu>>(
         }
         Ok(())
     });
-    (out.put_tape(tape), pre_relu)
+    Forward {
+        out: out.put_tape(tape),
+        measured,
+        pre_relu,
+    }
+}
+
+/// One channel's y = (x - centre)·scale + β, with scale = γ·inv_std, in the f32 operations
+/// the op has always used (a seed's run stays the same bit for bit).
+struct Affine {
+    centre: f32,
+    scale: f32,
+    bias: f32,
+}
+
+impl Affine {
+    fn apply(&self, x: f32) -> f32 {
+        (x - self.centre) * self.scale + self.bias
+    }
+}
+
+/// y is affine in x, so its mean and variance follow from x's: (μ - centre)·scale + β and
+/// scale²·σ², exact up to the f32 rounding of the y values themselves.
+fn output_moments(input: &[Moments], affine: &[Affine]) -> Vec<Moments> {
+    (input.iter().zip(affine))
+        .map(|(m, a)| {
+            let scale = f64::from(a.scale);
+            Moments {
+                mean: (m.mean - f64::from(a.centre)) * scale + f64::from(a.bias),
+                var: scale * scale * m.var,
+            }
+        })
+        .collect()
+}
+
+/// Near what max(0, y) averages to: y's mean, or 0 for a channel mostly below zero. The ReLU
+/// sums are taken around it, so a channel far above zero (mean² ≫ variance) does not get its
+/// variance from a difference of two large numbers, and a dead one sums exact zeros.
+fn relu_shift(y: Moments) -> f64 {
+    if y.mean > 0.0 && y.mean.is_finite() {
+        y.mean
+    } else {
+        0.0
+    }
+}
+
+/// Writes one channel's output to `ys` (ReLU(y) with `RELU`, else y) and returns the moments
+/// of max(0, y) and P(y > 0), as [`relu_moments`](crate::metrics::moments::relu_moments)
+/// measures them. The sums are of y - `shift` (so a channel far above zero does not lose its
+/// variance to cancellation), in eight f32 lanes over blocks of 64 values (eight per lane: a
+/// few f32 roundings, vectorised), the blocks added in f64 (so the error does not grow with
+/// the batch).
+fn apply_measuring_relu<const RELU: bool>(
+    xs: &[f32],
+    a: &Affine,
+    shift: f64,
+    ys: &mut Vec<f32>,
+) -> ReluMoments {
+    let start = ys.len();
+    ys.extend(xs.iter().map(|&x| a.apply(x)));
+    let out = &mut ys[start..];
+    let k = shift as f32;
+    let mut sums = ReluSums::default();
+    let blocks = out.chunks_exact(ReluSums::BLOCK);
+    let tail = blocks.remainder();
+    for block in blocks {
+        sums.add_block(block, k);
+    }
+    sums.add_tail(tail, k);
+    if RELU {
+        // f32::max turns NaN into 0, as dfdx's ReLU does.
+        for y in out.iter_mut() {
+            *y = y.max(0.0);
+        }
+    }
+    sums.moments(k, xs.len())
+}
+
+/// Σ d, Σ d² and the count of y > 0, for d = max(0, y) - k with NaN kept.
+#[derive(Default)]
+struct ReluSums {
+    sum: [f64; Self::LANES],
+    sum_sq: [f64; Self::LANES],
+    active: [f64; Self::LANES],
+}
+
+impl ReluSums {
+    const LANES: usize = 8;
+    const BLOCK: usize = 64;
+
+    /// A block of [`Self::BLOCK`] values: f32 sums, eight values per lane, then added into the
+    /// f64 lanes.
+    fn add_block(&mut self, ys: &[f32], k: f32) {
+        let mut s = [0.0f32; Self::LANES];
+        let mut q = [0.0f32; Self::LANES];
+        let mut c = [0.0f32; Self::LANES];
+        for chunk in ys.chunks_exact(Self::LANES) {
+            for l in 0..Self::LANES {
+                let y = chunk[l];
+                // max(0, y) keeping NaN, as the metrics measure it.
+                let d = (if y < 0.0 { 0.0 } else { y }) - k;
+                s[l] += d;
+                q[l] += d * d;
+                c[l] += if y > 0.0 { 1.0 } else { 0.0 };
+            }
+        }
+        for l in 0..Self::LANES {
+            self.sum[l] += f64::from(s[l]);
+            self.sum_sq[l] += f64::from(q[l]);
+            self.active[l] += f64::from(c[l]);
+        }
+    }
+
+    fn add_tail(&mut self, ys: &[f32], k: f32) {
+        for &y in ys {
+            let d = f64::from(if y < 0.0 { 0.0 } else { y } - k);
+            self.sum[0] += d;
+            self.sum_sq[0] += d * d;
+            self.active[0] += if y > 0.0 { 1.0 } else { 0.0 };
+        }
+    }
+
+    fn moments(&self, k: f32, n: usize) -> ReluMoments {
+        let n = n as f64;
+        let mean_d = self.sum.iter().sum::<f64>() / n;
+        ReluMoments {
+            mean: f64::from(k) + mean_d,
+            var: clamp_non_negative(self.sum_sq.iter().sum::<f64>() / n - mean_d * mean_d),
+            active_fraction: self.active.iter().sum::<f64>() / n,
+        }
+    }
 }
 
 /// running = (1-m)·running + m·batch, the variance unbiased (n/(n-1)): dfdx's `axpy` in f32.

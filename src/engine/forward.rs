@@ -6,7 +6,7 @@ use super::host::to_host;
 use crate::metrics::moments::{channel_moments, Moments};
 
 use super::batchnorm::{normalize_with_batch_stats, normalize_with_running_stats};
-use super::bn_kernel::{batch_norm_eval, batch_norm_train};
+use super::bn_kernel::{batch_norm_eval, batch_norm_train, BnMeasurement, Observe};
 use super::conv::{conv2d, ConvGeometry, Im2colCache};
 use super::model::{BlockSpec, ConvBn, Net, CLASSES};
 use crate::protocol::BnMode;
@@ -16,21 +16,37 @@ pub type Activations<T> = Tensor<(usize, usize, usize, usize), f32, Cpu, T>;
 pub type Logits<T> = Tensor<(usize, Const<CLASSES>), f32, Cpu, T>;
 type Taped = OwnedTape<f32, Cpu>;
 
-/// What one block's BN saw during a training step, copied to the host for the metrics.
+/// What one block's BN saw during a training step, for the metrics: O(channels).
 #[derive(Clone, Debug)]
 pub struct BlockObservation {
     /// Values per channel: N·H·W.
     pub n: usize,
-    /// Per channel: mean and BIASED variance of the BN input over the batch, when the fused
-    /// train-mode BN measured them (eval mode does not: the publisher measures them then).
-    pub batch: Option<Vec<Moments>>,
-    /// BN input (conv output) and BN output, channel-major: channel c is `[c*n, (c+1)*n)`.
-    pub bn_input: Vec<f32>,
-    pub bn_output: Vec<f32>,
+    /// The fused BN op's measurement of its input, output and ReLU output.
+    pub measured: BnMeasurement,
     pub running_mean_pre: Vec<f32>,
     pub running_var_pre: Vec<f32>,
     pub running_mean_post: Vec<f32>,
     pub running_var_post: Vec<f32>,
+    /// With [`Observer::keep_activations`].
+    pub activations: Option<BnActivations>,
+}
+
+/// Host copies of one BN layer's activations, channel-major: channel c is `[c*n, (c+1)*n)`.
+#[derive(Clone, Debug)]
+pub struct BnActivations {
+    /// The conv output.
+    pub input: Vec<f32>,
+    /// y = γ·x̂ + β, before the ReLU.
+    pub output: Vec<f32>,
+}
+
+/// Collects a training forward's [`BlockObservation`]s, one per block.
+#[derive(Default)]
+pub struct Observer {
+    pub blocks: Vec<BlockObservation>,
+    /// Also copy every BN input and output to the host: a full pass over the activations,
+    /// for tests that recompute the metrics from them. Training does not.
+    pub keep_activations: bool,
 }
 
 /// The per-channel mean and BIASED variance of one BN input over one batch.
@@ -75,44 +91,42 @@ impl ConvBn {
         x: Activations<Taped>,
         mode: BnMode,
         pass: &mut PassConfig,
-        observations: Option<&mut Vec<BlockObservation>>,
+        observer: Option<&mut Observer>,
     ) -> Activations<Taped> {
         let h = self.conv(x, pass);
         let shape = *h.shape();
-        let observing = observations.is_some();
+        let observe = Observe {
+            measure: observer.is_some(),
+            keep_pre_relu: observer.as_ref().is_some_and(|o| o.keep_activations),
+        };
         // Copied before the BN runs: its train-mode forward updates the running statistics.
-        let before = observing.then(|| {
+        let before = observe.measure.then(|| {
             (
-                to_host(&h),
+                observe.keep_pre_relu.then(|| to_host(&h)),
                 to_host(&self.bn.running_mean),
                 to_host(&self.bn.running_var),
             )
         });
-        let (out, bn_output, batch) = match mode {
-            BnMode::Train => {
-                let fused = batch_norm_train(h, &mut self.bn, true, observing);
-                (fused.out, fused.pre_relu, Some(fused.batch))
-            }
-            BnMode::Eval => {
-                let (out, pre_relu) = batch_norm_eval(h, &self.bn, true, observing);
-                (out, pre_relu, None)
-            }
+        let fused = match mode {
+            BnMode::Train => batch_norm_train(h, &mut self.bn, true, observe),
+            BnMode::Eval => batch_norm_eval(h, &self.bn, true, observe),
         };
-        if let (Some(obs), Some((bn_input, running_mean_pre, running_var_pre)), Some(bn_output)) =
-            (observations, before, bn_output)
+        if let (Some(observer), Some((input, running_mean_pre, running_var_pre)), Some(measured)) =
+            (observer, before, fused.measured)
         {
-            obs.push(BlockObservation {
+            observer.blocks.push(BlockObservation {
                 n: shape.1 * shape.2 * shape.3,
-                batch,
-                bn_input,
-                bn_output,
+                measured,
                 running_mean_pre,
                 running_var_pre,
                 running_mean_post: to_host(&self.bn.running_mean),
                 running_var_post: to_host(&self.bn.running_var),
+                activations: input
+                    .zip(fused.pre_relu)
+                    .map(|(input, output)| BnActivations { input, output }),
             });
         }
-        out
+        fused.out
     }
 
     fn infer(
@@ -140,18 +154,18 @@ impl ConvBn {
 
 impl Net {
     /// One training forward: each block in its mode (one mode per block); train-mode blocks update
-    /// their running stats. With `observations`, one [`BlockObservation`] per block is appended.
+    /// their running stats. With an `observer`, one [`BlockObservation`] per block is appended.
     pub fn forward_train(
         &mut self,
         x: Activations<Taped>,
         modes: &[BnMode],
         pass: &mut PassConfig,
-        mut observations: Option<&mut Vec<BlockObservation>>,
+        mut observer: Option<&mut Observer>,
     ) -> Logits<Taped> {
         assert_eq!(modes.len(), self.blocks.len(), "one mode per block");
         let mut x = x;
         for (block, &mode) in self.blocks.iter_mut().zip(modes) {
-            x = block.train_step(x, mode, pass, observations.as_deref_mut());
+            x = block.train_step(x, mode, pass, observer.as_deref_mut());
         }
         self.classify(x)
     }

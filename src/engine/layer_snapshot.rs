@@ -1,9 +1,9 @@
 //! Turns what one block saw during a step into its [`LayerSnapshot`], using the pure metrics.
-use std::borrow::Cow;
-
+//! Its inputs are per-channel moments (measured by the fused BN op) and the block's weights, so
+//! this costs O(channels + weights): no activation is read again.
 use super::forward::BlockObservation;
 use super::params::BlockGrads;
-use crate::metrics::{drift, moments, weights};
+use crate::metrics::{drift, weights};
 use crate::protocol::{BnMode, LayerSnapshot, LayerSummary};
 
 /// The host-side record of one block for one step.
@@ -31,12 +31,11 @@ impl BlockStep {
     pub fn snapshot(&self) -> LayerSnapshot {
         let channels = self.gamma.len();
         let seen = &self.seen;
-        let batch = seen.batch.as_deref().map_or_else(
-            || Cow::Owned(moments::channel_moments(&seen.bn_input, channels)),
-            Cow::Borrowed,
+        let (batch, out, relu) = (
+            &seen.measured.input,
+            &seen.measured.output,
+            &seen.measured.relu,
         );
-        let out = moments::channel_moments(&seen.bn_output, channels);
-        let relu = moments::channel_relu_moments(&seen.bn_output, channels);
         let drifts: Vec<drift::Drift> = (0..channels)
             .map(|c| {
                 drift::drift(

@@ -1,10 +1,12 @@
 //! The engine's publishing thread: turns each step's raw observations into its snapshot and hands
 //! every event to the [`Outbox`], in order.
 //!
-//! The per-layer metrics read every activation of every step. Computing them here, on the core
-//! the training thread does not use, keeps their cost out of the step time. The training thread
-//! never waits: when this thread falls behind, steps are published without layer metrics until it
-//! catches up (the consumer would have had them coalesced away anyway).
+//! Every step's snapshot carries its layer metrics (FORMAT.md: "the complete state at one
+//! step"). Their raw material is small: per-channel moments the fused BN op measured and each
+//! block's weights and gradients, so finishing them (drift, weight norms, angles, cosines) is
+//! O(channels + weights) per step, done here so the training thread only copies. The queue to
+//! this thread is bounded: should it fall [`MAX_PENDING`] records behind, the training thread
+//! waits for it rather than piling up steps or publishing one incomplete.
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -17,8 +19,8 @@ use super::outbox::Outbox;
 use super::EngineError;
 use crate::protocol::{Event, Snapshot};
 
-/// Steps waiting for their metrics beyond which new steps go out without them.
-const MAX_PENDING_STEPS: usize = 2;
+/// Records waiting for this thread beyond which the training thread waits.
+const MAX_PENDING: usize = 64;
 /// How often an idle publisher retries sending to a consumer whose channel was full.
 const FLUSH_EVERY: Duration = Duration::from_millis(50);
 
@@ -42,7 +44,7 @@ pub struct Publisher {
 
 impl Publisher {
     pub fn spawn(outbox: Outbox) -> Result<Publisher, EngineError> {
-        let (tx, rx) = crossbeam_channel::unbounded();
+        let (tx, rx) = crossbeam_channel::bounded(MAX_PENDING);
         let disconnected = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&disconnected);
         let thread = std::thread::Builder::new()
@@ -62,11 +64,6 @@ impl Publisher {
     pub fn send(&self, event: Event) {
         // A send error means the publishing thread is gone; `is_disconnected` reports it.
         let _ = self.tx.send(Work::Event(event));
-    }
-
-    /// Whether the next step's layer metrics would be published (false while this thread catches up).
-    pub fn wants_layer_metrics(&self) -> bool {
-        self.tx.len() < MAX_PENDING_STEPS
     }
 
     pub fn send_step(&self, step: StepRecord) {

@@ -6,7 +6,7 @@ use dfdx::prelude::*;
 use super::batches::gather_channel_major;
 use super::conv::Im2colCache;
 use super::data::{embedded_digits, DataSet};
-use super::forward::{BlockObservation, PassConfig};
+use super::forward::{BlockObservation, Observer, PassConfig};
 use super::host::{from_host, to_host};
 use super::model::{one_hot, BatchNorm, Net, Widths, CLASSES};
 use super::params::BlockGrads;
@@ -59,7 +59,10 @@ impl Fixture {
         let targets = self
             .dev
             .tensor_from_vec(targets, (labels.len(), Const::<CLASSES>));
-        let mut observations = Vec::new();
+        let mut observer = Observer {
+            keep_activations: true,
+            ..Observer::default()
+        };
         let mut pass = PassConfig {
             conv_bias,
             cache: &mut self.cache,
@@ -67,10 +70,10 @@ impl Fixture {
         let grads = self.net.alloc_grads().expect("gradients");
         let logits =
             self.net
-                .forward_train(x.traced(grads), &modes, &mut pass, Some(&mut observations));
+                .forward_train(x.traced(grads), &modes, &mut pass, Some(&mut observer));
         let grads = dfdx::losses::cross_entropy_with_logits_loss(logits, targets).backward();
         let block_grads = self.net.blocks.iter().map(|b| b.grads(&grads)).collect();
-        (observations, block_grads)
+        (observer.blocks, block_grads)
     }
 
     /// A few train-mode steps, so the running statistics are no longer their initial 0 and 1.
@@ -79,6 +82,14 @@ impl Fixture {
             self.step(64 * i, BnMode::Train, true);
         }
     }
+}
+
+/// The BN input and output (before the ReLU) the fixture's forward kept on the host.
+fn bn_input(seen: &BlockObservation) -> &[f32] {
+    &seen.activations.as_ref().expect("kept activations").input
+}
+fn bn_output(seen: &BlockObservation) -> &[f32] {
+    &seen.activations.as_ref().expect("kept activations").output
 }
 
 const TRAIN: BnMode = BnMode::Train;
@@ -117,7 +128,7 @@ fn running_update_is_the_ema_with_unbiased_variance(widths: &str) {
     let (seen, _) = f.step(320, TRAIN, false);
     assert_eq!(seen.len(), f.net.blocks.len());
     for (layer, obs) in seen.iter().enumerate() {
-        let batch = moments::channel_moments(&obs.bn_input, obs.running_mean_pre.len());
+        let batch = moments::channel_moments(bn_input(obs), obs.running_mean_pre.len());
         for (c, m) in batch.iter().enumerate() {
             let mean = ema::ema_update(obs.running_mean_pre[c] as f64, m.mean, 0.3);
             let var = ema::running_var_update(obs.running_var_pre[c] as f64, m.var, obs.n, 0.3);
@@ -162,13 +173,14 @@ fn eval_mode_leaves_running_stats_and_switching_modes_is_x_eval_equals_r_x_train
     );
     assert_eq!(e.running_var_pre, e.running_var_post);
     assert_eq!(
-        e.bn_input, first.bn_input,
+        bn_input(e),
+        bn_input(first),
         "same weights and input give the same BN input"
     );
 
     let gamma = f.net.blocks[0].gamma();
     let beta = f.net.blocks[0].beta();
-    let batch = moments::channel_moments(&first.bn_input, 16);
+    let batch = moments::channel_moments(bn_input(first), 16);
     for c in 0..16 {
         let dr = drift::drift(
             batch[c].mean,
@@ -178,9 +190,9 @@ fn eval_mode_leaves_running_stats_and_switching_modes_is_x_eval_equals_r_x_train
             1e-5,
         );
         let chunk = c * first.n..(c + 1) * first.n;
-        for (yt, ye) in first.bn_output[chunk.clone()]
+        for (yt, ye) in bn_output(first)[chunk.clone()]
             .iter()
-            .zip(&e.bn_output[chunk])
+            .zip(&bn_output(e)[chunk])
         {
             let x_train = (*yt as f64 - beta[c] as f64) / gamma[c] as f64;
             let x_eval = (*ye as f64 - beta[c] as f64) / gamma[c] as f64;
@@ -263,7 +275,7 @@ fn train_mode_is_scale_invariant_and_the_weight_gradient_is_orthogonal_to_the_we
     let (seen, grads) = f.step(128, TRAIN, false);
     let (seen_scaled, grads_scaled) = scaled.step(128, TRAIN, false);
     // Everything after block 2's BN is unchanged (ε makes it approximate: relative ~ ε/σ²).
-    for (a, b) in seen[2].bn_input.iter().zip(&seen_scaled[2].bn_input) {
+    for (a, b) in bn_input(&seen[2]).iter().zip(bn_input(&seen_scaled[2])) {
         assert!(
             (a - b).abs() < 1e-3 * (1.0 + a.abs()),
             "block3 input changed: {a} vs {b}"
@@ -376,7 +388,7 @@ fn train_mode_weight_gradient_keeps_the_epsilon_radial_part() {
         let block = &f.net.blocks[1];
         let channels = block.channels();
         let (w, gamma) = (block.weight(), block.gamma());
-        let batch = moments::channel_moments(&seen[1].bn_input, channels);
+        let batch = moments::channel_moments(bn_input(&seen[1]), channels);
         let fan_in = w.len() / channels;
         let mut worst_cos = 0.0f64;
         for c in 0..channels {
@@ -491,6 +503,68 @@ fn training_forward_matches_dfdx_ops_on_a_four_block_net() {
             }
             let err = relative(a, b);
             assert!(err < 1e-4, "{what}: gradients differ by {err:e}");
+        }
+    }
+}
+
+/// What the fused BN op measures (the metrics' only source since it stopped reading activations)
+/// against the pass over host copies of the activations that computed them before, on the real
+/// digits, in train and eval mode, on the three- and four-block networks: the input moments are
+/// the same computation, the active fraction the same count, the ReLU moments the same sums to
+/// f32 rounding, and the output moments, derived from the input's (y is affine in x), agree to
+/// the f32 rounding of the y values they used to be measured on.
+#[test]
+fn the_fused_measurement_equals_the_old_pass_over_the_activations() {
+    for widths in [THREE_BLOCKS, FOUR_BLOCKS] {
+        let mut f = Fixture::with_widths(9, widths);
+        f.warm_up();
+        for mode in [TRAIN, EVAL] {
+            let (seen, _) = f.step(256, mode, true);
+            assert_eq!(seen.len(), f.net.blocks.len());
+            for (layer, obs) in seen.iter().enumerate() {
+                let what = format!("{widths} {mode:?} layer {layer}");
+                let channels = obs.running_mean_pre.len();
+                let m = &obs.measured;
+                assert_eq!(m.input, moments::channel_moments(bn_input(obs), channels));
+                let out = moments::channel_moments(bn_output(obs), channels);
+                let relu = moments::channel_relu_moments(bn_output(obs), channels);
+                assert_eq!((m.output.len(), m.relu.len()), (channels, channels));
+                for c in 0..channels {
+                    let (got, old) = (m.output[c], out[c]);
+                    let std = old.var.sqrt();
+                    let scale = old.mean.abs() + std;
+                    let eps = f64::from(f32::EPSILON);
+                    assert!(
+                        (got.mean - old.mean).abs() <= 4.0 * eps * scale,
+                        "{what} c {c}: output mean {} vs {}",
+                        got.mean,
+                        old.mean
+                    );
+                    assert!(
+                        (got.var - old.var).abs() <= 8.0 * eps * std * scale,
+                        "{what} c {c}: output var {} vs {}",
+                        got.var,
+                        old.var
+                    );
+                    // The ReLU sums are f32 over eight values a lane, around the shift k.
+                    let (got, old) = (m.relu[c], relu[c]);
+                    let k = f64::from(m.output[c].mean.max(0.0) as f32);
+                    let spread = old.var + (old.mean - k).powi(2);
+                    assert_eq!(got.active_fraction, old.active_fraction, "{what} c {c}");
+                    assert!(
+                        (got.mean - old.mean).abs() <= 8.0 * eps * spread.sqrt(),
+                        "{what} c {c}: ReLU mean {} vs {}",
+                        got.mean,
+                        old.mean
+                    );
+                    assert!(
+                        (got.var - old.var).abs() <= 16.0 * eps * spread,
+                        "{what} c {c}: ReLU var {} vs {}",
+                        got.var,
+                        old.var
+                    );
+                }
+            }
         }
     }
 }

@@ -12,7 +12,7 @@ use super::config::TrainConfig;
 use super::conv::Im2colCache;
 use super::data::DataSet;
 use super::evaluate::{cross_entropy_and_hits, HeldOut};
-use super::forward::{BlockObservation, PassConfig};
+use super::forward::{BlockObservation, Observer, PassConfig};
 use super::layer_snapshot::BlockStep;
 use super::model::{block_geometries, one_hot, Net, Widths, CLASSES};
 use super::optimizer::NetOptimizer;
@@ -50,7 +50,6 @@ pub struct Trainer {
     paused: bool,
     steps_granted: u32,
     quit: bool,
-    control_just_applied: bool,
     outbox: Publisher,
     controls: Receiver<Control>,
 }
@@ -96,7 +95,6 @@ impl Trainer {
             started: Instant::now(),
             steps_granted: 0,
             quit: false,
-            control_just_applied: false,
             outbox,
             controls,
         }
@@ -173,7 +171,6 @@ impl Trainer {
 
     fn handle(&mut self, control: Control) {
         let rejected = self.apply(&control).err();
-        self.control_just_applied |= rejected.is_none();
         let accepted = rejected.is_none();
         self.outbox.send(Event::Control(ControlEvent {
             step: self.step,
@@ -276,14 +273,8 @@ impl Trainer {
         );
         let targets = from_host(&self.dev, &one_hot(&labels), (n, Const::<CLASSES>));
 
-        // The step right after a control always carries its layers, so its effect is on record;
-        // so does a run's last step, the state it ends in.
-        let last = self.cfg.max_steps == Some(self.step + 1);
-        let metrics = self.cfg.layer_metrics
-            && (std::mem::take(&mut self.control_just_applied)
-                || last
-                || self.outbox.wants_layer_metrics());
-        let mut observations = Vec::with_capacity(self.net.blocks.len());
+        let metrics = self.cfg.layer_metrics;
+        let mut observer = Observer::default();
         let mut grads = std::mem::replace(&mut self.grads, Gradients::leaky());
         self.net
             .zero_grads(&mut grads)
@@ -296,7 +287,7 @@ impl Trainer {
             x.traced(grads),
             &self.modes,
             &mut pass,
-            metrics.then_some(&mut observations),
+            metrics.then_some(&mut observer),
         );
         let (_, hits) = cross_entropy_and_hits(&to_host(&logits), &labels);
         let loss = cross_entropy_with_logits_loss(logits, targets);
@@ -323,7 +314,7 @@ impl Trainer {
         self.step += 1;
 
         let blocks = if metrics {
-            self.block_steps(observations, before)
+            self.block_steps(observer.blocks, before)
         } else {
             Vec::new()
         };

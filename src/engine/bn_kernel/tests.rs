@@ -2,7 +2,7 @@
 use dfdx::nn::modules::BatchNorm2D;
 use dfdx::prelude::*;
 
-use super::{batch_norm_eval, batch_norm_train};
+use super::{batch_norm_eval, batch_norm_train, Observe};
 use crate::engine::batchnorm::{normalize_with_running_stats, BnInput};
 use crate::engine::host::{from_host, to_host};
 use crate::engine::model::BatchNorm;
@@ -66,13 +66,13 @@ fn run<const C: usize>(
     let traced: BnInput<Taped> = x.clone().leaky_trace();
     let relu_if = |y: BnInput<Taped>| if relu { y.relu() } else { y };
     let out = match op {
-        Op::FusedTrain => batch_norm_train(traced, bn, relu, false).out,
+        Op::FusedTrain => batch_norm_train(traced, bn, relu, Observe::default()).out,
         Op::DfdxTrain => relu_if(
             reference
                 .forward_mut(traced.reshape_like(&(Const::<C>, shape.1 * shape.2, shape.3)))
                 .reshape_like(&shape),
         ),
-        Op::FusedEval => batch_norm_eval(traced, bn, relu, false).0,
+        Op::FusedEval => batch_norm_eval(traced, bn, relu, Observe::default()).out,
         Op::DfdxEval => relu_if(normalize_with_running_stats(traced, bn)),
     };
     let out_host = to_host(&out);
@@ -250,5 +250,119 @@ fn gradients_match_finite_differences() {
             reference_loss(&xs, &gamma, &moved, &w, eps)
         });
         close(got.d_beta[c], want, format!("dβ[{c}]"));
+    }
+}
+
+/// Train-mode forward of `x` through a fresh copy of `bn`, asking for `observe`.
+fn observed(
+    bn: &BatchNorm,
+    x: &BnInput<NoneTape>,
+    relu: bool,
+    observe: Observe,
+) -> super::Forward<Taped> {
+    let mut bn = ours_from(bn);
+    batch_norm_train(x.clone().leaky_trace(), &mut bn, relu, observe)
+}
+
+fn ours_from(bn: &BatchNorm) -> BatchNorm {
+    let dev = bn.scale.device().clone();
+    let copy = |t: &Tensor<(usize,), f32, Cpu>| from_host(&dev, &to_host(t), *t.shape());
+    BatchNorm {
+        scale: copy(&bn.scale),
+        bias: copy(&bn.bias),
+        running_mean: copy(&bn.running_mean),
+        running_var: copy(&bn.running_var),
+        epsilon: bn.epsilon,
+        momentum: bn.momentum,
+    }
+}
+
+/// Measuring changes nothing the op computes: the output and every gradient are the same bits.
+#[test]
+fn measuring_leaves_the_output_and_gradients_bit_for_bit() {
+    let dev = Cpu::seed_from_u64(11);
+    let bn = ours(&random_bn::<16>(&dev));
+    let x: BnInput<NoneTape> = dev.sample_normal_like(&(16, 8, 7, 7));
+    let weights: BnInput<NoneTape> = dev.sample_normal_like(x.shape());
+    for relu in [false, true] {
+        let results: Vec<_> = [false, true]
+            .into_iter()
+            .map(|measure| {
+                let forward = observed(
+                    &bn,
+                    &x,
+                    relu,
+                    Observe {
+                        measure,
+                        keep_pre_relu: false,
+                    },
+                );
+                assert_eq!(forward.measured.is_some(), measure);
+                let out = to_host(&forward.out);
+                let grads = (forward.out * weights.clone()).sum().backward();
+                (out, grads.get(&x).as_vec())
+            })
+            .collect();
+        assert_eq!(results[0], results[1], "relu {relu}");
+    }
+}
+
+/// The ReLU moments are sums around a shift: a channel far above zero (mean² / variance = 1e10,
+/// where E[y²] - E[y]² would be all cancellation) still matches the two-pass measurement of the
+/// output to f32 rounding of its spread, a dead channel gives exact zeros, and a NaN in one channel's
+/// input shows in that channel's numbers only (as the metrics' conventions have it).
+#[test]
+fn relu_moments_survive_a_large_offset_a_dead_channel_and_nan() {
+    use crate::metrics::moments::{channel_moments, channel_relu_moments};
+    let dev = Cpu::seed_from_u64(12);
+    let mut bn = ours(&random_bn::<4>(&dev));
+    // Channel 0: y ≈ 1000 ± 0.01; 1: dead (y ≈ -5 ± 0.1); 2 and 3: as drawn.
+    let (mut gamma, mut beta) = (to_host(&bn.scale), to_host(&bn.bias));
+    (gamma[0], beta[0], gamma[1], beta[1]) = (0.01, 1000.0, 0.1, -5.0);
+    bn.scale.copy_from(&gamma);
+    bn.bias.copy_from(&beta);
+    let mut xs = to_host(&dev.sample_normal_like::<(usize, usize, usize, usize)>(&(4, 16, 6, 6)));
+    let n = xs.len() / 4;
+    let observe = Observe {
+        measure: true,
+        keep_pre_relu: true,
+    };
+    let forward = observed(&bn, &from_host(&dev, &xs, (4, 16, 6, 6)), true, observe);
+    let measured = forward.measured.expect("measured");
+    let y = forward.pre_relu.expect("pre-ReLU output");
+    let want = channel_relu_moments(&y, 4);
+    for c in [0, 2, 3] {
+        let (got, want) = (measured.relu[c], want[c]);
+        // f32 sums around the shift: f32 rounding of the spread, not of the mean² (1e10 times it).
+        let eps = f64::from(f32::EPSILON);
+        let shift = f64::from(measured.output[c].mean.max(0.0) as f32);
+        let spread = want.var + (want.mean - shift).powi(2);
+        assert!(
+            (got.mean - want.mean).abs() <= 8.0 * eps * spread.sqrt(),
+            "c {c}: {got:?} vs {want:?}"
+        );
+        assert!(
+            (got.var - want.var).abs() <= 16.0 * eps * spread,
+            "c {c}: {got:?} vs {want:?}"
+        );
+        assert_eq!(got.active_fraction, want.active_fraction);
+    }
+    assert!(measured.relu[0].var > 0.0 && measured.relu[0].var < 1e-3);
+    assert_eq!(
+        (measured.relu[1].mean, measured.relu[1].var),
+        (0.0, 0.0),
+        "dead"
+    );
+    assert_eq!(measured.relu[1].active_fraction, 0.0);
+    assert_eq!(measured.input, channel_moments(&xs, 4));
+
+    xs[2 * n + 5] = f32::NAN;
+    let forward = observed(&bn, &from_host(&dev, &xs, (4, 16, 6, 6)), true, observe);
+    let measured = forward.measured.expect("measured");
+    for c in 0..4 {
+        let m = (measured.input[c], measured.output[c], measured.relu[c]);
+        let all = [m.0.mean, m.0.var, m.1.mean, m.1.var, m.2.mean, m.2.var];
+        assert_eq!(all.iter().all(|v| v.is_nan()), c == 2, "c {c}: {m:?}");
+        assert!(all.iter().all(|v| v.is_nan()) || all.iter().all(|v| v.is_finite()));
     }
 }
