@@ -16,8 +16,7 @@ mod kernel;
 use dfdx::prelude::*;
 use dfdx::tensor::{PutTape, SplitTape};
 
-use gemm512::Right;
-use kernel::{col2im_add, im2col, matmul, BufferPool, Operand, PooledBuffer};
+use kernel::{col2im_add, im2col, matmul, BufferPool, Operand};
 
 /// Shape of one convolution over channel-major activations.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -61,13 +60,6 @@ pub struct Im2colCache {
     pool: BufferPool,
 }
 
-/// What the backward pass keeps of the forward's input: the input itself, when the products
-/// generate the im2col matrix on the fly, else the stored matrix.
-enum Saved {
-    Input(PooledBuffer),
-    Columns(PooledBuffer),
-}
-
 /// Channel-major activations and the output of [`conv2d`]: (C, N, H, W).
 pub type ConvOutput<T> = Tensor<(usize, usize, usize, usize), f32, Cpu, T>;
 
@@ -100,17 +92,12 @@ where
     let dev = x.device().clone();
     let (x, mut tape) = x.split_tape();
 
-    let mut input = cache.pool.take(g.input_len());
-    x.copy_into(&mut input);
-    // With AVX-512 the products read the im2col matrix straight from the input while packing;
-    // otherwise it is stored (and kept for the backward pass instead of the input).
-    let saved = if gemm512::available() {
-        Saved::Input(input)
-    } else {
-        let mut columns = cache.pool.take(patch * positions);
+    let mut columns = cache.pool.take(patch * positions);
+    {
+        let mut input = cache.pool.take(g.input_len());
+        x.copy_into(&mut input);
         im2col(&input, &g, &mut columns);
-        Saved::Columns(columns)
-    };
+    }
     let w = weight.as_vec();
     let mut out = cache.pool.take(o * positions);
     if let Some(bias) = bias {
@@ -118,18 +105,12 @@ where
             row.fill(b);
         }
     }
-    let filters = Operand::new(&w, o, patch);
-    match &saved {
-        Saved::Input(input) => {
-            gemm512::product(filters, Right::Im2col(input, g), &mut out, bias.is_some())
-        }
-        Saved::Columns(columns) => matmul(
-            filters,
-            Operand::new(columns, patch, positions),
-            &mut out,
-            bias.is_some(),
-        ),
-    }
+    matmul(
+        Operand::new(&w, o, patch),
+        Operand::new(&columns, patch, positions),
+        &mut out,
+        bias.is_some(),
+    );
     // The tensor's storage comes from dfdx's allocation cache: a Vec handed over with
     // `tensor_from_vec` would join that cache when dropped and make it grow every step.
     let mut tensor = dev.zeros_like(&(o, g.batch, g.out_height(), g.out_width()));
@@ -152,23 +133,18 @@ where
             {
                 let dy: &[f32] = grads.get_or_alloc_mut(&og)?;
                 let dy_mat = Operand::new(dy, o, positions);
-                match &saved {
-                    Saved::Input(input) => {
-                        gemm512::product(dy_mat, Right::Im2colT(input, g), &mut dw, false)
-                    }
-                    Saved::Columns(columns) => matmul(
-                        dy_mat,
-                        Operand::new(columns, patch, positions).t(),
-                        &mut dw,
-                        false,
-                    ),
-                }
+                matmul(
+                    dy_mat,
+                    Operand::new(&columns, patch, positions).t(),
+                    &mut dw,
+                    false,
+                );
                 matmul(Operand::new(&w, o, patch).t(), dy_mat, &mut dcols, false);
                 for (d, row) in db.iter_mut().zip(dy.chunks_exact(positions)) {
                     *d = row.iter().map(|v| *v as f64).sum::<f64>() as f32;
                 }
             }
-            drop(saved);
+            drop(columns);
             for (gw, d) in grads.get_or_alloc_mut(&wg)?.iter_mut().zip(&dw) {
                 *gw += d;
             }

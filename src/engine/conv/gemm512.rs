@@ -16,8 +16,7 @@ use std::arch::x86_64::*;
 
 use rayon::prelude::*;
 
-use super::kernel::{im2col_run, Operand};
-use super::ConvGeometry;
+use super::kernel::Operand;
 
 /// Rows of the register tile.
 const MR: usize = 8;
@@ -51,48 +50,12 @@ thread_local! {
     static PARTIALS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
-/// The right factor of a product: a stored matrix, or the im2col matrix of channel-major input
-/// (rows: patch elements, columns: output positions) or its transpose, generated while packing
-/// so the matrix is never stored.
-#[derive(Clone, Copy)]
-pub enum Right<'a> {
-    Matrix(Operand<'a>),
-    Im2col(&'a [f32], ConvGeometry),
-    Im2colT(&'a [f32], ConvGeometry),
-}
-
-impl Right<'_> {
-    fn rows(&self) -> usize {
-        match self {
-            Right::Matrix(b) => b.rows,
-            Right::Im2col(_, g) => g.patch_len(),
-            Right::Im2colT(_, g) => g.positions(),
-        }
-    }
-
-    fn cols(&self) -> usize {
-        match self {
-            Right::Matrix(b) => b.cols,
-            Right::Im2col(_, g) => g.positions(),
-            Right::Im2colT(_, g) => g.patch_len(),
-        }
-    }
-}
-
 /// dst (row-major, a.rows × b.cols) = a·b, or dst + a·b with `accumulate`. The shapes are
 /// checked by the caller; the CPU must have AVX-512F ([`available`]).
 pub fn matmul(a: Operand, b: Operand, dst: &mut [f32], accumulate: bool) {
-    product(a, Right::Matrix(b), dst, accumulate)
-}
-
-/// [`matmul`] with any [`Right`] factor.
-pub fn product(a: Operand, b: Right, dst: &mut [f32], accumulate: bool) {
-    let (m, k, n) = (a.rows, a.cols, b.cols());
+    let (m, k, n) = (a.rows, a.cols, b.cols);
     assert!(available(), "AVX-512F product on a CPU without it");
-    assert_eq!((a.cols, dst.len()), (b.rows(), m * n));
-    if let Right::Im2col(x, g) | Right::Im2colT(x, g) = b {
-        assert_eq!(x.len(), g.input_len());
-    }
+    assert_eq!((a.cols, dst.len()), (b.rows, m * n));
     let threads = rayon::current_num_threads().max(1);
     let work = m * n * k;
     if threads == 1 || work < PARALLEL_WORK {
@@ -165,7 +128,7 @@ impl Tile {
 /// C[:, cols] (+)= A[:, ks]·B[ks, cols] on this thread.
 fn serial(
     a: Operand,
-    b: Right,
+    b: Operand,
     c: Tile,
     cols: std::ops::Range<usize>,
     ks: std::ops::Range<usize>,
@@ -230,12 +193,7 @@ fn serial(
 
 /// Packs B[pc..pc+kc, jc..jc+nc] into NR-wide strips: strip s holds, for each l, the NR values
 /// of row pc+l, zero past column jc+nc.
-fn pack_b(b: Right, pc: usize, kc: usize, jc: usize, nc: usize, pack: &mut [f32]) {
-    let b = match b {
-        Right::Matrix(b) => b,
-        Right::Im2col(x, g) => return pack_im2col(x, &g, pc, kc, jc, nc, pack),
-        Right::Im2colT(x, g) => return pack_im2col_t(x, &g, pc, kc, jc, nc, pack),
-    };
+fn pack_b(b: Operand, pc: usize, kc: usize, jc: usize, nc: usize, pack: &mut [f32]) {
     for s in 0..nc.div_ceil(NR) {
         let col0 = jc + s * NR;
         let width = NR.min(jc + nc - col0);
@@ -267,58 +225,6 @@ fn pack_b(b: Right, pc: usize, kc: usize, jc: usize, nc: usize, pack: &mut [f32]
                         0.0
                     };
                 }
-            }
-        }
-    }
-}
-
-/// [`pack_b`] of the im2col matrix: each strip row is a run of one im2col row.
-fn pack_im2col(
-    x: &[f32],
-    g: &ConvGeometry,
-    pc: usize,
-    kc: usize,
-    jc: usize,
-    nc: usize,
-    pack: &mut [f32],
-) {
-    for s in 0..nc.div_ceil(NR) {
-        let col0 = jc + s * NR;
-        let width = NR.min(jc + nc - col0);
-        let strip = &mut pack[s * NR * kc..][..NR * kc];
-        for (l, dst) in strip.chunks_exact_mut(NR).enumerate() {
-            im2col_run(x, g, pc + l, col0, &mut dst[..width]);
-            dst[width..].fill(0.0);
-        }
-    }
-}
-
-/// [`pack_b`] of the transposed im2col matrix: column j of a strip is a run of im2col row
-/// col0 + j over the positions pc..pc+kc.
-fn pack_im2col_t(
-    x: &[f32],
-    g: &ConvGeometry,
-    pc: usize,
-    kc: usize,
-    jc: usize,
-    nc: usize,
-    pack: &mut [f32],
-) {
-    let mut run = [0.0f32; KC];
-    let run = &mut run[..kc];
-    for s in 0..nc.div_ceil(NR) {
-        let col0 = jc + s * NR;
-        let width = NR.min(jc + nc - col0);
-        let strip = &mut pack[s * NR * kc..][..NR * kc];
-        for j in 0..width {
-            im2col_run(x, g, col0 + j, pc, run);
-            for (l, &v) in run.iter().enumerate() {
-                strip[l * NR + j] = v;
-            }
-        }
-        if width < NR {
-            for dst in strip.chunks_exact_mut(NR) {
-                dst[width..].fill(0.0);
             }
         }
     }
@@ -497,60 +403,6 @@ mod tests {
                     assert!((added[ij] as f64 - 0.5 - e).abs() < tol, "{what} acc");
                 }
             }
-        }
-    }
-
-    /// The im2col factors packed from the input equal products with the stored matrix.
-    #[test]
-    fn implicit_im2col_factors_match_the_stored_matrix() {
-        if !available() {
-            return;
-        }
-        use super::super::kernel::im2col;
-        for (c, batch, h, w, stride) in [(1, 3, 28, 28, 1), (3, 5, 9, 7, 2), (16, 4, 14, 14, 2)] {
-            let g = ConvGeometry {
-                in_channels: c,
-                batch,
-                height: h,
-                width: w,
-                kernel: 3,
-                stride,
-                padding: 1,
-            };
-            let x = ramp(g.input_len(), 3);
-            let mut cols = vec![0.0; g.patch_len() * g.positions()];
-            im2col(&x, &g, &mut cols);
-            let (p, n, o) = (g.patch_len(), g.positions(), 5);
-            let w = ramp(o * p, 1);
-            let (mut fast, mut stored) = (vec![f32::NAN; o * n], vec![f32::NAN; o * n]);
-            product(
-                Operand::new(&w, o, p),
-                Right::Im2col(&x, g),
-                &mut fast,
-                false,
-            );
-            matmul(
-                Operand::new(&w, o, p),
-                Operand::new(&cols, p, n),
-                &mut stored,
-                false,
-            );
-            assert_eq!(fast, stored, "{g:?} forward");
-            let dy = ramp(o * n, 2);
-            let (mut fast, mut stored) = (vec![1.0; o * p], vec![1.0; o * p]);
-            product(
-                Operand::new(&dy, o, n),
-                Right::Im2colT(&x, g),
-                &mut fast,
-                true,
-            );
-            matmul(
-                Operand::new(&dy, o, n),
-                Operand::new(&cols, p, n).t(),
-                &mut stored,
-                true,
-            );
-            assert_eq!(fast, stored, "{g:?} weight gradient");
         }
     }
 }

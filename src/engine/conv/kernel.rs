@@ -71,49 +71,6 @@ pub fn im2col(x: &[f32], g: &ConvGeometry, cols: &mut [f32]) {
         });
 }
 
-/// Row `row` of the im2col matrix of `x` at columns (output positions) `start..start +
-/// dst.len()`, into `dst`: what [`im2col`] writes there, for a product that packs its operand
-/// straight from the input instead of reading a stored matrix.
-pub fn im2col_run(x: &[f32], g: &ConvGeometry, row: usize, start: usize, dst: &mut [f32]) {
-    let (oh, ow, k, s, p) = (g.out_height(), g.out_width(), g.kernel, g.stride, g.padding);
-    assert!(row < g.patch_len() && start + dst.len() <= g.positions());
-    let (c, ky, kx) = (row / (k * k), row / k % k, row % k);
-    let (y_lo, y_hi) = inside(ky, g.height, oh, s, p);
-    let (x_lo, x_hi) = inside(kx, g.width, ow, s, p);
-    let plane = g.height * g.width;
-    let (mut line_index, mut ox) = (start / ow, start % ow);
-    let mut rest = dst;
-    while !rest.is_empty() {
-        let (n, oy) = (line_index / oh, line_index % oh);
-        let run = (ow - ox).min(rest.len());
-        let (out, tail) = rest.split_at_mut(run);
-        if oy < y_lo || oy >= y_hi {
-            out.fill(0.0);
-        } else {
-            let line = &x[(c * g.batch + n) * plane + (oy * s + ky - p) * g.width..][..g.width];
-            // Output columns lo..hi read the input; the rest the zero padding.
-            let lo = x_lo.clamp(ox, ox + run);
-            let hi = x_hi.clamp(lo, ox + run);
-            out[..lo - ox].fill(0.0);
-            out[hi - ox..].fill(0.0);
-            let inner = &mut out[lo - ox..hi - ox];
-            if !inner.is_empty() {
-                let first = lo * s + kx - p;
-                if s == 1 {
-                    inner.copy_from_slice(&line[first..first + inner.len()]);
-                } else {
-                    for (d, v) in inner.iter_mut().zip(line[first..].iter().step_by(s)) {
-                        *d = *v;
-                    }
-                }
-            }
-        }
-        rest = tail;
-        line_index += 1;
-        ox = 0;
-    }
-}
-
 /// The adjoint of [`im2col`]: adds each entry of `cols` to the input element it was read from.
 pub fn col2im_add(cols: &[f32], g: &ConvGeometry, dx: &mut [f32]) {
     assert_eq!(dx.len(), g.input_len());
@@ -364,28 +321,6 @@ mod tests {
             let mut cols = vec![f32::NAN; g.patch_len() * g.positions()];
             im2col(&x, &g, &mut cols);
             assert_eq!(cols, naive_im2col(&x, &g), "{g:?}");
-        }
-    }
-
-    /// Any run of any row equals that stretch of the whole matrix, across image and row ends.
-    #[test]
-    fn im2col_runs_match_the_definition() {
-        for (batch, h, w, s) in SHAPES {
-            let g = geometry(batch, h, w, s);
-            let x = ramp(g.input_len(), 0.5);
-            let whole = naive_im2col(&x, &g);
-            let n = g.positions();
-            for row in 0..g.patch_len() {
-                for (start, len) in [(0, n), (1, n - 1), (n / 3, n / 2), (n - 1, 1), (0, 0)] {
-                    let mut run = vec![f32::NAN; len];
-                    im2col_run(&x, &g, row, start, &mut run);
-                    assert_eq!(
-                        run,
-                        whole[row * n + start..][..len],
-                        "{g:?} row {row} {start}"
-                    );
-                }
-            }
         }
     }
 
