@@ -10,6 +10,7 @@
 
 #[cfg(test)]
 pub mod gather;
+mod gemm512;
 mod kernel;
 
 use dfdx::prelude::*;

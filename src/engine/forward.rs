@@ -5,7 +5,7 @@ use dfdx::prelude::*;
 use super::host::to_host;
 use crate::metrics::moments::{channel_moments, Moments};
 
-use super::batchnorm::{normalize_with_batch_stats, normalize_with_running_stats};
+use super::bn_infer::batch_norm_infer;
 use super::bn_kernel::{batch_norm_eval, batch_norm_train, BnMeasurement, Observe};
 use super::conv::{conv2d, ConvGeometry, Im2colCache};
 use super::model::{BlockSpec, ConvBn, Net, CLASSES};
@@ -137,18 +137,18 @@ impl ConvBn {
         moments: Option<&mut Vec<BnInputMoments>>,
     ) -> Activations<NoneTape> {
         let h = self.conv(x, pass);
-        if let Some(moments) = moments {
-            let (channels, n, height, width) = *h.shape();
+        let (channels, n, height, width) = *h.shape();
+        // Batch statistics come out of the BN; running ones leave the input to measure here.
+        let measured = (moments.is_some() && stats == InferenceStats::Running)
+            .then(|| channel_moments(&to_host(&h), channels));
+        let (out, batch) = batch_norm_infer(h, &self.bn, stats, true);
+        if let (Some(moments), Some(channels)) = (moments, measured.or(batch)) {
             moments.push(BnInputMoments {
                 n: n * height * width,
-                channels: channel_moments(&to_host(&h), channels),
+                channels,
             });
         }
-        match stats {
-            InferenceStats::Batch => normalize_with_batch_stats(h, &self.bn),
-            InferenceStats::Running => normalize_with_running_stats(h, &self.bn),
-        }
-        .relu()
+        out
     }
 }
 

@@ -113,11 +113,11 @@ pub fn col2im_add(cols: &[f32], g: &ConvGeometry, dx: &mut [f32]) {
 /// A matrix operand: its elements, its shape and the strides of a row and of a column step.
 #[derive(Clone, Copy)]
 pub struct Operand<'a> {
-    data: &'a [f32],
-    rows: usize,
-    cols: usize,
-    row_stride: usize,
-    col_stride: usize,
+    pub(super) data: &'a [f32],
+    pub(super) rows: usize,
+    pub(super) cols: usize,
+    pub(super) row_stride: usize,
+    pub(super) col_stride: usize,
 }
 
 impl<'a> Operand<'a> {
@@ -157,6 +157,10 @@ pub fn matmul(a: Operand, b: Operand, dst: &mut [f32], accumulate: bool) {
         if !accumulate {
             dst.fill(0.0);
         }
+        return;
+    }
+    if super::gemm512::available() {
+        super::gemm512::matmul(a, b, dst, accumulate);
         return;
     }
     // SAFETY: the shapes were checked above and each operand's data holds exactly rows·cols

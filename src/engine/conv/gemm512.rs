@@ -1,0 +1,408 @@
+//! The convolution's matrix product with AVX-512, on every rayon thread. The `gemm` crate
+//! (0.15) keeps its AVX-512 kernels behind a nightly feature, so on stable Rust it multiplies 8
+//! lanes at a time; this is the classic packed design (Goto/BLIS) with a 16-lane 8×32 register
+//! tile, used when the CPU has AVX-512F (see [`available`]), else [`super::kernel::matmul`]
+//! falls back to `gemm`.
+//!
+//! Blocking: B is packed KC rows × NC columns at a time into NR-wide strips, A MC × KC into
+//! MR-tall strips (zero-padded, so the register tile is always whole); each tile of C is then
+//! KC rank-1 updates of 16 FMAs. Threads take disjoint column ranges of C, or, when C has few
+//! columns but the sum is long (the weight gradient: k = batch positions), disjoint ranges of k
+//! whose partial products are added at the end.
+use std::cell::RefCell;
+
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::*;
+
+use rayon::prelude::*;
+
+use super::kernel::Operand;
+
+/// Rows of the register tile.
+const MR: usize = 8;
+/// Columns of the register tile: two 16-lane vectors.
+const NR: usize = 32;
+/// Depth of one packed block (a KC × NR strip of B stays in L1).
+const KC: usize = 256;
+/// Columns of B packed at once (KC × NC floats: 1 MB, the L2 of one core).
+const NC: usize = 1024;
+/// Rows of A packed at once.
+const MC: usize = 128;
+/// Below this many multiply-adds a product runs on the calling thread alone.
+const PARALLEL_WORK: usize = 1 << 18;
+
+/// Whether this CPU runs the AVX-512 product.
+pub fn available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+thread_local! {
+    /// Per thread: packed A, packed B (kept across calls: no allocation per product).
+    static PACKS: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+    /// On the calling thread: the partial products of a product split along k.
+    static PARTIALS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// dst (row-major, a.rows × b.cols) = a·b, or dst + a·b with `accumulate`. The shapes are
+/// checked by the caller; the CPU must have AVX-512F ([`available`]).
+pub fn matmul(a: Operand, b: Operand, dst: &mut [f32], accumulate: bool) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    assert!(available(), "AVX-512F product on a CPU without it");
+    assert_eq!((a.cols, dst.len()), (b.rows, m * n));
+    let threads = rayon::current_num_threads().max(1);
+    let work = m * n * k;
+    if threads == 1 || work < PARALLEL_WORK {
+        serial(a, b, Tile::whole(dst, n), 0..n, 0..k, accumulate);
+        return;
+    }
+    let column_blocks = n.div_ceil(NR);
+    if column_blocks >= 4 * threads || k < 2 * KC {
+        // Disjoint column ranges of dst, in whole NR strips.
+        let per = column_blocks.div_ceil(threads);
+        let tile = Tile::whole(dst, n);
+        (0..threads).into_par_iter().for_each(|t| {
+            let (lo, hi) = ((t * per * NR).min(n), ((t + 1) * per * NR).min(n));
+            if lo < hi {
+                serial(a, b, tile, lo..hi, 0..k, accumulate);
+            }
+        });
+        return;
+    }
+    // Long sums into few columns: thread 0 adds its share of k into dst, the others write
+    // theirs into partials that are added afterwards.
+    PARTIALS.with(|partials| {
+        let mut partials = partials.borrow_mut();
+        partials.resize((threads - 1) * m * n, 0.0);
+        let per = k.div_ceil(threads);
+        let mut outputs: Vec<&mut [f32]> = vec![&mut *dst];
+        outputs.extend(partials.chunks_exact_mut(m * n));
+        outputs.into_par_iter().enumerate().for_each(|(t, out)| {
+            let range = (t * per).min(k)..((t + 1) * per).min(k);
+            let add = accumulate && t == 0;
+            if range.is_empty() {
+                if !add {
+                    out.fill(0.0);
+                }
+            } else {
+                serial(a, b, Tile::whole(out, n), 0..n, range, add);
+            }
+        });
+        for partial in partials.chunks_exact(m * n) {
+            for (d, p) in dst.iter_mut().zip(partial) {
+                *d += p;
+            }
+        }
+    });
+}
+
+/// A row-major output matrix shared by threads that write disjoint columns of it.
+#[derive(Clone, Copy)]
+struct Tile {
+    ptr: *mut f32,
+    rows: usize,
+    stride: usize,
+}
+
+// SAFETY: every thread given a Tile writes only its own column range (see `matmul`), and the
+// buffer outlives the parallel section that uses it.
+unsafe impl Send for Tile {}
+unsafe impl Sync for Tile {}
+
+impl Tile {
+    fn whole(dst: &mut [f32], cols: usize) -> Tile {
+        Tile {
+            ptr: dst.as_mut_ptr(),
+            rows: dst.len().checked_div(cols).unwrap_or(0),
+            stride: cols,
+        }
+    }
+}
+
+/// C[:, cols] (+)= A[:, ks]·B[ks, cols] on this thread.
+fn serial(
+    a: Operand,
+    b: Operand,
+    c: Tile,
+    cols: std::ops::Range<usize>,
+    ks: std::ops::Range<usize>,
+    accumulate: bool,
+) {
+    let m = a.rows;
+    assert_eq!(c.rows, m);
+    assert!(cols.end <= c.stride);
+    if ks.is_empty() {
+        if !accumulate {
+            for i in 0..m {
+                for j in cols.clone() {
+                    // SAFETY: i < rows and j < stride, inside the buffer the Tile was made from.
+                    unsafe { *c.ptr.add(i * c.stride + j) = 0.0 };
+                }
+            }
+        }
+        return;
+    }
+    PACKS.with(|packs| {
+        let mut packs = packs.borrow_mut();
+        let (apack, bpack) = &mut *packs;
+        apack.resize(MC * KC, 0.0);
+        bpack.resize(KC * NC, 0.0);
+        for jc in cols.clone().step_by(NC) {
+            let nc = NC.min(cols.end - jc);
+            for pc in ks.clone().step_by(KC) {
+                let kc = KC.min(ks.end - pc);
+                pack_b(b, pc, kc, jc, nc, bpack);
+                let add = accumulate || pc > ks.start;
+                for ic in (0..m).step_by(MC) {
+                    let mc = MC.min(m - ic);
+                    pack_a(a, ic, mc, pc, kc, apack);
+                    for s in 0..nc.div_ceil(NR) {
+                        let width = NR.min(nc - s * NR);
+                        let bstrip = &bpack[s * NR * kc..][..NR * kc];
+                        for t in 0..mc.div_ceil(MR) {
+                            let height = MR.min(mc - t * MR);
+                            let astrip = &apack[t * MR * kc..][..MR * kc];
+                            let (row, col) = (ic + t * MR, jc + s * NR);
+                            // SAFETY: the strips hold kc·MR and kc·NR floats; the tile's
+                            // rows row..row+height and columns col..col+width lie inside C.
+                            unsafe {
+                                tile_kernel(
+                                    kc,
+                                    astrip.as_ptr(),
+                                    bstrip.as_ptr(),
+                                    c.ptr.add(row * c.stride + col),
+                                    c.stride,
+                                    height,
+                                    width,
+                                    add,
+                                )
+                            };
+                        }
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// Packs B[pc..pc+kc, jc..jc+nc] into NR-wide strips: strip s holds, for each l, the NR values
+/// of row pc+l, zero past column jc+nc.
+fn pack_b(b: Operand, pc: usize, kc: usize, jc: usize, nc: usize, pack: &mut [f32]) {
+    for s in 0..nc.div_ceil(NR) {
+        let col0 = jc + s * NR;
+        let width = NR.min(jc + nc - col0);
+        let strip = &mut pack[s * NR * kc..][..NR * kc];
+        if b.col_stride == 1 {
+            for (l, dst) in strip.chunks_exact_mut(NR).enumerate() {
+                let start = (pc + l) * b.row_stride + col0;
+                dst[..width].copy_from_slice(&b.data[start..start + width]);
+                dst[width..].fill(0.0);
+            }
+        } else if b.row_stride == 1 {
+            for j in 0..width {
+                let start = (col0 + j) * b.col_stride + pc;
+                for (l, &v) in b.data[start..start + kc].iter().enumerate() {
+                    strip[l * NR + j] = v;
+                }
+            }
+            if width < NR {
+                for dst in strip.chunks_exact_mut(NR) {
+                    dst[width..].fill(0.0);
+                }
+            }
+        } else {
+            for (l, dst) in strip.chunks_exact_mut(NR).enumerate() {
+                for (j, d) in dst.iter_mut().enumerate() {
+                    *d = if j < width {
+                        b.data[(pc + l) * b.row_stride + (col0 + j) * b.col_stride]
+                    } else {
+                        0.0
+                    };
+                }
+            }
+        }
+    }
+}
+
+/// Packs A[ic..ic+mc, pc..pc+kc] into MR-tall strips: strip t holds, for each l, the MR values
+/// of column pc+l, zero past row ic+mc.
+fn pack_a(a: Operand, ic: usize, mc: usize, pc: usize, kc: usize, pack: &mut [f32]) {
+    for t in 0..mc.div_ceil(MR) {
+        let row0 = ic + t * MR;
+        let height = MR.min(ic + mc - row0);
+        let strip = &mut pack[t * MR * kc..][..MR * kc];
+        if a.row_stride == 1 {
+            for (l, dst) in strip.chunks_exact_mut(MR).enumerate() {
+                let start = (pc + l) * a.col_stride + row0;
+                dst[..height].copy_from_slice(&a.data[start..start + height]);
+                dst[height..].fill(0.0);
+            }
+        } else {
+            for i in 0..height {
+                let start = (row0 + i) * a.row_stride + pc * a.col_stride;
+                let src = a.data[start..].iter().step_by(a.col_stride).take(kc);
+                for (l, &v) in src.enumerate() {
+                    strip[l * MR + i] = v;
+                }
+            }
+            if height < MR {
+                for dst in strip.chunks_exact_mut(MR) {
+                    dst[height..].fill(0.0);
+                }
+            }
+        }
+    }
+}
+
+/// One MR × NR tile: C[0..height, 0..width] (+)= Σ_l a[l]ᵀ·b[l] over the packed strips.
+///
+/// # Safety
+/// `a` holds kc·MR floats, `b` kc·NR, and C has `height` ≤ MR rows of `stride` floats from `c`,
+/// each with at least `width` ≤ NR writable floats; the CPU has AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile_kernel(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    stride: usize,
+    height: usize,
+    width: usize,
+    accumulate: bool,
+) {
+    let mut acc = [[_mm512_setzero_ps(); 2]; MR];
+    for l in 0..kc {
+        let b0 = _mm512_loadu_ps(b.add(l * NR));
+        let b1 = _mm512_loadu_ps(b.add(l * NR + 16));
+        let al = a.add(l * MR);
+        for (i, row) in acc.iter_mut().enumerate() {
+            let ai = _mm512_set1_ps(*al.add(i));
+            row[0] = _mm512_fmadd_ps(ai, b0, row[0]);
+            row[1] = _mm512_fmadd_ps(ai, b1, row[1]);
+        }
+    }
+    // Lanes of each half that belong to C.
+    let lanes = |half: usize| -> __mmask16 {
+        let w = width.saturating_sub(16 * half).min(16);
+        ((1u32 << w) - 1) as __mmask16
+    };
+    let (m0, m1) = (lanes(0), lanes(1));
+    for (i, row) in acc.iter().enumerate().take(height) {
+        let out = c.add(i * stride);
+        let (mut v0, mut v1) = (row[0], row[1]);
+        if width == NR {
+            if accumulate {
+                v0 = _mm512_add_ps(v0, _mm512_loadu_ps(out));
+                v1 = _mm512_add_ps(v1, _mm512_loadu_ps(out.add(16)));
+            }
+            _mm512_storeu_ps(out, v0);
+            _mm512_storeu_ps(out.add(16), v1);
+        } else {
+            if accumulate {
+                v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, out));
+                v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, out.add(16)));
+            }
+            _mm512_mask_storeu_ps(out, m0, v0);
+            _mm512_mask_storeu_ps(out.add(16), m1, v1);
+        }
+    }
+}
+
+/// Never called: [`available`] is false off x86-64.
+#[cfg(not(target_arch = "x86_64"))]
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile_kernel(
+    _: usize,
+    _: *const f32,
+    _: *const f32,
+    _: *mut f32,
+    _: usize,
+    _: usize,
+    _: usize,
+    _: bool,
+) {
+    unreachable!("AVX-512 product off x86-64")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ramp(len: usize, seed: usize) -> Vec<f32> {
+        (0..len)
+            .map(|i| (((i * 29 + seed * 7) % 23) as f32 - 11.0) / 8.0)
+            .collect()
+    }
+
+    /// Row-major data of `rows`×`cols`, viewed directly or as the transpose of its transpose.
+    fn view(data: &[f32], rows: usize, cols: usize, transposed_storage: bool) -> Operand<'_> {
+        if transposed_storage {
+            Operand::new(data, cols, rows).t()
+        } else {
+            Operand::new(data, rows, cols)
+        }
+    }
+
+    fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+        (0..cols * rows)
+            .map(|i| data[(i % rows) * cols + i / rows])
+            .collect()
+    }
+
+    /// Against the f64 definition, for every layout of A and B, with and without accumulation,
+    /// on shapes with partial tiles, several k blocks, several column blocks, and both ways of
+    /// splitting over threads.
+    #[test]
+    fn matches_the_definition_for_every_layout_and_split() {
+        if !available() {
+            eprintln!("no AVX-512F here: nothing to check");
+            return;
+        }
+        let shapes = [
+            (1, 1, 1),
+            (3, 5, 7),
+            (8, 9, 32),
+            (16, 9, 3000),
+            (13, 300, 70),
+            (16, 3000, 9),
+            (32, 2000, 144),
+            (9, 16, 1500),
+            (130, 40, 1100),
+        ];
+        for (m, k, n) in shapes {
+            let a = ramp(m * k, m);
+            let b = ramp(k * n, n);
+            let (at, bt) = (transpose(&a, m, k), transpose(&b, k, n));
+            let expected: Vec<f64> = (0..m * n)
+                .map(|ij| {
+                    let (i, j) = (ij / n, ij % n);
+                    (0..k)
+                        .map(|l| a[i * k + l] as f64 * b[l * n + j] as f64)
+                        .sum()
+                })
+                .collect();
+            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                let av = view(if ta { &at } else { &a }, m, k, ta);
+                let bv = view(if tb { &bt } else { &b }, k, n, tb);
+                let mut plain = vec![f32::NAN; m * n];
+                matmul(av, bv, &mut plain, false);
+                let mut added = vec![0.5f32; m * n];
+                matmul(av, bv, &mut added, true);
+                for (ij, e) in expected.iter().enumerate() {
+                    let tol = 1e-5 * (1.0 + k as f64);
+                    let what = format!("{m}x{k}x{n} {ta} {tb} [{ij}]");
+                    assert!((plain[ij] as f64 - e).abs() < tol, "{what}: {}", plain[ij]);
+                    assert!((added[ij] as f64 - 0.5 - e).abs() < tol, "{what} acc");
+                }
+            }
+        }
+    }
+}
