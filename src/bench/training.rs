@@ -22,8 +22,8 @@ pub struct Plan {
 }
 
 /// One run: steps per second between the warm-up step and the last step, and the fraction of
-/// timed snapshots that carried layer metrics (the engine publishes a step without them while its
-/// publishing thread is behind, so a fast rate only counts if this stays near 100%).
+/// timed snapshots that carried layer metrics (every one should: the training thread waits for a
+/// publisher that falls far behind rather than publish a step without them; the column checks it).
 fn measure(
     data: &DataSet,
     batch: usize,
