@@ -360,3 +360,21 @@ fn relu_moments_survive_a_large_offset_a_dead_channel_and_nan() {
         assert!(all.iter().all(|v| v.is_nan()) || all.iter().all(|v| v.is_finite()));
     }
 }
+
+/// The ReLU sums give the same bits on the AVX2 path as on the portable one (the same
+/// arithmetic lane by lane), NaN, negatives and zeros included.
+#[test]
+fn relu_sums_are_the_same_bits_on_every_path() {
+    use super::ReluSums;
+    let dev = Cpu::seed_from_u64(13);
+    let t: Tensor<(usize,), f32, Cpu> = dev.sample_normal_like(&(ReluSums::BLOCK * 37,));
+    let mut ys = to_host(&t);
+    ys[5] = f32::NAN;
+    ys[70] = 0.0;
+    ys[71] = -0.0;
+    let (mut dispatched, mut portable) = (ReluSums::default(), ReluSums::default());
+    dispatched.add_blocks(&ys, 0.25);
+    portable.add_blocks_portable(&ys, 0.25);
+    let bits = |s: &ReluSums| [s.sum, s.sum_sq, s.active].map(|lanes| lanes.map(f64::to_bits));
+    assert_eq!(bits(&dispatched), bits(&portable));
+}
