@@ -5,7 +5,9 @@
 //! random images of a chosen shape); the rate is taken from the
 //! snapshots' timestamps after a warm-up, so start-up does not count, and there is no plain
 //! held-out evaluation in the timed window. The three runs of a round go in a rotating order, so
-//! machine noise hits all alike; the median round is reported.
+//! machine noise hits all alike; the rates are the medians over rounds, and the overhead and lab
+//! cost the medians of each round's own ratio (the runs of a round are seconds apart, while a
+//! shared machine's speed drifts over minutes).
 use std::io::Write;
 
 use super::flops;
@@ -102,6 +104,12 @@ fn median(mut xs: Vec<f64>) -> f64 {
     super::percentile(&xs, 0.5)
 }
 
+/// How much slower `slow` ran than `fast` (rates, one pair per round): the median over rounds
+/// of each round's own ratio, so drift from round to round cancels.
+fn paired_slowdown(fast: &[f64], slow: &[f64]) -> f64 {
+    median(fast.iter().zip(slow).map(|(f, s)| f / s - 1.0).collect())
+}
+
 pub fn run(plan: &Plan, data: &DataSet, out: &mut dyn Write) -> Result<(), String> {
     let io = |e: std::io::Error| e.to_string();
     if cfg!(debug_assertions) {
@@ -150,15 +158,17 @@ pub fn run(plan: &Plan, data: &DataSet, out: &mut dyn Write) -> Result<(), Strin
                 }
             }
         }
+        let overhead = paired_slowdown(&rates[0], &rates[1]);
+        let lab_cost = paired_slowdown(&rates[1], &rates[2]);
         let [off, on, lab] = rates.map(median);
         let gflops = off * flops::per_step(shape, &widths, batch).training() as f64 / 1e9;
         writeln!(
             out,
             "{batch:>6} {off:>9.1} st/s {gflops:>8.2} {on:>9.1} st/s {:>11.2} {:>8.1}% {:>16.1}% {lab:>9.1} st/s {:>8.1}%",
             1000.0 / on,
-            100.0 * (off / on - 1.0),
+            100.0 * overhead,
             100.0 * median(coverage),
-            100.0 * (on / lab - 1.0)
+            100.0 * lab_cost
         )
         .map_err(io)?;
     }
@@ -167,6 +177,17 @@ pub fn run(plan: &Plan, data: &DataSet, out: &mut dyn Write) -> Result<(), Strin
 
 #[cfg(test)]
 mod tests {
+    /// Each round's "on" run is 5% slower than its "off" run while the machine slows down from
+    /// round to round: the paired ratio finds the 5%, and pairing the rounds wrongly does not.
+    #[test]
+    fn the_overhead_is_paired_by_round() {
+        let off = [100.0, 90.0, 80.0, 70.0, 60.0];
+        let on = off.map(|rate| rate / 1.05);
+        assert!((super::paired_slowdown(&off, &on) - 0.05).abs() < 1e-12);
+        let shifted = [on[1], on[2], on[3], on[4], on[0]];
+        assert!((super::paired_slowdown(&off, &shifted) - 0.05).abs() > 0.1);
+    }
+
     /// The bench measures the lab at the cadence the dashboard uses.
     #[test]
     fn lab_setting_is_the_default_cadence() {
