@@ -157,11 +157,11 @@ fn serial(
             let nc = NC.min(cols.end - jc);
             for pc in ks.clone().step_by(KC) {
                 let kc = KC.min(ks.end - pc);
-                pack_b(b, pc, kc, jc, nc, bpack);
+                pack_strips::<NR>(b, pc, kc, jc, nc, bpack);
                 let add = accumulate || pc > ks.start;
                 for ic in (0..m).step_by(MC) {
                     let mc = MC.min(m - ic);
-                    pack_a(a, ic, mc, pc, kc, apack);
+                    pack_strips::<MR>(a.t(), pc, kc, ic, mc, apack);
                     for s in 0..nc.div_ceil(NR) {
                         let width = NR.min(nc - s * NR);
                         let bstrip = &bpack[s * NR * kc..][..NR * kc];
@@ -191,69 +191,47 @@ fn serial(
     });
 }
 
-/// Packs B[pc..pc+kc, jc..jc+nc] into NR-wide strips: strip s holds, for each l, the NR values
-/// of row pc+l, zero past column jc+nc.
-fn pack_b(b: Operand, pc: usize, kc: usize, jc: usize, nc: usize, pack: &mut [f32]) {
-    for s in 0..nc.div_ceil(NR) {
-        let col0 = jc + s * NR;
-        let width = NR.min(jc + nc - col0);
-        let strip = &mut pack[s * NR * kc..][..NR * kc];
-        if b.col_stride == 1 {
-            for (l, dst) in strip.chunks_exact_mut(NR).enumerate() {
-                let start = (pc + l) * b.row_stride + col0;
-                dst[..width].copy_from_slice(&b.data[start..start + width]);
+/// Packs M[r0..r0+kc, c0..c0+n] into W-wide strips: strip s holds, for each l, the W values of
+/// row r0+l from column c0 + s·W on, zero past column c0+n. B is packed as it is (W = NR), A as
+/// its transpose (W = MR: each strip then holds MR rows of A, column by column).
+fn pack_strips<const W: usize>(
+    m: Operand,
+    r0: usize,
+    kc: usize,
+    c0: usize,
+    n: usize,
+    pack: &mut [f32],
+) {
+    for s in 0..n.div_ceil(W) {
+        let col0 = c0 + s * W;
+        let width = W.min(c0 + n - col0);
+        let strip = &mut pack[s * W * kc..][..W * kc];
+        if m.col_stride == 1 {
+            for (l, dst) in strip.chunks_exact_mut(W).enumerate() {
+                let start = (r0 + l) * m.row_stride + col0;
+                dst[..width].copy_from_slice(&m.data[start..start + width]);
                 dst[width..].fill(0.0);
             }
-        } else if b.row_stride == 1 {
+        } else if m.row_stride == 1 {
             for j in 0..width {
-                let start = (col0 + j) * b.col_stride + pc;
-                for (l, &v) in b.data[start..start + kc].iter().enumerate() {
-                    strip[l * NR + j] = v;
+                let start = (col0 + j) * m.col_stride + r0;
+                for (l, &v) in m.data[start..start + kc].iter().enumerate() {
+                    strip[l * W + j] = v;
                 }
             }
-            if width < NR {
-                for dst in strip.chunks_exact_mut(NR) {
+            if width < W {
+                for dst in strip.chunks_exact_mut(W) {
                     dst[width..].fill(0.0);
                 }
             }
         } else {
-            for (l, dst) in strip.chunks_exact_mut(NR).enumerate() {
+            for (l, dst) in strip.chunks_exact_mut(W).enumerate() {
                 for (j, d) in dst.iter_mut().enumerate() {
                     *d = if j < width {
-                        b.data[(pc + l) * b.row_stride + (col0 + j) * b.col_stride]
+                        m.data[(r0 + l) * m.row_stride + (col0 + j) * m.col_stride]
                     } else {
                         0.0
                     };
-                }
-            }
-        }
-    }
-}
-
-/// Packs A[ic..ic+mc, pc..pc+kc] into MR-tall strips: strip t holds, for each l, the MR values
-/// of column pc+l, zero past row ic+mc.
-fn pack_a(a: Operand, ic: usize, mc: usize, pc: usize, kc: usize, pack: &mut [f32]) {
-    for t in 0..mc.div_ceil(MR) {
-        let row0 = ic + t * MR;
-        let height = MR.min(ic + mc - row0);
-        let strip = &mut pack[t * MR * kc..][..MR * kc];
-        if a.row_stride == 1 {
-            for (l, dst) in strip.chunks_exact_mut(MR).enumerate() {
-                let start = (pc + l) * a.col_stride + row0;
-                dst[..height].copy_from_slice(&a.data[start..start + height]);
-                dst[height..].fill(0.0);
-            }
-        } else {
-            for i in 0..height {
-                let start = (row0 + i) * a.row_stride + pc * a.col_stride;
-                let src = a.data[start..].iter().step_by(a.col_stride).take(kc);
-                for (l, &v) in src.enumerate() {
-                    strip[l * MR + i] = v;
-                }
-            }
-            if height < MR {
-                for dst in strip.chunks_exact_mut(MR) {
-                    dst[height..].fill(0.0);
                 }
             }
         }
