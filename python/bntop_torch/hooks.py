@@ -241,18 +241,17 @@ class Taps:
 def _copy_running(layers: list[BnLayer]) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
     """Per layer index, (running mean, running variance) of every tracking layer, copied with one
     torch.cat per device (a small copy costs tens of microseconds between training's big ops)."""
-    by_device: dict[tuple[torch.device, torch.dtype], list[BnLayer]] = {}
+    by_device: dict[tuple[torch.device, torch.dtype], list[tuple[int, torch.Tensor, torch.Tensor]]] = {}
     for layer in layers:
         if layer.tracks:
-            rm = layer.running()[0]
-            by_device.setdefault((rm.device, rm.dtype), []).append(layer)
+            rm, rv, _ = layer.running()
+            by_device.setdefault((rm.device, rm.dtype), []).append((layer.index, rm, rv))
     out: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
     for group in by_device.values():
-        running = [layer.running() for layer in group]
-        parts = [t.detach().reshape(-1) for rm, rv, _ in running for t in (rm, rv)]
+        parts = [t.detach().reshape(-1) for _, rm, rv in group for t in (rm, rv)]
         copied = torch.cat(parts).split([p.numel() for p in parts])
-        for k, layer in enumerate(group):
-            out[layer.index] = (copied[2 * k], copied[2 * k + 1])
+        for k, (index, _, _) in enumerate(group):
+            out[index] = (copied[2 * k], copied[2 * k + 1])
     return out
 
 
