@@ -1,11 +1,13 @@
 //! BatchNorm (+ ReLU) for held-out inference and PreciseBN's passes: no tape, so no backward to
 //! record, and one host pass per channel instead of the dozen broadcast and elementwise dfdx
 //! kernels of [`batchnorm`](super::batchnorm) (which the probe and the eval-mode-with-tape path
-//! keep). Same arithmetic: (x - centre)·(γ·inv_std) + β, with the batch's mean and BIASED
-//! variance or the running statistics, which stay untouched.
+//! keep). The fused training kernel's arithmetic, from its own [`Constants`] and affine maps:
+//! (x - centre)·(γ·inv_std) + β, with the batch's mean and BIASED variance or the running
+//! statistics, which stay untouched.
 use dfdx::prelude::*;
 
 use super::batchnorm::BnInput;
+use super::bn_kernel::Constants;
 use super::forward::InferenceStats;
 use super::host::{from_host, to_host};
 use super::model::BatchNorm;
@@ -24,30 +26,19 @@ pub fn batch_norm_infer(
     let channels = shape.0;
     assert_eq!(channels, bn.channels());
     let mut xs = to_host(&x);
-    let (centre, inv_std, batch) = match stats {
+    let (constants, batch) = match stats {
         InferenceStats::Batch => {
             let batch = channel_moments(&xs, channels);
-            let centre = batch.iter().map(|m| m.mean as f32).collect();
-            let inv_std = (batch.iter())
-                .map(|m| (1.0 / (m.var + bn.epsilon).sqrt()) as f32)
-                .collect();
-            (centre, inv_std, Some(batch))
+            (Constants::of_batch(&batch, bn.epsilon), Some(batch))
         }
-        InferenceStats::Running => {
-            let eps = bn.epsilon as f32;
-            let inv_std = (to_host(&bn.running_var).iter())
-                .map(|v| (v + eps).sqrt().recip())
-                .collect::<Vec<f32>>();
-            (to_host(&bn.running_mean), inv_std, None)
-        }
+        InferenceStats::Running => (Constants::of_running(bn), None),
     };
-    let (gamma, beta) = (to_host(&bn.scale), to_host(&bn.bias));
+    let affine = constants.affine(&to_host(&bn.scale), &to_host(&bn.bias));
     let n = shape.1 * shape.2 * shape.3;
     if n > 0 {
-        for (c, values) in xs.chunks_exact_mut(n).enumerate() {
-            let (centre, scale, bias) = (centre[c], gamma[c] * inv_std[c], beta[c]);
+        for (a, values) in affine.iter().zip(xs.chunks_exact_mut(n)) {
             for v in values.iter_mut() {
-                let y = (*v - centre) * scale + bias;
+                let y = a.apply(*v);
                 // f32::max turns NaN into 0, as dfdx's ReLU does.
                 *v = if relu { y.max(0.0) } else { y };
             }

@@ -65,14 +65,7 @@ pub fn batch_norm_train<T: Tape<f32, Cpu>>(
     let xs = to_host(&x);
     let batch = channel_moments(&xs, channels);
     update_running_stats(bn, &batch, n);
-    let constants = Constants {
-        centre: batch.iter().map(|m| m.mean as f32).collect(),
-        inv_std: batch
-            .iter()
-            .map(|m| (1.0 / (m.var + bn.epsilon).sqrt()) as f32)
-            .collect(),
-        through_batch_stats: true,
-    };
+    let constants = Constants::of_batch(&batch, bn.epsilon);
     let wanted = Wanted {
         input: observe.measure.then_some(batch),
         keep_pre_relu: observe.keep_pre_relu,
@@ -93,14 +86,7 @@ pub fn batch_norm_eval<T: Tape<f32, Cpu>>(
     assert_eq!(channels, bn.channels());
     let (x, tape) = x.split_tape();
     let xs = to_host(&x);
-    let eps = bn.epsilon as f32;
-    let constants = Constants {
-        centre: to_host(&bn.running_mean),
-        inv_std: (to_host(&bn.running_var).iter())
-            .map(|v| (v + eps).sqrt().recip())
-            .collect(),
-        through_batch_stats: false,
-    };
+    let constants = Constants::of_running(bn);
     // Eval mode does not need the batch moments itself; the drift metrics do.
     let wanted = Wanted {
         input: observe.measure.then(|| channel_moments(&xs, channels)),
@@ -109,13 +95,50 @@ pub fn batch_norm_eval<T: Tape<f32, Cpu>>(
     normalize(x, tape, xs, constants, bn, relu, wanted)
 }
 
-/// Per channel c: y = (x - centre[c])·inv_std[c]·γ[c] + β[c].
-struct Constants {
+/// Per channel c: y = (x - centre[c])·inv_std[c]·γ[c] + β[c]. Also what inference
+/// ([`bn_infer`](super::bn_infer)) normalises with, so both compute the same bits.
+pub(super) struct Constants {
     centre: Vec<f32>,
     inv_std: Vec<f32>,
     /// Whether centre and inv_std are this batch's statistics, so the gradient flows through
     /// them too (train mode), or constants (eval mode).
     through_batch_stats: bool,
+}
+
+impl Constants {
+    /// The batch's mean and BIASED variance (`batch`, per channel).
+    pub(super) fn of_batch(batch: &[Moments], epsilon: f64) -> Constants {
+        Constants {
+            centre: batch.iter().map(|m| m.mean as f32).collect(),
+            inv_std: (batch.iter())
+                .map(|m| (1.0 / (m.var + epsilon).sqrt()) as f32)
+                .collect(),
+            through_batch_stats: true,
+        }
+    }
+
+    /// The running statistics, which stay untouched.
+    pub(super) fn of_running(bn: &BatchNorm) -> Constants {
+        let eps = bn.epsilon as f32;
+        Constants {
+            centre: to_host(&bn.running_mean),
+            inv_std: (to_host(&bn.running_var).iter())
+                .map(|v| (v + eps).sqrt().recip())
+                .collect(),
+            through_batch_stats: false,
+        }
+    }
+
+    /// Each channel's affine map, with γ and β from `gamma` and `beta`.
+    pub(super) fn affine(&self, gamma: &[f32], beta: &[f32]) -> Vec<Affine> {
+        (0..self.centre.len())
+            .map(|c| Affine {
+                centre: self.centre[c],
+                scale: gamma[c] * self.inv_std[c],
+                bias: beta[c],
+            })
+            .collect()
+    }
 }
 
 /// What the caller wants back besides the output: `input` (x's batch moments) is given when
@@ -140,18 +163,12 @@ fn normalize<T: Tape<f32, Cpu>>(
     let n = shape.1 * shape.2 * shape.3;
     let gamma = to_host(&bn.scale);
     let beta = to_host(&bn.bias);
+    let affine = constants.affine(&gamma, &beta);
     let Constants {
         centre,
         inv_std,
         through_batch_stats,
     } = constants;
-    let affine: Vec<Affine> = (0..channels)
-        .map(|c| Affine {
-            centre: centre[c],
-            scale: gamma[c] * inv_std[c],
-            bias: beta[c],
-        })
-        .collect();
 
     let output = (wanted.input.as_deref()).map(|input| output_moments(input, &affine));
     let pre_relu = wanted.keep_pre_relu.then(|| {
@@ -241,14 +258,14 @@ fn normalize<T: Tape<f32, Cpu>>(
 
 /// One channel's y = (x - centre)·scale + β, with scale = γ·inv_std, in the f32 operations
 /// the op has always used (a seed's run stays the same bit for bit).
-struct Affine {
+pub(super) struct Affine {
     centre: f32,
     scale: f32,
     bias: f32,
 }
 
 impl Affine {
-    fn apply(&self, x: f32) -> f32 {
+    pub(super) fn apply(&self, x: f32) -> f32 {
         (x - self.centre) * self.scale + self.bias
     }
 }
