@@ -3,7 +3,7 @@
 use dfdx::prelude::*;
 
 use super::host::to_host;
-use crate::metrics::moments::{channel_moments, Moments};
+use crate::metrics::moments::Moments;
 
 use super::bn_infer::batch_norm_infer;
 use super::bn_kernel::{batch_norm_eval, batch_norm_train, BnMeasurement, Observe};
@@ -137,12 +137,11 @@ impl ConvBn {
         moments: Option<&mut Vec<BnInputMoments>>,
     ) -> Activations<NoneTape> {
         let h = self.conv(x, pass);
-        let (channels, n, height, width) = *h.shape();
-        // Batch statistics come out of the BN; running ones leave the input to measure here.
-        let measured = (moments.is_some() && stats == InferenceStats::Running)
-            .then(|| channel_moments(&to_host(&h), channels));
+        let (_, n, height, width) = *h.shape();
+        // The BN measures its input when it normalises with batch statistics, the only passes
+        // that ask for the moments (PreciseBN's, through `batch_moments`).
         let (out, batch) = batch_norm_infer(h, &self.bn, stats, true);
-        if let (Some(moments), Some(channels)) = (moments, measured.or(batch)) {
+        if let (Some(moments), Some(channels)) = (moments, batch) {
             moments.push(BnInputMoments {
                 n: n * height * width,
                 channels,
