@@ -7,6 +7,7 @@ alone.
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
@@ -15,6 +16,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from . import stats
+from .budget import MeasureBudget
 from .stopwatch import Stopwatch
 from .threads import on_single_thread
 
@@ -102,6 +104,9 @@ class Taps:
     # Whether this step's ReLU means and variances are wanted (its snapshot keeps per-channel
     # arrays); without them a ReLU costs one pass (its active fraction) instead of three.
     relu_moments: bool = True
+    # Whether this step's ReLU passes run at all (the measurement budget, budget.py).
+    relu_active: bool = True
+    budget: Optional[MeasureBudget] = None
     # Ranks other than 0 only need the batch moments (for the per-rank drift).
     batch_only: bool = False
     _bn_outputs: dict[int, tuple[torch.Tensor, BnLayer]] = field(default_factory=dict)
@@ -227,14 +232,15 @@ class Taps:
         return hook
 
     def _relu_hook(self, module: nn.Module, args: Any, output: Any) -> None:
-        if self.batch_only or not args or not self._bn_outputs:
+        if self.batch_only or not self.relu_active or not args or not self._bn_outputs:
             return
         found = self._bn_outputs.get(id(args[0]))
         if found is None or found[0] is not args[0]:
             return
         layer = found[1]
         if layer.capture is not None and isinstance(output, torch.Tensor):
-            sums = stats.relu_sums(output, self.scratch, self.relu_moments)
+            with self.budget.spending() if self.budget is not None else contextlib.nullcontext():
+                sums = stats.relu_sums(output, self.scratch, self.relu_moments)
             layer.capture.relu_sums = (sums, output.numel() // output.shape[1])
 
 

@@ -19,6 +19,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from . import distributed, header, precise, stats
+from .budget import DEFAULT_FRACTION, MeasureBudget
 from .channel import ControlChannel
 from .controls import Controller, StopTraining
 from .hooks import BnLayer, Taps, find_bn_layers, finish_captures
@@ -63,6 +64,7 @@ class Monitor:
         snapshot_interval_s: float = SNAPSHOT_INTERVAL_S,
         arrays_interval_s: Optional[float] = None,
         weight_metrics: bool = True,
+        measure_budget: Optional[float] = DEFAULT_FRACTION,
         max_queued_snapshots: int = 32,
     ):
         self.model = model.module if isinstance(model, DistributedDataParallel) else model
@@ -79,6 +81,9 @@ class Monitor:
         self._forward_since_step = False
         # Whether the forward of the step being measured wanted the per-channel arrays.
         self._arrays_at_forward: Optional[bool] = None
+        # Whether the step being measured runs the optional passes (budget.py).
+        self.budget = MeasureBudget(measure_budget)
+        self._optional = True
         self._next_loss = math.nan
         self._next_accuracy = math.nan
         self._pending: Optional[StepData] = None
@@ -120,10 +125,11 @@ class Monitor:
             )
 
         self._channel = ControlChannel(self.controls, self.rank, self.world_size)
-        self._measure = StepMeasure(self.layers, optimizer, weight_metrics)
+        self._measure = StepMeasure(self.layers, optimizer, weight_metrics, budget=self.budget)
         self.stopwatch = Stopwatch()
         self.taps = Taps(self.model, self.layers, self._is_open, self._training_forward, self.stopwatch)
         self.taps.scratch = self._measure.scratch
+        self.taps.budget = self.budget
         self.taps.on_training_forward_end = self._flush_pending
         self.taps.batch_only = self.rank != 0
         self.taps.install()
@@ -266,10 +272,17 @@ class Monitor:
     def _training_forward(self) -> None:
         # The step waiting for a loss logged after it goes to the writer when this forward ends
         # (Taps.on_training_forward_end).
+        first = not self._forward_since_step
         self._forward_since_step = True
         # Decided now, so that the ReLU passes only the per-channel arrays need run only then.
         self._arrays_at_forward = self._decimator.arrays_due(time.monotonic() - self._started)
+        # The optional passes: decided once per step (its first forward, if it accumulates
+        # gradients over several), and always on a step that keeps its arrays.
+        if first:
+            self._optional = self.budget.due()
+        self._optional |= self._arrays_at_forward
         self.taps.relu_moments = self._arrays_at_forward
+        self.taps.relu_active = self._measure.weights_due = self._optional
 
     def _before_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         self._measure.before_update(full=self.rank == 0)
@@ -288,6 +301,7 @@ class Monitor:
         if self.rank == 0:
             with single_thread():
                 self._measure.after_update()
+            self.budget.step_done(self._optional)
             if not self._header_sent:
                 self._send_header()
         # Which module feeds which BN is known after the first step's forward.
@@ -380,6 +394,7 @@ class Monitor:
             meta=self._meta(),
             packed=torch.empty(0),
             world_size=self.world_size if gathered is not None else 1,
+            partial=not self._optional,
         )
         self._next_loss = self._next_accuracy = math.nan
         if keep is Keep.SKIP:
@@ -492,6 +507,7 @@ def watch(
     snapshot_interval_s: float = SNAPSHOT_INTERVAL_S,
     arrays_interval_s: Optional[float] = None,
     weight_metrics: bool = True,
+    measure_budget: Optional[float] = DEFAULT_FRACTION,
 ) -> Monitor:
     """Watch every BatchNorm layer of `model`; a step is one `optimizer.step()`.
 
@@ -506,6 +522,11 @@ def watch(
     weight_metrics: False leaves out the feeding layers' weight norm, angular update, cos(w, g)
         and radial fraction, the costliest numbers (a copy of those weights and about 16 passes
         over them per step).
+    measure_budget: the share of the run's wall time the optional passes may take (the feeding
+        layers' weight geometry and the ReLU: about 3% of a CPU step when run every step). They
+        run on every step that keeps per-channel arrays and on as many others as the budget
+        allows; the snapshots of the rest are marked `partial` and leave those numbers out.
+        None runs them every step. The BatchNorm statistics are measured every step regardless.
     Under torch.distributed every rank calls watch(); rank 0 writes and serves.
 
     Controls (from viewers, or `Monitor.control`) are applied in the step hook of the optimizer
@@ -531,6 +552,7 @@ def watch(
         snapshot_interval_s=snapshot_interval_s,
         arrays_interval_s=arrays_interval_s,
         weight_metrics=weight_metrics,
+        measure_budget=measure_budget,
     )
 
 

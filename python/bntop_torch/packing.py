@@ -6,6 +6,7 @@ All of it goes into one flat tensor on the device, copied to the host once.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, field
 from typing import Callable, Optional
@@ -13,6 +14,7 @@ from typing import Callable, Optional
 import torch
 
 from . import stats
+from .budget import MeasureBudget
 from .hooks import BnLayer, finish_captures
 from .weight_step import SgdStep, momentum_buffer, sgd_step
 
@@ -58,6 +60,10 @@ class StepMeasure:
     # The feeding layers' weight metrics: the costliest part (five passes over the weights per
     # step, and a copy of them unless the optimizer is plain SGD); False leaves them out.
     weight_metrics: bool = True
+    # Whether this step's weight passes run (the measurement budget, budget.py), and the budget
+    # they are charged to.
+    weights_due: bool = True
+    budget: Optional[MeasureBudget] = None
     # Reused weight copies: no allocation per step once warm.
     _buffers: dict[int, torch.Tensor] = field(default_factory=dict)
     _weights: dict[int, _WeightState] = field(default_factory=dict)
@@ -87,9 +93,17 @@ class StepMeasure:
             for q, (name, _) in enumerate(_PRE_STEP):
                 for k, layer in enumerate(measured):
                     self._steps.setdefault(layer.index, {})[name] = copied[q * len(measured) + k]
+        if self.weight_metrics and self.weights_due:
+            with self._spending():
+                self._weights_before_update(measured)
+
+    def _spending(self) -> contextlib.AbstractContextManager[None]:
+        return self.budget.spending() if self.budget is not None else contextlib.nullcontext()
+
+    def _weights_before_update(self, measured: list[BnLayer]) -> None:
         for layer in measured:
             feeder = layer.feeder
-            if feeder is None or not self.weight_metrics or id(feeder) in self._weights:
+            if feeder is None or id(feeder) in self._weights:
                 continue
             weight = feeder.weight
             if not isinstance(weight, torch.Tensor) or weight.grad is None:
@@ -114,6 +128,11 @@ class StepMeasure:
 
     def after_update(self) -> None:
         """Called in the optimizer's step post-hook: the weights have moved."""
+        if self._weights:
+            with self._spending():
+                self._weights_after_update()
+
+    def _weights_after_update(self) -> None:
         for state in self._weights.values():
             w = state.weight.detach()
             if state.before is not None:

@@ -132,6 +132,8 @@ class StepData:
     meta: LayerMeta
     packed: torch.Tensor  # host copy, see StepMeasure.pieces (+ gathered rank moments)
     world_size: int = 1
+    # The optional passes (weights, ReLU) did not run this step: see budget.py.
+    partial: bool = False
 
 
 def build_snapshot(data: StepData, layout: stats.Layout) -> str:
@@ -207,4 +209,6 @@ def build_snapshot(data: StepData, layout: stats.Layout) -> str:
             "lr": data.lr,
         }
     )
+    if data.partial:
+        head = head[:-1] + ',"partial":true}'
     return head[:-1] + ',"layers":[' + ",".join(layers) + "]}\n"

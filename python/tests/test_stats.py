@@ -365,14 +365,15 @@ def test_without_weight_metrics_those_are_left_out(tmp_path) -> None:
 
 
 def test_snapshots_without_arrays_still_carry_the_relu_active_fraction(tmp_path) -> None:
-    """Between array snapshots only the ReLU's sign pass runs; its layer summary stays exact."""
+    """Between array snapshots only the ReLU's sign pass runs; its layer summary stays exact
+    (with no measurement budget: every step runs the optional passes)."""
     torch.manual_seed(7)
     model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 36, 2))
     active: list[float] = []
     model[2].register_forward_hook(lambda m, a, out: active.append((out > 0).double().mean().item()))
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     path = tmp_path / "run.jsonl"
-    with bntop_torch.watch(model, opt, record=path, snapshot_interval_s=0, arrays_interval_s=3600):
+    with bntop_torch.watch(model, opt, record=path, snapshot_interval_s=0, arrays_interval_s=3600, measure_budget=None):
         for i in range(4):
             loss = model(fixed(i, 5, 3, 6, 6) + 0.3 * i).pow(2).mean()
             opt.zero_grad()
@@ -380,8 +381,39 @@ def test_snapshots_without_arrays_still_carry_the_relu_active_fraction(tmp_path)
             opt.step()
     snaps = of_kind(read_records(path), "snapshot")
     assert [("relu_mean" in s["layers"][0]) for s in snaps] == [True, False, False, False]
+    assert not any("partial" in s for s in snaps)
     for snap, want in zip(snaps, active, strict=True):
         assert snap["layers"][0]["summary"]["relu_active"] == pytest.approx(want, rel=1e-6)
+
+
+def test_steps_beyond_the_budget_are_marked_partial_and_leave_the_optional_numbers_out(tmp_path) -> None:
+    """Under a measurement budget, a step that skips the weight and ReLU passes says so; its
+    BatchNorm numbers are still there and exact, and the measured steps are complete."""
+    torch.manual_seed(9)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 36, 2))
+    means: list[torch.Tensor] = []
+    model[1].register_forward_pre_hook(lambda m, a: means.append(a[0].detach().mean((0, 2, 3))))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    path = tmp_path / "run.jsonl"
+    # A tiny budget: after the first two steps (no step time known yet) the passes cost far
+    # more than 1e-6 of the run, so only steps that keep their arrays (the first) run them.
+    with bntop_torch.watch(model, opt, record=path, snapshot_interval_s=0, arrays_interval_s=3600, measure_budget=1e-6) as mon:
+        for i in range(6):
+            loss = model(fixed(i, 5, 3, 6, 6)).pow(2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    snaps = of_kind(read_records(path), "snapshot")
+    assert [s.get("partial", False) for s in snaps] == [False, False, True, True, True, True]
+    assert mon.budget.measured_share == pytest.approx(2 / 6)
+    for snap, mean in zip(snaps, means, strict=True):
+        summary = snap["layers"][0]["summary"]
+        partial = snap.get("partial", False)
+        for name in ("relu_active", "weight_norm", "angular_update", "max_abs_cos"):
+            assert math.isnan(summary[name]) == partial, (snap["step"], name)
+        # The BatchNorm statistics do not depend on the budget.
+        assert torch.allclose(torch.tensor(snap["layers"][0]["batch_mean"]) if "batch_mean" in snap["layers"][0] else mean, mean, atol=1e-6)
+        assert math.isfinite(summary["drift"])
 
 
 def test_a_layer_called_twice_in_a_forward_is_measured_at_its_last_call(tmp_path) -> None:
