@@ -201,6 +201,8 @@ impl Player {
                     return Some(Duration::from_secs_f64(wait));
                 }
                 self.step = s.step;
+            } else if let Some(step) = goes_back_to(&event) {
+                self.step = step;
             } else if let Some(step) = event.step() {
                 self.step = self.step.max(step);
             }
@@ -300,10 +302,19 @@ impl Player {
             return;
         }
         let entries = self.reader.entries();
-        // Steps never decrease in a session, so the past is a prefix.
-        let cut = entries.partition_point(|e| e.step <= target);
+        // Steps never decrease in a session but where a restore or restart sent the run back
+        // (sessions/FORMAT.md, "Checkpoints"): the past is the prefix up to where the run last
+        // passed `target`, in the last stretch that starts at or before it.
+        let starts = discontinuities(entries);
+        let begin = (starts.iter().rev())
+            .find(|&&i| entries[i].step <= target)
+            .copied()
+            .unwrap_or(0);
+        let end = (starts.iter().find(|&&i| i > begin).copied()).unwrap_or(entries.len());
+        let cut = begin + entries[begin..end].partition_point(|e| e.step <= target);
         let past = &entries[..cut];
-        let mut chosen: Vec<usize> = Vec::new();
+        // Every going back before the cut: the dashboard forgets the abandoned steps at each.
+        let mut chosen: Vec<usize> = starts.iter().copied().filter(|&i| i < cut).collect();
         let of_kind = |pred: &dyn Fn(&Entry) -> bool| -> Vec<usize> {
             past.iter()
                 .enumerate()
@@ -352,6 +363,8 @@ impl Player {
             if let Event::Snapshot(s) = &event {
                 self.step = s.step;
                 self.run_time = s.time_s;
+            } else if let Some(step) = goes_back_to(&event) {
+                self.step = step;
             }
             if !self.send(event) {
                 return;
@@ -380,6 +393,28 @@ impl Player {
         }
         self.last_status = Some(status.clone());
         self.feed.send(Feed::Replay(status)).is_ok()
+    }
+}
+
+/// The entries where the step goes back (the echoes of restores and restarts): each starts a
+/// stretch of the file whose steps do not decrease.
+fn discontinuities(entries: &[Entry]) -> Vec<usize> {
+    let mut highest = 0;
+    let mut starts = Vec::new();
+    for (i, e) in entries.iter().enumerate() {
+        if e.step < highest {
+            starts.push(i);
+        }
+        highest = highest.max(e.step);
+    }
+    starts
+}
+
+/// The step an accepted restore or restart sent the run back to.
+fn goes_back_to(event: &Event) -> Option<u64> {
+    match event {
+        Event::Control(c) if c.rejected.is_none() && c.control.goes_back() => Some(c.step),
+        _ => None,
     }
 }
 

@@ -36,6 +36,8 @@ pub enum PromptKind {
     Momentum(Option<usize>),
     /// A step to seek a replay to.
     Seek,
+    /// "restart from step 0? y/n": `y` sends the restart, any other key cancels.
+    ConfirmRestart,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -352,6 +354,12 @@ impl App {
             }),
             Action::ApplyPreciseBnAll => one(Control::ApplyPreciseBn { layer: None }),
             Action::PhantomProbe => one(Control::PhantomProbe),
+            Action::SaveCheckpoint => one(Control::SaveCheckpoint),
+            Action::RestoreCheckpoint => one(Control::RestoreCheckpoint { from: None }),
+            Action::Restart => match self.unsupported(&Control::Restart { from: None }) {
+                Some(refusal) => Request::Refuse(refusal),
+                None => Request::Prompt(PromptKind::ConfirmRestart),
+            },
             // Not run controls (`controls_the_run` is false): handled by `on_view_action`.
             _ => Request::Send(Vec::new()),
         }
@@ -581,6 +589,14 @@ impl App {
         let Some(prompt) = self.prompt.as_mut() else {
             return Vec::new();
         };
+        if prompt.kind == PromptKind::ConfirmRestart {
+            self.prompt = None;
+            if key.code == KeyCode::Char('y') {
+                return self.send(vec![Control::Restart { from: None }], now);
+            }
+            self.say("restart cancelled", StatusKind::Info, now);
+            return Vec::new();
+        }
         match key.code {
             KeyCode::Esc => {
                 self.prompt = None;
@@ -609,6 +625,8 @@ impl App {
     /// What typed text asks for: a replay seek, or a momentum sent like any key's control.
     fn submit_prompt(&mut self, kind: PromptKind, text: &str, now: Instant) -> Vec<Command> {
         let parsed = match kind {
+            // Answered by its first key (`on_prompt_key`).
+            PromptKind::ConfirmRestart => return Vec::new(),
             PromptKind::Seek => match text.parse::<u64>() {
                 Ok(step) => return vec![Command::Replay(ReplayCommand::Seek(step))],
                 Err(_) => Err(format!("a step is a whole number, got {text:?}")),
