@@ -152,7 +152,10 @@ impl Control {
     /// Whether an accepted echo of this control sends the run back to the echo's step (a restore
     /// or a restart): the records after it continue from there.
     pub fn goes_back(&self) -> bool {
-        matches!(self, Control::RestoreCheckpoint { .. } | Control::Restart { .. })
+        matches!(
+            self,
+            Control::RestoreCheckpoint { .. } | Control::Restart { .. }
+        )
     }
 }
 

@@ -320,7 +320,10 @@ impl LayerState {
                 &mut h.running_var,
             ]
         });
-        let rows = self.heat_rows.iter_mut().flat_map(|h| [&mut h.d, &mut h.log_r]);
+        let rows = self
+            .heat_rows
+            .iter_mut()
+            .flat_map(|h| [&mut h.d, &mut h.log_r]);
         for s in series.into_iter().chain(channels).chain(rows) {
             s.truncate_after(step);
         }

@@ -62,9 +62,14 @@ impl ParamVisitor for Collect {
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         self.out.push(bits(&to_host(p)));
         match &mut self.opt {
-            NetOptimizer::Sgd { velocity, .. } => self.out.push(bits(velocity.get_or_alloc_mut(p)?)),
+            NetOptimizer::Sgd { velocity, .. } => {
+                self.out.push(bits(velocity.get_or_alloc_mut(p)?))
+            }
             NetOptimizer::Adam {
-                moment1, moment2, t, ..
+                moment1,
+                moment2,
+                t,
+                ..
             } => {
                 self.out.push(bits(moment1.get_or_alloc_mut(p)?));
                 self.out.push(bits(moment2.get_or_alloc_mut(p)?));
@@ -90,8 +95,17 @@ fn fingerprint(t: &mut Trainer) -> Vec<Vec<u32>> {
         out.push(bits(block.running_var()));
         out.push(vec![(block.momentum() as f32).to_bits()]);
     }
-    out.push(t.modes.iter().map(|&m| u32::from(m == BnMode::Eval)).collect());
-    out.push(vec![t.lr.to_bits(), t.step as u32, t.batches.epoch() as u32]);
+    out.push(
+        t.modes
+            .iter()
+            .map(|&m| u32::from(m == BnMode::Eval))
+            .collect(),
+    );
+    out.push(vec![
+        t.lr.to_bits(),
+        t.step as u32,
+        t.batches.epoch() as u32,
+    ]);
     let upcoming = t.batches.clone().next(&t.data.train);
     out.push(upcoming.labels.iter().map(|&l| u32::from(l)).collect());
     out
@@ -145,7 +159,11 @@ fn restore_brings_back_every_bit_and_training_repeats() {
         assert_ne!(fingerprint(&mut t), saved, "{kind:?}: training moved on");
         t.handle(Control::RestoreCheckpoint { from: None });
         assert_eq!(fingerprint(&mut t), saved, "{kind:?}: restored state");
-        assert_eq!(train(&mut t, 12), after_save, "{kind:?}: losses after restore");
+        assert_eq!(
+            train(&mut t, 12),
+            after_save,
+            "{kind:?}: losses after restore"
+        );
         // Again: the checkpoint stays.
         t.handle(Control::RestoreCheckpoint { from: None });
         assert_eq!(fingerprint(&mut t), saved, "{kind:?}: second restore");
@@ -181,7 +199,11 @@ fn restart_repeats_a_fresh_run_and_restore_needs_a_save() {
     train(&mut t, 20);
     let before = fingerprint(&mut t);
     t.handle(Control::RestoreCheckpoint { from: None });
-    assert_eq!(fingerprint(&mut t), before, "a refused restore changes nothing");
+    assert_eq!(
+        fingerprint(&mut t),
+        before,
+        "a refused restore changes nothing"
+    );
     t.handle(Control::SetLr { lr: 0.01 });
     t.handle(Control::SetMode {
         layer: None,
