@@ -12,7 +12,11 @@ use bntop::ui::app::{App, PromptKind};
 use bntop::ui::synthetic;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
+mod remote_support;
 mod ui_support;
+use bntop::remote::client::{self, Target};
+use bntop::session::reader::Reader;
+use remote_support::Server;
 use ui_support::{render, screen, unicode};
 
 /// Where the run is saved, how far it gets, and where the second branch ends.
@@ -174,6 +178,16 @@ fn a_restore_shows_the_run_from_the_restored_step() {
         .expect("the restore");
     let mut app = app_of(&events[..=at_restore]);
     assert_eq!(app.live.step, SAVED);
+    // Until the next snapshot the header shows the run as it was at the save.
+    let Some(Event::Snapshot(at_save)) = events
+        .iter()
+        .find(|e| matches!(e, Event::Snapshot(s) if s.step == SAVED))
+    else {
+        panic!("the snapshot of the saved step")
+    };
+    let shown = (app.live.epoch, app.live.loss, app.live.batch_accuracy);
+    assert_eq!(shown, (at_save.epoch, at_save.loss, at_save.batch_accuracy));
+    assert!(at_save.epoch < app_of(&events[..at_restore]).live.epoch);
     assert_eq!(app.live.loss_history.last_step(), Some(SAVED));
     for event in &events[at_restore + 1..] {
         app.on_event(event, Instant::now());
@@ -246,4 +260,84 @@ fn a_recording_with_a_restore_replays_and_seeks() {
     drop(r.commands);
     let skipped = r.thread.join().expect("player");
     assert_eq!(skipped.lines, 0);
+}
+
+/// The next echo of a control named `name` a viewer sees.
+fn echo_of(feed: &crossbeam_channel::Receiver<Feed>, name: &str) -> ControlEvent {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match feed.recv_deadline(deadline) {
+            Ok(Feed::Event(Event::Control(c))) if c.control.name() == name => return c,
+            Ok(_) => {}
+            Err(_) => panic!("no echo of {name}"),
+        }
+    }
+}
+
+fn step_past(feed: &crossbeam_channel::Receiver<Feed>, step: u64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match feed.recv_deadline(deadline) {
+            Ok(Feed::Event(Event::Snapshot(s))) if s.step > step => return,
+            Ok(_) => {}
+            Err(_) => panic!("training did not pass step {step}"),
+        }
+    }
+}
+
+/// `bntop serve` takes the checkpoint controls from an attached viewer, not from a read-only
+/// one, and its recording of a restore reads back whole.
+#[test]
+fn serve_forwards_checkpoint_controls_and_records_the_restore() {
+    let mut server = Server::start(&[]);
+    let unix = || Target::Unix(server.socket.clone());
+    let viewer = client::connect(&unix(), None, false).expect("viewer");
+    let watcher = client::connect(&unix(), None, true).expect("read-only viewer");
+    step_past(&viewer.feed, 5);
+    viewer
+        .commands
+        .send(Command::Run(Control::SaveCheckpoint))
+        .expect("send");
+    let saved = echo_of(&viewer.feed, "save_checkpoint");
+    assert_eq!(saved.rejected, None);
+    step_past(&viewer.feed, saved.step + 30);
+    // The read-only viewer's restore goes nowhere.
+    watcher
+        .commands
+        .send(Command::Run(Control::RestoreCheckpoint { from: None }))
+        .expect("send");
+    viewer
+        .commands
+        .send(Command::Run(Control::RestoreCheckpoint { from: None }))
+        .expect("send");
+    let restored = echo_of(&viewer.feed, "restore_checkpoint");
+    assert_eq!(restored.step, saved.step);
+    assert!(
+        matches!(restored.control, Control::RestoreCheckpoint { from: Some(from) } if from > saved.step + 30),
+        "{restored:?}"
+    );
+    step_past(&viewer.feed, saved.step + 5);
+    drop(viewer);
+    drop(watcher);
+    server.signal("TERM");
+    let status = server.child.wait().expect("exit");
+    assert!(status.success(), "{status:?}");
+    let recorded = std::fs::read_to_string(server.recording()).expect("recording");
+    let restores = recorded.matches("\"restore_checkpoint\"").count();
+    assert_eq!(
+        restores, 1,
+        "one restore: the read-only viewer's was not forwarded"
+    );
+    // The recording reads back whole and replays into the state the viewers had.
+    let mut reader = Reader::open(&server.recording()).expect("open the recording");
+    while !reader.poll(usize::MAX).expect("index").at_end {}
+    let entries = reader.entries().to_vec();
+    let events: Vec<Event> = (entries.iter())
+        .map(|e| reader.read(e).expect("a whole record"))
+        .collect();
+    assert_eq!(reader.skipped().lines, 0);
+    let app = app_of(&events);
+    assert!(app.live.loss_history.last_step() >= Some(saved.step + 5));
+    let marks: Vec<u64> = app.live.controls.iter().map(|m| m.step).collect();
+    assert!(marks.iter().all(|&s| s <= app.live.step), "{marks:?}");
 }

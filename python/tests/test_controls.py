@@ -199,11 +199,12 @@ def test_checkpoint_controls_are_refused_with_a_reason_and_echoed(tmp_path) -> N
         train_step(model, opt, 1)
     records = read_records(path)
     echoed = [(c["step"], c["control"]["control"], c.get("rejected")) for c in controls(records)]
+    # Applied (here: refused) between steps, after the step that follows the request.
     assert [(step, name) for step, name, _ in echoed] == [
-        (1, "save_checkpoint"), (1, "restore_checkpoint"), (1, "restart")
+        (2, "save_checkpoint"), (2, "restore_checkpoint"), (2, "restart")
     ]
     assert all("not supported by bntop-torch" in why for _, _, why in echoed)
-    # Nothing went back: the next step trained on from the weights after step 1.
+    # Nothing went back: the steps went on, and so did the weights.
     assert [s["step"] for s in of_kind(records, "snapshot")] == [1, 2]
     assert any(not torch.equal(p, w) for p, w in zip(model.parameters(), weights))
     supported = records[0]["producer"]["controls"]

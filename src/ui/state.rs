@@ -441,6 +441,16 @@ impl StepRate {
     }
 }
 
+/// What the header shows of a run at a checkpoint (and at step 0 for a restart).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SavedView {
+    pub epoch: u64,
+    pub loss: f32,
+    pub batch_accuracy: f32,
+    pub lr: f32,
+    pub data_order: String,
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct RunState {
     pub header: Option<RunHeader>,
@@ -469,8 +479,9 @@ pub struct RunState {
     pub rate: StepRate,
     /// Records of a kind this version does not know (from a newer bntop), skipped.
     pub unknown_records: u64,
-    /// The data order when the latest checkpoint was saved (a restore brings it back).
-    pub checkpoint_data_order: Option<String>,
+    /// The header's values when the latest checkpoint was saved: a restore shows them until
+    /// the next snapshot.
+    pub checkpoint: Option<SavedView>,
     pub snapshots: u64,
 }
 
@@ -641,16 +652,22 @@ impl RunState {
             Control::SetDataOrder { order } => self.data_order = order.name().to_string(),
             Control::Pause => self.paused = true,
             Control::Resume => self.paused = false,
-            Control::SaveCheckpoint => self.checkpoint_data_order = Some(self.data_order.clone()),
+            Control::SaveCheckpoint => self.checkpoint = Some(self.saved_view()),
             Control::RestoreCheckpoint { .. } => {
-                if let Some(order) = &self.checkpoint_data_order {
-                    self.data_order.clone_from(order);
+                if let Some(saved) = self.checkpoint.clone() {
+                    self.show_saved(saved);
                 }
             }
             Control::Restart { .. } => {
-                if let Some(header) = &self.header {
-                    self.data_order.clone_from(&header.config.data_order);
-                }
+                let (lr, data_order) = self.header.as_ref().map_or_else(
+                    || (self.lr, self.data_order.clone()),
+                    |h| (h.config.optimizer.lr, h.config.data_order.clone()),
+                );
+                self.show_saved(SavedView {
+                    lr,
+                    data_order,
+                    ..SavedView::default()
+                });
             }
             Control::Step
             | Control::ResetRunningStats { .. }
@@ -706,6 +723,24 @@ impl RunState {
                 format!("restarted from step 0 (run was at step {from})")
             }
         }
+    }
+
+    fn saved_view(&self) -> SavedView {
+        SavedView {
+            epoch: self.epoch,
+            loss: self.loss,
+            batch_accuracy: self.batch_accuracy,
+            lr: self.lr,
+            data_order: self.data_order.clone(),
+        }
+    }
+
+    fn show_saved(&mut self, saved: SavedView) {
+        self.epoch = saved.epoch;
+        self.loss = saved.loss;
+        self.batch_accuracy = saved.batch_accuracy;
+        self.lr = saved.lr;
+        self.data_order = saved.data_order;
     }
 
     /// The run went back to `step` (a restore or a restart): forget what came after it, so the
