@@ -23,6 +23,8 @@ use ui_support::{render, screen, unicode};
 const SAVED: u64 = 120;
 const REACHED: u64 = 300;
 const LAST: u64 = 200;
+/// A control of the second branch (the first had one at 210, abandoned).
+const BRANCH_CONTROL: u64 = 170;
 /// Added to the second branch's losses, so each point shows which branch it came from.
 const BRANCH: f32 = 10.0;
 
@@ -73,7 +75,11 @@ fn run_with_a_restore() -> Vec<Event> {
             Event::Snapshot(mut s) if s.step > SAVED && s.step <= LAST => {
                 s.loss += BRANCH;
                 s.time_s += end_time;
+                let step = s.step;
                 events.push(Event::Snapshot(s));
+                if step == BRANCH_CONTROL {
+                    events.push(echo(step, Control::SetLr { lr: 0.02 }));
+                }
             }
             _ => {}
         }
@@ -110,7 +116,8 @@ fn assert_shows_the_restored_run(app: &App, to: u64) {
     let marks: Vec<(u64, &str)> = (state.controls.iter())
         .map(|m| (m.step, m.label.as_str()))
         .collect();
-    assert!(marks.iter().all(|&(s, _)| s <= SAVED), "{marks:?}");
+    let kept = |s: u64| s <= SAVED || (s == BRANCH_CONTROL && to >= BRANCH_CONTROL);
+    assert!(marks.iter().all(|&(s, _)| kept(s)), "{marks:?}");
     assert!(marks.contains(&(SAVED, "restored checkpoint (run was at step 300)")));
 }
 
@@ -214,6 +221,11 @@ fn replayed_at(r: &replay::Replay, step: u64) -> App {
     r.commands
         .send(Command::Replay(ReplayCommand::Seek(step)))
         .expect("send");
+    replayed_at_status(r, step)
+}
+
+/// The dashboard the replay rebuilds after its next reset, once it reports `step`.
+fn replayed_at_status(r: &replay::Replay, step: u64) -> App {
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut app = App::for_context(bntop::ui::keys::Context::Replay);
     let mut reset = false;
@@ -243,6 +255,13 @@ fn a_recording_with_a_restore_replays_and_seeks() {
     // After the restore: the second branch, the abandoned steps gone.
     let app = replayed_at(&r, 180);
     assert_shows_the_restored_run(&app, 180);
+    // n: the next control of the run as it stands, not the abandoned one at 210.
+    replayed_at(&r, 130);
+    r.commands
+        .send(Command::Replay(ReplayCommand::NextMark))
+        .expect("send");
+    let app = replayed_at_status(&r, BRANCH_CONTROL);
+    assert_shows_the_restored_run(&app, BRANCH_CONTROL);
     // Before the save: the first branch as it was, nothing after.
     let app = replayed_at(&r, 100);
     assert_eq!(app.live.loss_history.last_step(), Some(100));

@@ -264,7 +264,12 @@ impl Player {
     /// The step of the nearest control or marker after (or before) the current step.
     fn mark_from_here(&self, forward: bool) -> Option<u64> {
         let step = self.step;
-        let mut marks = self.reader.entries().iter().filter(|e| is_mark(e));
+        let entries = self.reader.entries();
+        let abandoned = abandoned(entries);
+        // Only the marks of the run as it stands: not those of steps a restore went back over.
+        let mut marks = (entries.iter().zip(abandoned))
+            .filter(|(e, gone)| is_mark(e) && !gone)
+            .map(|(e, _)| e);
         if forward {
             marks.find(|e| e.step > step).map(|e| e.step)
         } else {
@@ -408,6 +413,26 @@ fn discontinuities(entries: &[Entry]) -> Vec<usize> {
         highest = highest.max(e.step);
     }
     starts
+}
+
+/// For each entry, whether a later restore or restart went back over its step (the records of
+/// the abandoned steps, which the dashboard forgets).
+fn abandoned(entries: &[Entry]) -> Vec<bool> {
+    let mut back_to = u64::MAX;
+    let mut highest_before: Vec<u64> = Vec::with_capacity(entries.len());
+    let mut highest = 0;
+    for e in entries {
+        highest_before.push(highest);
+        highest = highest.max(e.step);
+    }
+    let mut gone = vec![false; entries.len()];
+    for (i, e) in entries.iter().enumerate().rev() {
+        gone[i] = e.step > back_to;
+        if e.step < highest_before[i] {
+            back_to = back_to.min(e.step);
+        }
+    }
+    gone
 }
 
 /// The step an accepted restore or restart sent the run back to.
