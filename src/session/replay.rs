@@ -307,16 +307,8 @@ impl Player {
             return;
         }
         let entries = self.reader.entries();
-        // Steps never decrease in a session but where a restore or restart sent the run back
-        // (sessions/FORMAT.md, "Checkpoints"): the past is the prefix up to where the run last
-        // passed `target`, in the last stretch that starts at or before it.
         let starts = discontinuities(entries);
-        let begin = (starts.iter().rev())
-            .find(|&&i| entries[i].step <= target)
-            .copied()
-            .unwrap_or(0);
-        let end = (starts.iter().find(|&&i| i > begin).copied()).unwrap_or(entries.len());
-        let cut = begin + entries[begin..end].partition_point(|e| e.step <= target);
+        let cut = past_end(entries, &starts, target);
         let past = &entries[..cut];
         // Every going back before the cut: the dashboard forgets the abandoned steps at each.
         let mut chosen: Vec<usize> = starts.iter().copied().filter(|&i| i < cut).collect();
@@ -413,6 +405,19 @@ fn discontinuities(entries: &[Entry]) -> Vec<usize> {
         highest = highest.max(e.step);
     }
     starts
+}
+
+/// How many entries make the past of step `target`. Steps never decrease in a session but at
+/// the `starts` of stretches, where a restore or restart sent the run back (sessions/FORMAT.md,
+/// "Checkpoints"): the past is the prefix up to where the run last passed `target`, in the last
+/// stretch that starts at or before it.
+fn past_end(entries: &[Entry], starts: &[usize], target: u64) -> usize {
+    let begin = (starts.iter().rev())
+        .find(|&&i| entries[i].step <= target)
+        .copied()
+        .unwrap_or(0);
+    let end = (starts.iter().find(|&&i| i > begin).copied()).unwrap_or(entries.len());
+    begin + entries[begin..end].partition_point(|e| e.step <= target)
 }
 
 /// For each entry, whether a later restore or restart went back over its step (the records of

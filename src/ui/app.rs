@@ -287,26 +287,8 @@ impl App {
         let selected = self.selected.min(layers.saturating_sub(1));
         let one = |control: Control| Request::Send(vec![control]);
         match action {
-            Action::ToggleMode => match self.live.layers.get(selected) {
-                Some(layer) => one(Control::SetMode {
-                    layer: Some(selected),
-                    mode: match layer.mode {
-                        BnMode::Train => BnMode::Eval,
-                        BnMode::Eval => BnMode::Train,
-                    },
-                }),
-                None => Request::Send(Vec::new()),
-            },
-            Action::ToggleModeAll => {
-                let all_eval =
-                    layers > 0 && self.live.layers.iter().all(|l| l.mode == BnMode::Eval);
-                let mode = if all_eval {
-                    BnMode::Train
-                } else {
-                    BnMode::Eval
-                };
-                one(Control::SetMode { layer: None, mode })
-            }
+            Action::ToggleMode => self.mode_toggle(Some(selected)),
+            Action::ToggleModeAll => self.mode_toggle(None),
             Action::MomentumUp | Action::MomentumDown => {
                 self.momentum_step(selected, action == Action::MomentumUp)
             }
@@ -363,6 +345,24 @@ impl App {
             // Not run controls (`controls_the_run` is false): handled by `on_view_action`.
             _ => Request::Send(Vec::new()),
         }
+    }
+
+    /// The other mode for one layer; for all (`None`): EVAL, or TRAIN if all are EVAL already.
+    fn mode_toggle(&self, layer: Option<usize>) -> Request {
+        let layers = &self.live.layers;
+        let eval_now = match layer {
+            Some(i) => layers.get(i).map(|l| l.mode == BnMode::Eval),
+            None => Some(!layers.is_empty() && layers.iter().all(|l| l.mode == BnMode::Eval)),
+        };
+        let Some(eval_now) = eval_now else {
+            return Request::Send(Vec::new());
+        };
+        let mode = if eval_now {
+            BnMode::Train
+        } else {
+            BnMode::Eval
+        };
+        Request::Send(vec![Control::SetMode { layer, mode }])
     }
 
     /// The selected layer's momentum one step up or down the ladder, or why not.
