@@ -322,8 +322,8 @@ fn read_only_viewer_sends_no_control_and_says_so() {
             }
         }
     }
-    // t T + = - _ m M ] [ space p s r R o F P a A b
-    assert_eq!(refused, 21);
+    // t T + = - _ m M ] [ space p s r R o F P a A b K U !
+    assert_eq!(refused, 24);
     // The report of the issue: typing a momentum used to end in "sent".
     let mut viewer = paused_app(true);
     let sent = press(&mut viewer, &typed("m0.5", &[KeyCode::Enter]));

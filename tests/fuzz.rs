@@ -104,6 +104,9 @@ fn seeds() -> Seeds {
         Control::Step,
         Control::ResetRunningStats { layer: None },
         Control::Quit,
+        Control::SaveCheckpoint,
+        Control::RestoreCheckpoint { from: Some(300) },
+        Control::Restart { from: None },
     ];
     let mut wire: Vec<Vec<u8>> = vec![
         to_json(&hello(Some("s3cret-token"), false)),

@@ -800,3 +800,74 @@ fn replay_a_resnet18_recording_from_an_external_producer() {
     t.send_keys(&["q"]);
     t.assert_exited_and_restored(0);
 }
+
+/// The number after `prefix` in the footer ("step 37: save checkpoint" -> 37 for "step ").
+fn footer_number(screen: &str, prefix: &str) -> Option<u64> {
+    let (_, rest) = footer(screen).split_once(prefix)?;
+    rest.split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// K saves, some steps, U goes back to the saved step; ! asks, y restarts from step 0.
+#[test]
+fn checkpoint_keys_send_the_run_back() {
+    let t = Tmux::new(
+        "checkpoints",
+        120,
+        40,
+        &bntop_script(&["--fps", "20", "--color", "none"]),
+    );
+    t.wait_for_dashboard();
+    t.send_keys(&["K"]);
+    let saved = t.wait_for(
+        |s| footer(s).contains(": save checkpoint") && footer_number(s, "step ").is_some(),
+        "K: the engine's echo of the save in the footer",
+    );
+    let at = footer_number(&saved, "step ").unwrap_or_default();
+    t.wait_for(
+        |s| step(s).is_some_and(|now| now > at + 100),
+        "a hundred steps after the save",
+    );
+    t.send_keys(&["Space"]);
+    // The pause is echoed after the last step's snapshot: the step shown is where training stopped.
+    let paused = t.wait_for(|s| s.contains("PAUSED"), "space pauses");
+    let reached = step(&paused).unwrap_or_default();
+    assert!(reached > at + 100, "{paused}");
+    t.send_keys(&["U"]);
+    let restored = t.wait_for(
+        |s| footer(s).contains("restored checkpoint") && step(s) == Some(at),
+        "U: the run back at the saved step",
+    );
+    assert_eq!(
+        footer_number(&restored, "run was at step "),
+        Some(reached),
+        "{restored}"
+    );
+    eprintln!("--- after U ---\n{restored}");
+    t.send_keys(&["!"]);
+    t.wait_for(
+        |s| footer(s).contains("restart from step 0? y/n"),
+        "!: asks before restarting",
+    );
+    t.send_keys(&["n"]);
+    t.wait_for(
+        |s| footer(s).contains("restart cancelled") && step(s) == Some(at),
+        "n: nothing restarted",
+    );
+    t.send_keys(&["!"]);
+    t.wait_for(|s| footer(s).contains("y/n"), "! asks again");
+    t.send_keys(&["y"]);
+    t.wait_for(
+        |s| footer(s).contains("restarted from step 0") && step(s) == Some(0),
+        "y: the run back at step 0",
+    );
+    t.send_keys(&["Space"]);
+    t.wait_for(
+        |s| step(s).is_some_and(|now| now > 10),
+        "training goes on from step 0",
+    );
+    t.send_keys(&["q"]);
+    t.assert_exited_and_restored(0);
+}

@@ -30,6 +30,10 @@ NOT_HERE = {
     "set_data_order": "bntop-torch cannot reorder your data loader",
     "fold_check": "bntop-torch does not fold conv + BN",
     "phantom_probe": "bntop-torch has no phantom-gradient probe",
+    # Format 1.5: checkpoints belong to the training script (torch.save of model and optimizer).
+    "save_checkpoint": "checkpoints are not supported by bntop-torch",
+    "restore_checkpoint": "checkpoints are not supported by bntop-torch",
+    "restart": "restart is not supported by bntop-torch",
 }
 
 

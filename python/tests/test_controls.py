@@ -184,3 +184,28 @@ def test_precise_bn_reports_population_statistics_and_apply_writes_them(tmp_path
     n = 8 * 6 * 6
     torch.testing.assert_close(model[1].running_var, torch.tensor(layer0["var"]) * n / (n - 1), rtol=1e-5, atol=1e-6)
     assert not torch.allclose(model[4].running_mean, torch.tensor(pops[1]["layers"][1]["mean"]))
+
+
+def test_checkpoint_controls_are_refused_with_a_reason_and_echoed(tmp_path) -> None:
+    model = small_model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    path = tmp_path / "run.jsonl"
+    with bntop_torch.watch(model, opt, record=path, snapshot_interval_s=0) as mon:
+        train_step(model, opt, 0)
+        weights = [p.detach().clone() for p in model.parameters()]
+        mon.control({"control": "save_checkpoint"})
+        mon.control({"control": "restore_checkpoint"})
+        mon.control({"control": "restart"})
+        train_step(model, opt, 1)
+    records = read_records(path)
+    echoed = [(c["step"], c["control"]["control"], c.get("rejected")) for c in controls(records)]
+    # Applied (here: refused) between steps, after the step that follows the request.
+    assert [(step, name) for step, name, _ in echoed] == [
+        (2, "save_checkpoint"), (2, "restore_checkpoint"), (2, "restart")
+    ]
+    assert all("not supported by bntop-torch" in why for _, _, why in echoed)
+    # Nothing went back: the steps went on, and so did the weights.
+    assert [s["step"] for s in of_kind(records, "snapshot")] == [1, 2]
+    assert any(not torch.equal(p, w) for p, w in zip(model.parameters(), weights))
+    supported = records[0]["producer"]["controls"]
+    assert not {"save_checkpoint", "restore_checkpoint", "restart"} & set(supported)

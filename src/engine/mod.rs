@@ -5,6 +5,7 @@ mod batches;
 pub mod batchnorm;
 mod bn_infer;
 pub mod bn_kernel;
+mod checkpoint;
 mod config;
 pub mod conv;
 pub mod data;

@@ -13,6 +13,7 @@ use crate::protocol::{OptimizerConfig, OptimizerKind, WeightDecayMode};
 
 /// Optimizer state lives in dfdx `Gradients`, which are `Send`, but build this on the training
 /// thread anyway, next to the network it updates.
+#[derive(Clone)]
 pub enum NetOptimizer {
     Sgd {
         cfg: SgdConfig,

@@ -8,6 +8,7 @@ use dfdx::prelude::*;
 use super::host::{from_host, to_host};
 
 use super::batches::Batches;
+use super::checkpoint::Checkpoint;
 use super::config::TrainConfig;
 use super::conv::Im2colCache;
 use super::data::DataSet;
@@ -25,7 +26,10 @@ use crate::protocol::{
     FORMAT_VERSION_MINOR,
 };
 
+mod checkpoints;
 mod lab;
+#[cfg(test)]
+mod tests;
 
 /// How long a paused engine waits for a control before checking on its consumer again.
 const PAUSED_POLL: Duration = Duration::from_millis(50);
@@ -52,6 +56,10 @@ pub struct Trainer {
     quit: bool,
     outbox: Publisher,
     controls: Receiver<Control>,
+    /// The state before the first step (what a restart goes back to), and the latest checkpoint
+    /// the user saved.
+    initial: Checkpoint,
+    saved: Option<Checkpoint>,
 }
 
 impl Trainer {
@@ -75,12 +83,21 @@ impl Trainer {
         let opt = NetOptimizer::new(&cfg.optimizer);
         let batches = Batches::new(data.train.len(), cfg.batch_size, cfg.seed, cfg.data_order);
         let heldout = HeldOut::new(&data.heldout, cfg.eval_samples, cfg.batch_size);
+        let modes = vec![BnMode::Train; widths.as_slice().len()];
+        let initial = Checkpoint {
+            step: 0,
+            net: net.clone(),
+            opt: opt.clone(),
+            batches: batches.clone(),
+            modes: modes.clone(),
+            lr: cfg.optimizer.lr,
+        };
         Trainer {
             lr: cfg.optimizer.lr,
             paused: cfg.start_paused,
             cfg,
             dev,
-            modes: vec![BnMode::Train; widths.as_slice().len()],
+            modes,
             widths,
             net,
             opt,
@@ -97,6 +114,8 @@ impl Trainer {
             quit: false,
             outbox,
             controls,
+            initial,
+            saved: None,
         }
     }
 
@@ -170,8 +189,17 @@ impl Trainer {
     }
 
     fn handle(&mut self, control: Control) {
+        let from = self.step;
         let rejected = self.apply(&control).err();
         let accepted = rejected.is_none();
+        // A restore or restart is echoed at the step the run went back to, with where it was.
+        let control = match control {
+            Control::RestoreCheckpoint { .. } if accepted => {
+                Control::RestoreCheckpoint { from: Some(from) }
+            }
+            Control::Restart { .. } if accepted => Control::Restart { from: Some(from) },
+            other => other,
+        };
         self.outbox.send(Event::Control(ControlEvent {
             step: self.step,
             control: control.clone(),
@@ -188,6 +216,11 @@ impl Trainer {
                 self.report_population();
             }
             Control::PhantomProbe => self.report_probe(),
+            // The held-out numbers (and the lab's, when due) of the state gone back to, as a
+            // run at that step would have them.
+            Control::RestoreCheckpoint { .. } | Control::Restart { .. } if accepted => {
+                self.evaluate_and_probe();
+            }
             _ => {}
         }
     }
@@ -239,6 +272,9 @@ impl Trainer {
                 }
             }
             Control::Quit => self.quit = true,
+            Control::SaveCheckpoint => self.saved = Some(self.checkpoint()),
+            Control::RestoreCheckpoint { .. } => self.restore_latest()?,
+            Control::Restart { .. } => self.restart(),
         }
         Ok(())
     }

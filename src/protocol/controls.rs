@@ -106,6 +106,22 @@ pub enum Control {
         layer: Option<usize>,
     },
     Quit,
+    /// Format 1.5: keep a checkpoint of the whole training state (the built-in engine keeps it in
+    /// memory, for the session; a newer one replaces it).
+    SaveCheckpoint,
+    /// Format 1.5: go back to the latest checkpoint. Echoed with the checkpoint's step and, in
+    /// `from`, the step the run had reached: the records after the echo continue from the
+    /// checkpoint's step (a marked discontinuity, sessions/FORMAT.md "Checkpoints").
+    RestoreCheckpoint {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<u64>,
+    },
+    /// Format 1.5: start the run over from step 0 with its configuration (the same seed, so the
+    /// same initial weights and batches). Echoed at step 0 with `from`, as a restore.
+    Restart {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<u64>,
+    },
 }
 
 impl Control {
@@ -127,7 +143,19 @@ impl Control {
             Control::Step => "step",
             Control::ResetRunningStats { .. } => "reset_running_stats",
             Control::Quit => "quit",
+            Control::SaveCheckpoint => "save_checkpoint",
+            Control::RestoreCheckpoint { .. } => "restore_checkpoint",
+            Control::Restart { .. } => "restart",
         }
+    }
+
+    /// Whether an accepted echo of this control sends the run back to the echo's step (a restore
+    /// or a restart): the records after it continue from there.
+    pub fn goes_back(&self) -> bool {
+        matches!(
+            self,
+            Control::RestoreCheckpoint { .. } | Control::Restart { .. }
+        )
     }
 }
 

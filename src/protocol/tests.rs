@@ -392,6 +392,9 @@ fn control_names_are_the_wire_tags() {
         Control::Step,
         Control::ResetRunningStats { layer: Some(0) },
         Control::Quit,
+        Control::SaveCheckpoint,
+        Control::RestoreCheckpoint { from: Some(9) },
+        Control::Restart { from: None },
     ];
     for control in every {
         let json = serde_json::to_value(&control).expect("json");

@@ -201,6 +201,8 @@ impl Player {
                     return Some(Duration::from_secs_f64(wait));
                 }
                 self.step = s.step;
+            } else if let Some(step) = goes_back_to(&event) {
+                self.step = step;
             } else if let Some(step) = event.step() {
                 self.step = self.step.max(step);
             }
@@ -262,7 +264,12 @@ impl Player {
     /// The step of the nearest control or marker after (or before) the current step.
     fn mark_from_here(&self, forward: bool) -> Option<u64> {
         let step = self.step;
-        let mut marks = self.reader.entries().iter().filter(|e| is_mark(e));
+        let entries = self.reader.entries();
+        let abandoned = abandoned(entries);
+        // Only the marks of the run as it stands: not those of steps a restore went back over.
+        let mut marks = (entries.iter().zip(abandoned))
+            .filter(|(e, gone)| is_mark(e) && !gone)
+            .map(|(e, _)| e);
         if forward {
             marks.find(|e| e.step > step).map(|e| e.step)
         } else {
@@ -300,10 +307,11 @@ impl Player {
             return;
         }
         let entries = self.reader.entries();
-        // Steps never decrease in a session, so the past is a prefix.
-        let cut = entries.partition_point(|e| e.step <= target);
+        let starts = discontinuities(entries);
+        let cut = past_end(entries, &starts, target);
         let past = &entries[..cut];
-        let mut chosen: Vec<usize> = Vec::new();
+        // Every going back before the cut: the dashboard forgets the abandoned steps at each.
+        let mut chosen: Vec<usize> = starts.iter().copied().filter(|&i| i < cut).collect();
         let of_kind = |pred: &dyn Fn(&Entry) -> bool| -> Vec<usize> {
             past.iter()
                 .enumerate()
@@ -352,6 +360,8 @@ impl Player {
             if let Event::Snapshot(s) = &event {
                 self.step = s.step;
                 self.run_time = s.time_s;
+            } else if let Some(step) = goes_back_to(&event) {
+                self.step = step;
             }
             if !self.send(event) {
                 return;
@@ -380,6 +390,61 @@ impl Player {
         }
         self.last_status = Some(status.clone());
         self.feed.send(Feed::Replay(status)).is_ok()
+    }
+}
+
+/// The entries where the step goes back (the echoes of restores and restarts): each starts a
+/// stretch of the file whose steps do not decrease.
+fn discontinuities(entries: &[Entry]) -> Vec<usize> {
+    let mut highest = 0;
+    let mut starts = Vec::new();
+    for (i, e) in entries.iter().enumerate() {
+        if e.step < highest {
+            starts.push(i);
+        }
+        highest = highest.max(e.step);
+    }
+    starts
+}
+
+/// How many entries make the past of step `target`. Steps never decrease in a session but at
+/// the `starts` of stretches, where a restore or restart sent the run back (sessions/FORMAT.md,
+/// "Checkpoints"): the past is the prefix up to where the run last passed `target`, in the last
+/// stretch that starts at or before it.
+fn past_end(entries: &[Entry], starts: &[usize], target: u64) -> usize {
+    let begin = (starts.iter().rev())
+        .find(|&&i| entries[i].step <= target)
+        .copied()
+        .unwrap_or(0);
+    let end = (starts.iter().find(|&&i| i > begin).copied()).unwrap_or(entries.len());
+    begin + entries[begin..end].partition_point(|e| e.step <= target)
+}
+
+/// For each entry, whether a later restore or restart went back over its step (the records of
+/// the abandoned steps, which the dashboard forgets).
+fn abandoned(entries: &[Entry]) -> Vec<bool> {
+    let mut back_to = u64::MAX;
+    let mut highest_before: Vec<u64> = Vec::with_capacity(entries.len());
+    let mut highest = 0;
+    for e in entries {
+        highest_before.push(highest);
+        highest = highest.max(e.step);
+    }
+    let mut gone = vec![false; entries.len()];
+    for (i, e) in entries.iter().enumerate().rev() {
+        gone[i] = e.step > back_to;
+        if e.step < highest_before[i] {
+            back_to = back_to.min(e.step);
+        }
+    }
+    gone
+}
+
+/// The step an accepted restore or restart sent the run back to.
+fn goes_back_to(event: &Event) -> Option<u64> {
+    match event {
+        Event::Control(c) if c.rejected.is_none() && c.control.goes_back() => Some(c.step),
+        _ => None,
     }
 }
 

@@ -36,6 +36,8 @@ pub enum PromptKind {
     Momentum(Option<usize>),
     /// A step to seek a replay to.
     Seek,
+    /// "restart from step 0? y/n": `y` sends the restart, any other key cancels.
+    ConfirmRestart,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -254,26 +256,167 @@ impl App {
         if let Some(command) = self.replay_command(action) {
             return command.into_iter().collect();
         }
-        // Refused before anything else: no prompt, no "sent", no ladder-end or pause hints.
-        if self.readonly && action.controls_the_run() {
-            self.say(READONLY_NOTICE, StatusKind::Error, now);
-            return Vec::new();
+        if action == Action::Quit {
+            // Quitting always works and needs no feedback (it also detaches a viewer).
+            self.quit = true;
+            return vec![Command::Run(Control::Quit)];
         }
+        if action.controls_the_run() {
+            // Refused before anything else: no prompt, no "sent", no ladder-end or pause hints.
+            if self.refused_read_only(now) {
+                return Vec::new();
+            }
+            return match self.request(action) {
+                Request::Send(controls) => self.send(controls, now),
+                Request::Prompt(kind) => {
+                    self.open_prompt(kind);
+                    Vec::new()
+                }
+                Request::Refuse(why) => {
+                    self.say(why, StatusKind::Error, now);
+                    Vec::new()
+                }
+            };
+        }
+        self.on_view_action(action, now)
+    }
+
+    /// What a run-control key asks for, from the action and the state alone.
+    fn request(&self, action: Action) -> Request {
         let layers = self.live.layers.len();
         let selected = self.selected.min(layers.saturating_sub(1));
-        let name = self.live.layer_name(Some(selected));
-        let mut controls = Vec::new();
+        let one = |control: Control| Request::Send(vec![control]);
+        match action {
+            Action::ToggleMode => self.mode_toggle(Some(selected)),
+            Action::ToggleModeAll => self.mode_toggle(None),
+            Action::MomentumUp | Action::MomentumDown => {
+                self.momentum_step(selected, action == Action::MomentumUp)
+            }
+            Action::MomentumEntry | Action::MomentumEntryAll => {
+                let layer = (action == Action::MomentumEntry).then_some(selected);
+                let probe = Control::SetMomentum {
+                    layer,
+                    momentum: 0.1,
+                };
+                match self.unsupported(&probe) {
+                    Some(refusal) => Request::Refuse(refusal),
+                    None => Request::Prompt(PromptKind::Momentum(layer)),
+                }
+            }
+            Action::LrUp => one(Control::SetLr {
+                lr: self.live.lr * 2.0,
+            }),
+            Action::LrDown => one(Control::SetLr {
+                lr: self.live.lr / 2.0,
+            }),
+            Action::PauseResume => one(if self.live.paused {
+                Control::Resume
+            } else {
+                Control::Pause
+            }),
+            Action::StepOnce if self.live.paused => one(Control::Step),
+            Action::StepOnce => {
+                Request::Refuse("single steps work while paused: press space first".into())
+            }
+            Action::ResetRunning => one(Control::ResetRunningStats {
+                layer: Some(selected),
+            }),
+            Action::ResetRunningAll => one(Control::ResetRunningStats { layer: None }),
+            Action::NextDataOrder => {
+                let current =
+                    DataOrder::from_name(&self.live.data_order).unwrap_or(DataOrder::Shuffled);
+                one(Control::SetDataOrder {
+                    order: current.next(),
+                })
+            }
+            Action::FoldCheck => one(Control::FoldCheck),
+            Action::PreciseBn => one(Control::PreciseBn),
+            Action::ApplyPreciseBn => one(Control::ApplyPreciseBn {
+                layer: Some(selected),
+            }),
+            Action::ApplyPreciseBnAll => one(Control::ApplyPreciseBn { layer: None }),
+            Action::PhantomProbe => one(Control::PhantomProbe),
+            Action::SaveCheckpoint => one(Control::SaveCheckpoint),
+            Action::RestoreCheckpoint => one(Control::RestoreCheckpoint { from: None }),
+            Action::Restart => match self.unsupported(&Control::Restart { from: None }) {
+                Some(refusal) => Request::Refuse(refusal),
+                None => Request::Prompt(PromptKind::ConfirmRestart),
+            },
+            // Not run controls (`controls_the_run` is false): handled by `on_view_action`.
+            _ => Request::Send(Vec::new()),
+        }
+    }
+
+    /// The other mode for one layer; for all (`None`): EVAL, or TRAIN if all are EVAL already.
+    fn mode_toggle(&self, layer: Option<usize>) -> Request {
+        let layers = &self.live.layers;
+        let eval_now = match layer {
+            Some(i) => layers.get(i).map(|l| l.mode == BnMode::Eval),
+            None => Some(!layers.is_empty() && layers.iter().all(|l| l.mode == BnMode::Eval)),
+        };
+        let Some(eval_now) = eval_now else {
+            return Request::Send(Vec::new());
+        };
+        let mode = if eval_now {
+            BnMode::Train
+        } else {
+            BnMode::Eval
+        };
+        Request::Send(vec![Control::SetMode { layer, mode }])
+    }
+
+    /// The selected layer's momentum one step up or down the ladder, or why not.
+    fn momentum_step(&self, selected: usize, up: bool) -> Request {
+        let Some(layer) = self.live.layers.get(selected) else {
+            return Request::Send(Vec::new());
+        };
+        match next_on_ladder(layer.momentum, up) {
+            Some(momentum) => Request::Send(vec![Control::SetMomentum {
+                layer: Some(selected),
+                momentum,
+            }]),
+            None => {
+                let end = if up { "largest (1)" } else { "smallest (0)" };
+                let name = self.live.layer_name(Some(selected));
+                Request::Refuse(format!("{name} momentum is already the {end}"))
+            }
+        }
+    }
+
+    /// The one way controls leave the dashboard, from keys and prompts alike: a read-only viewer
+    /// refuses them, a control the producer does not handle is not sent, and the footer says
+    /// what happened.
+    fn send(&mut self, controls: Vec<Control>, now: Instant) -> Vec<Command> {
+        if controls.is_empty() || self.refused_read_only(now) {
+            return Vec::new();
+        }
+        if let Some(refusal) = controls.iter().find_map(|c| self.unsupported(c)) {
+            self.say(refusal, StatusKind::Error, now);
+            return Vec::new();
+        }
+        let labels: Vec<String> = controls.iter().map(|c| self.live.describe(c)).collect();
+        self.say(
+            format!("sent: {}", labels.join(", ")),
+            StatusKind::Info,
+            now,
+        );
+        controls.into_iter().map(Command::Run).collect()
+    }
+
+    /// A read-only viewer sends no run control; true (and the footer says so) if this is one.
+    fn refused_read_only(&mut self, now: Instant) -> bool {
+        if self.readonly {
+            self.say(READONLY_NOTICE, StatusKind::Error, now);
+        }
+        self.readonly
+    }
+
+    /// Keys that act on this dashboard alone: selection, sorting, the view, the help, and the
+    /// session file this process writes.
+    fn on_view_action(&mut self, action: Action, now: Instant) -> Vec<Command> {
         match action {
             Action::SelectPrev | Action::SelectNext => {
-                // Up and down the rows as shown (sorted or not).
-                let order = layer_order::order(self.view(), self.sort);
-                let row = order.iter().position(|&i| i == selected).unwrap_or(0);
-                let row = if action == Action::SelectNext {
-                    (row + 1).min(order.len().saturating_sub(1))
-                } else {
-                    row.saturating_sub(1)
-                };
-                self.selected = order.get(row).copied().unwrap_or(0);
+                self.select_row(action == Action::SelectNext);
             }
             Action::SortLayers => {
                 self.sort = self.sort.next();
@@ -293,126 +436,9 @@ impl App {
                 };
                 self.say(text, StatusKind::Info, now);
             }
-            Action::ToggleMode => {
-                if let Some(layer) = self.live.layers.get(selected) {
-                    let mode = match layer.mode {
-                        BnMode::Train => BnMode::Eval,
-                        BnMode::Eval => BnMode::Train,
-                    };
-                    controls.push(Control::SetMode {
-                        layer: Some(selected),
-                        mode,
-                    });
-                }
-            }
-            Action::ToggleModeAll => {
-                let all_eval =
-                    layers > 0 && self.live.layers.iter().all(|l| l.mode == BnMode::Eval);
-                let mode = if all_eval {
-                    BnMode::Train
-                } else {
-                    BnMode::Eval
-                };
-                controls.push(Control::SetMode { layer: None, mode });
-            }
-            Action::MomentumUp | Action::MomentumDown => {
-                if let Some(layer) = self.live.layers.get(selected) {
-                    let up = action == Action::MomentumUp;
-                    match next_on_ladder(layer.momentum, up) {
-                        Some(momentum) => controls.push(Control::SetMomentum {
-                            layer: Some(selected),
-                            momentum,
-                        }),
-                        None => {
-                            let end = if up { "largest (1)" } else { "smallest (0)" };
-                            self.say(
-                                format!("{name} momentum is already the {end}"),
-                                StatusKind::Error,
-                                now,
-                            );
-                        }
-                    }
-                }
-            }
-            Action::MomentumEntry | Action::MomentumEntryAll => {
-                let layer = (action == Action::MomentumEntry).then_some(selected);
-                let probe = Control::SetMomentum {
-                    layer,
-                    momentum: 0.1,
-                };
-                match self.unsupported(&probe) {
-                    Some(refusal) => self.say(refusal, StatusKind::Error, now),
-                    None => self.open_prompt(PromptKind::Momentum(layer)),
-                }
-            }
-            Action::LrUp => controls.push(Control::SetLr {
-                lr: self.live.lr * 2.0,
-            }),
-            Action::LrDown => controls.push(Control::SetLr {
-                lr: self.live.lr / 2.0,
-            }),
-            Action::PauseResume => controls.push(if self.live.paused {
-                Control::Resume
-            } else {
-                Control::Pause
-            }),
-            Action::StepOnce => {
-                if self.live.paused {
-                    controls.push(Control::Step);
-                } else {
-                    self.say(
-                        "single steps work while paused: press space first",
-                        StatusKind::Error,
-                        now,
-                    );
-                }
-            }
-            Action::Freeze => {
-                if self.frozen.take().is_some() {
-                    self.say("view live again", StatusKind::Info, now);
-                } else {
-                    self.frozen = Some(Box::new(self.live.clone()));
-                    self.say(
-                        format!(
-                            "view frozen at step {}; training goes on (f)",
-                            self.live.step
-                        ),
-                        StatusKind::Info,
-                        now,
-                    );
-                }
-            }
-            Action::ResetRunning => controls.push(Control::ResetRunningStats {
-                layer: Some(selected),
-            }),
-            Action::ResetRunningAll => controls.push(Control::ResetRunningStats { layer: None }),
+            Action::Freeze => self.toggle_freeze(now),
             Action::NextChannel | Action::PrevChannel => {
-                // `channel` indexes the charted channels (all of a narrow layer's).
-                let layer = self.live.layers.get(selected);
-                let charted = layer.map_or(1, |l| l.channel_history.len().max(1));
-                let c = self.channel.min(charted - 1);
-                self.channel = if action == Action::NextChannel {
-                    (c + 1) % charted
-                } else {
-                    (c + charted - 1) % charted
-                };
-                let text = match layer {
-                    Some(l) => {
-                        let unit = super::view::unit(l.kind);
-                        let index = l.channel_history.get(self.channel).map_or(0, |h| h.channel);
-                        if charted < l.channels {
-                            format!(
-                                "{name}: {unit} {index} ({} of {charted} charted, evenly spaced over {})",
-                                self.channel + 1,
-                                l.channels
-                            )
-                        } else {
-                            format!("{name}: {unit} {index}")
-                        }
-                    }
-                    None => format!("{name}: channel {}", self.channel),
-                };
-                self.say(text, StatusKind::Info, now);
+                self.step_channel(action == Action::NextChannel, now);
             }
             Action::HeatmapValue => {
                 self.heatmap = match self.heatmap {
@@ -429,74 +455,91 @@ impl App {
                 self.help_scroll = 0;
             }
             Action::Close => self.help = false,
-            Action::Quit => {
-                self.quit = true;
-                controls.push(Control::Quit);
-            }
-            Action::NextDataOrder => {
-                let current =
-                    DataOrder::from_name(&self.live.data_order).unwrap_or(DataOrder::Shuffled);
-                controls.push(Control::SetDataOrder {
-                    order: current.next(),
-                });
-            }
-            Action::FoldCheck => controls.push(Control::FoldCheck),
-            Action::PreciseBn => controls.push(Control::PreciseBn),
-            Action::ApplyPreciseBn => controls.push(Control::ApplyPreciseBn {
-                layer: Some(selected),
-            }),
-            Action::ApplyPreciseBnAll => controls.push(Control::ApplyPreciseBn { layer: None }),
-            Action::PhantomProbe => controls.push(Control::PhantomProbe),
-            Action::ToggleRecording => {
-                // Only a dashboard that writes a session file has one to pause: not one run
-                // with --no-record, after a write failed, or an attached viewer (the server
-                // records).
-                let Some(recording) = self
-                    .recording
-                    .as_ref()
-                    .filter(|r| r.path.is_some() && r.error.is_none())
-                else {
-                    self.say(
-                        "this dashboard writes no session file: nothing to pause",
-                        StatusKind::Error,
-                        now,
-                    );
-                    return Vec::new();
-                };
-                let active = !recording.active;
-                let what = if active { "resumed" } else { "paused" };
-                self.say(format!("recording {what}"), StatusKind::Info, now);
-                return vec![Command::SetRecording(active)];
-            }
-            // Handled by `replay_command`; in a live run they are not bound.
-            Action::ReplayPlayPause
-            | Action::ReplayFaster
-            | Action::ReplaySlower
-            | Action::ReplayStepForward
-            | Action::ReplayStepBack
-            | Action::ReplayStart
-            | Action::ReplayEnd
-            | Action::ReplaySeek
-            | Action::ReplayNextMark
-            | Action::ReplayPrevMark => {}
+            Action::ToggleRecording => return self.toggle_recording(now),
+            // Run controls (`request`), replay controls (`replay_command`) and quitting are
+            // handled before this.
+            _ => {}
         }
-        // Quitting always works (it also detaches a viewer); any other control the producer does
-        // not handle is not sent, and the footer says so.
-        if action != Action::Quit {
-            if let Some(refusal) = controls.iter().find_map(|c| self.unsupported(c)) {
-                self.say(refusal, StatusKind::Error, now);
-                return Vec::new();
-            }
+        Vec::new()
+    }
+
+    /// Up or down the rows as shown (sorted or not).
+    fn select_row(&mut self, down: bool) {
+        let selected = self.selected.min(self.live.layers.len().saturating_sub(1));
+        let order = layer_order::order(self.view(), self.sort);
+        let row = order.iter().position(|&i| i == selected).unwrap_or(0);
+        let row = if down {
+            (row + 1).min(order.len().saturating_sub(1))
+        } else {
+            row.saturating_sub(1)
+        };
+        self.selected = order.get(row).copied().unwrap_or(0);
+    }
+
+    fn toggle_freeze(&mut self, now: Instant) {
+        if self.frozen.take().is_some() {
+            self.say("view live again", StatusKind::Info, now);
+        } else {
+            self.frozen = Some(Box::new(self.live.clone()));
+            let text = format!(
+                "view frozen at step {}; training goes on (f)",
+                self.live.step
+            );
+            self.say(text, StatusKind::Info, now);
         }
-        if !controls.is_empty() && action != Action::Quit {
-            let labels: Vec<String> = controls.iter().map(|c| self.live.describe(c)).collect();
+    }
+
+    /// The next or previous charted channel (`channel` indexes the charted channels: all of a
+    /// narrow layer's).
+    fn step_channel(&mut self, next: bool, now: Instant) {
+        let selected = self.selected.min(self.live.layers.len().saturating_sub(1));
+        let name = self.live.layer_name(Some(selected));
+        let layer = self.live.layers.get(selected);
+        let charted = layer.map_or(1, |l| l.channel_history.len().max(1));
+        let c = self.channel.min(charted - 1);
+        self.channel = if next {
+            (c + 1) % charted
+        } else {
+            (c + charted - 1) % charted
+        };
+        let text = match layer {
+            Some(l) => {
+                let unit = super::view::unit(l.kind);
+                let index = l.channel_history.get(self.channel).map_or(0, |h| h.channel);
+                if charted < l.channels {
+                    format!(
+                        "{name}: {unit} {index} ({} of {charted} charted, evenly spaced over {})",
+                        self.channel + 1,
+                        l.channels
+                    )
+                } else {
+                    format!("{name}: {unit} {index}")
+                }
+            }
+            None => format!("{name}: channel {}", self.channel),
+        };
+        self.say(text, StatusKind::Info, now);
+    }
+
+    /// Only a dashboard that writes a session file has one to pause: not one run with
+    /// --no-record, after a write failed, or an attached viewer (the server records).
+    fn toggle_recording(&mut self, now: Instant) -> Vec<Command> {
+        let Some(recording) = self
+            .recording
+            .as_ref()
+            .filter(|r| r.path.is_some() && r.error.is_none())
+        else {
             self.say(
-                format!("sent: {}", labels.join(", ")),
-                StatusKind::Info,
+                "this dashboard writes no session file: nothing to pause",
+                StatusKind::Error,
                 now,
             );
-        }
-        controls.into_iter().map(Command::Run).collect()
+            return Vec::new();
+        };
+        let active = !recording.active;
+        let what = if active { "resumed" } else { "paused" };
+        self.say(format!("recording {what}"), StatusKind::Info, now);
+        vec![Command::SetRecording(active)]
     }
 
     /// Why `control` is not sent, if the producer does not handle it (format 1.4: its header
@@ -546,6 +589,14 @@ impl App {
         let Some(prompt) = self.prompt.as_mut() else {
             return Vec::new();
         };
+        if prompt.kind == PromptKind::ConfirmRestart {
+            self.prompt = None;
+            if key.code == KeyCode::Char('y') {
+                return self.send(vec![Control::Restart { from: None }], now);
+            }
+            self.say("restart cancelled", StatusKind::Info, now);
+            return Vec::new();
+        }
         match key.code {
             KeyCode::Esc => {
                 self.prompt = None;
@@ -564,50 +615,53 @@ impl App {
                 let kind = prompt.kind;
                 let text = std::mem::take(&mut prompt.text);
                 self.prompt = None;
-                let layer = match kind {
-                    PromptKind::Momentum(layer) => layer,
-                    PromptKind::Seek => {
-                        return match text.trim().parse::<u64>() {
-                            Ok(step) => vec![Command::Replay(ReplayCommand::Seek(step))],
-                            Err(_) => {
-                                let message = format!("a step is a whole number, got {text:?}");
-                                self.say(message, StatusKind::Error, now);
-                                Vec::new()
-                            }
-                        };
-                    }
-                };
-                if text.trim() == "none" {
-                    let control = Control::SetMomentumCumulative { layer };
-                    if let Some(refusal) = self.unsupported(&control) {
-                        self.say(refusal, StatusKind::Error, now);
-                        return Vec::new();
-                    }
-                    let label = self.live.describe(&control);
-                    self.say(format!("sent: {label}"), StatusKind::Info, now);
-                    return vec![Command::Run(control)];
-                }
-                return match text.trim().parse::<f32>() {
-                    Ok(momentum) if (0.0..=1.0).contains(&momentum) => {
-                        let control = Control::SetMomentum { layer, momentum };
-                        let label = self.live.describe(&control);
-                        self.say(format!("sent: {label}"), StatusKind::Info, now);
-                        vec![Command::Run(control)]
-                    }
-                    _ => {
-                        self.say(
-                            format!("momentum must be a number in [0, 1] or none, got {text:?}"),
-                            StatusKind::Error,
-                            now,
-                        );
-                        Vec::new()
-                    }
-                };
+                return self.submit_prompt(kind, text.trim(), now);
             }
             _ => {}
         }
         Vec::new()
     }
+
+    /// What typed text asks for: a replay seek, or a momentum sent like any key's control.
+    fn submit_prompt(&mut self, kind: PromptKind, text: &str, now: Instant) -> Vec<Command> {
+        let parsed = match kind {
+            // Answered by its first key (`on_prompt_key`).
+            PromptKind::ConfirmRestart => return Vec::new(),
+            PromptKind::Seek => match text.parse::<u64>() {
+                Ok(step) => return vec![Command::Replay(ReplayCommand::Seek(step))],
+                Err(_) => Err(format!("a step is a whole number, got {text:?}")),
+            },
+            PromptKind::Momentum(layer) if text == "none" => {
+                Ok(Control::SetMomentumCumulative { layer })
+            }
+            PromptKind::Momentum(layer) => match text.parse::<f32>() {
+                Ok(momentum) if (0.0..=1.0).contains(&momentum) => {
+                    Ok(Control::SetMomentum { layer, momentum })
+                }
+                _ => Err(format!(
+                    "momentum must be a number in [0, 1] or none, got {text:?}"
+                )),
+            },
+        };
+        match parsed {
+            Ok(control) => self.send(vec![control], now),
+            Err(why) => {
+                self.say(why, StatusKind::Error, now);
+                Vec::new()
+            }
+        }
+    }
+}
+
+/// What a run-control key asks for (`App::request`), before the read-only gate.
+#[derive(Clone, Debug, PartialEq)]
+enum Request {
+    /// Controls to send (none: nothing to do, e.g. no layers yet).
+    Send(Vec<Control>),
+    /// A prompt whose answer ends in a control.
+    Prompt(PromptKind),
+    /// Nothing to send; the footer says why (the ladder's end, a step while running).
+    Refuse(String),
 }
 
 /// The next momentum up or down the ladder from `m` (which need not be on it).

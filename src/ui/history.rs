@@ -110,6 +110,33 @@ impl Series {
         self.last_value = Some(value);
     }
 
+    /// Forget the steps after `step` (a run that went back to a checkpoint): buckets that start
+    /// after it go; the bucket holding `step` keeps what it merged (its resolution is the
+    /// width). Steps pushed later append from there, never drawn back over the dropped ones.
+    pub fn truncate_after(&mut self, step: u64) {
+        let Some(start) = self.start else {
+            return;
+        };
+        if step < start {
+            *self = Series::new(self.capacity);
+            return;
+        }
+        let keep = ((step - start) / self.width).saturating_add(1);
+        self.buckets
+            .truncate(usize::try_from(keep).unwrap_or(usize::MAX));
+        while self.buckets.last().is_some_and(Bucket::is_empty) {
+            self.buckets.pop();
+        }
+        let Some(k) = self.buckets.len().checked_sub(1) else {
+            *self = Series::new(self.capacity);
+            return;
+        };
+        let (_, hi) = self.bounds(k);
+        let last = u64::try_from(hi - 1).unwrap_or(u64::MAX).min(step);
+        self.last_step = Some(last);
+        self.last_value = self.buckets.last().map(|b| b.last);
+    }
+
     /// Double the width, merging bucket pairs in place (reads run ahead of writes).
     fn compact(&mut self) {
         let len = self.buckets.len();
@@ -241,6 +268,37 @@ mod tests {
 
     fn counts(buckets: &[Bucket]) -> u32 {
         buckets.iter().map(|b| b.count).sum()
+    }
+
+    /// Going back to a checkpoint: the steps after it are forgotten, and the steps trained again
+    /// replace them instead of merging with the abandoned values.
+    #[test]
+    fn truncate_after_forgets_later_steps() {
+        let mut s = Series::new(16);
+        (0..10u64).for_each(|i| s.push(i, i as f32));
+        s.truncate_after(4);
+        assert_eq!(s.buckets().len(), 5);
+        assert_eq!((s.last_step(), s.last_value()), (Some(4), Some(4.0)));
+        (5..8u64).for_each(|i| s.push(i, -(i as f32)));
+        assert_eq!(s.buckets().len(), 8);
+        assert_eq!(min_max(&s.buckets()[5..]), (-7.0, -5.0));
+        assert_eq!(s.range(5, 20), Some((-7.0, -5.0)));
+        // Wide buckets: the one holding the step keeps its merged values.
+        let mut wide = Series::new(4);
+        (0..64u64).for_each(|i| wide.push(i, i as f32));
+        assert_eq!(wide.width(), 16);
+        wide.truncate_after(20);
+        assert_eq!(wide.buckets().len(), 2);
+        assert_eq!(wide.last_step(), Some(20));
+        // Back before the start (a restart): empty, and it starts again at the next push.
+        wide.truncate_after(0);
+        assert_eq!(wide.buckets().len(), 1);
+        let mut late = Series::new(4);
+        late.push(3, 1.0);
+        late.truncate_after(0);
+        assert!(late.is_empty());
+        late.push(1, 2.0);
+        assert_eq!(late.start(), Some(1));
     }
 
     #[test]

@@ -35,6 +35,9 @@ pub enum Action {
     ApplyPreciseBn,
     ApplyPreciseBnAll,
     PhantomProbe,
+    SaveCheckpoint,
+    RestoreCheckpoint,
+    Restart,
     ReplayPlayPause,
     ReplayFaster,
     ReplaySlower,
@@ -74,7 +77,10 @@ impl Action {
             | Action::PreciseBn
             | Action::ApplyPreciseBn
             | Action::ApplyPreciseBnAll
-            | Action::PhantomProbe => true,
+            | Action::PhantomProbe
+            | Action::SaveCheckpoint
+            | Action::RestoreCheckpoint
+            | Action::Restart => true,
             Action::SelectPrev
             | Action::SelectNext
             | Action::SortLayers
@@ -179,6 +185,9 @@ pub const BINDINGS: &[Binding] = &[
     Binding { context: Live, keys: &[Char('a')], action: Action::ApplyPreciseBn, help: "write PreciseBN statistics into the selected layer's running stats", footer: None },
     Binding { context: Live, keys: &[Char('A')], action: Action::ApplyPreciseBnAll, help: "write PreciseBN statistics into every layer's running stats", footer: None },
     Binding { context: Live, keys: &[Char('b')], action: Action::PhantomProbe, help: "phantom-gradient probe now: bias gradient in train / stop-gradient / eval mode", footer: None },
+    Binding { context: Live, keys: &[Char('K')], action: Action::SaveCheckpoint, help: "save a checkpoint: weights, optimizer state, running stats, modes, lr, data position (in memory)", footer: None },
+    Binding { context: Live, keys: &[Char('U')], action: Action::RestoreCheckpoint, help: "restore the latest checkpoint: the run goes back to its step", footer: None },
+    Binding { context: Live, keys: &[Char('!')], action: Action::Restart, help: "restart the run from step 0 with the same configuration (asks y/n)", footer: None },
     Binding { context: Live, keys: &[Char('w')], action: Action::ToggleRecording, help: "pause / resume recording the session file", footer: Some("w rec") },
     Binding { context: Replay, keys: &[Char(' '), Char('p')], action: Action::ReplayPlayPause, help: "play / pause the replay", footer: Some("space play") },
     Binding { context: Replay, keys: &[Char(']')], action: Action::ReplayFaster, help: "replay speed x2 (up to 64x)", footer: Some("[] speed") },

@@ -304,6 +304,34 @@ impl LayerState {
         self.ema_window.push_back(entry);
     }
 
+    /// Forget the steps after `step` (see `RunState::rewind`).
+    fn rewind(&mut self, step: u64) {
+        let series = [
+            &mut self.drift,
+            &mut self.drift_floor,
+            &mut self.weight_norm,
+            &mut self.angular_update,
+        ];
+        let channels = self.channel_history.iter_mut().flat_map(|h| {
+            [
+                &mut h.batch_mean,
+                &mut h.running_mean,
+                &mut h.batch_var,
+                &mut h.running_var,
+            ]
+        });
+        let rows = self
+            .heat_rows
+            .iter_mut()
+            .flat_map(|h| [&mut h.d, &mut h.log_r]);
+        for s in series.into_iter().chain(channels).chain(rows) {
+            s.truncate_after(step);
+        }
+        self.ema_window.retain(|e| e.step <= step);
+        // The next snapshot does not follow the last one seen.
+        self.floor.previous = None;
+    }
+
     /// Empirical drift noise floor D0, once enough successive steps were seen.
     pub fn noise_floor(&self) -> Option<f64> {
         self.floor.floor(self.momentum)
@@ -413,6 +441,16 @@ impl StepRate {
     }
 }
 
+/// What the header shows of a run at a checkpoint (and at step 0 for a restart).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SavedView {
+    pub epoch: u64,
+    pub loss: f32,
+    pub batch_accuracy: f32,
+    pub lr: f32,
+    pub data_order: String,
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct RunState {
     pub header: Option<RunHeader>,
@@ -441,6 +479,9 @@ pub struct RunState {
     pub rate: StepRate,
     /// Records of a kind this version does not know (from a newer bntop), skipped.
     pub unknown_records: u64,
+    /// The header's values when the latest checkpoint was saved: a restore shows them until
+    /// the next snapshot.
+    pub checkpoint: Option<SavedView>,
     pub snapshots: u64,
 }
 
@@ -567,6 +608,9 @@ impl RunState {
     fn on_control(&mut self, event: &ControlEvent) -> ControlMark {
         if event.rejected.is_none() {
             self.apply_control(&event.control);
+            if event.control.goes_back() {
+                self.rewind(event.step);
+            }
         }
         let mark = ControlMark {
             step: event.step,
@@ -608,6 +652,23 @@ impl RunState {
             Control::SetDataOrder { order } => self.data_order = order.name().to_string(),
             Control::Pause => self.paused = true,
             Control::Resume => self.paused = false,
+            Control::SaveCheckpoint => self.checkpoint = Some(self.saved_view()),
+            Control::RestoreCheckpoint { .. } => {
+                if let Some(saved) = self.checkpoint.clone() {
+                    self.show_saved(saved);
+                }
+            }
+            Control::Restart { .. } => {
+                let (lr, data_order) = self.header.as_ref().map_or_else(
+                    || (self.lr, self.data_order.clone()),
+                    |h| (h.config.optimizer.lr, h.config.data_order.clone()),
+                );
+                self.show_saved(SavedView {
+                    lr,
+                    data_order,
+                    ..SavedView::default()
+                });
+            }
             Control::Step
             | Control::ResetRunningStats { .. }
             | Control::FoldCheck
@@ -652,6 +713,69 @@ impl RunState {
             }
             Control::PhantomProbe => "phantom-gradient probe".into(),
             Control::Quit => "quit".into(),
+            Control::SaveCheckpoint => "save checkpoint".into(),
+            Control::RestoreCheckpoint { from: None } => "restore the latest checkpoint".into(),
+            Control::RestoreCheckpoint { from: Some(from) } => {
+                format!("restored checkpoint (run was at step {from})")
+            }
+            Control::Restart { from: None } => "restart from step 0".into(),
+            Control::Restart { from: Some(from) } => {
+                format!("restarted from step 0 (run was at step {from})")
+            }
+        }
+    }
+
+    fn saved_view(&self) -> SavedView {
+        SavedView {
+            epoch: self.epoch,
+            loss: self.loss,
+            batch_accuracy: self.batch_accuracy,
+            lr: self.lr,
+            data_order: self.data_order.clone(),
+        }
+    }
+
+    fn show_saved(&mut self, saved: SavedView) {
+        self.epoch = saved.epoch;
+        self.loss = saved.loss;
+        self.batch_accuracy = saved.batch_accuracy;
+        self.lr = saved.lr;
+        self.data_order = saved.data_order;
+    }
+
+    /// The run went back to `step` (a restore or a restart): forget what came after it, so the
+    /// charts show the run from there on and no line is drawn back over the abandoned steps.
+    fn rewind(&mut self, step: u64) {
+        self.step = step;
+        self.end = None;
+        self.rate = StepRate::default();
+        for series in [
+            &mut self.loss_history,
+            &mut self.heldout_batch_stats,
+            &mut self.heldout_running_stats,
+            &mut self.heldout_precise_stats,
+        ] {
+            series.truncate_after(step);
+        }
+        let after = |s: u64| s > step;
+        if self.last_evaluation.as_ref().is_some_and(|e| after(e.step)) {
+            self.last_evaluation = None;
+        }
+        if self.last_three_way.as_ref().is_some_and(|e| after(e.step)) {
+            self.last_three_way = None;
+        }
+        if self.last_folding.as_ref().is_some_and(|r| after(r.step)) {
+            self.last_folding = None;
+        }
+        if self.last_population.as_ref().is_some_and(|r| after(r.step)) {
+            self.last_population = None;
+        }
+        if self.last_probe.as_ref().is_some_and(|r| after(r.step)) {
+            self.last_probe = None;
+        }
+        self.controls.retain(|c| !after(c.step));
+        for layer in &mut self.layers {
+            layer.rewind(step);
         }
     }
 

@@ -19,10 +19,18 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme, pages: Page
                 format!("momentum for {} (0-1, none): ", app.live.layer_name(layer))
             }
             PromptKind::Seek => "seek to step: ".to_string(),
+            PromptKind::ConfirmRestart => "restart from step 0? y/n ".to_string(),
         };
         spans.push(Span::styled(question, theme.title()));
-        spans.push(Span::raw(format!("{}_", prompt.text)));
-        spans.push(Span::styled("  Enter apply  Esc cancel", theme.dim()));
+        if prompt.kind == PromptKind::ConfirmRestart {
+            spans.push(Span::styled(
+                " y restarts (the checkpoint stays), any other key cancels",
+                theme.dim(),
+            ));
+        } else {
+            spans.push(Span::raw(format!("{}_", prompt.text)));
+            spans.push(Span::styled("  Enter apply  Esc cancel", theme.dim()));
+        }
     } else {
         if let Some(status) = &app.status {
             let style = match status.kind {
