@@ -13,6 +13,7 @@ use crate::protocol::{
 use super::keys::{action_for, Action, Context};
 use super::layer_order::{self, LayerSort};
 use super::state::{Notice, RunState};
+use super::time_window::ChartView;
 
 /// BN momentum steps for +/-: 1-2-5 per decade, down to 0 (running statistics frozen).
 pub const MOMENTUM_LADDER: &[f32] = &[
@@ -36,6 +37,8 @@ pub enum PromptKind {
     Momentum(Option<usize>),
     /// A step to seek a replay to.
     Seek,
+    /// A time window for the charts (`Z`).
+    Window,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -84,6 +87,8 @@ pub struct App {
     /// The layers table's row order, and whether it shows the metric columns or the D/D0 map.
     pub sort: LayerSort,
     pub table_view: TableView,
+    /// The charts' time window, step cursor and control markers.
+    pub chart: ChartView,
 }
 
 /// What the layers table shows right of the drift column.
@@ -128,6 +133,7 @@ impl App {
             readonly: false,
             sort: LayerSort::Network,
             table_view: TableView::Columns,
+            chart: ChartView::default(),
         }
     }
 
@@ -202,7 +208,7 @@ impl App {
         self.say(text, kind, now);
     }
 
-    fn say(&mut self, text: impl Into<String>, kind: StatusKind, now: Instant) {
+    pub(super) fn say(&mut self, text: impl Into<String>, kind: StatusKind, now: Instant) {
         self.status = Some(Status {
             text: text.into(),
             kind,
@@ -253,6 +259,9 @@ impl App {
     fn on_action(&mut self, action: Action, now: Instant) -> Vec<Command> {
         if let Some(command) = self.replay_command(action) {
             return command.into_iter().collect();
+        }
+        if self.chart_action(action, now) {
+            return Vec::new();
         }
         // Refused before anything else: no prompt, no "sent", no ladder-end or pause hints.
         if self.readonly && action.controls_the_run() {
@@ -478,7 +487,18 @@ impl App {
             | Action::ReplayEnd
             | Action::ReplaySeek
             | Action::ReplayNextMark
-            | Action::ReplayPrevMark => {}
+            | Action::ReplayPrevMark
+            | Action::ReplayNextEpoch
+            | Action::ReplayPrevEpoch => {}
+            // Handled by `chart_action`.
+            Action::WindowNext
+            | Action::WindowEntry
+            | Action::CursorToggle
+            | Action::CursorLeft
+            | Action::CursorRight
+            | Action::CursorBack
+            | Action::CursorForward
+            | Action::MarkersToggle => {}
         }
         // Quitting always works (it also detaches a viewer); any other control the producer does
         // not handle is not sent, and the footer says so.
@@ -513,7 +533,7 @@ impl App {
         })
     }
 
-    fn open_prompt(&mut self, kind: PromptKind) {
+    pub(super) fn open_prompt(&mut self, kind: PromptKind) {
         self.prompt = Some(Prompt {
             kind,
             text: String::new(),
@@ -533,6 +553,8 @@ impl App {
             Action::ReplayEnd => ReplayCommand::ToEnd,
             Action::ReplayNextMark => ReplayCommand::NextMark,
             Action::ReplayPrevMark => ReplayCommand::PrevMark,
+            Action::ReplayNextEpoch => ReplayCommand::NextEpoch,
+            Action::ReplayPrevEpoch => ReplayCommand::PrevEpoch,
             Action::ReplaySeek => {
                 self.open_prompt(PromptKind::Seek);
                 return Some(None);
@@ -554,10 +576,9 @@ impl App {
             KeyCode::Backspace => {
                 prompt.text.pop();
             }
-            // Digits, and "none" for PyTorch's cumulative average; other letters (q) do nothing.
-            KeyCode::Char(c)
-                if (c.is_ascii_digit() || ".eE-+no".contains(c)) && prompt.text.len() < 16 =>
-            {
+            // Digits, and "none" for PyTorch's cumulative average (a window: 2.5k..10k); other
+            // letters (q) do nothing.
+            KeyCode::Char(c) if prompt_accepts(prompt.kind, c) && prompt.text.len() < 24 => {
                 prompt.text.push(c);
             }
             KeyCode::Enter => {
@@ -566,6 +587,10 @@ impl App {
                 self.prompt = None;
                 let layer = match kind {
                     PromptKind::Momentum(layer) => layer,
+                    PromptKind::Window => {
+                        self.window_entered(&text, now);
+                        return Vec::new();
+                    }
                     PromptKind::Seek => {
                         return match text.trim().parse::<u64>() {
                             Ok(step) => vec![Command::Replay(ReplayCommand::Seek(step))],
@@ -608,6 +633,15 @@ impl App {
         }
         Vec::new()
     }
+}
+
+/// Whether the prompt takes the typed character `c`.
+fn prompt_accepts(kind: PromptKind, c: char) -> bool {
+    let letters = match kind {
+        PromptKind::Window => ".-kKmM",
+        PromptKind::Momentum(_) | PromptKind::Seek => ".eE-+no",
+    };
+    c.is_ascii_digit() || letters.contains(c)
 }
 
 /// The next momentum up or down the ladder from `m` (which need not be on it).

@@ -19,6 +19,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme, pages: Page
                 format!("momentum for {} (0-1, none): ", app.live.layer_name(layer))
             }
             PromptKind::Seek => "seek to step: ".to_string(),
+            PromptKind::Window => "time window (N = last N steps, or FROM..TO): ".to_string(),
         };
         spans.push(Span::styled(question, theme.title()));
         spans.push(Span::raw(format!("{}_", prompt.text)));
