@@ -75,7 +75,7 @@ pub fn draw(
         .map(|p| envelope(p.series, cx.span, columns, fit == Fit::Log))
         .collect();
     let Some((lo, hi, clipped)) = y_bounds(&mut lines, fit) else {
-        let block = panel_block(title_spans, bottom_line(cx, plots, fit), theme);
+        let block = panel_block(title_spans, bottom_line(cx, plots, fit, area.width), theme);
         let empty = Paragraph::new(Span::styled("no data yet", theme.dim())).block(block);
         frame.render_widget(empty, area);
         return None;
@@ -110,7 +110,7 @@ pub fn draw(
         .collect();
     datasets.extend(plots.iter().zip(&lines).map(|(p, l)| dataset(l, p.style)));
     datasets.extend(cursor_line.as_ref().map(|l| dataset(l, theme.cursor())));
-    let block = panel_block(title_spans, bottom_line(cx, plots, fit), theme);
+    let block = panel_block(title_spans, bottom_line(cx, plots, fit, area.width), theme);
     frame.render_widget(block, area);
     let chart = Chart::new(datasets)
         .legend_position(None)
@@ -250,34 +250,93 @@ fn y_bounds(lines: &mut [Vec<(f64, f64)>], fit: Fit) -> Option<(f64, f64, bool)>
 }
 
 /// The bottom border: the window (unless it is the whole run) and, with the cursor on, the value
-/// of each series at its step.
-fn bottom_line<'a>(cx: &Context, plots: &[Plot], fit: Fit) -> Line<'a> {
+/// of each series at its step; the most that fits in `width` cells (dropping the window, the word
+/// "step", then the series' names: their colours still tell them apart), never a cut number.
+fn bottom_line<'a>(cx: &Context, plots: &[Plot], fit: Fit, width: u16) -> Line<'a> {
     let theme = cx.theme;
-    let mut spans = Vec::new();
-    if cx.window != Window::Whole {
+    let window = (cx.window != Window::Whole)
+        .then(|| Span::styled(format!(" {} ", cx.window.label()), theme.dim()));
+    let Some(step) = cx.cursor.map(|c| cx.span.clamp(c)) else {
+        return Line::from(window.into_iter().collect::<Vec<_>>());
+    };
+    let values: Vec<(String, Style)> = plots
+        .iter()
+        .map(|p| {
+            let digits = if fit == Fit::Fraction { 4 } else { 3 };
+            let value = p.series.value_at(step);
+            let value = value.map_or("-".into(), |v| num(f64::from(v), digits));
+            (format!("{} {value}", p.name).trim().to_string(), p.style)
+        })
+        .collect();
+    let candidates = [
+        (true, "step ", true),
+        (false, "step ", true),
+        (false, "", true),
+    ];
+    let unnamed = (false, "", false);
+    for (with_window, word, named) in candidates.into_iter().chain([unnamed]) {
+        let mut spans: Vec<Span> = window.iter().filter(|_| with_window).cloned().collect();
         spans.push(Span::styled(
-            format!(" {} ", cx.window.label()),
-            theme.dim(),
-        ));
-    }
-    if let Some(step) = cx.cursor.map(|c| cx.span.clamp(c)) {
-        spans.push(Span::styled(
-            format!(" step {}:", step_full(step)),
+            format!(" {word}{}:", step_full(step)),
             theme.cursor(),
         ));
-        for p in plots {
-            let value = p.series.value_at(step).map_or("-".into(), |v| {
-                let digits = if fit == Fit::Fraction { 4 } else { 3 };
-                num(f64::from(v), digits)
-            });
-            let name = if p.name.is_empty() {
-                String::new()
+        for ((text, style), plot) in values.iter().zip(plots) {
+            let text = if named || plot.name.is_empty() {
+                text.clone()
             } else {
-                format!("{} ", p.name)
+                text[plot.name.len()..].trim().to_string()
             };
-            spans.push(Span::styled(format!(" {name}{value}"), p.style));
+            spans.push(Span::styled(format!(" {text}"), *style));
         }
         spans.push(Span::raw(" "));
+        let line = Line::from(spans);
+        if line.width() <= usize::from(width.saturating_sub(2)) || (word.is_empty() && !named) {
+            return line;
+        }
     }
-    Line::from(spans)
+    Line::default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 120 evaluations: the first two at 10% and 50%, the rest 98.6% or 99.4%.
+    fn accuracy_points(low: usize) -> Vec<Vec<(f64, f64)>> {
+        let points = (0..120)
+            .map(|i| {
+                let y = match i {
+                    0 => 0.1,
+                    _ if i < low => 0.5,
+                    _ if i % 2 == 0 => 0.986,
+                    _ => 0.994,
+                };
+                (i as f64, y)
+            })
+            .collect();
+        vec![points]
+    }
+
+    #[test]
+    fn the_accuracy_axis_fits_the_data_and_pins_a_few_outliers() {
+        let mut lines = accuracy_points(2);
+        let (lo, hi, clipped) = y_bounds(&mut lines, Fit::Fraction).expect("bounds");
+        // 98.6% and 99.4% are most of the axis apart, not 0.8% of a 0-1 axis.
+        assert!(
+            lo >= 0.95 && lo <= 0.986 && hi >= 0.994 && hi <= 1.0,
+            "{lo} {hi}"
+        );
+        assert!((0.994 - 0.986) / (hi - lo) > 0.2);
+        // The two outliers sit on the floor, and the title says so.
+        assert!(clipped);
+        assert_eq!(lines[0][0].1, lo);
+        // A real drop (10% of the run) is not an outlier: the axis takes it in.
+        let mut lines = accuracy_points(12);
+        let (lo, _, _) = y_bounds(&mut lines, Fit::Fraction).expect("bounds");
+        assert!(lo <= 0.5, "{lo}");
+        // Other charts fit everything.
+        let mut lines = accuracy_points(2);
+        assert_eq!(y_bounds(&mut lines, Fit::Round).map(|b| b.0), Some(0.0));
+        assert_eq!(y_bounds(&mut [Vec::new()], Fit::Round), None);
+    }
 }
