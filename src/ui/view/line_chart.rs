@@ -323,7 +323,7 @@ mod tests {
         let (lo, hi, clipped) = y_bounds(&mut lines, Fit::Fraction).expect("bounds");
         // 98.6% and 99.4% are most of the axis apart, not 0.8% of a 0-1 axis.
         assert!(
-            lo >= 0.95 && lo <= 0.986 && hi >= 0.994 && hi <= 1.0,
+            (0.95..=0.986).contains(&lo) && (0.994..=1.0).contains(&hi),
             "{lo} {hi}"
         );
         assert!((0.994 - 0.986) / (hi - lo) > 0.2);
