@@ -80,14 +80,10 @@ pub fn draw(
         frame.render_widget(empty, area);
         return None;
     };
-    if clipped {
-        title_spans.push(Span::styled(
-            format!("{}off-scale ", theme.glyph("▼", "v")),
-            theme.dim(),
-        ));
-    }
     let label = |v: f64| num(if fit == Fit::Log { 10f64.powf(v) } else { v }, 2);
-    let y_labels = [label(lo), label(hi)];
+    // Points below the axis sit on its floor: its label says so.
+    let floor = if clipped { theme.glyph("▼", "v") } else { "" };
+    let y_labels = [format!("{}{floor}", label(lo)), label(hi)];
     let graph = Graph {
         area: graph_area(chart_area, &y_labels),
         span: cx.span,
