@@ -88,10 +88,13 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) -> (Pages, 
     (Pages { page, pages }, graphs)
 }
 
-/// With markers on screen (and room to spare), the last row names their kinds; the rest of
-/// `area` is for the panels.
+/// With markers on screen (and a row to spare: the grid keeps its rows of panels), the last row
+/// names their kinds; the rest of `area` is for the panels.
 fn legend_row(frame: &mut Frame, area: Rect, cx: &Context) -> Rect {
-    if !cx.markers || area.height <= MIN_PANEL_HEIGHT {
+    let panel_rows = |height: u16| (height / MIN_PANEL_HEIGHT).clamp(1, 2);
+    let spare =
+        area.height > MIN_PANEL_HEIGHT && panel_rows(area.height - 1) == panel_rows(area.height);
+    if !cx.markers || !spare {
         return area;
     }
     let mut kinds: Vec<markers::MarkKind> = markers::visible(cx.state, cx.span)
