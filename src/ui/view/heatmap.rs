@@ -112,27 +112,7 @@ pub fn draw(
     let groups = stored.min(pixel_rows);
     let (from, to) = (cx.span.from, cx.span.to);
 
-    // cells[g][x]: the most extreme value of group g in time column x; first[g] its first channel.
-    let mut cells = vec![vec![f32::NAN; columns]; groups];
-    let mut first = vec![usize::MAX; groups];
-    if columns > 0 {
-        for (k, row) in layer.heat_rows.iter().enumerate() {
-            let g = k * groups / stored.max(1);
-            first[g] = first[g].min(row.first_channel);
-            for (x, bucket) in pick(row)
-                .resample(from, to.saturating_add(1), columns)
-                .iter()
-                .enumerate()
-            {
-                let v = extreme(bucket);
-                let cell = &mut cells[g][x];
-                // NaN cells take any finite value; otherwise the larger magnitude wins.
-                if v.is_finite() && (cell.is_nan() || v.abs() > cell.abs()) {
-                    *cell = v;
-                }
-            }
-        }
-    }
+    let (cells, first) = group_cells(layer, pick, (from, to), columns, groups);
     let bound = scale(cells.iter().flatten().copied());
     let per = unit(layer.kind);
     let title = vec![
@@ -178,6 +158,39 @@ pub fn draw(
             .set_string(x, area.bottom() - 1, mark, theme.cursor());
     }
     Some(graph)
+}
+
+/// `cells[g][x]`: the most extreme value of group `g` in time column `x` over `[from, to]`; and
+/// each group's first channel.
+fn group_cells(
+    layer: &LayerState,
+    pick: fn(&HeatRow) -> &Series,
+    (from, to): (u64, u64),
+    columns: usize,
+    groups: usize,
+) -> (Vec<Vec<f32>>, Vec<usize>) {
+    let stored = layer.heat_rows.len();
+    let mut cells = vec![vec![f32::NAN; columns]; groups];
+    let mut first = vec![usize::MAX; groups];
+    if columns > 0 {
+        for (k, row) in layer.heat_rows.iter().enumerate() {
+            let g = k * groups / stored.max(1);
+            first[g] = first[g].min(row.first_channel);
+            for (x, bucket) in pick(row)
+                .resample(from, to.saturating_add(1), columns)
+                .iter()
+                .enumerate()
+            {
+                let v = extreme(bucket);
+                let cell = &mut cells[g][x];
+                // NaN cells take any finite value; otherwise the larger magnitude wins.
+                if v.is_finite() && (cell.is_nan() || v.abs() > cell.abs()) {
+                    *cell = v;
+                }
+            }
+        }
+    }
+    (cells, first)
 }
 
 /// The window and the cursor's step on the bottom border.
