@@ -883,3 +883,33 @@ fn replay_window_cursor_and_control_jumps() {
     t.send_keys(&["q"]);
     t.assert_exited_and_restored(0);
 }
+
+/// `--mouse`: a click in a chart (an SGR mouse report, as a terminal sends it) puts the step
+/// cursor there; quitting turns mouse reporting off again.
+#[test]
+fn mouse_click_sets_the_cursor_and_quitting_releases_the_mouse() {
+    let file = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/sessions/healthy-convergence.jsonl"
+    );
+    let t = Tmux::new(
+        "mouse",
+        160,
+        48,
+        &bntop_script(&["replay", &shell_quote(file), "--mouse", "--color", "none"]),
+    );
+    t.wait_for(|s| s.contains("REPLAY"), "the replay header");
+    assert_eq!(t.display("#{mouse_sgr_flag}"), "1", "mouse reporting on");
+    t.send_keys(&["G"]);
+    t.wait_for(|s| s.contains("step 6000/6000"), "the end of the recording");
+    // Column 20, row 16 (1-based): inside the first chart, below the layers table.
+    t.type_text("\x1b[<0;20;16M\x1b[<0;20;16m");
+    let screen = t.wait_for(
+        |s| footer(s).starts_with("cursor at step "),
+        "the cursor set by the click",
+    );
+    assert!(screen.contains(": batch "), "{screen}");
+    t.send_keys(&["q"]);
+    t.assert_exited_and_restored(0);
+    assert_eq!(t.display("#{mouse_sgr_flag}"), "0", "mouse reporting off");
+}
