@@ -66,7 +66,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) -> (Pages, 
         cursor: app.chart.cursor,
         markers: app.chart.markers,
     };
-    let area = legend_row(frame, area, &cx);
+    // The legend row never changes the grid (`legend_row`), so the page is the same with it.
     let cols = (area.width / MIN_PANEL_WIDTH).clamp(1, 4) as usize;
     let rows = (area.height / MIN_PANEL_HEIGHT).clamp(1, 2) as usize;
     let slots = cols * rows;
@@ -74,6 +74,12 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) -> (Pages, 
     let page = app.page % pages;
     // A page that is not full (the last) gives its panels the room of the missing ones.
     let on_page = &PANELS[page * slots..((page + 1) * slots).min(PANELS.len())];
+    let time_charts = on_page.iter().any(|p| *p != Panel::Theory);
+    let area = if time_charts {
+        legend_row(frame, area, &cx)
+    } else {
+        area
+    };
     let rows_used = on_page.len().div_ceil(cols);
     let row_areas =
         Layout::vertical(vec![Constraint::Ratio(1, rows_used as u32); rows_used]).split(area);
