@@ -340,3 +340,57 @@ fn follow_starts_over_when_the_file_is_replaced() {
     assert!(snapshot_steps(after).iter().all(|&s| s <= 40));
     collect_until(&r.feed, |f| status(f).is_some_and(|s| s.last_step == 40));
 }
+
+/// `n`/`N` stop at applied controls only (not epoch markers, rejected controls or single steps);
+/// `e`/`E` at epoch markers.
+#[test]
+fn n_jumps_to_applied_controls_and_e_to_epoch_markers() {
+    use bntop::protocol::{Control, ControlEvent, Marker, MarkerKind};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("run.jsonl");
+    let mut events = Vec::new();
+    let control = |step, control, rejected: Option<&str>| {
+        Event::Control(ControlEvent {
+            step,
+            control,
+            rejected: rejected.map(String::from),
+        })
+    };
+    // Controls applied at 1200 and 2100 (the synthetic run's own).
+    for event in synthetic::run(3000, 2) {
+        let step = match &event {
+            Event::Snapshot(s) => Some(s.step),
+            _ => None,
+        };
+        events.push(event);
+        match step {
+            Some(step) if step % 22 == 0 => events.push(Event::Marker(Marker {
+                step,
+                kind: MarkerKind::Epoch,
+                label: format!("epoch {}", step / 22),
+            })),
+            Some(600) => events.push(control(600, Control::SetLr { lr: 0.1 }, Some("no"))),
+            Some(900) => events.push(control(900, Control::Step, None)),
+            _ => {}
+        }
+    }
+    record(&path, &events);
+    let r = replay::spawn(&path, false).expect("open");
+    // The marks are looked up in the index: let it finish (60 MB of whole snapshots).
+    collect_until(&r.feed, |f| status(f).is_some_and(|s| s.indexed));
+    pause(&r);
+    let go = |command, step: u64| {
+        r.commands.send(Command::Replay(command)).expect("send");
+        collect_until(&r.feed, |f| status(f).is_some_and(|s| s.step == step));
+    };
+    go(ReplayCommand::ToStart, 0);
+    go(ReplayCommand::NextMark, 1200);
+    go(ReplayCommand::NextEpoch, 1210);
+    go(ReplayCommand::PrevEpoch, 1188);
+    go(ReplayCommand::PrevEpoch, 1166);
+    go(ReplayCommand::NextMark, 1200);
+    go(ReplayCommand::NextMark, 2100);
+    go(ReplayCommand::PrevMark, 1200);
+    drop(r.commands);
+    r.thread.join().expect("player");
+}

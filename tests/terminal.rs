@@ -871,3 +871,116 @@ fn checkpoint_keys_send_the_run_back() {
     t.send_keys(&["q"]);
     t.assert_exited_and_restored(0);
 }
+
+/// The cursor's text in a screen: "step 10,436: ..." up to the border.
+fn cursor_text(screen: &str) -> Option<String> {
+    let line = screen
+        .lines()
+        .find(|l| l.contains("step ") && l.contains(": train"))?;
+    let from = line.find("step ")?;
+    Some(
+        line[from..]
+            .split('─')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_string(),
+    )
+}
+
+/// A shipped recording read as a person would: the finished run is drawn to its last step, `z`
+/// zooms to the last 1k steps, `x` turns the cursor on, `{` and `>` move it and its values change,
+/// and `n` from the start jumps straight to the one control (not the 88 epoch markers before it).
+#[test]
+fn replay_window_cursor_and_control_jumps() {
+    let file = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/sessions/eval-mode-phantom-gradient.jsonl"
+    );
+    let t = Tmux::new(
+        "charts",
+        160,
+        48,
+        &bntop_script(&[
+            "replay",
+            &shell_quote(file),
+            "--fps",
+            "20",
+            "--color",
+            "none",
+        ]),
+    );
+    t.wait_for(|s| s.contains("REPLAY"), "the replay header");
+    t.send_keys(&["G"]);
+    let end = t.wait_for(|s| s.contains("step 10536/10536"), "the recorded end");
+    // 10,536 steps: ticks to 10k, no empty half up to 20k.
+    assert!(end.contains(" 10k") && !end.contains("20k"), "{end}");
+    t.send_keys(&["z"]);
+    t.wait_for(|s| s.contains(" last 1k "), "the last-1k window");
+    t.send_keys(&["x"]);
+    t.wait_for(
+        |s| cursor_text(s).is_some_and(|c| c.starts_with("step 10,536:")),
+        "the cursor at the last step",
+    );
+    t.send_keys(&["{"]);
+    let before = t.wait_for(
+        |s| cursor_text(s).is_some_and(|c| c.starts_with("step 10,436:")),
+        "the cursor a tenth of the window back",
+    );
+    let before = cursor_text(&before).unwrap_or_default();
+    t.send_keys(&[">"]);
+    let after = t.wait_for(
+        |s| cursor_text(s).is_some_and(|c| c != before),
+        "the cursor one dot column on",
+    );
+    let after = cursor_text(&after).unwrap_or_default();
+    assert!(
+        after.starts_with("step 10,4") && after > before,
+        "{before} -> {after}"
+    );
+    t.send_keys(&["g"]);
+    t.wait_for(|s| !s.contains("STOPPED"), "back at the start");
+    // Paused, so the header stays at the step jumped to.
+    t.send_keys(&["Space"]);
+    t.wait_for(|s| s.contains("REPLAY ⏸"), "the replay paused");
+    t.send_keys(&["n"]);
+    let jumped = t.wait_for(|s| s.contains("step 1937/"), "the jump to the EVAL switch");
+    assert!(
+        footer(&jumped).contains("step 1937: block2 -> EVAL"),
+        "{jumped}"
+    );
+    t.send_keys(&["e"]);
+    t.wait_for(|s| s.contains("step 1958/"), "the next epoch marker");
+    t.send_keys(&["q"]);
+    t.assert_exited_and_restored(0);
+}
+
+/// `--mouse`: a click in a chart (an SGR mouse report, as a terminal sends it) puts the step
+/// cursor there; quitting turns mouse reporting off again.
+#[test]
+fn mouse_click_sets_the_cursor_and_quitting_releases_the_mouse() {
+    let file = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/sessions/healthy-convergence.jsonl"
+    );
+    let t = Tmux::new(
+        "mouse",
+        160,
+        48,
+        &bntop_script(&["replay", &shell_quote(file), "--mouse", "--color", "none"]),
+    );
+    t.wait_for(|s| s.contains("REPLAY"), "the replay header");
+    assert_eq!(t.display("#{mouse_sgr_flag}"), "1", "mouse reporting on");
+    t.send_keys(&["G"]);
+    t.wait_for(|s| s.contains("step 6000/6000"), "the end of the recording");
+    // Column 20, row 16 (1-based): inside the first chart, below the layers table.
+    t.type_text("\x1b[<0;20;16M\x1b[<0;20;16m");
+    let screen = t.wait_for(
+        |s| footer(s).starts_with("cursor at step "),
+        "the cursor set by the click",
+    );
+    assert!(screen.contains(": batch "), "{screen}");
+    t.send_keys(&["q"]);
+    t.assert_exited_and_restored(0);
+    assert_eq!(t.display("#{mouse_sgr_flag}"), "0", "mouse reporting off");
+}

@@ -97,7 +97,8 @@ pub struct DashboardArgs {
     /// Only ASCII glyphs (no Braille, box drawing or Greek letters).
     #[arg(long)]
     pub ascii: bool,
-    /// Capture the mouse (off by default, so the terminal's own selection works).
+    /// Capture the mouse: a click in a chart puts the step cursor there (off by default, so the
+    /// terminal's own selection works).
     #[arg(long)]
     pub mouse: bool,
 }

@@ -57,9 +57,12 @@ pub enum ReplayCommand {
     ToStart,
     ToEnd,
     Seek(u64),
-    /// The next (or previous) control event or marker.
+    /// The next (or previous) applied control (not single steps, not rejected ones).
     NextMark,
     PrevMark,
+    /// The next (or previous) epoch marker.
+    NextEpoch,
+    PrevEpoch,
 }
 
 /// Records a dashboard's feed holds from a file or a server before the reader waits for the

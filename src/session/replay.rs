@@ -15,8 +15,8 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use super::reader::{Entry, Kind, Reader, Skipped};
 use super::SessionError;
 use crate::protocol::{
-    Command, Event, Feed, ReplayCommand, ReplayStatus, MAX_REPLAY_SPEED, MIN_REPLAY_SPEED,
-    READ_FEED_CAPACITY,
+    Command, Control, Event, Feed, MarkerKind, ReplayCommand, ReplayStatus, MAX_REPLAY_SPEED,
+    MIN_REPLAY_SPEED, READ_FEED_CAPACITY,
 };
 
 /// Bytes indexed per loop turn: the first frame shows before a large file is indexed.
@@ -254,27 +254,46 @@ impl Player {
             }
             ReplayCommand::Seek(step) => self.seek(step),
             ReplayCommand::NextMark | ReplayCommand::PrevMark => {
-                if let Some(step) = self.mark_from_here(command == ReplayCommand::NextMark) {
+                let forward = command == ReplayCommand::NextMark;
+                if let Some(step) = self.mark_from_here(forward, Kind::Control, jumps_to_control) {
+                    self.seek(step);
+                }
+            }
+            ReplayCommand::NextEpoch | ReplayCommand::PrevEpoch => {
+                let forward = command == ReplayCommand::NextEpoch;
+                if let Some(step) = self.mark_from_here(forward, Kind::Marker, is_epoch) {
                     self.seek(step);
                 }
             }
         }
     }
 
-    /// The step of the nearest control or marker after (or before) the current step.
-    fn mark_from_here(&self, forward: bool) -> Option<u64> {
+    /// The step of the nearest record of `kind` after (or before) the current step that `wanted`
+    /// accepts (each candidate is read: the index does not know what a control asked).
+    fn mark_from_here(
+        &mut self,
+        forward: bool,
+        kind: Kind,
+        wanted: fn(&Event) -> bool,
+    ) -> Option<u64> {
         let step = self.step;
-        let entries = self.reader.entries();
-        let abandoned = abandoned(entries);
-        // Only the marks of the run as it stands: not those of steps a restore went back over.
-        let mut marks = (entries.iter().zip(abandoned))
-            .filter(|(e, gone)| is_mark(e) && !gone)
-            .map(|(e, _)| e);
-        if forward {
-            marks.find(|e| e.step > step).map(|e| e.step)
-        } else {
-            marks.rev().find(|e| e.step < step).map(|e| e.step)
-        }
+        let candidates: Vec<usize> = {
+            let entries = self.reader.entries();
+            // Only the marks of the run as it stands: not those of steps a restore went back over.
+            let gone = abandoned(entries);
+            let of_kind = |i: &usize| entries[*i].kind == kind && !gone[*i];
+            if forward {
+                let first = entries.partition_point(|e| e.step <= step);
+                (first..entries.len()).filter(of_kind).collect()
+            } else {
+                let end = entries.partition_point(|e| e.step < step);
+                (0..end).rev().filter(of_kind).collect()
+            }
+        };
+        candidates
+            .into_iter()
+            .find(|&i| self.read(i).is_some_and(|e| wanted(&e)))
+            .map(|i| self.reader.entries()[i].step)
     }
 
     /// Send records up to and including the next snapshot.
@@ -450,6 +469,16 @@ fn goes_back_to(event: &Event) -> Option<u64> {
 
 fn is_snapshot(e: &Entry) -> bool {
     matches!(e.kind, Kind::Snapshot { .. })
+}
+
+/// `n` stops at controls that were applied and change what the charts show: not rejected ones,
+/// not single steps (a paused run steps in bursts).
+fn jumps_to_control(event: &Event) -> bool {
+    matches!(event, Event::Control(c) if c.rejected.is_none() && c.control != Control::Step)
+}
+
+fn is_epoch(event: &Event) -> bool {
+    matches!(event, Event::Marker(m) if m.kind == MarkerKind::Epoch)
 }
 
 fn is_mark(e: &Entry) -> bool {

@@ -13,6 +13,7 @@ use crate::protocol::{
 use super::keys::{action_for, Action, Context};
 use super::layer_order::{self, LayerSort};
 use super::state::{Notice, RunState};
+use super::time_window::ChartView;
 
 /// BN momentum steps for +/-: 1-2-5 per decade, down to 0 (running statistics frozen).
 pub const MOMENTUM_LADDER: &[f32] = &[
@@ -38,6 +39,8 @@ pub enum PromptKind {
     Seek,
     /// "restart from step 0? y/n": `y` sends the restart, any other key cancels.
     ConfirmRestart,
+    /// A time window for the charts (`Z`).
+    Window,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -86,6 +89,8 @@ pub struct App {
     /// The layers table's row order, and whether it shows the metric columns or the D/D0 map.
     pub sort: LayerSort,
     pub table_view: TableView,
+    /// The charts' time window, step cursor and control markers.
+    pub chart: ChartView,
 }
 
 /// What the layers table shows right of the drift column.
@@ -130,6 +135,7 @@ impl App {
             readonly: false,
             sort: LayerSort::Network,
             table_view: TableView::Columns,
+            chart: ChartView::default(),
         }
     }
 
@@ -204,7 +210,7 @@ impl App {
         self.say(text, kind, now);
     }
 
-    fn say(&mut self, text: impl Into<String>, kind: StatusKind, now: Instant) {
+    pub(super) fn say(&mut self, text: impl Into<String>, kind: StatusKind, now: Instant) {
         self.status = Some(Status {
             text: text.into(),
             kind,
@@ -255,6 +261,9 @@ impl App {
     fn on_action(&mut self, action: Action, now: Instant) -> Vec<Command> {
         if let Some(command) = self.replay_command(action) {
             return command.into_iter().collect();
+        }
+        if self.chart_action(action, now) {
+            return Vec::new();
         }
         if action == Action::Quit {
             // Quitting always works and needs no feedback (it also detaches a viewer).
@@ -456,8 +465,8 @@ impl App {
             }
             Action::Close => self.help = false,
             Action::ToggleRecording => return self.toggle_recording(now),
-            // Run controls (`request`), replay controls (`replay_command`) and quitting are
-            // handled before this.
+            // Run controls (`request`), replay controls (`replay_command`), chart keys
+            // (`chart_action`) and quitting are handled before this.
             _ => {}
         }
         Vec::new()
@@ -556,7 +565,7 @@ impl App {
         })
     }
 
-    fn open_prompt(&mut self, kind: PromptKind) {
+    pub(super) fn open_prompt(&mut self, kind: PromptKind) {
         self.prompt = Some(Prompt {
             kind,
             text: String::new(),
@@ -576,6 +585,8 @@ impl App {
             Action::ReplayEnd => ReplayCommand::ToEnd,
             Action::ReplayNextMark => ReplayCommand::NextMark,
             Action::ReplayPrevMark => ReplayCommand::PrevMark,
+            Action::ReplayNextEpoch => ReplayCommand::NextEpoch,
+            Action::ReplayPrevEpoch => ReplayCommand::PrevEpoch,
             Action::ReplaySeek => {
                 self.open_prompt(PromptKind::Seek);
                 return Some(None);
@@ -605,10 +616,9 @@ impl App {
             KeyCode::Backspace => {
                 prompt.text.pop();
             }
-            // Digits, and "none" for PyTorch's cumulative average; other letters (q) do nothing.
-            KeyCode::Char(c)
-                if (c.is_ascii_digit() || ".eE-+no".contains(c)) && prompt.text.len() < 16 =>
-            {
+            // Digits, and "none" for PyTorch's cumulative average (a window: 2.5k..10k); other
+            // letters (q) do nothing.
+            KeyCode::Char(c) if prompt_accepts(prompt.kind, c) && prompt.text.len() < 24 => {
                 prompt.text.push(c);
             }
             KeyCode::Enter => {
@@ -627,6 +637,10 @@ impl App {
         let parsed = match kind {
             // Answered by its first key (`on_prompt_key`).
             PromptKind::ConfirmRestart => return Vec::new(),
+            PromptKind::Window => {
+                self.window_entered(text, now);
+                return Vec::new();
+            }
             PromptKind::Seek => match text.parse::<u64>() {
                 Ok(step) => return vec![Command::Replay(ReplayCommand::Seek(step))],
                 Err(_) => Err(format!("a step is a whole number, got {text:?}")),
@@ -662,6 +676,17 @@ enum Request {
     Prompt(PromptKind),
     /// Nothing to send; the footer says why (the ladder's end, a step while running).
     Refuse(String),
+}
+
+/// Whether the prompt takes the typed character `c`.
+fn prompt_accepts(kind: PromptKind, c: char) -> bool {
+    let letters = match kind {
+        PromptKind::Window => ".-kKmM",
+        PromptKind::Momentum(_) | PromptKind::Seek => ".eE-+no",
+        // Answered by its first key (`on_prompt_key`).
+        PromptKind::ConfirmRestart => "",
+    };
+    c.is_ascii_digit() || letters.contains(c)
 }
 
 /// The next momentum up or down the ladder from `m` (which need not be on it).

@@ -204,6 +204,20 @@ impl Series {
             .collect()
     }
 
+    /// The value in force at `step`: the last value of the latest bucket that starts at or before
+    /// it (so a value recorded every 50 steps reads between its records); `None` before the
+    /// first push or if that value is not finite.
+    pub fn value_at(&self, step: u64) -> Option<f32> {
+        let start = self.start?;
+        if step < start {
+            return None;
+        }
+        let k = usize::try_from((step - start) / self.width).unwrap_or(usize::MAX);
+        let upto = k.saturating_add(1).min(self.buckets.len());
+        let bucket = self.buckets[..upto].iter().rev().find(|b| !b.is_empty())?;
+        bucket.last.is_finite().then_some(bucket.last)
+    }
+
     /// Finite min and max over buckets overlapping the inclusive step range `[from, to]`
     /// (swapped if reversed); None if there are none.
     pub fn range(&self, from: u64, to: u64) -> Option<(f32, f32)> {
@@ -391,6 +405,25 @@ mod tests {
         assert!(s.resample(100, 200, 5).iter().all(Bucket::is_empty));
         assert!(s.resample(10, 10, 3).iter().all(Bucket::is_empty));
         assert!(s.resample(0, 64, 0).is_empty());
+    }
+
+    #[test]
+    fn value_at_reads_the_value_in_force() {
+        let mut s = Series::new(8);
+        assert_eq!(s.value_at(3), None);
+        for step in [10u64, 20, 30] {
+            s.push(step, step as f32);
+        }
+        assert_eq!(s.value_at(9), None);
+        assert_eq!(s.value_at(10), Some(10.0));
+        assert_eq!(s.value_at(25), Some(20.0));
+        assert_eq!(s.value_at(1_000), Some(30.0));
+        // Compacted (width 4 after steps 10..=40): a bucket reads its last value.
+        (31..=40u64).for_each(|i| s.push(i, i as f32));
+        assert!(s.width() > 1);
+        assert_eq!(s.value_at(40), Some(40.0));
+        s.push(41, f32::NAN);
+        assert_eq!(s.value_at(41), None);
     }
 
     #[test]

@@ -48,6 +48,16 @@ pub enum Action {
     ReplaySeek,
     ReplayNextMark,
     ReplayPrevMark,
+    ReplayNextEpoch,
+    ReplayPrevEpoch,
+    WindowNext,
+    WindowEntry,
+    CursorToggle,
+    CursorLeft,
+    CursorRight,
+    CursorBack,
+    CursorForward,
+    MarkersToggle,
     Help,
     Close,
     Quit,
@@ -104,6 +114,16 @@ impl Action {
             | Action::ReplaySeek
             | Action::ReplayNextMark
             | Action::ReplayPrevMark
+            | Action::ReplayNextEpoch
+            | Action::ReplayPrevEpoch
+            | Action::WindowNext
+            | Action::WindowEntry
+            | Action::CursorToggle
+            | Action::CursorLeft
+            | Action::CursorRight
+            | Action::CursorBack
+            | Action::CursorForward
+            | Action::MarkersToggle
             | Action::Help
             | Action::Close
             | Action::Quit => false,
@@ -179,6 +199,14 @@ pub const BINDINGS: &[Binding] = &[
     Binding { context: Both, keys: &[BackTab], action: Action::PrevPage, help: "previous page of charts", footer: None },
     Binding { context: Both, keys: &[Left, Char('h')], action: Action::ColumnsLeft, help: "scroll the layers table left (narrow terminals)", footer: None },
     Binding { context: Both, keys: &[Right, Char('l')], action: Action::ColumnsRight, help: "scroll the layers table right", footer: None },
+    Binding { context: Both, keys: &[Char('z')], action: Action::WindowNext, help: "time window of the charts: whole run -> last 1k -> 10k -> 100k -> the typed one", footer: Some("z window") },
+    Binding { context: Both, keys: &[Char('Z')], action: Action::WindowEntry, help: "type a time window: N (the last N steps) or FROM..TO", footer: None },
+    Binding { context: Both, keys: &[Char('x')], action: Action::CursorToggle, help: "step cursor on/off: every chart shows its values at the cursor's step", footer: Some("x cursor") },
+    Binding { context: Both, keys: &[Char('<')], action: Action::CursorLeft, help: "step cursor one dot column left", footer: None },
+    Binding { context: Both, keys: &[Char('>')], action: Action::CursorRight, help: "step cursor one dot column right", footer: None },
+    Binding { context: Both, keys: &[Char('{')], action: Action::CursorBack, help: "step cursor a tenth of the window left", footer: None },
+    Binding { context: Both, keys: &[Char('}')], action: Action::CursorForward, help: "step cursor a tenth of the window right", footer: None },
+    Binding { context: Both, keys: &[Char('i')], action: Action::MarkersToggle, help: "show / hide the control markers in the charts", footer: None },
     Binding { context: Live, keys: &[Char('o')], action: Action::NextDataOrder, help: "data order: shuffled -> class_sorted -> clips -> drifting", footer: Some("o order") },
     Binding { context: Live, keys: &[Char('F')], action: Action::FoldCheck, help: "fold each conv + BN into one conv: check it on the held-out set and time it", footer: None },
     Binding { context: Live, keys: &[Char('P')], action: Action::PreciseBn, help: "PreciseBN: population statistics now, and a three-way held-out evaluation", footer: None },
@@ -197,8 +225,10 @@ pub const BINDINGS: &[Binding] = &[
     Binding { context: Replay, keys: &[Char('g'), Home], action: Action::ReplayStart, help: "jump to the start", footer: None },
     Binding { context: Replay, keys: &[Char('G'), End], action: Action::ReplayEnd, help: "jump to the end", footer: Some("gG ends") },
     Binding { context: Replay, keys: &[Char(':')], action: Action::ReplaySeek, help: "type a step to seek to", footer: Some(": seek") },
-    Binding { context: Replay, keys: &[Char('n')], action: Action::ReplayNextMark, help: "jump to the next control event or marker", footer: Some("nN marks") },
-    Binding { context: Replay, keys: &[Char('N')], action: Action::ReplayPrevMark, help: "jump to the previous control event or marker", footer: None },
+    Binding { context: Replay, keys: &[Char('n')], action: Action::ReplayNextMark, help: "jump to the next applied control (mode, momentum, lr, reset, ...)", footer: Some("nN controls") },
+    Binding { context: Replay, keys: &[Char('N')], action: Action::ReplayPrevMark, help: "jump to the previous applied control", footer: None },
+    Binding { context: Replay, keys: &[Char('e')], action: Action::ReplayNextEpoch, help: "jump to the next epoch marker", footer: None },
+    Binding { context: Replay, keys: &[Char('E')], action: Action::ReplayPrevEpoch, help: "jump to the previous epoch marker", footer: None },
     Binding { context: Both, keys: &[Char('?')], action: Action::Help, help: "this help (j/k scroll it; q, Esc or any other key closes it)", footer: Some("? help") },
     Binding { context: Both, keys: &[Esc], action: Action::Close, help: "close the help or cancel typing", footer: None },
     Binding { context: Both, keys: &[Char('q'), Ctrl('c')], action: Action::Quit, help: "quit (a live run stops and ends cleanly; an attached viewer detaches)", footer: Some("q quit") },
@@ -353,7 +383,7 @@ mod tests {
         release.kind = KeyEventKind::Release;
         assert_eq!(action_for(&release, Live), None);
         assert_eq!(
-            action_for(&press(KeyCode::Char('x'), KeyModifiers::NONE), Live),
+            action_for(&press(KeyCode::Char('Y'), KeyModifiers::NONE), Live),
             None
         );
     }

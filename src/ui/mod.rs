@@ -3,6 +3,7 @@
 //! the UI state and key handling, `keys` the one key table, `view` one file per panel, `terminal`
 //! and `run` the terminal itself.
 pub mod app;
+mod chart_keys;
 pub mod format;
 pub mod health;
 pub mod history;
@@ -16,6 +17,7 @@ pub mod synthetic;
 pub mod terminal;
 pub mod theme;
 pub mod theory;
+pub mod time_window;
 pub mod view;
 
 pub use options::{ColorChoice, ColorMode, UiOptions};

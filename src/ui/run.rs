@@ -146,6 +146,9 @@ pub fn run(
                     }
                     dirty = true;
                 }
+                Ok(Ok(TermEvent::Mouse(mouse))) => {
+                    dirty |= app.on_mouse(&mouse, Instant::now());
+                }
                 Ok(Ok(TermEvent::Resize(_, _))) => {
                     session
                         .terminal
@@ -169,9 +172,11 @@ pub fn run(
         let now = Instant::now();
         dirty |= app.expire_status(now);
         if clock.due(now, dirty) {
+            let mut graphs = Vec::new();
             session
-                .draw(|frame| view::draw(frame, &app, &theme))
+                .draw(|frame| graphs = view::draw_measured(frame, &app, &theme))
                 .map_err(|e| format!("cannot draw: {e}"))?;
+            app.chart.graphs = graphs;
             outcome.frames += 1;
             clock.drawn(now);
             dirty = false;

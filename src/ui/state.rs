@@ -400,6 +400,8 @@ impl LayerState {
 #[derive(Clone, Debug, PartialEq)]
 pub struct ControlMark {
     pub step: u64,
+    /// What was asked (the charts draw a glyph per kind).
+    pub control: Control,
     pub label: String,
     pub rejected: Option<String>,
 }
@@ -614,6 +616,7 @@ impl RunState {
         }
         let mark = ControlMark {
             step: event.step,
+            control: event.control.clone(),
             label: self.describe(&event.control),
             rejected: event.rejected.clone(),
         };

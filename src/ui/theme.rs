@@ -123,6 +123,13 @@ impl Theme {
         Style::default().fg(color)
     }
 
+    /// The step cursor's line and the step it reads.
+    pub fn cursor(&self) -> Style {
+        Style::default()
+            .fg(self.pick((235, 235, 235), 255, Color::White))
+            .add_modifier(Modifier::BOLD)
+    }
+
     pub fn borders(&self) -> symbols::border::Set<'static> {
         if self.ascii {
             ASCII_BORDER

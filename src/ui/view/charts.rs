@@ -1,22 +1,21 @@
 //! The chart grid: as many panels as the area holds (up to 4x2), the rest on further pages (Tab).
-//! Each line chart draws min/max per pixel column, so a one-step spike in 10,000 steps still shows,
-//! and each applied control is a vertical marker at its step.
+//! Every time chart shows the same window of steps (`z`), the step cursor (`x`) and the control
+//! markers (`i`); a line under the grid names the markers on screen.
 use ratatui::layout::{Constraint, Layout, Rect};
-use ratatui::symbols::Marker;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Axis, Block, Borders, Chart, Dataset, GraphType, Paragraph};
+use ratatui::widgets::Paragraph;
 use ratatui::Frame;
 
-use super::axis::{time_axis_end, value_bounds};
-use super::{heatmap, inner, theory};
+use super::line_chart::{self, panel_block, Context, Fit, Plot};
+use super::{heatmap, markers, theory};
 use crate::protocol::BnKind;
 use crate::ui::app::App;
-use crate::ui::format::num;
 use crate::ui::history::Series;
 use crate::ui::names::shorten;
-use crate::ui::state::{LayerState, RunState};
+use crate::ui::state::LayerState;
 use crate::ui::theme::{Role, Theme};
 use crate::ui::theory::no_decay_laws;
+use crate::ui::time_window::Graph;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Panel {
@@ -47,8 +46,6 @@ const MIN_PANEL_WIDTH: u16 = 36;
 const MIN_PANEL_HEIGHT: u16 = 9;
 /// Points of the t^(-1/2) reference curve.
 const LAW_POINTS: usize = 64;
-/// Markers drawn per chart: the most recent controls.
-const MAX_MARKERS: usize = 24;
 
 /// Which page of how many is showing (pages = 0 when there is no room for charts).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,10 +54,19 @@ pub struct Pages {
     pub pages: usize,
 }
 
-pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) -> Pages {
+pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) -> (Pages, Vec<Graph>) {
     if area.height < 6 || area.width < 24 {
-        return Pages { page: 0, pages: 0 };
+        return (Pages { page: 0, pages: 0 }, Vec::new());
     }
+    let cx = Context {
+        state: app.view(),
+        theme,
+        window: app.chart.window,
+        span: app.chart_span(),
+        cursor: app.chart.cursor,
+        markers: app.chart.markers,
+    };
+    // The legend row never changes the grid (`legend_row`), so the page is the same with it.
     let cols = (area.width / MIN_PANEL_WIDTH).clamp(1, 4) as usize;
     let rows = (area.height / MIN_PANEL_HEIGHT).clamp(1, 2) as usize;
     let slots = cols * rows;
@@ -68,195 +74,195 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) -> Pages {
     let page = app.page % pages;
     // A page that is not full (the last) gives its panels the room of the missing ones.
     let on_page = &PANELS[page * slots..((page + 1) * slots).min(PANELS.len())];
+    let time_charts = on_page.iter().any(|p| *p != Panel::Theory);
+    let area = if time_charts {
+        legend_row(frame, area, &cx)
+    } else {
+        area
+    };
     let rows_used = on_page.len().div_ceil(cols);
     let row_areas =
         Layout::vertical(vec![Constraint::Ratio(1, rows_used as u32); rows_used]).split(area);
+    let mut graphs = Vec::new();
     for (row_area, row_panels) in row_areas.iter().zip(on_page.chunks(cols)) {
         let n = row_panels.len() as u32;
         let cells = Layout::horizontal(vec![Constraint::Ratio(1, n); n as usize]).split(*row_area);
         for (cell, &panel) in cells.iter().zip(row_panels) {
-            draw_panel(frame, *cell, panel, app, theme);
+            graphs.extend(draw_panel(frame, *cell, panel, app, &cx));
         }
     }
-    Pages { page, pages }
+    (Pages { page, pages }, graphs)
 }
 
-struct Plot<'a> {
-    series: &'a Series,
-    role: Role,
-    name: &'static str,
+/// With markers on screen (and a row to spare: the grid keeps its rows of panels), the last row
+/// names their kinds; the rest of `area` is for the panels.
+fn legend_row(frame: &mut Frame, area: Rect, cx: &Context) -> Rect {
+    let panel_rows = |height: u16| (height / MIN_PANEL_HEIGHT).clamp(1, 2);
+    let spare =
+        area.height > MIN_PANEL_HEIGHT && panel_rows(area.height - 1) == panel_rows(area.height);
+    if !cx.markers || !spare {
+        return area;
+    }
+    let mut kinds: Vec<markers::MarkKind> = markers::visible(cx.state, cx.span)
+        .into_iter()
+        .map(|(_, kind)| kind)
+        .collect();
+    kinds.dedup();
+    if kinds.is_empty() {
+        return area;
+    }
+    let row = Rect {
+        y: area.bottom() - 1,
+        height: 1,
+        ..area
+    };
+    frame.render_widget(Paragraph::new(markers::legend(&kinds, cx.theme)), row);
+    Rect {
+        height: area.height - 1,
+        ..area
+    }
 }
 
-fn draw_panel(frame: &mut Frame, area: Rect, panel: Panel, app: &App, theme: &Theme) {
-    let state = app.view();
+fn draw_panel(
+    frame: &mut Frame,
+    area: Rect,
+    panel: Panel,
+    app: &App,
+    cx: &Context,
+) -> Option<Graph> {
+    let (state, theme) = (cx.state, cx.theme);
     let Some(layer) = state
         .layers
         .get(app.selected.min(state.layers.len().saturating_sub(1)))
     else {
-        let block = panel_block(
-            vec![Span::styled(" waiting for the run ", theme.dim())],
-            theme,
-        );
-        frame.render_widget(block, area);
-        return;
+        let title = vec![Span::styled(" waiting for the run ", theme.dim())];
+        frame.render_widget(panel_block(title, Line::default(), theme), area);
+        return None;
     };
     let name = title_name(&layer.name, area);
-    let name = name.as_str();
+    let plot = |series, role, name| Plot {
+        series,
+        style: theme.series(role),
+        name,
+    };
     match panel {
         Panel::Mean | Panel::Var => {
-            let charted = layer.channel_history.len();
-            let k = app.channel.min(charted.saturating_sub(1));
-            let Some(h) = layer.channel_history.get(k) else {
-                return;
-            };
-            let unit = match layer.kind {
-                BnKind::Bn1d => "f",
-                BnKind::Bn2d | BnKind::Bn3d => "ch",
-            };
-            // A wide layer charts a sample of its channels: say which of them this is.
-            let of = if charted < layer.channels {
-                format!(" [{}/{charted}]", k + 1)
-            } else {
-                String::new()
-            };
-            let channel = format!("{unit}{}{of}", h.channel);
-            let (symbol, batch, running) = if panel == Panel::Mean {
-                (theme.glyph("μ", "mean"), &h.batch_mean, &h.running_mean)
-            } else {
-                (theme.glyph("σ²", "var"), &h.batch_var, &h.running_var)
-            };
-            let plots = [
-                Plot {
-                    series: batch,
-                    role: Role::Primary,
-                    name: "batch",
-                },
-                Plot {
-                    series: running,
-                    role: Role::Secondary,
-                    name: "running",
-                },
-            ];
-            let title = format!(" {name} {symbol} {channel} ");
-            line_chart(frame, area, title, &plots, state, false, theme);
+            channel_chart(frame, area, layer, app, cx, panel == Panel::Mean)
         }
         Panel::Drift => {
             let plots = [
-                Plot {
-                    series: &layer.drift,
-                    role: Role::Primary,
-                    name: "D",
-                },
-                Plot {
-                    series: &layer.drift_floor,
-                    role: Role::Tertiary,
-                    name: "D0 floor",
-                },
+                plot(&layer.drift, Role::Primary, "D"),
+                plot(&layer.drift_floor, Role::Tertiary, "D0 floor"),
             ];
-            line_chart(
-                frame,
-                area,
-                format!(" {name} drift "),
-                &plots,
-                state,
-                false,
-                theme,
-            );
+            let title = format!(" {name} drift ");
+            line_chart::draw(frame, area, title, &plots, Fit::Round, cx)
         }
-        Panel::Heatmap => heatmap::draw(frame, area, layer, app, theme),
+        Panel::Heatmap => heatmap::draw(frame, area, layer, app, cx),
         Panel::Loss => {
-            let plots = [Plot {
-                series: &state.loss_history,
-                role: Role::Primary,
-                name: "train",
-            }];
-            line_chart(
-                frame,
-                area,
-                " loss (log) ".into(),
-                &plots,
-                state,
-                true,
-                theme,
-            );
+            let plots = [plot(&state.loss_history, Role::Primary, "train")];
+            line_chart::draw(frame, area, " loss (log) ".into(), &plots, Fit::Log, cx)
         }
         Panel::HeldOut => {
             let plots = [
-                Plot {
-                    series: &state.heldout_batch_stats,
-                    role: Role::Primary,
-                    name: "batch",
-                },
-                Plot {
-                    series: &state.heldout_running_stats,
-                    role: Role::Secondary,
-                    name: "EMA",
-                },
-                Plot {
-                    series: &state.heldout_precise_stats,
-                    role: Role::Tertiary,
-                    name: "Precise",
-                },
+                plot(&state.heldout_batch_stats, Role::Primary, "batch"),
+                plot(&state.heldout_running_stats, Role::Secondary, "EMA"),
+                plot(&state.heldout_precise_stats, Role::Tertiary, "Precise"),
             ];
-            line_chart(
-                frame,
-                area,
-                " held-out ".into(),
-                &plots,
-                state,
-                false,
-                theme,
-            );
+            line_chart::draw(frame, area, " held-out ".into(), &plots, Fit::Fraction, cx)
         }
-        Panel::WeightNorm => weight_chart(frame, area, layer, state, theme, true),
-        Panel::Angular => weight_chart(frame, area, layer, state, theme, false),
-        Panel::Theory => theory::draw(frame, area, state, layer, theme),
+        Panel::WeightNorm => weight_chart(frame, area, layer, cx, true),
+        Panel::Angular => weight_chart(frame, area, layer, cx, false),
+        Panel::Theory => {
+            theory::draw(frame, area, state, layer, theme);
+            None
+        }
     }
+}
+
+/// Batch against running mean (or variance) of the selected channel.
+fn channel_chart(
+    frame: &mut Frame,
+    area: Rect,
+    layer: &LayerState,
+    app: &App,
+    cx: &Context,
+    mean: bool,
+) -> Option<Graph> {
+    let theme = cx.theme;
+    let charted = layer.channel_history.len();
+    let k = app.channel.min(charted.saturating_sub(1));
+    let h = layer.channel_history.get(k)?;
+    let unit = match layer.kind {
+        BnKind::Bn1d => "f",
+        BnKind::Bn2d | BnKind::Bn3d => "ch",
+    };
+    // A wide layer charts a sample of its channels: say which of them this is.
+    let of = if charted < layer.channels {
+        format!(" [{}/{charted}]", k + 1)
+    } else {
+        String::new()
+    };
+    let (symbol, batch, running) = if mean {
+        (theme.glyph("μ", "mean"), &h.batch_mean, &h.running_mean)
+    } else {
+        (theme.glyph("σ²", "var"), &h.batch_var, &h.running_var)
+    };
+    let plots = [
+        Plot {
+            series: batch,
+            style: theme.series(Role::Primary),
+            name: "batch",
+        },
+        Plot {
+            series: running,
+            style: theme.series(Role::Secondary),
+            name: "running",
+        },
+    ];
+    let title = format!(
+        " {} {symbol} {unit}{}{of} ",
+        title_name(&layer.name, area),
+        h.channel
+    );
+    line_chart::draw(frame, area, title, &plots, Fit::Round, cx)
 }
 
 fn weight_chart(
     frame: &mut Frame,
     area: Rect,
     layer: &LayerState,
-    state: &RunState,
-    theme: &Theme,
+    cx: &Context,
     norm: bool,
-) {
+) -> Option<Graph> {
+    let (state, theme, span) = (cx.state, cx.theme, cx.span);
+    let name = title_name(&layer.name, area);
     let (series, title) = if norm {
         (
             &layer.weight_norm,
-            format!(
-                " {} {} ",
-                title_name(&layer.name, area),
-                theme.glyph("‖w‖", "|w|")
-            ),
+            format!(" {name} {} ", theme.glyph("‖w‖", "|w|")),
         )
     } else {
         (
             &layer.angular_update,
-            format!(
-                " {} {} per step ",
-                title_name(&layer.name, area),
-                theme.glyph("θ", "angle")
-            ),
+            format!(" {name} {} per step ", theme.glyph("θ", "angle")),
         )
     };
     let mut plots = vec![Plot {
         series,
-        role: Role::Primary,
+        style: theme.series(Role::Primary),
         name: "",
     }];
-    // The equilibrium θ* under SGD with weight decay, as a flat line across the run.
+    // The equilibrium θ* under SGD with weight decay, as a flat line across the window.
     let equilibrium = (!norm).then(|| state.theta_star()).flatten().map(|theta| {
         let mut line = Series::new(4);
-        line.push(0, theta as f32);
-        line.push(time_axis_end(state.step), theta as f32);
+        line.push(span.from, theta as f32);
+        line.push(span.to, theta as f32);
         line
     });
     if let Some(line) = &equilibrium {
         plots.push(Plot {
             series: line,
-            role: Role::Tertiary,
+            style: theme.series(Role::Tertiary),
             name: "θ*",
         });
     }
@@ -265,10 +271,10 @@ fn weight_chart(
         .then(|| no_decay_laws(state, layer))
         .flatten()
         .map(|laws| {
-            let (from, to) = (state.step / 10, time_axis_end(state.step));
+            let (from, to) = ((state.step / 10).max(span.from).max(1), span.to);
             let mut curve = Series::new(LAW_POINTS);
             for k in 0..LAW_POINTS {
-                let t = from.max(1) + (to - from.max(1)) * k as u64 / (LAW_POINTS as u64 - 1);
+                let t = from + to.saturating_sub(from) * k as u64 / (LAW_POINTS as u64 - 1);
                 curve.push(t, (laws.angle_scale / (t as f64).sqrt()) as f32);
             }
             curve
@@ -276,142 +282,14 @@ fn weight_chart(
     if let Some(curve) = &law {
         plots.push(Plot {
             series: curve,
-            role: Role::Tertiary,
+            style: theme.series(Role::Tertiary),
             name: "t^-1/2",
         });
     }
-    line_chart(frame, area, title, &plots, state, false, theme);
+    line_chart::draw(frame, area, title, &plots, Fit::Round, cx)
 }
 
 /// A layer's name in a panel title: at most a third of the panel, so the legend still shows.
 pub fn title_name(name: &str, area: Rect) -> String {
     shorten(name, usize::from(area.width / 3).max(8))
-}
-
-fn panel_block<'a>(title: Vec<Span<'a>>, theme: &Theme) -> Block<'a> {
-    Block::default()
-        .borders(Borders::ALL)
-        .border_set(theme.borders())
-        .border_style(theme.border())
-        .title(Line::from(title))
-}
-
-/// Min/max envelope points of `series` over `columns` pixel columns spanning [from, to].
-fn envelope(series: &Series, from: u64, to: u64, columns: usize, log_y: bool) -> Vec<(f64, f64)> {
-    let transform = |v: f32| {
-        let v = f64::from(v);
-        if log_y {
-            (v > 0.0).then(|| v.log10())
-        } else {
-            Some(v)
-        }
-    };
-    let step = (to - from) as f64 / columns as f64;
-    let mut points = Vec::with_capacity(2 * columns);
-    for (i, b) in series
-        .resample(from, to.saturating_add(1), columns)
-        .iter()
-        .enumerate()
-    {
-        if !b.is_finite_range() {
-            continue;
-        }
-        let x = from as f64 + (i as f64 + 0.5) * step;
-        if let (Some(lo), Some(hi)) = (transform(b.min), transform(b.max)) {
-            points.push((x, lo));
-            if hi != lo {
-                points.push((x, hi));
-            }
-        }
-    }
-    points
-}
-
-fn line_chart(
-    frame: &mut Frame,
-    area: Rect,
-    title: String,
-    plots: &[Plot],
-    state: &RunState,
-    log_y: bool,
-    theme: &Theme,
-) {
-    let mut title_spans = vec![Span::styled(title, theme.title())];
-    for p in plots.iter().filter(|p| !p.name.is_empty()) {
-        title_spans.push(Span::styled(
-            format!("{} {} ", theme.glyph("━", "-"), p.name),
-            theme.series(p.role),
-        ));
-    }
-    let block = panel_block(title_spans, theme);
-    let plot_area = inner(area);
-    let (from, to) = (0u64, time_axis_end(state.step));
-    // Two Braille dots per cell; the y labels take a few columns, so this slightly oversamples.
-    let columns = usize::from(plot_area.width.max(1)) * 2;
-    let lines: Vec<Vec<(f64, f64)>> = plots
-        .iter()
-        .map(|p| envelope(p.series, from, to, columns, log_y))
-        .collect();
-    let ys = lines.iter().flatten().map(|&(_, y)| y);
-    let (lo, hi) = ys.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), y| {
-        (a.min(y), b.max(y))
-    });
-    if lo > hi {
-        frame.render_widget(
-            Paragraph::new(Span::styled("no data yet", theme.dim())).block(block),
-            area,
-        );
-        return;
-    }
-    let (lo, hi) = value_bounds(lo, hi);
-    let markers: Vec<[(f64, f64); 2]> = state
-        .controls
-        .iter()
-        .rev()
-        .filter(|m| m.rejected.is_none() && m.step >= from && m.step <= to)
-        .take(MAX_MARKERS)
-        .map(|m| [(m.step as f64, lo), (m.step as f64, hi)])
-        .collect();
-    let mut datasets: Vec<Dataset> = markers
-        .iter()
-        .map(|m| {
-            Dataset::default()
-                .marker(Marker::Braille)
-                .graph_type(GraphType::Line)
-                .style(theme.series(Role::Marker))
-                .data(m)
-        })
-        .collect();
-    for (plot, points) in plots.iter().zip(&lines) {
-        datasets.push(
-            Dataset::default()
-                .marker(Marker::Braille)
-                .graph_type(GraphType::Line)
-                .style(theme.series(plot.role))
-                .data(points),
-        );
-    }
-    let label = |v: f64| {
-        if log_y {
-            num(10f64.powf(v), 2)
-        } else {
-            num(v, 2)
-        }
-    };
-    let chart = Chart::new(datasets)
-        .block(block)
-        .legend_position(None)
-        .x_axis(
-            Axis::default()
-                .bounds([from as f64, to as f64])
-                .style(theme.dim())
-                .labels([Span::raw(from.to_string()), Span::raw(to.to_string())]),
-        )
-        .y_axis(
-            Axis::default()
-                .bounds([lo, hi])
-                .style(theme.dim())
-                .labels([Span::raw(label(lo)), Span::raw(label(hi))]),
-        );
-    frame.render_widget(chart, area);
 }

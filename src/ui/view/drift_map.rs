@@ -7,11 +7,12 @@ use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
 use ratatui::style::{Color, Style};
 
-use super::axis::time_axis_end;
+use super::axis::step_full;
 use crate::ui::history::Bucket;
 use crate::ui::options::ColorMode;
-use crate::ui::state::{LayerState, RunState};
+use crate::ui::state::LayerState;
 use crate::ui::theme::Theme;
+use crate::ui::time_window::Span;
 
 const LEVELS: usize = 6;
 /// Upper ends of the levels below the last: D/D0, and D when D0 is not known.
@@ -48,10 +49,11 @@ fn color(theme: &Theme, level: usize) -> Color {
     theme.pick(RGB[level], INDEXED[level], NAMED[level])
 }
 
-/// Each time column's level for one layer over `[0, to]`.
-pub fn row_levels(layer: &LayerState, to: u64, columns: usize) -> Vec<Option<usize>> {
-    let drift = layer.drift.resample(0, to.saturating_add(1), columns);
-    let floors = layer.drift_floor.resample(0, to.saturating_add(1), columns);
+/// Each time column's level for one layer over `span`.
+pub fn row_levels(layer: &LayerState, span: Span, columns: usize) -> Vec<Option<usize>> {
+    let (from, to) = (span.from, span.to.saturating_add(1));
+    let drift = layer.drift.resample(from, to, columns);
+    let floors = layer.drift_floor.resample(from, to, columns);
     let latest_floor = layer.noise_floor();
     drift
         .iter()
@@ -75,19 +77,16 @@ pub fn row_levels(layer: &LayerState, to: u64, columns: usize) -> Vec<Option<usi
 }
 
 /// Draw the map into `area`: its first line is the table's title row, then one line per layer.
-pub fn draw(
-    buffer: &mut Buffer,
-    area: Rect,
-    layers: &[&LayerState],
-    state: &RunState,
-    theme: &Theme,
-) {
+pub fn draw(buffer: &mut Buffer, area: Rect, layers: &[&LayerState], span: Span, theme: &Theme) {
     let columns = usize::from(area.width);
     if columns < 4 || area.height == 0 {
         return;
     }
-    let to = time_axis_end(state.step);
-    let title = format!("D/D0 by step, 0 to {to}");
+    let title = format!(
+        "D/D0 by step, {} to {}",
+        step_full(span.from),
+        step_full(span.to)
+    );
     let title: String = title.chars().take(columns).collect();
     buffer.set_string(area.x, area.y, title, theme.dim());
     let colour = theme.mode != ColorMode::None;
@@ -96,7 +95,7 @@ pub fn draw(
         if y >= area.y + area.height {
             break;
         }
-        for (x, level) in row_levels(layer, to, columns).into_iter().enumerate() {
+        for (x, level) in row_levels(layer, span, columns).into_iter().enumerate() {
             let Some(cell) = buffer.cell_mut((area.x + x as u16, y)) else {
                 continue;
             };

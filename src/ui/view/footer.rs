@@ -20,6 +20,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme, pages: Page
             }
             PromptKind::Seek => "seek to step: ".to_string(),
             PromptKind::ConfirmRestart => "restart from step 0? y/n ".to_string(),
+            PromptKind::Window => "time window (N = last N steps, or FROM..TO): ".to_string(),
         };
         spans.push(Span::styled(question, theme.title()));
         if prompt.kind == PromptKind::ConfirmRestart {

@@ -10,9 +10,11 @@ use ratatui::text::Span;
 use ratatui::widgets::{Block, Borders};
 use ratatui::Frame;
 
-use super::axis::{nice_ceiling, time_axis_end};
+use super::axis::nice_ceiling;
+use super::axis::step_full;
 use super::charts::title_name;
 use super::inner;
+use super::line_chart::Context;
 use crate::protocol::BnKind;
 use crate::ui::app::{App, HeatmapValue};
 use crate::ui::format::num;
@@ -20,6 +22,8 @@ use crate::ui::history::{Bucket, Series};
 use crate::ui::options::ColorMode;
 use crate::ui::state::{HeatRow, LayerState};
 use crate::ui::theme::Theme;
+use crate::ui::time_window::{Graph, Window};
+use ratatui::text::Line;
 
 const LEVELS: usize = 9;
 const LABEL_WIDTH: u16 = 4;
@@ -84,8 +88,14 @@ fn color(theme: &Theme, level: usize) -> Color {
     theme.pick(RGB[level], INDEXED[level], NAMED[level])
 }
 
-pub fn draw(frame: &mut Frame, area: Rect, layer: &LayerState, app: &App, theme: &Theme) {
-    let state = app.view();
+pub fn draw(
+    frame: &mut Frame,
+    area: Rect,
+    layer: &LayerState,
+    app: &App,
+    cx: &Context,
+) -> Option<Graph> {
+    let theme = cx.theme;
     let (label, pick): (&str, fn(&HeatRow) -> &Series) = match app.heatmap {
         HeatmapValue::D => ("d", |h| &h.d),
         HeatmapValue::LogR => ("log r", |h| &h.log_r),
@@ -100,9 +110,66 @@ pub fn draw(frame: &mut Frame, area: Rect, layer: &LayerState, app: &App, theme:
     let pixel_rows = usize::from(plot.height) * if half_blocks { 2 } else { 1 };
     let stored = layer.heat_rows.len();
     let groups = stored.min(pixel_rows);
-    let (from, to) = (0u64, time_axis_end(state.step));
+    let (from, to) = (cx.span.from, cx.span.to);
 
-    // cells[g][x]: the most extreme value of group g in time column x; first[g] its first channel.
+    let (cells, first) = group_cells(layer, pick, (from, to), columns, groups);
+    let bound = scale(cells.iter().flatten().copied());
+    let per = unit(layer.kind);
+    let title = vec![
+        Span::styled(
+            format!(" {} {label} per {per} ", title_name(&layer.name, area)),
+            theme.title(),
+        ),
+        Span::styled(format!("±{} (p98) ", num(bound, 2)), theme.dim()),
+    ];
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .border_set(theme.borders())
+        .border_style(theme.border())
+        .title(ratatui::text::Line::from(title))
+        .title_bottom(cursor_label(cx));
+    frame.render_widget(block, area);
+    if columns == 0 || groups == 0 {
+        return None;
+    }
+    let graph = Graph {
+        area: Rect {
+            x: plot.x + label_width,
+            width: columns as u16,
+            ..plot
+        },
+        span: cx.span,
+    };
+    let map = Map {
+        cells,
+        first,
+        bound,
+    };
+    draw_cells(frame, &graph, &map, label_width, per, theme);
+    // The cursor: a mark on the bottom border under its column.
+    if let Some(x) = cx
+        .cursor
+        .map(|c| cx.span.clamp(c))
+        .and_then(|c| graph.column_of(c))
+    {
+        let mark = theme.glyph("▲", "^");
+        frame
+            .buffer_mut()
+            .set_string(x, area.bottom() - 1, mark, theme.cursor());
+    }
+    Some(graph)
+}
+
+/// `cells[g][x]`: the most extreme value of group `g` in time column `x` over `[from, to]`; and
+/// each group's first channel.
+fn group_cells(
+    layer: &LayerState,
+    pick: fn(&HeatRow) -> &Series,
+    (from, to): (u64, u64),
+    columns: usize,
+    groups: usize,
+) -> (Vec<Vec<f32>>, Vec<usize>) {
+    let stored = layer.heat_rows.len();
     let mut cells = vec![vec![f32::NAN; columns]; groups];
     let mut first = vec![usize::MAX; groups];
     if columns > 0 {
@@ -123,24 +190,53 @@ pub fn draw(frame: &mut Frame, area: Rect, layer: &LayerState, app: &App, theme:
             }
         }
     }
-    let bound = scale(cells.iter().flatten().copied());
-    let per = unit(layer.kind);
-    let title = vec![
-        Span::styled(
-            format!(" {} {label} per {per} ", title_name(&layer.name, area)),
-            theme.title(),
-        ),
-        Span::styled(format!("±{} (p98) ", num(bound, 2)), theme.dim()),
-    ];
-    let block = Block::default()
-        .borders(Borders::ALL)
-        .border_set(theme.borders())
-        .border_style(theme.border())
-        .title(ratatui::text::Line::from(title));
-    frame.render_widget(block, area);
-    if columns == 0 || groups == 0 {
-        return;
+    (cells, first)
+}
+
+/// The window and the cursor's step on the bottom border.
+fn cursor_label<'a>(cx: &Context) -> Line<'a> {
+    let mut spans = Vec::new();
+    if cx.window != Window::Whole {
+        spans.push(Span::styled(
+            format!(" {} ", cx.window.label()),
+            cx.theme.dim(),
+        ));
     }
+    if let Some(step) = cx.cursor.map(|c| cx.span.clamp(c)) {
+        spans.push(Span::styled(
+            format!(" step {} ", step_full(step)),
+            cx.theme.cursor(),
+        ));
+    }
+    Line::from(spans)
+}
+
+/// The map's values: `cells[group][column]`, each group's first channel, the colour scale's bound.
+struct Map {
+    cells: Vec<Vec<f32>>,
+    first: Vec<usize>,
+    bound: f64,
+}
+
+/// The cells of the map, each row labelled by its first channel.
+fn draw_cells(
+    frame: &mut Frame,
+    graph: &Graph,
+    map: &Map,
+    label_width: u16,
+    per: &str,
+    theme: &Theme,
+) {
+    let (cells, first, bound) = (&map.cells, &map.first, map.bound);
+    let plot = Rect {
+        x: graph.area.x - label_width,
+        width: graph.area.width + label_width,
+        ..graph.area
+    };
+    let columns = usize::from(graph.area.width);
+    let groups = cells.len();
+    let colour = theme.mode != ColorMode::None;
+    let half_blocks = colour && !theme.ascii;
     let buffer = frame.buffer_mut();
     let rows_per_line = if half_blocks { 2 } else { 1 };
     let prefix = &per[..1];

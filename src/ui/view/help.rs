@@ -25,6 +25,8 @@ pub fn draw(frame: &mut Frame, area: Rect, scroll: u16, context: Context, theme:
         })
         .collect();
     lines.push(Line::raw(""));
+    lines.extend(super::markers::help_lines(theme));
+    lines.push(Line::raw(""));
     lines.push(Line::styled("highlighted values", theme.title()));
     lines.extend(LEGEND.iter().map(|l| Line::raw(*l)));
     let width = area.width.saturating_sub(4).min(96);

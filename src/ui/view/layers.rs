@@ -339,7 +339,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
             height: area.height.saturating_sub(2),
         };
         let layers: Vec<&LayerState> = shown.iter().map(|&i| &state.layers[i]).collect();
-        drift_map::draw(frame.buffer_mut(), strip, &layers, state, theme);
+        drift_map::draw(frame.buffer_mut(), strip, &layers, app.chart_span(), theme);
     }
 }
 
