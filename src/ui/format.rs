@@ -43,6 +43,30 @@ pub fn momentum(m: f32) -> String {
     }
 }
 
+/// Channels named `c3 c7 c12` in at most `max_chars` characters: names are never cut; those
+/// that do not fit are counted instead (`c3 c7 … +5`).
+pub fn channel_list(channels: &[usize], max_chars: usize) -> String {
+    let mut out = String::new();
+    for (k, c) in channels.iter().enumerate() {
+        let name = format!("c{c}");
+        let rest = channels.len() - k - 1;
+        let sep = if out.is_empty() { "" } else { " " };
+        // Room for this name, and for "… +n" after it unless it is the last.
+        let tail = if rest > 0 {
+            format!(" … +{rest}").chars().count()
+        } else {
+            0
+        };
+        if out.chars().count() + sep.len() + name.len() + tail > max_chars {
+            let more = channels.len() - k;
+            return format!("{out}{sep}… +{more}");
+        }
+        out.push_str(sep);
+        out.push_str(&name);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -69,5 +93,14 @@ mod tests {
         assert_eq!(momentum(0.0005), "5.00e-4");
         assert_eq!(momentum(0.1234), "0.123");
         assert_eq!(pct(0.9876), "98.8%");
+    }
+
+    #[test]
+    fn channel_lists_name_whole_channels_and_count_the_rest() {
+        assert_eq!(channel_list(&[3, 7, 12], 40), "c3 c7 c12");
+        assert_eq!(channel_list(&[3, 7, 12, 15, 20], 14), "c3 c7 c12 … +2");
+        assert_eq!(channel_list(&[3, 7, 12, 15, 20], 13), "c3 c7 … +3");
+        assert_eq!(channel_list(&[], 10), "");
+        assert_eq!(channel_list(&[1000], 3), "… +1");
     }
 }
