@@ -4,6 +4,7 @@
 //! and `run` the terminal itself.
 pub mod app;
 pub mod format;
+pub mod glossary;
 pub mod health;
 pub mod history;
 pub mod keys;

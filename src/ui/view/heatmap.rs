@@ -3,7 +3,8 @@
 //! channel saturates instead of washing out the rest. Each row holds one channel, or the most
 //! extreme of a group of channels when they do not all fit (the state keeps at most `HEATMAP_ROWS`
 //! groups per layer, so any width works); with colour and Unicode, half blocks give two rows per
-//! line. Rows are labelled by their first channel (BN1d: feature), never cut.
+//! line. Rows are labelled by their first channel (BN1d: feature), never cut; the labels of rows
+//! holding a dead channel are in the warning colour and the title names the dead channels.
 use ratatui::layout::Rect;
 use ratatui::style::{Color, Style};
 use ratatui::text::Span;
@@ -15,11 +16,13 @@ use super::charts::title_name;
 use super::inner;
 use crate::protocol::BnKind;
 use crate::ui::app::{App, HeatmapValue};
-use crate::ui::format::num;
+use crate::ui::format::{channel_list, num};
+use crate::ui::health::Health;
 use crate::ui::history::{Bucket, Series};
 use crate::ui::options::ColorMode;
 use crate::ui::state::{HeatRow, LayerState};
 use crate::ui::theme::Theme;
+use crate::ui::theory::scale_invariance::{dead, epsilon};
 
 const LEVELS: usize = 9;
 const LABEL_WIDTH: u16 = 4;
@@ -125,13 +128,28 @@ pub fn draw(frame: &mut Frame, area: Rect, layer: &LayerState, app: &App, theme:
     }
     let bound = scale(cells.iter().flatten().copied());
     let per = unit(layer.kind);
-    let title = vec![
+    let dead = layer
+        .latest
+        .as_ref()
+        .map(|l| dead(l, epsilon(state)))
+        .unwrap_or_default();
+    let mut title = vec![
         Span::styled(
             format!(" {} {label} per {per} ", title_name(&layer.name, area)),
             theme.title(),
         ),
         Span::styled(format!("±{} (p98) ", num(bound, 2)), theme.dim()),
     ];
+    // The dead channels by name, in what is left of the top border.
+    let used: usize = title.iter().map(Span::width).sum::<usize>() + 2;
+    let room = usize::from(area.width).saturating_sub(used + "dead: ".len() + 2);
+    if !dead.is_empty() && room >= 4 {
+        let names = channel_list(&dead, room);
+        title.push(Span::styled(
+            format!("dead: {names} "),
+            theme.health(Health::Warn),
+        ));
+    }
     let block = Block::default()
         .borders(Borders::ALL)
         .border_set(theme.borders())
@@ -152,7 +170,20 @@ pub fn draw(frame: &mut Frame, area: Rect, layer: &LayerState, app: &App, theme:
         }
         let width = usize::from(label_width - 1);
         let label = format!("{prefix}{:<width$}", first[first_group]);
-        buffer.set_string(plot.x, y, label, theme.dim());
+        // A row that holds a dead channel has its label in the warning colour.
+        let (from_channel, to_channel) = (
+            first[first_group],
+            first
+                .get(first_group + rows_per_line)
+                .copied()
+                .unwrap_or(usize::MAX),
+        );
+        let style = if dead.iter().any(|&c| c >= from_channel && c < to_channel) {
+            theme.health(Health::Warn)
+        } else {
+            theme.dim()
+        };
+        buffer.set_string(plot.x, y, label, style);
         for x in 0..columns {
             let cell_x = plot.x + label_width + x as u16;
             let top = level(cells[first_group][x], bound);
