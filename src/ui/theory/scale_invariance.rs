@@ -84,7 +84,8 @@ pub fn cos_reading(layer: &LayerSnapshot, epsilon: f64) -> CosReading {
         };
     };
     let at = |xs: &[f32]| xs.get(c).map(|&x| f64::from(x));
-    let var = at(&layer.batch_var);
+    let var = at(&layer.batch_var).filter(|_| layer.mode == BnMode::Train);
+    // The residual is a train-mode formula: in eval mode there is nothing to predict.
     let predicted = (|| {
         let (gamma, grad_gamma) = (at(&layer.gamma)?, at(&layer.grad_gamma)?);
         let (w, g) = (at(&layer.weight_norm)?, at(&layer.weight_grad_norm)?);
@@ -181,7 +182,12 @@ mod tests {
         assert!(reading.note().contains("ε-dominated"), "{}", reading.note());
         // The same numbers in eval mode: not normalised.
         layer.mode = BnMode::Eval;
-        assert_eq!(cos_reading(&layer, BN_EPSILON).verdict, CosVerdict::EvalMode);
+        let reading = cos_reading(&layer, BN_EPSILON);
+        assert_eq!(
+            (reading.verdict, reading.predicted),
+            (CosVerdict::EvalMode, None)
+        );
+        assert_eq!(reading.note(), "c4: not normalised: eval mode (running statistics)");
         // A train-mode cosine of the wrong sign is not the residual.
         layer.mode = BnMode::Train;
         layer.weight_grad_cos[4] = 0.1819;

@@ -157,14 +157,14 @@ fn beta_cell(cx: &Cx, s: &LayerSnapshot) -> (String, Health) {
 
 #[rustfmt::skip]
 const COLUMNS: &[Column] = &[
-    Column { title: "D (D0)", ascii_title: "D (D0)", width: 15, fixed: true, cell: drift_cell },
-    Column { title: "r min-max", ascii_title: "r min-max", width: 11, fixed: false, cell: r_cell },
-    Column { title: "|d| mean/max", ascii_title: "|d| mean/max", width: 12, fixed: false, cell: d_cell },
+    Column { title: "D (D0)", ascii_title: "D (D0)", width: 14, fixed: true, cell: drift_cell },
+    Column { title: "r min-max", ascii_title: "r min-max", width: 10, fixed: false, cell: r_cell },
+    Column { title: "|d| avg/max", ascii_title: "|d| avg/max", width: 11, fixed: false, cell: d_cell },
     Column { title: "ReLU on", ascii_title: "ReLU on", width: 7, fixed: false, cell: relu_cell },
-    Column { title: "dead", ascii_title: "dead", width: 6, fixed: false, cell: dead_cell },
+    Column { title: "dead", ascii_title: "dead", width: 5, fixed: false, cell: dead_cell },
     Column { title: "‖w‖", ascii_title: "|w|", width: 7, fixed: false, cell: norm_cell },
     Column { title: "θ/step", ascii_title: "ang/step", width: 8, fixed: false, cell: angle_cell },
-    Column { title: "η/‖w‖² med", ascii_title: "lr/|w|^2 md", width: 11, fixed: false, cell: effective_lr_cell },
+    Column { title: "η/‖w‖² med", ascii_title: "med lr/w^2", width: 10, fixed: false, cell: effective_lr_cell },
     Column { title: "max|cos|", ascii_title: "max|cos|", width: 8, fixed: false, cell: cos_cell },
     Column { title: "μB/μR", ascii_title: "muB/muR", width: 15, fixed: false, cell: means_cell },
     Column { title: "σ²B/vR", ascii_title: "varB/vR", width: 13, fixed: false, cell: vars_cell },
