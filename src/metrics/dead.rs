@@ -66,10 +66,7 @@ mod tests {
     fn switched_off_and_collapsed_channels_are_dead_small_ones_are_not() {
         let gamma = [0.93, 3.7e-12, 1.0, 0.037, f32::NAN, 0.0];
         let var = [7.7e-4, 1.5e-25, 1e-12, 6.9e-6, 1.0, 1.0];
-        assert_eq!(
-            dead_channels(&gamma, &var, BN_EPSILON),
-            Some(vec![1, 2, 5])
-        );
+        assert_eq!(dead_channels(&gamma, &var, BN_EPSILON), Some(vec![1, 2, 5]));
         // γ = 1 on σ²_B = ε/9999 passes 0.01: the threshold is a standard deviation.
         let at = passed_signal(1.0, BN_EPSILON / 9999.0, BN_EPSILON);
         assert!((at - DEAD_SIGNAL).abs() < 1e-12, "{at}");

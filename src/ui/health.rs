@@ -95,10 +95,12 @@ pub fn finite(x: f64) -> Health {
     }
 }
 
-/// Help lines describing the highlights (shown in the help overlay).
+/// Help lines describing the highlights (shown in the help overlay; at most 74 characters, so
+/// an 80-column terminal shows them whole).
 pub const LEGEND: &[&str] = &[
     "D: warn when (D/D0)^2 > 4, bad > 9 (D0 known); else warn > 0.1, bad > 0.3",
-    "r: warn outside [0.8, 1.25], bad outside [0.5, 2]; |d|max: warn > 0.3, bad > 1",
+    "r: warn outside [0.8, 1.25], bad outside [0.5, 2]",
+    "|d|max: warn > 0.3, bad > 1",
     "max|cos(w,g)|, live channels: TRAIN ok when the predicted eps residual,",
     "  else warn (no prediction: > 0.05); EVAL warn > 1e-3 (not normalised)",
     "dead: warn when a layer has any (BN output std < 0.01, see above)",
@@ -140,5 +142,12 @@ mod tests {
         assert_eq!(max_cos(5e-3, BnMode::Eval), Health::Warn);
         assert_eq!(max_cos(0.2, BnMode::Eval), Health::Warn);
         assert_eq!(finite(f64::INFINITY), Health::Bad);
+    }
+
+    #[test]
+    fn legend_lines_fit_the_help_of_an_80_column_terminal() {
+        for line in LEGEND {
+            assert!(line.chars().count() <= 74, "{line}");
+        }
     }
 }

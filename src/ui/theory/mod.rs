@@ -357,7 +357,8 @@ mod tests {
         );
         assert!((cos.measured / predicted - 1.02).abs() < 1e-5, "{cos:?}");
         assert!(
-            cos.note.starts_with(&format!("c{}, σ²_B = 5.0ε: ε-dominated", c - 1)),
+            cos.note
+                .starts_with(&format!("c{}, σ²_B = 5.0ε: ε-dominated", c - 1)),
             "{}",
             cos.note
         );

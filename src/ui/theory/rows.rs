@@ -243,12 +243,7 @@ fn angular(state: &RunState, latest: &LayerSnapshot) -> Comparison {
         None if state.no_decay_sgd() => "no weight decay: no θ*, the t^-1/2 law".into(),
         None => "no θ* for Adam".into(),
     };
-    Comparison::new(
-        "angular update (rad/step)",
-        theta,
-        state.theta_star(),
-        note,
-    )
+    Comparison::new("angular update (rad/step)", theta, state.theta_star(), note)
 }
 
 /// max |cos(w, g)| over the live channels beside BN's ε residual predicted for that channel:

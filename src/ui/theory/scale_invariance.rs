@@ -178,7 +178,10 @@ mod tests {
         assert_eq!(reading.verdict, CosVerdict::EpsilonDominated);
         let predicted = reading.predicted.expect("a prediction");
         let expected = 0.307 * 0.01584 * (1e-5 / 1.18e-4) / (0.108 * 0.021);
-        assert!((predicted - expected).abs() < 1e-4 * expected, "{predicted}");
+        assert!(
+            (predicted - expected).abs() < 1e-4 * expected,
+            "{predicted}"
+        );
         assert!(reading.note().contains("ε-dominated"), "{}", reading.note());
         // The same numbers in eval mode: not normalised.
         layer.mode = BnMode::Eval;
@@ -187,7 +190,10 @@ mod tests {
             (reading.verdict, reading.predicted),
             (CosVerdict::EvalMode, None)
         );
-        assert_eq!(reading.note(), "c4: not normalised: eval mode (running statistics)");
+        assert_eq!(
+            reading.note(),
+            "c4: not normalised: eval mode (running statistics)"
+        );
         // A train-mode cosine of the wrong sign is not the residual.
         layer.mode = BnMode::Train;
         layer.weight_grad_cos[4] = 0.1819;
@@ -197,9 +203,8 @@ mod tests {
         );
         // Far from ε: the residual, not ε-dominated.
         layer.batch_var[4] = 1.0;
-        let residual = crate::metrics::weights::epsilon_cosine(
-            0.307, -0.01584, 1.0, BN_EPSILON, 0.108, 0.021,
-        );
+        let residual =
+            crate::metrics::weights::epsilon_cosine(0.307, -0.01584, 1.0, BN_EPSILON, 0.108, 0.021);
         layer.weight_grad_cos[4] = residual.expect("norms") as f32;
         assert_eq!(
             cos_reading(&layer, BN_EPSILON).verdict,
@@ -220,7 +225,10 @@ mod tests {
         layer.weight_grad_cos.clear();
         layer.summary.max_abs_cos = 0.2;
         let reading = cos_reading(&layer, BN_EPSILON);
-        assert_eq!((reading.channel, reading.measured), (None, f64::from(0.2f32)));
+        assert_eq!(
+            (reading.channel, reading.measured),
+            (None, f64::from(0.2f32))
+        );
         assert_eq!(reading.verdict, CosVerdict::Unpredicted);
     }
 }

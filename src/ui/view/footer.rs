@@ -41,7 +41,10 @@ fn keys_line(app: &App, theme: &Theme, pages: Pages, width: usize) -> Vec<Span<'
     let hint_width = |hs: &[&str]| hs.iter().map(|h| h.chars().count() + 1).sum::<usize>();
     let page = (pages.pages > 1).then(|| format!("charts {}/{} ", pages.page + 1, pages.pages));
     let page_width = page.as_ref().map_or(0, |p| p.chars().count());
-    let status_width = app.status.as_ref().map_or(0, |s| s.text.chars().count() + 2);
+    let status_width = app
+        .status
+        .as_ref()
+        .map_or(0, |s| s.text.chars().count() + 2);
     while !others.is_empty()
         && status_width + page_width + hint_width(&others) + hint_width(&essential) > width
     {

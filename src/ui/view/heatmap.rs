@@ -4,7 +4,7 @@
 //! extreme of a group of channels when they do not all fit (the state keeps at most `HEATMAP_ROWS`
 //! groups per layer, so any width works); with colour and Unicode, half blocks give two rows per
 //! line. Rows are labelled by their first channel (BN1d: feature), never cut; the labels of rows
-//! holding a dead channel are in the warning colour and the title names the dead channels.
+//! holding a dead channel are in the warning colour and the bottom border names the dead channels.
 use ratatui::layout::Rect;
 use ratatui::style::{Color, Style};
 use ratatui::text::Span;
@@ -133,28 +133,26 @@ pub fn draw(frame: &mut Frame, area: Rect, layer: &LayerState, app: &App, theme:
         .as_ref()
         .map(|l| dead(l, epsilon(state)))
         .unwrap_or_default();
-    let mut title = vec![
+    let title = vec![
         Span::styled(
             format!(" {} {label} per {per} ", title_name(&layer.name, area)),
             theme.title(),
         ),
         Span::styled(format!("±{} (p98) ", num(bound, 2)), theme.dim()),
     ];
-    // The dead channels by name, in what is left of the top border.
-    let used: usize = title.iter().map(Span::width).sum::<usize>() + 2;
-    let room = usize::from(area.width).saturating_sub(used + "dead: ".len() + 2);
-    if !dead.is_empty() && room >= 4 {
-        let names = channel_list(&dead, room);
-        title.push(Span::styled(
-            format!("dead: {names} "),
-            theme.health(Health::Warn),
-        ));
-    }
     let block = Block::default()
         .borders(Borders::ALL)
         .border_set(theme.borders())
         .border_style(theme.border())
         .title(ratatui::text::Line::from(title));
+    // The dead channels by name, on the bottom border.
+    let room = usize::from(area.width).saturating_sub(2 + " dead: ".len() + 1);
+    let block = if dead.is_empty() || room < 4 {
+        block
+    } else {
+        let names = format!(" dead: {} ", channel_list(&dead, room));
+        block.title_bottom(Span::styled(names, theme.health(Health::Warn)))
+    };
     frame.render_widget(block, area);
     if columns == 0 || groups == 0 {
         return;

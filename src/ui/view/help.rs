@@ -28,7 +28,11 @@ pub fn draw(frame: &mut Frame, area: Rect, scroll: u16, context: Context, theme:
         .collect();
     lines.push(Line::raw(""));
     lines.push(Line::styled("what the numbers mean", theme.title()));
-    lines.extend(GLOSSARY.iter().map(|e| Line::raw(glossary::line(e, theme.ascii))));
+    lines.extend(
+        GLOSSARY
+            .iter()
+            .map(|e| Line::raw(glossary::line(e, theme.ascii))),
+    );
     lines.push(Line::raw(""));
     lines.push(Line::styled("highlighted values", theme.title()));
     lines.extend(LEGEND.iter().map(|l| Line::raw(*l)));

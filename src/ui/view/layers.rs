@@ -11,16 +11,16 @@ use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table};
 use ratatui::Frame;
 
 use super::drift_map;
+use crate::metrics::dead::live_median_effective_lr;
 use crate::protocol::{BnMode, LayerSnapshot};
 use crate::ui::app::{App, TableView};
-use crate::metrics::dead::live_median_effective_lr;
 use crate::ui::format::{fit, momentum, num, pct, Part::Num, Part::Text};
 use crate::ui::health::{self, Health};
 use crate::ui::layer_order::{self, LayerSort};
 use crate::ui::names::shorten;
 use crate::ui::state::{LayerState, RunState};
-use crate::ui::theory::scale_invariance::{cos_reading, dead, epsilon};
 use crate::ui::theme::{Role, Theme};
+use crate::ui::theory::scale_invariance::{cos_reading, dead, epsilon};
 
 struct Column {
     title: &'static str,
@@ -123,11 +123,7 @@ fn angle_cell(cx: &Cx, s: &LayerSnapshot) -> (String, Health) {
 fn effective_lr_cell(cx: &Cx, s: &LayerSnapshot) -> (String, Health) {
     let dead = dead(s, cx.epsilon);
     let median = live_median_effective_lr(f64::from(cx.state.lr), &s.weight_norm, &dead);
-    finite_cell(
-        cx,
-        median.unwrap_or(f64::from(s.summary.effective_lr)),
-        2,
-    )
+    finite_cell(cx, median.unwrap_or(f64::from(s.summary.effective_lr)), 2)
 }
 
 /// The largest |cos(w_c, g_c)| over live channels, judged against BN's ε residual.
