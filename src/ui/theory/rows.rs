@@ -145,10 +145,11 @@ fn population(state: &RunState, index: usize) -> Option<Comparison> {
     let p = state.last_population.as_ref()?;
     let l = p.layers.get(index)?;
     let note = format!(
-        "1-1/n_eff, n_eff {}; {} batches; EMA var/σ²_pop {:.2} (step {}, P a A)",
+        "1-1/n_eff, n_eff {}; {} batches; EMA var/σ²_pop {} (step {}, P a A)",
         num(l.n_eff, 3),
         p.order.name(),
-        l.running_var_ratio,
+        // A dead channel's σ²_pop of 1e-44 makes this ratio astronomical: digits, not 45 of them.
+        num(l.running_var_ratio, 3),
         p.step
     );
     Some(Comparison::new(
