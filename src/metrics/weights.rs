@@ -98,6 +98,14 @@ pub fn row_norms(w: &[f32], rows: usize) -> Vec<f64> {
     split_equal(w, rows).map(norm).collect()
 }
 
+/// [`row_norms`] as f32, what a snapshot carries (one allocation, no f64 copy).
+///
+/// # Panics
+/// If `rows` is 0 or does not divide `w.len()`.
+pub fn row_norms_f32(w: &[f32], rows: usize) -> Vec<f32> {
+    split_equal(w, rows).map(|r| norm(r) as f32).collect()
+}
+
 /// cos(w_c, g_c) per row; typically g is the gradient ∇_w L (layer value: max |cos|).
 ///
 /// # Panics
