@@ -59,7 +59,7 @@ fn resident_memory_does_not_grow_with_steps() {
 }
 
 /// What the dashboard may keep, from its budgets: per-channel and layer-level history, the run's
-/// own series, the EMA windows of the charted channels, and the latest arrays (22 per channel,
+/// own series, the EMA windows of the charted channels, and the latest arrays (23 per channel,
 /// and the rank drifts) with the noise floor's previous means.
 fn dashboard_bound_bytes() -> usize {
     use bntop::ui::state::*;

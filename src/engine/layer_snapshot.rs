@@ -106,6 +106,7 @@ impl BlockStep {
             weight_norm: to_f32(norms),
             angular_update: to_f32(angles),
             weight_grad_cos: to_f32(cosines),
+            weight_grad_norm: weights::row_norms_f32(&self.grads.weight, channels),
             bias_grad: self.conv_bias.then(|| self.grads.bias.clone()),
             summary,
         }

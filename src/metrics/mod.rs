@@ -12,6 +12,7 @@
 
 pub mod bias;
 pub mod correlated;
+pub mod dead;
 pub mod drift;
 pub mod ema;
 pub mod moments;

@@ -98,6 +98,14 @@ pub fn row_norms(w: &[f32], rows: usize) -> Vec<f64> {
     split_equal(w, rows).map(norm).collect()
 }
 
+/// [`row_norms`] as f32, what a snapshot carries (one allocation, no f64 copy).
+///
+/// # Panics
+/// If `rows` is 0 or does not divide `w.len()`.
+pub fn row_norms_f32(w: &[f32], rows: usize) -> Vec<f32> {
+    split_equal(w, rows).map(|r| norm(r) as f32).collect()
+}
+
 /// cos(w_c, g_c) per row; typically g is the gradient ∇_w L (layer value: max |cos|).
 ///
 /// # Panics
@@ -118,6 +126,23 @@ pub fn row_cosines(w: &[f32], g: &[f32], rows: usize) -> Vec<f64> {
 /// (the mean subtraction removes it from h - μ_B).
 pub fn epsilon_radial_gradient(gamma: f64, grad_gamma: f64, batch_var: f64, epsilon: f64) -> f64 {
     gamma * grad_gamma * epsilon / (batch_var + epsilon)
+}
+
+/// The cos(w_c, g_c) that BN's ε residual predicts for a filter feeding a train-mode BN:
+/// [`epsilon_radial_gradient`]/(‖w_c‖‖g_c‖), with g_c the loss gradient (no weight decay).
+/// Its sign is sign(γ ∂L/∂γ). None when either norm is 0 or not finite (no direction).
+pub fn epsilon_cosine(
+    gamma: f64,
+    grad_gamma: f64,
+    batch_var: f64,
+    epsilon: f64,
+    weight_norm: f64,
+    grad_norm: f64,
+) -> Option<f64> {
+    let norms = weight_norm * grad_norm;
+    (norms > 0.0 && norms.is_finite()).then(|| {
+        (epsilon_radial_gradient(gamma, grad_gamma, batch_var, epsilon) / norms).clamp(-1.0, 1.0)
+    })
 }
 
 /// Angular update θ_c = angle(w_c before, w_c after) per row (layer value: RMS over rows).
@@ -340,10 +365,29 @@ mod tests {
             let grad_norm = grad_w.iter().map(|g| g * g).sum::<f64>().sqrt();
             assert!(grad_norm > 0.1, "a gradient worth measuring: {grad_norm}");
             assert_close(radial, predicted, 1e-8);
+            // The cosine the lab predicts, against the one measured from the two gradients.
+            let w_norm = w.iter().map(|x| x * x).sum::<f64>().sqrt();
+            let cos = epsilon_cosine(gamma, grad_gamma, var, epsilon, w_norm, grad_norm);
+            assert_close(cos.expect("norms > 0"), radial / (w_norm * grad_norm), 1e-8);
+            if epsilon > 0.0 {
+                assert_eq!(cos.map(f64::signum), Some((gamma * grad_gamma).signum()));
+            }
             if epsilon > 0.01 {
                 assert!(predicted.abs() > 1e-3, "ε = {epsilon}: {predicted:e}");
             }
         }
+    }
+
+    #[test]
+    fn no_epsilon_cosine_without_a_direction() {
+        assert_eq!(epsilon_cosine(1.0, 0.1, 1e-5, 1e-5, 0.0, 1.0), None);
+        assert_eq!(epsilon_cosine(1.0, 0.1, 1e-5, 1e-5, 1.0, f64::NAN), None);
+        // σ²_B = ε: half of γ∂L/∂γ is radial.
+        assert_close(
+            epsilon_cosine(2.0, 0.1, 1e-5, 1e-5, 0.5, 0.4).expect("a cosine"),
+            0.5,
+            1e-12,
+        );
     }
 
     #[test]

@@ -176,6 +176,14 @@ pub struct LayerSnapshot {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub weight_grad_cos: Vec<f32>,
+    /// Format 1.5 (optional): ‖dL/dw_c‖ before the update, the loss gradient without weight
+    /// decay. With `weight_norm` it turns the ε residual into a predicted cos(w_c, g_c).
+    #[serde(
+        default,
+        with = "float_encoding::vec",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub weight_grad_norm: Vec<f32>,
     /// dL/db of the conv bias before the BN (only with --conv-bias): about 0 in train mode.
     #[serde(default, with = "float_encoding::option_vec")]
     pub bias_grad: Option<Vec<f32>>,
@@ -215,6 +223,7 @@ impl LayerSnapshot {
             &self.weight_norm,
             &self.angular_update,
             &self.weight_grad_cos,
+            &self.weight_grad_norm,
         ]
         .into_iter()
         .chain(&self.bias_grad)

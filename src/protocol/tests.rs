@@ -29,6 +29,7 @@ fn layer(c: usize, bias: bool) -> LayerSnapshot {
         weight_norm: v(2.0),
         angular_update: v(1e-3),
         weight_grad_cos: v(1e-7),
+        weight_grad_norm: v(0.5),
         bias_grad: bias.then(|| v(1e-9)),
         summary: LayerSummary {
             drift: 0.1,

@@ -100,6 +100,7 @@ pub fn summary_only(layer: &LayerSnapshot) -> LayerSnapshot {
         weight_norm: Vec::new(),
         angular_update: Vec::new(),
         weight_grad_cos: Vec::new(),
+        weight_grad_norm: Vec::new(),
         bias_grad: None,
         // One value per rank, not per channel: as small as the summary.
         rank_drift: layer.rank_drift.clone(),

@@ -1,6 +1,7 @@
 //! Healthy ranges of the per-layer numbers: what the layers table highlights. The thresholds are
 //! rules of thumb from BN-METRICS.md, stated here once so the help text and the table agree.
 use crate::protocol::BnMode;
+use crate::ui::theory::scale_invariance::{CosReading, CosVerdict};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Health {
@@ -53,6 +54,27 @@ pub fn max_cos(x: f64, mode: BnMode) -> Health {
     }
 }
 
+/// max |cos(w, g)| over live channels read against BN's ε residual (`ui::theory::
+/// scale_invariance`): in train mode the predicted residual is healthy however large
+/// ("ε-dominated" included), one that is not the residual is worth a look; without a prediction,
+/// and in eval mode, [`max_cos`]'s thresholds.
+pub fn cos_reading(reading: &CosReading, mode: BnMode) -> Health {
+    match reading.verdict {
+        CosVerdict::EpsilonDominated | CosVerdict::EpsilonResidual => Health::Ok,
+        CosVerdict::Unexplained => Health::Warn.max(max_cos(reading.measured, mode)),
+        CosVerdict::EvalMode | CosVerdict::Unpredicted => max_cos(reading.measured, mode),
+    }
+}
+
+/// Dead channels in a layer: worth seeing (weight decay switched them off), not an error.
+pub fn dead_channels(count: usize) -> Health {
+    if count > 0 {
+        Health::Warn
+    } else {
+        Health::Ok
+    }
+}
+
 /// Fraction of ReLU outputs that are positive: near 0 the channel is dying, near 1 it is linear.
 pub fn relu_active(x: f64) -> Health {
     if !x.is_finite() || x < 0.01 {
@@ -73,12 +95,15 @@ pub fn finite(x: f64) -> Health {
     }
 }
 
-/// Help lines describing the highlights (shown in the help overlay).
+/// Help lines describing the highlights (shown in the help overlay; at most 74 characters, so
+/// an 80-column terminal shows them whole).
 pub const LEGEND: &[&str] = &[
     "D: warn when (D/D0)^2 > 4, bad > 9 (D0 known); else warn > 0.1, bad > 0.3",
-    "r: warn outside [0.8, 1.25], bad outside [0.5, 2]; |d|max: warn > 0.3, bad > 1",
-    "max|cos(w,g)|: TRAIN warn > 0.05 (BN's eps residual: eps no longer small next to var_B);",
-    "  EVAL warn > 1e-3 (not normalised by its batch: not scale invariant)",
+    "r: warn outside [0.8, 1.25], bad outside [0.5, 2]",
+    "|d|max: warn > 0.3, bad > 1",
+    "max|cos(w,g)|, live channels: TRAIN ok when the predicted eps residual,",
+    "  else warn (no prediction: > 0.05); EVAL warn > 1e-3 (not normalised)",
+    "dead: warn when a layer has any (BN output std < 0.01, see above)",
     "ReLU active: warn outside [5%, 95%], bad below 1%; NaN/inf anywhere: bad",
 ];
 
@@ -117,5 +142,12 @@ mod tests {
         assert_eq!(max_cos(5e-3, BnMode::Eval), Health::Warn);
         assert_eq!(max_cos(0.2, BnMode::Eval), Health::Warn);
         assert_eq!(finite(f64::INFINITY), Health::Bad);
+    }
+
+    #[test]
+    fn legend_lines_fit_the_help_of_an_80_column_terminal() {
+        for line in LEGEND {
+            assert!(line.chars().count() <= 74, "{line}");
+        }
     }
 }

@@ -5,6 +5,7 @@
 pub mod app;
 mod chart_keys;
 pub mod format;
+pub mod glossary;
 pub mod health;
 pub mod history;
 pub mod keys;

@@ -267,7 +267,7 @@ impl LayerState {
         let latest = self
             .latest
             .as_ref()
-            .map_or(0, |l| (l.widest() * 22 + l.rank_drift.capacity()) * f);
+            .map_or(0, |l| (l.widest() * 23 + l.rank_drift.capacity()) * f);
         let previous = self
             .floor
             .previous

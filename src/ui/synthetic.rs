@@ -263,6 +263,8 @@ fn layer(
         weight_norm: vec![1.0 + progress; channels],
         angular_update: vec![0.01 * (1.0 - 0.5 * progress); channels],
         weight_grad_cos: vec![if mode == BnMode::Eval { 0.05 } else { 1e-6 }; channels],
+        // With γ ≈ 1, ∂L/∂γ = 1e-3 and σ²_B ≈ 1, BN's ε residual predicts a cos of about 1e-6.
+        weight_grad_norm: vec![0.01 / (1.0 + progress); channels],
         bias_grad: None,
         summary: LayerSummary {
             drift: 0.0,

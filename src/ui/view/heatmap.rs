@@ -17,11 +17,13 @@ use super::inner;
 use super::line_chart::Context;
 use crate::protocol::BnKind;
 use crate::ui::app::{App, HeatmapValue};
-use crate::ui::format::num;
+use crate::ui::format::{channel_list, num};
+use crate::ui::health::Health;
 use crate::ui::history::{Bucket, Series};
 use crate::ui::options::ColorMode;
 use crate::ui::state::{HeatRow, LayerState};
 use crate::ui::theme::Theme;
+use crate::ui::theory::scale_invariance::{dead, epsilon};
 use crate::ui::time_window::{Graph, Window};
 use ratatui::text::Line;
 
@@ -122,12 +124,29 @@ pub fn draw(
         ),
         Span::styled(format!("±{} (p98) ", num(bound, 2)), theme.dim()),
     ];
+    let cursor = cursor_label(cx);
+    let reserved = cursor.width();
     let block = Block::default()
         .borders(Borders::ALL)
         .border_set(theme.borders())
         .border_style(theme.border())
         .title(ratatui::text::Line::from(title))
-        .title_bottom(cursor_label(cx));
+        .title_bottom(cursor);
+    let dead = layer
+        .latest
+        .as_ref()
+        .map(|l| dead(l, epsilon(app.view())))
+        .unwrap_or_default();
+    // The dead channels by name, on the bottom border (right-aligned, after the cursor's label).
+    let room = usize::from(area.width).saturating_sub(2 + " dead: ".len() + 1 + reserved);
+    let block = if dead.is_empty() || room < 4 {
+        block
+    } else {
+        let names = format!(" dead: {} ", channel_list(&dead, room));
+        block.title_bottom(
+            Line::from(Span::styled(names, theme.health(Health::Warn))).right_aligned(),
+        )
+    };
     frame.render_widget(block, area);
     if columns == 0 || groups == 0 {
         return None;
@@ -144,6 +163,7 @@ pub fn draw(
         cells,
         first,
         bound,
+        dead,
     };
     draw_cells(frame, &graph, &map, label_width, per, theme);
     // The cursor: a mark on the bottom border under its column.
@@ -216,6 +236,8 @@ struct Map {
     cells: Vec<Vec<f32>>,
     first: Vec<usize>,
     bound: f64,
+    /// Dead channels: their rows' labels are in the warning colour.
+    dead: Vec<usize>,
 }
 
 /// The cells of the map, each row labelled by its first channel.
@@ -248,7 +270,15 @@ fn draw_cells(
         }
         let width = usize::from(label_width - 1);
         let label = format!("{prefix}{:<width$}", first[first_group]);
-        buffer.set_string(plot.x, y, label, theme.dim());
+        // A row that holds a dead channel has its label in the warning colour.
+        let from_channel = first[first_group];
+        let to_channel = (first.get(first_group + rows_per_line).copied()).unwrap_or(usize::MAX);
+        let style = if (map.dead.iter()).any(|&c| c >= from_channel && c < to_channel) {
+            theme.health(Health::Warn)
+        } else {
+            theme.dim()
+        };
+        buffer.set_string(plot.x, y, label, style);
         for x in 0..columns {
             let cell_x = plot.x + label_width + x as u16;
             let top = level(cells[first_group][x], bound);

@@ -1,9 +1,11 @@
-//! The help overlay, generated from the key table that dispatches keys.
+//! The help overlay, generated from the key table that dispatches keys, then a glossary of the
+//! symbols and the thresholds of the highlighted values.
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph};
 use ratatui::Frame;
 
+use crate::ui::glossary::{self, GLOSSARY};
 use crate::ui::health::LEGEND;
 use crate::ui::keys::{bindings, keys_label, Context};
 use crate::ui::theme::Theme;
@@ -26,6 +28,12 @@ pub fn draw(frame: &mut Frame, area: Rect, scroll: u16, context: Context, theme:
         .collect();
     lines.push(Line::raw(""));
     lines.extend(super::markers::help_lines(theme));
+    lines.push(Line::styled("what the numbers mean", theme.title()));
+    lines.extend(
+        GLOSSARY
+            .iter()
+            .map(|e| Line::raw(glossary::line(e, theme.ascii))),
+    );
     lines.push(Line::raw(""));
     lines.push(Line::styled("highlighted values", theme.title()));
     lines.extend(LEGEND.iter().map(|l| Line::raw(*l)));

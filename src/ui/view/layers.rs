@@ -11,14 +11,16 @@ use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table};
 use ratatui::Frame;
 
 use super::drift_map;
+use crate::metrics::dead::live_median_effective_lr;
 use crate::protocol::{BnMode, LayerSnapshot};
 use crate::ui::app::{App, TableView};
-use crate::ui::format::{momentum, num, pct};
+use crate::ui::format::{fit, momentum, num, pct, Part::Num, Part::Text};
 use crate::ui::health::{self, Health};
 use crate::ui::layer_order::{self, LayerSort};
 use crate::ui::names::shorten;
 use crate::ui::state::{LayerState, RunState};
 use crate::ui::theme::{Role, Theme};
+use crate::ui::theory::scale_invariance::{cos_reading, dead, epsilon};
 
 struct Column {
     title: &'static str,
@@ -26,7 +28,16 @@ struct Column {
     width: u16,
     /// Shown whatever the width (the rest scroll with ←/→).
     fixed: bool,
-    cell: fn(&LayerState, &LayerSnapshot) -> (String, Health),
+    cell: fn(&Cx, &LayerSnapshot) -> (String, Health),
+}
+
+/// What a cell needs beyond its layer's snapshot.
+struct Cx<'a> {
+    layer: &'a LayerState,
+    state: &'a RunState,
+    epsilon: f64,
+    /// The cell's width: numbers lose digits to fit it, never get cut.
+    width: usize,
 }
 
 fn mean(xs: &[f32]) -> f64 {
@@ -36,38 +47,41 @@ fn mean(xs: &[f32]) -> f64 {
     xs.iter().map(|&x| f64::from(x)).sum::<f64>() / xs.len() as f64
 }
 
-fn pair(a: f64, b: f64) -> (String, Health) {
+fn pair(cx: &Cx, a: f64, b: f64) -> (String, Health) {
     let h = health::finite(a).max(health::finite(b));
-    (format!("{}/{}", num(a, 2), num(b, 2)), h)
+    (fit(&[Num(a), Text("/"), Num(b)], 2, cx.width), h)
 }
 
-fn drift_cell(l: &LayerState, s: &LayerSnapshot) -> (String, Health) {
+fn drift_cell(cx: &Cx, s: &LayerSnapshot) -> (String, Health) {
     let d = f64::from(s.summary.drift);
-    let floor = l.noise_floor();
+    let floor = cx.layer.noise_floor();
     let text = match floor {
-        Some(f) => format!("{} ({})", num(d, 2), num(f, 2)),
-        None => num(d, 3),
+        Some(f) => fit(&[Num(d), Text(" ("), Num(f), Text(")")], 2, cx.width),
+        None => fit(&[Num(d)], 3, cx.width),
     };
     (text, health::drift(d, floor))
 }
 
-fn r_cell(_: &LayerState, s: &LayerSnapshot) -> (String, Health) {
+fn r_cell(cx: &Cx, s: &LayerSnapshot) -> (String, Health) {
     let (lo, hi) = (f64::from(s.summary.r_min), f64::from(s.summary.r_max));
     (
-        format!("{}-{}", num(lo, 2), num(hi, 2)),
+        fit(&[Num(lo), Text("-"), Num(hi)], 2, cx.width),
         health::r_range(lo, hi),
     )
 }
 
-fn d_cell(_: &LayerState, s: &LayerSnapshot) -> (String, Health) {
+fn d_cell(cx: &Cx, s: &LayerSnapshot) -> (String, Health) {
     let (m, x) = (
         f64::from(s.summary.d_mean_abs),
         f64::from(s.summary.d_max_abs),
     );
-    (format!("{}/{}", num(m, 2), num(x, 2)), health::d_max(x))
+    (
+        fit(&[Num(m), Text("/"), Num(x)], 2, cx.width),
+        health::d_max(x),
+    )
 }
 
-fn relu_cell(_: &LayerState, s: &LayerSnapshot) -> (String, Health) {
+fn relu_cell(_: &Cx, s: &LayerSnapshot) -> (String, Health) {
     let a = f64::from(s.summary.relu_active);
     // A fraction of values is never NaN, even in a diverged run: NaN is a producer's "no ReLU
     // consumes this layer's output" (a residual branch's last BN, say).
@@ -77,52 +91,76 @@ fn relu_cell(_: &LayerState, s: &LayerSnapshot) -> (String, Health) {
     (pct(a), health::relu_active(a))
 }
 
-fn finite_cell(x: f64, sig: usize) -> (String, Health) {
-    (num(x, sig), health::finite(x))
+/// Dead channels (`metrics::dead`) of all, `-` without per-channel arrays.
+fn dead_cell(cx: &Cx, s: &LayerSnapshot) -> (String, Health) {
+    if s.gamma.is_empty() {
+        return ("-".into(), Health::Ok);
+    }
+    let dead = dead(s, cx.epsilon).len();
+    let text = format!("{dead}/{}", s.gamma.len());
+    let text = if text.chars().count() > cx.width {
+        dead.to_string()
+    } else {
+        text
+    };
+    (text, health::dead_channels(dead))
 }
 
-fn norm_cell(_: &LayerState, s: &LayerSnapshot) -> (String, Health) {
-    finite_cell(f64::from(s.summary.weight_norm), 3)
+fn finite_cell(cx: &Cx, x: f64, sig: usize) -> (String, Health) {
+    (fit(&[Num(x)], sig, cx.width), health::finite(x))
 }
 
-fn angle_cell(_: &LayerState, s: &LayerSnapshot) -> (String, Health) {
-    finite_cell(f64::from(s.summary.angular_update), 2)
+fn norm_cell(cx: &Cx, s: &LayerSnapshot) -> (String, Health) {
+    finite_cell(cx, f64::from(s.summary.weight_norm), 3)
 }
 
-fn effective_lr_cell(_: &LayerState, s: &LayerSnapshot) -> (String, Health) {
-    finite_cell(f64::from(s.summary.effective_lr), 2)
+fn angle_cell(cx: &Cx, s: &LayerSnapshot) -> (String, Health) {
+    finite_cell(cx, f64::from(s.summary.angular_update), 2)
 }
 
-fn cos_cell(_: &LayerState, s: &LayerSnapshot) -> (String, Health) {
-    let c = f64::from(s.summary.max_abs_cos);
-    (num(c, 1), health::max_cos(c, s.mode))
+/// η/‖w_c‖² as the median over live channels: a dead filter's ‖w_c‖ of 1e-30 makes the mean
+/// the stream carries infinite. The mean where there are no per-channel norms.
+fn effective_lr_cell(cx: &Cx, s: &LayerSnapshot) -> (String, Health) {
+    let dead = dead(s, cx.epsilon);
+    let median = live_median_effective_lr(f64::from(cx.state.lr), &s.weight_norm, &dead);
+    finite_cell(cx, median.unwrap_or(f64::from(s.summary.effective_lr)), 2)
 }
 
-fn means_cell(_: &LayerState, s: &LayerSnapshot) -> (String, Health) {
-    pair(mean(&s.batch_mean), mean(&s.running_mean_pre))
+/// The largest |cos(w_c, g_c)| over live channels, judged against BN's ε residual.
+fn cos_cell(cx: &Cx, s: &LayerSnapshot) -> (String, Health) {
+    let reading = cos_reading(s, cx.epsilon);
+    (
+        fit(&[Num(reading.measured)], 1, cx.width),
+        health::cos_reading(&reading, s.mode),
+    )
 }
 
-fn vars_cell(_: &LayerState, s: &LayerSnapshot) -> (String, Health) {
-    pair(mean(&s.batch_var), mean(&s.running_var_pre))
+fn means_cell(cx: &Cx, s: &LayerSnapshot) -> (String, Health) {
+    pair(cx, mean(&s.batch_mean), mean(&s.running_mean_pre))
 }
 
-fn gamma_cell(_: &LayerState, s: &LayerSnapshot) -> (String, Health) {
-    finite_cell(mean(&s.gamma), 3)
+fn vars_cell(cx: &Cx, s: &LayerSnapshot) -> (String, Health) {
+    pair(cx, mean(&s.batch_var), mean(&s.running_var_pre))
 }
 
-fn beta_cell(_: &LayerState, s: &LayerSnapshot) -> (String, Health) {
-    finite_cell(mean(&s.beta), 2)
+fn gamma_cell(cx: &Cx, s: &LayerSnapshot) -> (String, Health) {
+    finite_cell(cx, mean(&s.gamma), 3)
+}
+
+fn beta_cell(cx: &Cx, s: &LayerSnapshot) -> (String, Health) {
+    finite_cell(cx, mean(&s.beta), 2)
 }
 
 #[rustfmt::skip]
 const COLUMNS: &[Column] = &[
-    Column { title: "D (D0)", ascii_title: "D (D0)", width: 15, fixed: true, cell: drift_cell },
-    Column { title: "r min-max", ascii_title: "r min-max", width: 11, fixed: false, cell: r_cell },
-    Column { title: "|d| mean/max", ascii_title: "|d| mean/max", width: 12, fixed: false, cell: d_cell },
+    Column { title: "D (D0)", ascii_title: "D (D0)", width: 14, fixed: true, cell: drift_cell },
+    Column { title: "r min-max", ascii_title: "r min-max", width: 10, fixed: false, cell: r_cell },
+    Column { title: "|d| avg/max", ascii_title: "|d| avg/max", width: 11, fixed: false, cell: d_cell },
     Column { title: "ReLU on", ascii_title: "ReLU on", width: 7, fixed: false, cell: relu_cell },
+    Column { title: "dead", ascii_title: "dead", width: 5, fixed: false, cell: dead_cell },
     Column { title: "‖w‖", ascii_title: "|w|", width: 7, fixed: false, cell: norm_cell },
     Column { title: "θ/step", ascii_title: "ang/step", width: 8, fixed: false, cell: angle_cell },
-    Column { title: "η/‖w‖²", ascii_title: "lr/|w|^2", width: 8, fixed: false, cell: effective_lr_cell },
+    Column { title: "η/‖w‖² med", ascii_title: "med lr/w^2", width: 10, fixed: false, cell: effective_lr_cell },
     Column { title: "max|cos|", ascii_title: "max|cos|", width: 8, fixed: false, cell: cos_cell },
     Column { title: "μB/μR", ascii_title: "muB/muR", width: 15, fixed: false, cell: means_cell },
     Column { title: "σ²B/vR", ascii_title: "varB/vR", width: 13, fixed: false, cell: vars_cell },
@@ -279,6 +317,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         );
         block = block.title_bottom(Line::styled(text, theme.status()).right_aligned());
     }
+    let eps = epsilon(state);
     let rows: Vec<Row> = shown
         .iter()
         .map(|&i| {
@@ -306,7 +345,13 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
             for c in &columns {
                 cells.push(match &layer.latest {
                     Some(snapshot) => {
-                        let (text, health) = (c.cell)(layer, snapshot);
+                        let cx = Cx {
+                            layer,
+                            state,
+                            epsilon: eps,
+                            width: usize::from(c.width),
+                        };
+                        let (text, health) = (c.cell)(&cx, snapshot);
                         Cell::from(Line::styled(text, theme.health(health)))
                     }
                     None => Cell::from("-"),

@@ -20,7 +20,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &RunState, layer: &LayerState,
             spans.push(Span::raw(" "));
         }
         spans.extend([
-            Span::raw(num(row.measured, 3)),
+            Span::raw(value(row.measured)),
             Span::styled(" vs ", theme.dim()),
             Span::raw(predicted),
         ]);
@@ -56,6 +56,15 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &RunState, layer: &LayerState,
             .block(block),
         area,
     );
+}
+
+/// A measurement: counts (dead channels) as integers, the rest to three significant digits.
+fn value(x: f64) -> String {
+    if x.fract() == 0.0 && x.abs() < 1e5 {
+        format!("{x:.0}")
+    } else {
+        num(x, 3)
+    }
 }
 
 /// Rows `lines` take when wrapped at `width` (at least; word wrapping may need a few more).

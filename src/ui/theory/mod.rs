@@ -1,16 +1,19 @@
 //! Theory beside measurement for the selected layer (BN-METRICS.md): the BatchNorm lab's
 //! predictions computed from what the stream carries, so the dashboard can show both.
-use crate::metrics::drift::xi;
 use crate::metrics::ema::{fit_lag_noise, lag_steps, noise_var_correlated, optimal_momentum};
 use crate::metrics::relu::rectified_gaussian;
 use crate::metrics::weights::{
     fit_power_law, power_law_scale, radial_fraction_sgd, NO_DECAY_ANGLE_EXPONENT,
-    NO_DECAY_NORM_EXPONENT,
 };
 use crate::metrics::BN_EPSILON;
 use crate::protocol::{BnMode, LayerSnapshot, OptimizerKind, ProbeLayer};
 
 use super::state::{LayerState, RunState};
+
+mod rows;
+pub mod scale_invariance;
+
+pub use rows::comparisons;
 
 /// One row of the lab panel: what is measured, what theory predicts, and a verdict.
 #[derive(Clone, Debug, PartialEq)]
@@ -21,6 +24,31 @@ pub struct Comparison {
     pub note: String,
     /// Length of a bar beside the value, as a fraction of the longest in its group (the probe).
     pub bar: Option<f64>,
+}
+
+impl Comparison {
+    pub fn new(
+        quantity: &'static str,
+        measured: f64,
+        predicted: Option<f64>,
+        note: impl Into<String>,
+    ) -> Comparison {
+        Comparison {
+            quantity,
+            measured,
+            predicted,
+            note: note.into(),
+            bar: None,
+        }
+    }
+
+    /// With a bar of `fraction` of the longest in its group.
+    pub fn with_bar(self, fraction: f64) -> Comparison {
+        Comparison {
+            bar: Some(fraction),
+            ..self
+        }
+    }
 }
 
 /// ReLU after BN (§9): the pre-activation of channel c is about N(β_c, γ_c²), so the active
@@ -195,217 +223,6 @@ pub fn probe_bars(state: &RunState, index: usize) -> Option<(u64, ProbeLayer)> {
     Some((probe.step, *probe.layers.get(index)?))
 }
 
-/// The lab rows for `layer` in `state`.
-pub fn comparisons(state: &RunState, layer: &LayerState) -> Vec<Comparison> {
-    let mut rows = Vec::new();
-    let Some(latest) = &layer.latest else {
-        return rows;
-    };
-    let d = f64::from(latest.summary.drift);
-    let floor = layer.noise_floor();
-    rows.push(Comparison {
-        bar: None,
-        quantity: "drift D vs floor D0",
-        measured: d,
-        predicted: floor,
-        note: match floor {
-            Some(f) => format!("Ξ = (D/D0)² = {:.2} (healthy 1-2)", xi(d * d, f * f)),
-            None => "D0 needs successive steps (live runs)".into(),
-        },
-    });
-    if let Some((active, active_pred, mean, mean_pred, dead)) = relu_shift(latest) {
-        rows.push(Comparison {
-            bar: None,
-            quantity: "ReLU active fraction",
-            measured: active,
-            predicted: Some(active_pred),
-            note: format!("Φ(β/|γ|); {dead} dead channels (< 1% active)"),
-        });
-        rows.push(Comparison {
-            bar: None,
-            quantity: "ReLU output mean",
-            measured: mean,
-            predicted: Some(mean_pred),
-            note: "rectified Gaussian N(β, γ²)".into(),
-        });
-    }
-    if let Some(ema) = ema_reading(layer) {
-        rows.push(Comparison {
-            bar: None,
-            quantity: "running-mean noise",
-            measured: ema.noise,
-            predicted: Some(ema.noise_predicted),
-            note: format!(
-                "√(m/(2-m)·v·(1+(1-m)φ)/(1-(1-m)φ)), v the batch-mean noise, φ = {:.2} its lag-1 \
-                 correlation",
-                ema.batch_correlation
-            ),
-        });
-        rows.push(Comparison {
-            bar: None,
-            quantity: "running-mean lag (steps)",
-            measured: ema.lag.unwrap_or(f64::NAN),
-            predicted: Some(ema.lag_predicted),
-            note: match (ema.lag, ema.best_momentum) {
-                (Some(_), Some(best)) => format!("(1-m)/m; m* ≈ {:.3} for this drift", best),
-                _ => "no trend in the batch means to lag behind".into(),
-            },
-        });
-    }
-    if let Some(f) = &state.last_folding {
-        rows.push(Comparison {
-            bar: None,
-            quantity: "folded conv+BN max |Δlogit|",
-            measured: f64::from(f.max_abs_diff),
-            predicted: Some(0.0),
-            note: format!(
-                "float rounding (~1e-6); {:.2}x faster folded (F to rerun)",
-                f.unfolded_us_per_image / f.folded_us_per_image
-            ),
-        });
-    }
-    if let Some((measured, predicted)) = bias_gradient(latest) {
-        rows.push(Comparison {
-            bar: None,
-            quantity: "bias grad |∇b|/|∇β|",
-            measured,
-            predicted: Some(predicted),
-            note: match latest.mode {
-                BnMode::Train => "train mode: the bias cancels, ∇b ≈ 0".into(),
-                BnMode::Eval => "eval mode: ∇b = (γ/σ_R)∇β, a phantom gradient".into(),
-            },
-        });
-    }
-    let index = state.layers.iter().position(|l| l.name == layer.name);
-    if let Some(p) = &state.last_population {
-        if let Some(l) = index.and_then(|i| p.layers.get(i)) {
-            rows.push(Comparison {
-                bar: None,
-                quantity: "batch var σ²_B/σ²_pop",
-                measured: l.var_ratio,
-                predicted: Some(l.predicted_ratio),
-                note: format!(
-                    "1-1/n_eff, n_eff {}; {} batches; EMA var/σ²_pop {:.2} (step {}, P a A)",
-                    crate::ui::format::num(l.n_eff, 3),
-                    p.order.name(),
-                    l.running_var_ratio,
-                    p.step
-                ),
-            });
-        }
-    }
-    if let Some(e) = &state.last_three_way {
-        if let Some(precise) = e.precise_stats {
-            rows.push(Comparison {
-                bar: None,
-                quantity: "held-out acc EMA vs PreciseBN",
-                measured: f64::from(e.running_stats.accuracy),
-                predicted: Some(f64::from(precise.accuracy)),
-                note: format!(
-                    "batch stats {:.1}% (step {}): EMA-Precise = EMA staleness, batch-Precise = \
-                     train/test mismatch",
-                    100.0 * e.batch_stats.accuracy,
-                    e.step
-                ),
-            });
-        }
-    }
-    if let Some((step, bars)) = index.and_then(|i| probe_bars(state, i)) {
-        let longest = bars.train.max(bars.stop_gradient).max(bars.eval);
-        let bar = |x: f64| Some(if longest > 0.0 { x / longest } else { 0.0 });
-        rows.push(Comparison {
-            bar: bar(bars.train),
-            quantity: "probe ∇b, train mode",
-            measured: bars.train,
-            predicted: Some(0.0),
-            note: format!(
-                "BN cancels the bias: |Σ∂L/∂h|/Σ|∂L/∂h| ≤ {:.0e} (step {step}, b)",
-                bars.train_cancellation
-            ),
-        });
-        rows.push(Comparison {
-            bar: bar(bars.stop_gradient),
-            quantity: "probe ∇b, stop-gradient",
-            measured: bars.stop_gradient,
-            predicted: Some(bars.stop_gradient_predicted),
-            note: "(γ/σ̃_B)∇β: batch stats held constant".into(),
-        });
-        rows.push(Comparison {
-            bar: bar(bars.eval),
-            quantity: "probe ∇b, eval mode",
-            measured: bars.eval,
-            predicted: Some(bars.eval_predicted),
-            note: "(γ/σ_R)∇β: the phantom gradient".into(),
-        });
-    }
-    let (radial, radial_predicted) = radial_step(state, latest);
-    rows.push(Comparison {
-        bar: None,
-        quantity: "radial part of a step",
-        measured: radial,
-        predicted: radial_predicted,
-        note: format!(
-            "cos(w, Δw); tangential {:.3}{}",
-            (1.0 - radial * radial).max(0.0).sqrt(),
-            if radial_predicted.is_some() {
-                ""
-            } else {
-                "; momentum: the norm oscillates"
-            }
-        ),
-    });
-    if let Some(laws) = no_decay_laws(state, layer) {
-        rows.push(Comparison {
-            bar: None,
-            quantity: "θ log-log slope (no decay)",
-            measured: laws.angle_exponent,
-            predicted: Some(NO_DECAY_ANGLE_EXPONENT),
-            note: format!(
-                "θ ~ t^-1/2, ‖w‖ ~ t^1/4 (‖w‖ slope {:.3} vs {}) while gradients keep their \
-                 size; as the loss falls θ drops faster and ‖w‖ stops growing",
-                laws.norm_exponent, NO_DECAY_NORM_EXPONENT
-            ),
-        });
-    }
-    let theta = f64::from(latest.summary.angular_update);
-    rows.push(Comparison {
-        bar: None,
-        quantity: "angular update (rad/step)",
-        measured: theta,
-        predicted: state.theta_star(),
-        note: match state.theta_star() {
-            Some(t) => format!("θ* = √(2ηλ/(1+μ)); ratio {:.2}", theta / t),
-            None if state.no_decay_sgd() => "no weight decay: no θ*, the t^-1/2 law".into(),
-            None => "no θ* for Adam".into(),
-        },
-    });
-    rows.push(Comparison {
-        bar: None,
-        quantity: "max |cos(w, grad)|",
-        measured: f64::from(latest.summary.max_abs_cos),
-        // Needs ‖g‖, which the snapshot does not carry; the note gives the ε share instead.
-        predicted: None,
-        note: match latest.mode {
-            BnMode::Train => {
-                let share = latest
-                    .batch_var
-                    .iter()
-                    .map(|&v| BN_EPSILON / (f64::from(v) + BN_EPSILON))
-                    .reduce(f64::max);
-                format!(
-                    "BN's ε residual γ(∂L/∂γ)ε/((σ²_B+ε)‖w‖‖g‖), not f32 rounding{}",
-                    share.map_or(String::new(), |s| format!(
-                        "; largest ε/(σ²_B+ε) {}",
-                        crate::ui::format::num(s, 2)
-                    ))
-                )
-            }
-            BnMode::Eval => "eval mode: not normalised by its batch, not scale invariant".into(),
-        },
-    });
-    rows
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -513,28 +330,35 @@ mod tests {
         assert!(ema_reading(&state.layers[0]).is_some());
         let rows = comparisons(&state, &state.layers[1]);
         let cos = rows.iter().find(|r| r.quantity.starts_with("max |cos"));
-        assert!(cos.is_some_and(|r| r.note.contains("not scale invariant")));
-        // A train-mode layer whose filters weight decay has shrunk: max |cos| 5e-3 is BN's ε
-        // residual, not a sign that the layer is not normalised.
+        assert!(cos.is_some_and(|r| r.note.contains("not normalised: eval mode")));
+        // A train-mode layer whose filters weight decay has shrunk: max |cos| 0.03 on a channel
+        // with σ²_B = 5ε is BN's ε residual as predicted, not a layer in eval mode.
         let mut layer = state.layers[0].clone();
         let latest = layer.latest.as_mut().expect("a snapshot");
-        latest.summary.max_abs_cos = 5e-3;
         let c = latest.batch_var.len();
-        latest.batch_var = vec![1e-3; c];
-        latest.batch_var[c - 1] = (BN_EPSILON / 0.02 - BN_EPSILON) as f32;
+        latest.batch_var[c - 1] = (5.0 * BN_EPSILON) as f32;
+        let (gamma, grad_gamma) = (f64::from(latest.gamma[c - 1]), 0.002);
+        latest.grad_gamma[c - 1] = grad_gamma as f32;
+        let (w, g) = (
+            f64::from(latest.weight_norm[c - 1]),
+            f64::from(latest.weight_grad_norm[c - 1]),
+        );
+        let predicted = gamma * grad_gamma / 6.0 / (w * g);
+        latest.weight_grad_cos[c - 1] = (1.02 * predicted) as f32;
+        assert!(predicted > 0.01, "{predicted}");
         let rows = comparisons(&state, &layer);
         let cos = rows
             .iter()
             .find(|r| r.quantity.starts_with("max |cos"))
             .expect("the cos row");
-        assert_eq!(cos.predicted, None);
         assert!(
-            cos.note.contains("ε residual") && !cos.note.contains("normalised"),
-            "{}",
-            cos.note
+            (cos.predicted.expect("a prediction") / predicted - 1.0).abs() < 1e-5,
+            "{cos:?}"
         );
+        assert!((cos.measured / predicted - 1.02).abs() < 1e-5, "{cos:?}");
         assert!(
-            cos.note.contains("largest ε/(σ²_B+ε) 0.020"),
+            cos.note
+                .starts_with(&format!("c{}, σ²_B = 5.0ε: ε-dominated", c - 1)),
             "{}",
             cos.note
         );
