@@ -281,13 +281,20 @@ impl Player {
             let entries = self.reader.entries();
             // Only the marks of the run as it stands: not those of steps a restore went back over.
             let gone = abandoned(entries);
+            // File order, not a binary search: after a restore the steps go back.
             let of_kind = |i: &usize| entries[*i].kind == kind && !gone[*i];
             if forward {
-                let first = entries.partition_point(|e| e.step <= step);
-                (first..entries.len()).filter(of_kind).collect()
+                (0..entries.len())
+                    .filter(of_kind)
+                    .filter(|&i| entries[i].step > step)
+                    .collect()
             } else {
-                let end = entries.partition_point(|e| e.step < step);
-                (0..end).rev().filter(of_kind).collect()
+                let before = |i: &usize| entries[*i].step < step;
+                (0..entries.len())
+                    .rev()
+                    .filter(of_kind)
+                    .filter(before)
+                    .collect()
             }
         };
         candidates
