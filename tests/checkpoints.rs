@@ -1,13 +1,9 @@
 //! Checkpoints on the dashboard: the K, U and ! keys (! asks first), a restore's discontinuity
 //! in the live state and the charts, and the replay of a recording that holds one.
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use bntop::protocol::{
-    Command, Control, ControlEvent, Event, Feed, RecordingPolicy, ReplayCommand,
-};
+use bntop::protocol::{Command, Control, ControlEvent, Event, Feed, ReplayCommand};
 use bntop::session::replay;
-use bntop::session::SessionWriter;
 use bntop::ui::app::{App, PromptKind};
 use bntop::ui::synthetic;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
@@ -203,18 +199,8 @@ fn a_restore_shows_the_run_from_the_restored_step() {
     insta::assert_snapshot!(screen(&render(&app, 120, 40, unicode())));
 }
 
-/// Every snapshot kept, so the replay's positions are exact steps.
-const EVERY_STEP: RecordingPolicy = RecordingPolicy {
-    snapshot_interval_s: 0.0,
-    channel_arrays_interval_s: 0.0,
-};
-
-fn record(path: &Path, events: &[Event]) {
-    let mut writer = SessionWriter::create(path, EVERY_STEP).expect("create");
-    for e in events {
-        writer.record(e).expect("record");
-    }
-}
+mod common;
+use common::record;
 
 /// Seek the replay to `step` and fold what it sends into a fresh dashboard.
 fn replayed_at(r: &replay::Replay, step: u64) -> App {

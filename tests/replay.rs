@@ -1,29 +1,17 @@
 //! Replay: the player thread driven through its command channel, on files recorded by the real
 //! session writer; and the replay keys of the dashboard.
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use bntop::protocol::{Command, Event, Feed, RecordingPolicy, ReplayCommand, ReplayStatus};
+use bntop::protocol::{Command, Event, Feed, ReplayCommand, ReplayStatus};
 use bntop::session::replay::{self, Replay};
-use bntop::session::SessionWriter;
 use bntop::ui::app::App;
 use bntop::ui::keys::Context;
 use bntop::ui::synthetic;
 use crossbeam_channel::Receiver;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
-/// Every snapshot kept, whole: replay positions are then exact steps.
-const EVERY_STEP: RecordingPolicy = RecordingPolicy {
-    snapshot_interval_s: 0.0,
-    channel_arrays_interval_s: 0.0,
-};
-
-fn record(path: &Path, events: &[Event]) {
-    let mut writer = SessionWriter::create(path, EVERY_STEP).expect("create");
-    for e in events {
-        writer.record(e).expect("record");
-    }
-}
+mod common;
+use common::record;
 
 /// Feed messages until `done` says so (or the deadline passes).
 fn collect_until(feed: &Receiver<Feed>, done: impl Fn(&[Feed]) -> bool) -> Vec<Feed> {

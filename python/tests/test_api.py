@@ -139,7 +139,7 @@ def test_measurement_runs_on_one_thread_and_training_keeps_its_threads(tmp_path,
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        with bntop_torch.watch(model, opt, record=tmp_path / "run.jsonl"):
+        with bntop_torch.watch(model, opt, record=tmp_path / "run.jsonl", measure_budget=None):
             # Registered after bntop's own hooks, so they run right after them.
             model[1].register_forward_hook(note("after bn"))
             model[2].register_forward_hook(note("after relu"))

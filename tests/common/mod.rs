@@ -147,3 +147,19 @@ fn stepped(mut cfg: TrainConfig, whole_from: u64, controls_at: &[(u64, Control)]
         })
         .collect()
 }
+
+/// Every snapshot kept, whole: replay positions are then exact steps.
+#[allow(dead_code)] // not by every test binary
+pub const EVERY_STEP: bntop::protocol::RecordingPolicy = bntop::protocol::RecordingPolicy {
+    snapshot_interval_s: 0.0,
+    channel_arrays_interval_s: 0.0,
+};
+
+/// Writes `events` as a session file at `path`, every snapshot kept.
+#[allow(dead_code)] // not by every test binary
+pub fn record(path: &std::path::Path, events: &[Event]) {
+    let mut writer = bntop::session::SessionWriter::create(path, EVERY_STEP).expect("create");
+    for e in events {
+        writer.record(e).expect("record");
+    }
+}
