@@ -329,6 +329,8 @@ impl Player {
     /// Rebuild the dashboard at `target`: reset, then a sample of everything before it.
     fn seek(&mut self, target: u64) {
         self.pending = None;
+        // The past of a step may lie anywhere in the file once a restore sent the steps back.
+        self.index_to_end();
         if self.feed.send(Feed::Reset).is_err() {
             return;
         }
@@ -398,6 +400,16 @@ impl Player {
         self.next = cut;
     }
 
+    /// Index what is left of the file (at most a second or so for a large one).
+    fn index_to_end(&mut self) {
+        while !self.indexed {
+            self.indexed = self
+                .reader
+                .poll(INDEX_BUDGET)
+                .map_or(true, |poll| poll.at_end);
+        }
+    }
+
     /// Tell the dashboard where the replay stands, when that changed; false once it has gone.
     fn send_status(&mut self) -> bool {
         let status = ReplayStatus {
@@ -422,15 +434,9 @@ impl Player {
 /// The entries where the step goes back (the echoes of restores and restarts): each starts a
 /// stretch of the file whose steps do not decrease.
 fn discontinuities(entries: &[Entry]) -> Vec<usize> {
-    let mut highest = 0;
-    let mut starts = Vec::new();
-    for (i, e) in entries.iter().enumerate() {
-        if e.step < highest {
-            starts.push(i);
-        }
-        highest = highest.max(e.step);
-    }
-    starts
+    (1..entries.len())
+        .filter(|&i| entries[i].step < entries[i - 1].step)
+        .collect()
 }
 
 /// How many entries make the past of step `target`. Steps never decrease in a session but at
