@@ -8,7 +8,7 @@ use clap::{Args, ValueEnum};
 use bntop::engine::model::Widths;
 use bntop::engine::{self, EngineError, TrainConfig};
 use bntop::protocol::{DataOrder, EndReason, OptimizerConfig, OptimizerKind, WeightDecayMode};
-use bntop::session::{self, Recorder};
+use bntop::session::{self, RecordDetail, Recorder};
 use bntop::ui::keys::Context;
 use bntop::ui::{self, ColorChoice, UiOptions};
 use bntop::{headless, live};
@@ -82,6 +82,11 @@ pub struct TrainArgs {
     /// Do not record the session.
     #[arg(long)]
     pub no_record: bool,
+    /// What the recording keeps: `thin` (25 snapshots per second of run time, per-channel arrays
+    /// every 2 s: about 150 MB an hour), `full` (per-channel arrays in every one of them) or
+    /// `every-step` (every step whole, what the live dashboard sees). See README, Sessions.
+    #[arg(long, value_enum, default_value_t = DetailArg::Thin)]
+    pub record_detail: DetailArg,
     #[command(flatten)]
     pub dashboard: DashboardArgs,
 }
@@ -136,6 +141,23 @@ impl DashboardArgs {
 pub enum OptimizerArg {
     Sgd,
     Adam,
+}
+
+#[derive(ValueEnum, Clone, Copy)]
+pub enum DetailArg {
+    Thin,
+    Full,
+    EveryStep,
+}
+
+impl From<DetailArg> for RecordDetail {
+    fn from(arg: DetailArg) -> RecordDetail {
+        match arg {
+            DetailArg::Thin => RecordDetail::Thin,
+            DetailArg::Full => RecordDetail::Full,
+            DetailArg::EveryStep => RecordDetail::EveryStep,
+        }
+    }
 }
 
 #[derive(ValueEnum, Clone, Copy)]
@@ -269,7 +291,10 @@ pub fn recorder(args: &TrainArgs) -> Result<Recorder, Failure> {
             session::default_path(std::path::Path::new("sessions"), now)
         }
     };
-    Ok(Recorder::create(&path)?)
+    Ok(Recorder::create(
+        &path,
+        RecordDetail::from(args.record_detail).policy(),
+    )?)
 }
 
 fn parse_data_order(name: &str) -> Result<DataOrder, String> {

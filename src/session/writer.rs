@@ -17,6 +17,35 @@ pub const DEFAULT_POLICY: RecordingPolicy = RecordingPolicy {
     channel_arrays_interval_s: 2.0,
 };
 
+/// How much of the live stream a recording keeps (`--record-detail`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum RecordDetail {
+    /// 25 snapshots per second of run time, per-channel arrays every 2 s ([`DEFAULT_POLICY`]).
+    #[default]
+    Thin,
+    /// 25 snapshots per second of run time, every one with its per-channel arrays: the channel
+    /// charts and the heatmap of a replay are drawn from 25 points a second, like the rest.
+    Full,
+    /// Every step the recorder receives, whole: what the live dashboard saw.
+    EveryStep,
+}
+
+impl RecordDetail {
+    pub fn policy(self) -> RecordingPolicy {
+        match self {
+            RecordDetail::Thin => DEFAULT_POLICY,
+            RecordDetail::Full => RecordingPolicy {
+                channel_arrays_interval_s: 0.0,
+                ..DEFAULT_POLICY
+            },
+            RecordDetail::EveryStep => RecordingPolicy {
+                snapshot_interval_s: 0.0,
+                channel_arrays_interval_s: 0.0,
+            },
+        }
+    }
+}
+
 /// `<UTC date-time>.jsonl` under `dir`, e.g. `sessions/2026-11-26T15-04-05.jsonl` (UTC).
 pub fn default_path(dir: &Path, unix_seconds: u64) -> PathBuf {
     let (days, secs) = (unix_seconds / 86_400, unix_seconds % 86_400);

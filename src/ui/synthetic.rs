@@ -264,6 +264,7 @@ fn layer(
         angular_update: vec![0.01 * (1.0 - 0.5 * progress); channels],
         weight_grad_cos: vec![if mode == BnMode::Eval { 0.05 } else { 1e-6 }; channels],
         bias_grad: None,
+        ema: None,
         summary: LayerSummary {
             drift: 0.0,
             r_mean: 0.0,
@@ -278,6 +279,7 @@ fn layer(
             relu_active: 0.5,
             // A steady norm: -sin(θ/2).
             radial_fraction: -(0.005 * (1.0 - 0.5 * progress)).sin(),
+            noise_floor: f32::NAN,
         },
     };
     let mut sum_d2 = 0.0f32;
