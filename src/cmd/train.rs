@@ -83,10 +83,11 @@ pub struct TrainArgs {
     #[arg(long)]
     pub no_record: bool,
     /// What the recording keeps: `thin` (25 snapshots per second of run time, per-channel arrays
-    /// every 2 s: about 150 MB an hour), `full` (per-channel arrays in every one of them) or
-    /// `every-step` (every step whole, what the live dashboard sees). See README, Sessions.
-    #[arg(long, value_enum, default_value_t = DetailArg::Thin)]
-    pub record_detail: DetailArg,
+    /// every 2 s), `full` (per-channel arrays in each of those snapshots), `every-step` (every
+    /// step whole, what the live dashboard sees), or a number: arrays at most every that many
+    /// seconds. Sizes per hour: README, Sessions.
+    #[arg(long, default_value = "thin")]
+    pub record_detail: RecordDetail,
     #[command(flatten)]
     pub dashboard: DashboardArgs,
 }
@@ -141,23 +142,6 @@ impl DashboardArgs {
 pub enum OptimizerArg {
     Sgd,
     Adam,
-}
-
-#[derive(ValueEnum, Clone, Copy)]
-pub enum DetailArg {
-    Thin,
-    Full,
-    EveryStep,
-}
-
-impl From<DetailArg> for RecordDetail {
-    fn from(arg: DetailArg) -> RecordDetail {
-        match arg {
-            DetailArg::Thin => RecordDetail::Thin,
-            DetailArg::Full => RecordDetail::Full,
-            DetailArg::EveryStep => RecordDetail::EveryStep,
-        }
-    }
 }
 
 #[derive(ValueEnum, Clone, Copy)]
@@ -291,10 +275,7 @@ pub fn recorder(args: &TrainArgs) -> Result<Recorder, Failure> {
             session::default_path(std::path::Path::new("sessions"), now)
         }
     };
-    Ok(Recorder::create(
-        &path,
-        RecordDetail::from(args.record_detail).policy(),
-    )?)
+    Ok(Recorder::create(&path, args.record_detail.policy())?)
 }
 
 fn parse_data_order(name: &str) -> Result<DataOrder, String> {
