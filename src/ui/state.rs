@@ -743,6 +743,38 @@ mod tests {
         assert_eq!(layer.channel_history[0].batch_mean.buckets().len(), points);
     }
 
+    /// A momentum control arrives before the snapshot that carries the new momentum: the EMA
+    /// window still starts over with that snapshot (it once compared with the momentum the
+    /// control had already set, and mixed two momenta in one fit).
+    #[test]
+    fn a_momentum_change_starts_the_ema_window_over() {
+        let mut state = RunState::new();
+        let events = synthetic::run(200, 1);
+        for e in &events {
+            state.apply(e);
+        }
+        assert!(state.layers[0].ema_window.len() > 100);
+        let Some(mut next) = events.iter().rev().find_map(|e| match e {
+            Event::Snapshot(s) => Some(s.clone()),
+            _ => None,
+        }) else {
+            panic!("the synthetic run has snapshots")
+        };
+        state.apply(&Event::Control(ControlEvent {
+            step: next.step,
+            control: Control::SetMomentum {
+                layer: Some(0),
+                momentum: 0.5,
+            },
+            rejected: None,
+        }));
+        next.step += 1;
+        next.layers[0].momentum = 0.5;
+        state.apply(&Event::Snapshot(next));
+        assert_eq!(state.layers[0].ema_window.len(), 1);
+        assert!(state.layers[2].ema_window.len() > 100, "other layers go on");
+    }
+
     /// Every channel lands in the heatmap row whose range holds it, for any width.
     #[test]
     fn heat_rows_cover_every_channel_once() {
