@@ -58,6 +58,26 @@ fn momentum_recording_lowers_then_raises_block3_momentum() {
         })
         .collect();
     assert_eq!(momenta, vec![0.01, 0.5, 0.1]);
+    // Format 1.5 with per-channel arrays every 0.12 s: the channel charts have a point at least
+    // every 100 steps, and every snapshot carries D0, so a replay shows it.
+    let snapshots: Vec<&bntop::protocol::Snapshot> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Snapshot(s) => Some(s),
+            _ => None,
+        })
+        .collect();
+    let whole: Vec<u64> = snapshots
+        .iter()
+        .filter(|s| !s.layers[2].batch_mean.is_empty())
+        .map(|s| s.step)
+        .collect();
+    assert!(whole.windows(2).all(|w| w[1] - w[0] <= 100), "{whole:?}");
+    assert!(snapshots
+        .iter()
+        .filter(|s| s.step > 20)
+        .all(|s| s.layers.iter().all(|l| l.summary.noise_floor > 0.0)));
+    assert!(snapshots.iter().any(|s| s.layers[2].ema.is_some()));
 }
 
 #[test]

@@ -690,6 +690,53 @@ fn record_then_replay_the_session() {
     r.assert_exited_and_restored(0);
 }
 
+/// A shipped recording (format 1.5, per-channel arrays every 0.12 s) replayed as a person
+/// would: seek into the m = 0.01 phase, select block3; its row shows D with D0 in brackets
+/// (published by the engine: the file never has two successive whole steps), and the lab panel
+/// its running-mean lag and noise.
+#[test]
+fn a_replayed_recording_shows_d0_and_the_ema_rows() {
+    let file = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/sessions/momentum-lag-vs-noise.jsonl"
+    );
+    let t = Tmux::new(
+        "published",
+        160,
+        48,
+        &bntop_script(&["replay", &shell_quote(file), "--color", "none"]),
+    );
+    t.wait_for(|s| s.contains("REPLAY"), "the replay header");
+    t.send_keys(&["p", ":"]);
+    t.type_text("2600");
+    t.send_keys(&["Enter"]);
+    t.wait_for(|s| s.contains("step 2600/6000"), "the seek");
+    t.send_keys(&["j", "j"]);
+    let with_floor = |s: &str| {
+        s.lines().any(|line| {
+            let mut words = line.trim_start_matches(['│', '▶']).split_whitespace();
+            words.next() == Some("block3")
+                && words.nth(2).is_some_and(|d| d.parse::<f64>().is_ok())
+                && words.next().is_some_and(|d0| {
+                    d0.strip_prefix('(')
+                        .and_then(|d0| d0.strip_suffix(')'))
+                        .is_some_and(|d0| d0.parse::<f64>().is_ok_and(|x| x > 0.0))
+                })
+        })
+    };
+    t.wait_for(
+        |s| with_floor(s) && s.contains("▶block3"),
+        "block3's D (D0)",
+    );
+    t.send_keys(&["Tab"]);
+    let lab = t.wait_for(|s| s.contains("block3 lab"), "the lab panel");
+    for row in ["running-mean lag", "running-mean noise", "Ξ = (D/D0)²"] {
+        assert!(lab.contains(row), "{row} missing\n{lab}");
+    }
+    t.send_keys(&["q"]);
+    t.assert_exited_and_restored(0);
+}
+
 /// Garbage in a session: the replay shows the good records, counts the bad lines in its header
 /// and on stderr after it closes; a file that is not a session at all is a one-line error.
 #[test]

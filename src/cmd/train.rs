@@ -8,7 +8,7 @@ use clap::{Args, ValueEnum};
 use bntop::engine::model::Widths;
 use bntop::engine::{self, EngineError, TrainConfig};
 use bntop::protocol::{DataOrder, EndReason, OptimizerConfig, OptimizerKind, WeightDecayMode};
-use bntop::session::{self, Recorder};
+use bntop::session::{self, RecordDetail, Recorder};
 use bntop::ui::keys::Context;
 use bntop::ui::{self, ColorChoice, UiOptions};
 use bntop::{headless, live};
@@ -82,6 +82,12 @@ pub struct TrainArgs {
     /// Do not record the session.
     #[arg(long)]
     pub no_record: bool,
+    /// What the recording keeps: `thin` (25 snapshots per second of run time, per-channel arrays
+    /// every 2 s), `full` (per-channel arrays in each of those snapshots), `every-step` (every
+    /// step whole, what the live dashboard sees), or a number: arrays at most every that many
+    /// seconds. Sizes per hour: README, Sessions.
+    #[arg(long, default_value = "thin")]
+    pub record_detail: RecordDetail,
     #[command(flatten)]
     pub dashboard: DashboardArgs,
 }
@@ -270,7 +276,7 @@ pub fn recorder(args: &TrainArgs) -> Result<Recorder, Failure> {
             session::default_path(std::path::Path::new("sessions"), now)
         }
     };
-    Ok(Recorder::create(&path)?)
+    Ok(Recorder::create(&path, args.record_detail.policy())?)
 }
 
 fn parse_data_order(name: &str) -> Result<DataOrder, String> {

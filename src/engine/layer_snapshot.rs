@@ -79,6 +79,7 @@ impl BlockStep {
             ) as f32,
             relu_active: mean(&relu.iter().map(|m| m.active_fraction).collect::<Vec<_>>()) as f32,
             radial_fraction: mean(&radial) as f32,
+            noise_floor: f32::NAN,
         };
         LayerSnapshot {
             rank_drift: Vec::new(),
@@ -108,6 +109,8 @@ impl BlockStep {
             weight_grad_cos: to_f32(cosines),
             weight_grad_norm: weights::row_norms_f32(&self.grads.weight, channels),
             bias_grad: self.conv_bias.then(|| self.grads.bias.clone()),
+            // Filled in by the publisher, which sees every step (`layer_estimates`).
+            ema: None,
             summary,
         }
     }

@@ -14,6 +14,7 @@ mod evaluate;
 pub mod folding;
 pub mod forward;
 mod host;
+pub mod layer_estimates;
 mod layer_snapshot;
 pub mod model;
 mod optimizer;

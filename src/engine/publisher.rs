@@ -4,7 +4,9 @@
 //! Every step's snapshot carries its layer metrics (FORMAT.md: "the complete state at one
 //! step"). Their raw material is small: per-channel moments the fused BN op measured and each
 //! block's weights and gradients, so finishing them (drift, weight norms, angles, cosines) is
-//! O(channels + weights) per step, done here so the training thread only copies. The queue to
+//! O(channels + weights) per step, done here so the training thread only copies. Here too, seeing
+//! every step, each layer's noise floor D0 and EMA fit are estimated and published
+//! (`layer_estimates`), since a thinned recording or a remote viewer cannot rebuild them. The queue to
 //! this thread is bounded: should it fall [`MAX_PENDING`] records behind, the training thread
 //! waits for it rather than piling up steps or publishing one incomplete.
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,6 +16,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
+use super::layer_estimates::LayerEstimates;
 use super::layer_snapshot::BlockStep;
 use super::outbox::Outbox;
 use super::EngineError;
@@ -83,6 +86,7 @@ impl Publisher {
 }
 
 fn publish(rx: Receiver<Work>, mut outbox: Outbox, disconnected: &AtomicBool) {
+    let mut estimates: Vec<LayerEstimates> = Vec::new();
     loop {
         match rx.recv_timeout(FLUSH_EVERY) {
             Ok(Work::Event(event)) => outbox.send(event),
@@ -92,6 +96,12 @@ fn publish(rx: Receiver<Work>, mut outbox: Outbox, disconnected: &AtomicBool) {
                     blocks,
                 } = *step;
                 snapshot.layers = blocks.iter().map(BlockStep::snapshot).collect();
+                estimates.resize_with(blocks.len(), LayerEstimates::default);
+                for ((layer, block), estimate) in
+                    snapshot.layers.iter_mut().zip(&blocks).zip(&mut estimates)
+                {
+                    estimate.annotate(snapshot.step, layer, block.epsilon);
+                }
                 outbox.send(Event::Snapshot(snapshot));
             }
             Err(RecvTimeoutError::Timeout) => outbox.flush(),

@@ -133,6 +133,11 @@ pub fn nan() -> f32 {
     f32::NAN
 }
 
+/// `skip_serializing_if` for an optional number whose absence reads back as NaN.
+pub fn is_nan(x: &f32) -> bool {
+    x.is_nan()
+}
+
 /// `#[serde(with = "float_encoding::scalar")]` for an `f32` or `f64` field.
 pub mod scalar {
     use super::*;

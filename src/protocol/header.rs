@@ -6,7 +6,7 @@ use super::float_encoding;
 pub const FORMAT_NAME: &str = "bntop";
 /// A reader refuses a newer major version and ignores record kinds it does not know.
 pub const FORMAT_VERSION_MAJOR: u32 = 1;
-pub const FORMAT_VERSION_MINOR: u32 = 4;
+pub const FORMAT_VERSION_MINOR: u32 = 5;
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct RunHeader {

@@ -29,7 +29,7 @@ pub use header::{
 };
 pub use limits::MAX_LINE;
 pub use parse::{parse_record, RecordCheck};
-pub use snapshot::{LayerSnapshot, LayerSummary, Snapshot};
+pub use snapshot::{EmaFit, LayerSnapshot, LayerSummary, Snapshot};
 
 #[cfg(test)]
 mod tests;

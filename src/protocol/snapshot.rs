@@ -196,6 +196,36 @@ pub struct LayerSnapshot {
     )]
     pub rank_drift: Vec<f32>,
     pub summary: LayerSummary,
+    /// Format 1.5: the running mean as an EMA (BN-METRICS §2), fitted by the producer over the
+    /// successive steps it saw, which a thinned stream no longer has; absent when not known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ema: Option<EmaFit>,
+}
+
+/// Format 1.5: lag and noise of a layer's running mean, measured over its last `steps`
+/// successive steps at one momentum in train mode (at most 400, at least 50) and averaged over
+/// up to 64 evenly spaced channels: what `metrics::ema::read_window` returns.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
+pub struct EmaFit {
+    /// Successive steps fitted; the last of them is this snapshot's step or at most
+    /// `EMA_FIT_EVERY - 1` (7) steps before it.
+    pub steps: u32,
+    /// Measured lag of the running mean behind the batch means' trend, in steps (median over
+    /// the channels with a trend; compare (1-m)/m); NaN when the batch means show no trend.
+    #[serde(with = "float_encoding::scalar")]
+    pub lag: f32,
+    /// Channel mean of the running mean's noise around the trend, and its prediction
+    /// √(m/(2-m)·v·(1+(1-m)φ)/(1-(1-m)φ)) from the batch means' noise v and lag-1 correlation φ.
+    #[serde(with = "float_encoding::scalar")]
+    pub noise: f32,
+    #[serde(with = "float_encoding::scalar")]
+    pub noise_predicted: f32,
+    /// Channel mean of φ.
+    #[serde(with = "float_encoding::scalar")]
+    pub batch_correlation: f32,
+    /// The momentum m* that would balance lag and noise for this trend; NaN without a trend.
+    #[serde(with = "float_encoding::scalar")]
+    pub best_momentum: f32,
 }
 
 impl LayerSnapshot {
@@ -269,4 +299,13 @@ pub struct LayerSummary {
     /// when it shrinks. NaN in older recordings.
     #[serde(default = "float_encoding::nan", with = "float_encoding::scalar")]
     pub radial_fraction: f32,
+    /// Format 1.5: the drift's empirical noise floor D0 (BN-METRICS §1), estimated by the
+    /// producer from successive steps, which a thinned stream no longer has. NaN (and left out
+    /// of the JSON) when not known: too few steps yet, or an older recording or producer.
+    #[serde(
+        default = "float_encoding::nan",
+        with = "float_encoding::scalar",
+        skip_serializing_if = "float_encoding::is_nan"
+    )]
+    pub noise_floor: f32,
 }

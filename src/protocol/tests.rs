@@ -31,6 +31,7 @@ fn layer(c: usize, bias: bool) -> LayerSnapshot {
         weight_grad_cos: v(1e-7),
         weight_grad_norm: v(0.5),
         bias_grad: bias.then(|| v(1e-9)),
+        ema: None,
         summary: LayerSummary {
             drift: 0.1,
             r_mean: 1.0,
@@ -44,6 +45,7 @@ fn layer(c: usize, bias: bool) -> LayerSnapshot {
             max_abs_cos: 1e-6,
             relu_active: 0.5,
             radial_fraction: -0.01,
+            noise_floor: f32::NAN,
         },
     }
 }
@@ -130,6 +132,17 @@ fn every_kind() -> Vec<Event> {
     let mut distributed = layer(3, false);
     distributed.cumulative = true;
     distributed.rank_drift = vec![0.25, f32::NAN];
+    // Format 1.5: the producer's D0 and EMA fit (NaN where there is no trend).
+    let mut published = layer(2, false);
+    published.summary.noise_floor = 0.0625;
+    published.ema = Some(EmaFit {
+        steps: 400,
+        lag: f32::NAN,
+        noise: 0.01,
+        noise_predicted: 0.0125,
+        batch_correlation: -0.05,
+        best_momentum: f32::INFINITY,
+    });
     vec![
         Event::Header(Box::new(header)),
         Event::Header(Box::new(producer)),
@@ -154,7 +167,7 @@ fn every_kind() -> Vec<Event> {
             loss: f32::NAN,
             batch_accuracy: 0.5,
             lr: 0.05,
-            layers: vec![layer(2, true), layer(3, false)],
+            layers: vec![layer(2, true), layer(3, false), published],
         }),
         Event::Control(ControlEvent {
             step: 3,
@@ -401,4 +414,41 @@ fn control_names_are_the_wire_tags() {
         let json = serde_json::to_value(&control).expect("json");
         assert_eq!(json["control"].as_str(), Some(control.name()), "{json}");
     }
+}
+
+/// Format 1.5's D0 and EMA fit go out only when known, and a 1.4 snapshot (without them) reads
+/// as not known: NaN and `None`.
+#[test]
+fn published_estimates_are_optional_and_absent_from_1_4_snapshots() {
+    let step3 = every_kind()
+        .into_iter()
+        .find_map(|e| match e {
+            Event::Snapshot(s) if s.step == 3 => Some(s),
+            _ => None,
+        })
+        .expect("the step-3 snapshot");
+    let line = serde_json::to_string(&step3.layers[0]).expect("serialise");
+    assert!(
+        !line.contains("noise_floor") && !line.contains("ema"),
+        "{line}"
+    );
+    let line = serde_json::to_string(&step3.layers[2]).expect("serialise");
+    assert!(
+        line.contains(r#""noise_floor":0.0625"#)
+            && line.contains(r#""ema":{"steps":400,"lag":"NaN","noise":0.01"#)
+            && line.contains(r#""best_momentum":"inf""#),
+        "{line}"
+    );
+    let old = r#"{"kind":"snapshot","step":9,"epoch":0,"time_s":0.1,"loss":2.0,"batch_accuracy":0.1,
+        "lr":0.05,"layers":[{"mode":"train","momentum":0.1,"batch_mean":[0.5],"summary":{"drift":0.1,
+        "r_mean":1,"r_min":1,"r_max":1,"d_mean_abs":0.1,"d_max_abs":0.1,"weight_norm":2,
+        "angular_update":0.01,"effective_lr":0.01,"max_abs_cos":1e-5,"relu_active":0.5,
+        "radial_fraction":-0.01}}]}"#
+        .replace('\n', "");
+    let Ok(Event::Snapshot(s)) = parse_record(old.as_bytes()) else {
+        panic!("a 1.4 snapshot reads: {old}")
+    };
+    assert!(s.layers[0].summary.noise_floor.is_nan());
+    assert_eq!(s.layers[0].ema, None);
+    assert_eq!(s.layers[0].batch_mean, vec![0.5]);
 }

@@ -52,10 +52,16 @@ impl Decimator {
 
     fn snapshot(&mut self, s: &Snapshot) -> Option<Snapshot> {
         let due = |last: Option<f64>, interval: f64| last.is_none_or(|t| s.time_s - t >= interval);
+        let policy = &self.policy;
+        let snapshot_due = due(self.last_snapshot_s, policy.snapshot_interval_s);
+        // Arrays due pass their snapshot; but arrays as often as snapshots or more
+        // (`--record-detail full`) go only with the snapshots that pass anyway, at their rate.
+        let arrays_rarer = policy.channel_arrays_interval_s > policy.snapshot_interval_s;
         let whole = self.keep_next_whole
-            || (due(self.last_arrays_s, self.policy.channel_arrays_interval_s)
+            || ((snapshot_due || arrays_rarer)
+                && due(self.last_arrays_s, policy.channel_arrays_interval_s)
                 && !s.layers.is_empty());
-        if !whole && !due(self.last_snapshot_s, self.policy.snapshot_interval_s) {
+        if !whole && !snapshot_due {
             self.held_back = Some(s.clone());
             return None;
         }
@@ -73,7 +79,8 @@ impl Decimator {
     }
 }
 
-/// A layer with its mode, momentum and summary, without per-channel arrays.
+/// A layer with its mode, momentum and summary (D0 included), without per-channel arrays or
+/// the EMA fit.
 pub fn summary_only(layer: &LayerSnapshot) -> LayerSnapshot {
     LayerSnapshot {
         mode: layer.mode,
@@ -105,5 +112,8 @@ pub fn summary_only(layer: &LayerSnapshot) -> LayerSnapshot {
         // One value per rank, not per channel: as small as the summary.
         rank_drift: layer.rank_drift.clone(),
         summary: layer.summary.clone(),
+        // The EMA fit travels with the arrays (it changes over hundreds of steps): keeping it
+        // in every thinned snapshot would grow a recording by a third.
+        ema: None,
     }
 }

@@ -2,9 +2,9 @@
 //! key), and that stops with a reported error instead of failing the run when the disk does.
 use std::path::Path;
 
-use super::writer::{SessionWriter, DEFAULT_POLICY};
+use super::writer::SessionWriter;
 use super::SessionError;
-use crate::protocol::{Event, RecordingStatus};
+use crate::protocol::{Event, RecordingPolicy, RecordingStatus};
 
 pub struct Recorder {
     writer: Option<SessionWriter>,
@@ -16,9 +16,9 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    /// A recorder writing to a new file at `path`.
-    pub fn create(path: &Path) -> Result<Recorder, SessionError> {
-        let writer = SessionWriter::create(path, DEFAULT_POLICY)?;
+    /// A recorder writing to a new file at `path`, keeping what `policy` says of the stream.
+    pub fn create(path: &Path, policy: RecordingPolicy) -> Result<Recorder, SessionError> {
+        let writer = SessionWriter::create(path, policy)?;
         Ok(Recorder {
             writer: Some(writer),
             path: Some(path.display().to_string()),
@@ -87,7 +87,7 @@ mod tests {
     fn paused_recording_keeps_the_header_and_skips_the_rest() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("run.jsonl");
-        let mut recorder = Recorder::create(&path).expect("create");
+        let mut recorder = Recorder::create(&path, super::super::DEFAULT_POLICY).expect("create");
         let events = synthetic::run(100, 1);
         recorder.set_active(false);
         recorder.record(&events[0]);

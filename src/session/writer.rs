@@ -17,6 +17,60 @@ pub const DEFAULT_POLICY: RecordingPolicy = RecordingPolicy {
     channel_arrays_interval_s: 2.0,
 };
 
+/// How much of the live stream a recording keeps (`--record-detail`).
+#[derive(Clone, Copy, Debug, PartialEq, Default)]
+pub enum RecordDetail {
+    /// 25 snapshots per second of run time, per-channel arrays every 2 s ([`DEFAULT_POLICY`]).
+    #[default]
+    Thin,
+    /// 25 snapshots per second of run time, every one with its per-channel arrays: the channel
+    /// charts and the heatmap of a replay are drawn from 25 points a second, like the rest.
+    Full,
+    /// Every step the recorder receives, whole: what the live dashboard saw.
+    EveryStep,
+    /// 25 snapshots per second of run time, per-channel arrays at most every this many seconds.
+    ArraysEvery(f64),
+}
+
+impl RecordDetail {
+    pub fn policy(self) -> RecordingPolicy {
+        let arrays_every = |channel_arrays_interval_s| RecordingPolicy {
+            channel_arrays_interval_s,
+            ..DEFAULT_POLICY
+        };
+        match self {
+            RecordDetail::Thin => DEFAULT_POLICY,
+            RecordDetail::Full => arrays_every(0.0),
+            RecordDetail::EveryStep => RecordingPolicy {
+                snapshot_interval_s: 0.0,
+                channel_arrays_interval_s: 0.0,
+            },
+            RecordDetail::ArraysEvery(seconds) => arrays_every(seconds),
+        }
+    }
+}
+
+impl std::str::FromStr for RecordDetail {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<RecordDetail, String> {
+        match text {
+            "thin" => Ok(RecordDetail::Thin),
+            "full" => Ok(RecordDetail::Full),
+            "every-step" => Ok(RecordDetail::EveryStep),
+            _ => match text.parse::<f64>() {
+                Ok(seconds) if seconds.is_finite() && seconds >= 0.0 => {
+                    Ok(RecordDetail::ArraysEvery(seconds))
+                }
+                _ => Err(format!(
+                    "expected thin, full, every-step or the seconds between per-channel arrays, \
+                     not {text:?}"
+                )),
+            },
+        }
+    }
+}
+
 /// `<UTC date-time>.jsonl` under `dir`, e.g. `sessions/2026-11-26T15-04-05.jsonl` (UTC).
 pub fn default_path(dir: &Path, unix_seconds: u64) -> PathBuf {
     let (days, secs) = (unix_seconds / 86_400, unix_seconds % 86_400);
@@ -120,6 +174,22 @@ mod tests {
             .lines()
             .map(|l| serde_json::from_str(l).expect("each line is one record"))
             .collect()
+    }
+
+    #[test]
+    fn record_detail_reads_its_names_and_seconds() {
+        let policy = |text: &str| text.parse::<RecordDetail>().map(RecordDetail::policy);
+        assert_eq!(policy("thin"), Ok(DEFAULT_POLICY));
+        assert_eq!(policy("full").map(|p| p.channel_arrays_interval_s), Ok(0.0));
+        assert_eq!(policy("full").map(|p| p.snapshot_interval_s), Ok(0.04));
+        assert_eq!(policy("every-step").map(|p| p.snapshot_interval_s), Ok(0.0));
+        assert_eq!(
+            policy("0.25").map(|p| p.channel_arrays_interval_s),
+            Ok(0.25)
+        );
+        for bad in ["", "fat", "-1", "NaN", "inf"] {
+            assert!(policy(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

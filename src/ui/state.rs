@@ -3,7 +3,9 @@
 //! arrive here the same way.
 use std::collections::VecDeque;
 
-use crate::metrics::drift::{inverse_n_eff_from_successive_means, noise_floor_sq};
+use crate::metrics::ema_window::{push_step, read_window, EmaReading};
+pub use crate::metrics::ema_window::{EmaStep, EMA_WINDOW};
+use crate::metrics::noise_floor::FloorEstimate;
 use crate::metrics::weights::{theta_star_coupled, theta_star_decoupled};
 use crate::metrics::BN_EPSILON;
 use crate::protocol::{
@@ -34,14 +36,6 @@ pub const CHARTED_TOTAL: usize = 2048;
 pub const HEATMAP_ROWS: usize = 64;
 /// Control events kept for the chart markers.
 const CONTROLS_KEPT: usize = 256;
-/// Smoothing of the empirical noise floor (steps): long enough to average the χ² noise.
-const FLOOR_SMOOTHING: f64 = 0.02;
-const FLOOR_MIN_SAMPLES: u32 = 20;
-/// Successive steps kept per layer for measuring the running mean's lag and noise (§2): a few
-/// times 1/m at the default m = 0.1.
-pub const EMA_WINDOW: usize = 400;
-const MAX_EMA_GAP: u64 = 3;
-
 /// How the budgets are shared among a run's layers (from the header, so fixed for the run).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HistoryPlan {
@@ -74,14 +68,6 @@ impl HistoryPlan {
         channels.resize(limits::MAX_LAYERS, 0);
         HistoryPlan::for_layers(&channels)
     }
-}
-
-/// One step's batch means and post-update running means, of the charted channels.
-#[derive(Clone, Debug)]
-pub struct EmaStep {
-    pub step: u64,
-    pub batch_mean: Vec<f32>,
-    pub running_mean_post: Vec<f32>,
 }
 
 /// The history of one charted channel.
@@ -119,47 +105,7 @@ pub struct HeatRow {
 
 /// `n` of `channels` channels, evenly spaced from channel 0 (all of them when n >= channels).
 pub fn spread(channels: usize, n: usize) -> Vec<usize> {
-    let n = n.min(channels);
-    (0..n).map(|k| k * channels / n).collect()
-}
-
-/// Running estimate of 1/n_eff from successive batch means (see `metrics::drift`).
-#[derive(Clone, Debug, Default)]
-struct FloorEstimate {
-    previous: Option<(u64, Vec<f32>)>,
-    inverse_n_eff: f64,
-    samples: u32,
-}
-
-impl FloorEstimate {
-    fn observe(&mut self, step: u64, layer: &LayerSnapshot) {
-        if let Some((previous_step, previous_mean)) = &self.previous {
-            // Only successive steps: a gap (coalesced snapshots) would overstate the change.
-            if previous_step.checked_add(1) == Some(step) {
-                let x = inverse_n_eff_from_successive_means(
-                    previous_mean,
-                    &layer.batch_mean,
-                    &layer.running_var_pre,
-                    BN_EPSILON,
-                );
-                if x.is_finite() {
-                    let w = if self.samples == 0 {
-                        1.0
-                    } else {
-                        FLOOR_SMOOTHING
-                    };
-                    self.inverse_n_eff += w * (x - self.inverse_n_eff);
-                    self.samples += 1;
-                }
-            }
-        }
-        self.previous = Some((step, layer.batch_mean.clone()));
-    }
-
-    fn floor(&self, momentum: f32) -> Option<f64> {
-        (self.samples >= FLOOR_MIN_SAMPLES && self.inverse_n_eff > 0.0)
-            .then(|| noise_floor_sq(f64::from(momentum), 1.0 / self.inverse_n_eff).sqrt())
-    }
+    crate::metrics::ema_window::spread(channels, n).collect()
 }
 
 #[derive(Clone, Debug)]
@@ -268,28 +214,12 @@ impl LayerState {
             .latest
             .as_ref()
             .map_or(0, |l| (l.widest() * 23 + l.rank_drift.capacity()) * f);
-        let previous = self
-            .floor
-            .previous
-            .as_ref()
-            .map_or(0, |(_, v)| v.capacity() * f);
+        let previous = self.floor.heap_bytes();
         ema + latest + previous
     }
 
     /// Keep successive steps at one momentum: the lag and noise theory holds for a fixed m.
     fn observe_ema(&mut self, step: u64, layer: &LayerSnapshot) {
-        // A step or two missing (the engine coalesced them while the UI was busy) barely moves
-        // a fit over hundreds of steps; a longer gap starts the window over.
-        let successive = self
-            .ema_window
-            .back()
-            .is_some_and(|last| step > last.step && step - last.step <= MAX_EMA_GAP);
-        if !successive {
-            self.ema_window.clear();
-        }
-        if self.ema_window.len() == EMA_WINDOW {
-            self.ema_window.pop_front();
-        }
         let charted = |v: &[f32]| -> Vec<f32> {
             self.channel_history
                 .iter()
@@ -301,7 +231,7 @@ impl LayerState {
             batch_mean: charted(&layer.batch_mean),
             running_mean_post: charted(&layer.running_mean_post),
         };
-        self.ema_window.push_back(entry);
+        push_step(&mut self.ema_window, entry);
     }
 
     /// Forget the steps after `step` (see `RunState::rewind`).
@@ -329,18 +259,50 @@ impl LayerState {
         }
         self.ema_window.retain(|e| e.step <= step);
         // The next snapshot does not follow the last one seen.
-        self.floor.previous = None;
+        self.floor.break_succession();
     }
 
-    /// Empirical drift noise floor D0, once enough successive steps were seen.
+    /// The drift's noise floor D0: the producer's (format 1.5) when the stream carries it,
+    /// otherwise estimated here, once enough successive steps were seen.
     pub fn noise_floor(&self) -> Option<f64> {
-        self.floor.floor(self.momentum)
+        let published = self.latest.as_ref().map(|l| l.summary.noise_floor);
+        match published.filter(|f| f.is_finite()) {
+            Some(floor) => Some(f64::from(floor)),
+            None => self.floor.floor(self.momentum),
+        }
+    }
+
+    /// The running mean as an EMA: the producer's fit (format 1.5) when the stream carries
+    /// one, otherwise measured over this state's window of successive steps. `None` in eval
+    /// mode (the running statistics do not update) or at a momentum outside (0, 1).
+    pub fn ema_reading(&self) -> Option<EmaReading> {
+        let m = f64::from(self.momentum);
+        if self.mode == BnMode::Eval || !(m > 0.0 && m < 1.0) {
+            return None;
+        }
+        match self.latest.as_ref().and_then(|l| l.ema) {
+            Some(fit) => Some(EmaReading {
+                steps: fit.steps as usize,
+                lag: Some(f64::from(fit.lag)).filter(|x| x.is_finite()),
+                lag_predicted: crate::metrics::ema::lag_steps(m),
+                noise: f64::from(fit.noise),
+                noise_predicted: f64::from(fit.noise_predicted),
+                batch_correlation: f64::from(fit.batch_correlation),
+                best_momentum: Some(f64::from(fit.best_momentum)).filter(|x| x.is_finite()),
+            }),
+            None => read_window(&self.ema_window, m),
+        }
     }
 
     fn observe(&mut self, step: u64, layer: &LayerSnapshot) {
         // The EMA theory holds for one momentum, and only while the running statistics update
-        // (train mode): start the window over when either changes.
-        if layer.momentum != self.momentum || layer.mode != self.mode {
+        // (train mode): start the window over when either changes. (Against the last snapshot:
+        // a control event has already set `self.momentum` and `self.mode`.)
+        let changed = self
+            .latest
+            .as_ref()
+            .is_some_and(|l| l.momentum != layer.momentum || l.mode != layer.mode);
+        if changed {
             self.ema_window.clear();
         }
         self.mode = layer.mode;
@@ -360,8 +322,15 @@ impl LayerState {
                     latest.cumulative = layer.cumulative;
                     latest.summary = layer.summary.clone();
                     latest.rank_drift.clone_from(&layer.rank_drift);
+                    if changed {
+                        latest.ema = None;
+                    }
                 }
                 None => self.latest = Some(layer.clone()),
+            }
+            // The producer's D0 (format 1.5) comes with every snapshot, arrays or not.
+            if layer.summary.noise_floor.is_finite() {
+                self.drift_floor.push(step, layer.summary.noise_floor);
             }
             return;
         }
@@ -369,8 +338,10 @@ impl LayerState {
             // Only without a header (or one that gave no width): its layers grow as they come.
             self.lay_out_channels(layer.batch_mean.len());
         }
-        self.floor.observe(step, layer);
+        self.floor
+            .observe(step, &layer.batch_mean, &layer.running_var_pre, BN_EPSILON);
         self.observe_ema(step, layer);
+        self.latest = Some(layer.clone());
         if let Some(floor) = self.noise_floor() {
             self.drift_floor.push(step, floor as f32);
         }
@@ -392,7 +363,6 @@ impl LayerState {
             h.d.push(step, get(&layer.d, c));
             h.log_r.push(step, get(&layer.r, c).ln());
         }
-        self.latest = Some(layer.clone());
     }
 }
 
@@ -898,6 +868,38 @@ mod tests {
         assert_eq!(layer.latest.as_ref().map(|l| l.summary.drift), Some(0.75));
         assert_eq!(layer.drift.last_value(), Some(0.75));
         assert_eq!(layer.channel_history[0].batch_mean.buckets().len(), points);
+    }
+
+    /// A momentum control arrives before the snapshot that carries the new momentum: the EMA
+    /// window still starts over with that snapshot (it once compared with the momentum the
+    /// control had already set, and mixed two momenta in one fit).
+    #[test]
+    fn a_momentum_change_starts_the_ema_window_over() {
+        let mut state = RunState::new();
+        let events = synthetic::run(200, 1);
+        for e in &events {
+            state.apply(e);
+        }
+        assert!(state.layers[0].ema_window.len() > 100);
+        let Some(mut next) = events.iter().rev().find_map(|e| match e {
+            Event::Snapshot(s) => Some(s.clone()),
+            _ => None,
+        }) else {
+            panic!("the synthetic run has snapshots")
+        };
+        state.apply(&Event::Control(ControlEvent {
+            step: next.step,
+            control: Control::SetMomentum {
+                layer: Some(0),
+                momentum: 0.5,
+            },
+            rejected: None,
+        }));
+        next.step += 1;
+        next.layers[0].momentum = 0.5;
+        state.apply(&Event::Snapshot(next));
+        assert_eq!(state.layers[0].ema_window.len(), 1);
+        assert!(state.layers[2].ema_window.len() > 100, "other layers go on");
     }
 
     /// Every channel lands in the heatmap row whose range holds it, for any width.

@@ -266,6 +266,7 @@ fn layer(
         // With γ ≈ 1, ∂L/∂γ = 1e-3 and σ²_B ≈ 1, BN's ε residual predicts a cos of about 1e-6.
         weight_grad_norm: vec![0.01 / (1.0 + progress); channels],
         bias_grad: None,
+        ema: None,
         summary: LayerSummary {
             drift: 0.0,
             r_mean: 0.0,
@@ -280,6 +281,7 @@ fn layer(
             relu_active: 0.5,
             // A steady norm: -sin(θ/2).
             radial_fraction: -(0.005 * (1.0 - 0.5 * progress)).sin(),
+            noise_floor: f32::NAN,
         },
     };
     let mut sum_d2 = 0.0f32;

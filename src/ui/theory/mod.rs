@@ -1,6 +1,5 @@
 //! Theory beside measurement for the selected layer (BN-METRICS.md): the BatchNorm lab's
 //! predictions computed from what the stream carries, so the dashboard can show both.
-use crate::metrics::ema::{fit_lag_noise, lag_steps, noise_var_correlated, optimal_momentum};
 use crate::metrics::relu::rectified_gaussian;
 use crate::metrics::weights::{
     fit_power_law, power_law_scale, radial_fraction_sgd, NO_DECAY_ANGLE_EXPONENT,
@@ -74,67 +73,12 @@ pub fn relu_shift(layer: &LayerSnapshot) -> Option<(f64, f64, f64, f64, usize)> 
     ))
 }
 
-/// The running mean as an EMA (§2), measured over the layer's window of successive steps and
-/// averaged over channels: (measured lag, predicted lag (1-m)/m, measured noise, predicted noise
-/// √(m/(2-m)·v·(1+(1-m)φ)/(1-(1-m)φ)) with φ the batch means' lag-1 correlation, suggested m*).
-/// The lag is `None` when the batch means show no trend to lag behind (a stationary layer: only
-/// the noise is measurable).
-pub struct EmaReading {
-    pub lag: Option<f64>,
-    pub lag_predicted: f64,
-    pub noise: f64,
-    pub noise_predicted: f64,
-    /// Channel mean of φ: about 0 for independent batches.
-    pub batch_correlation: f64,
-    pub best_momentum: Option<f64>,
-}
+/// The running mean as an EMA (§2), averaged over channels: the producer's fit when the stream
+/// carries one (format 1.5), otherwise measured over the layer's window of successive steps.
+pub use crate::metrics::ema_window::EmaReading;
 
 pub fn ema_reading(layer: &LayerState) -> Option<EmaReading> {
-    let window = &layer.ema_window;
-    let m = f64::from(layer.momentum);
-    // In eval mode the running statistics do not update: there is no EMA to read.
-    if window.len() < 50 || !(m > 0.0 && m < 1.0) || layer.mode == BnMode::Eval {
-        return None;
-    }
-    let channels = window.iter().map(|s| s.batch_mean.len()).min()?;
-    let (mut lags, mut noise, mut noise_pred, mut best) = (Vec::new(), 0.0, 0.0, Vec::new());
-    let mut correlation = 0.0;
-    for c in 0..channels {
-        let batch: Vec<f64> = window.iter().map(|s| f64::from(s.batch_mean[c])).collect();
-        let running: Vec<f64> = window
-            .iter()
-            .map(|s| f64::from(s.running_mean_post.get(c).copied().unwrap_or(f32::NAN)))
-            .collect();
-        let fit = fit_lag_noise(&batch, &running)?;
-        let v = fit.batch_noise_std * fit.batch_noise_std;
-        // A constant channel has no batch noise and so no correlation: count it as independent.
-        let phi = if fit.batch_noise_lag1.is_finite() {
-            fit.batch_noise_lag1
-        } else {
-            0.0
-        };
-        noise += fit.noise_std / channels as f64;
-        noise_pred += noise_var_correlated(m, v, phi).sqrt() / channels as f64;
-        correlation += phi / channels as f64;
-        // A trend is measurable when it moves the mean by more than the noise over the window.
-        if fit.slope.abs() * window.len() as f64 > 4.0 * fit.batch_noise_std {
-            lags.push(fit.lag_steps);
-            best.push(optimal_momentum(fit.slope, v));
-        }
-    }
-    let median = |mut xs: Vec<f64>| -> Option<f64> {
-        xs.retain(|x| x.is_finite());
-        xs.sort_by(f64::total_cmp);
-        xs.get(xs.len() / 2).copied()
-    };
-    Some(EmaReading {
-        lag: median(lags),
-        lag_predicted: lag_steps(m),
-        noise,
-        noise_predicted: noise_pred,
-        batch_correlation: correlation,
-        best_momentum: median(best),
-    })
+    layer.ema_reading()
 }
 
 /// The pre-BN bias gradient (§6, with `--conv-bias`), as mean |∇b| / mean |∇β| over channels:
