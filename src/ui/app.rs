@@ -10,6 +10,7 @@ use crate::protocol::{
     ReplayStatus,
 };
 
+use super::compare::{CompareColumn, Comparison};
 use super::keys::{action_for, Action, Context};
 use super::layer_order::{self, LayerSort};
 use super::state::{Notice, RunState};
@@ -84,6 +85,9 @@ pub struct App {
     /// The layers table's row order, and whether it shows the metric columns or the D/D0 map.
     pub sort: LayerSort,
     pub table_view: TableView,
+    /// Run B (`--compare`): ghost lines in the charts, and what the table shows of it (`B`).
+    pub compare: Option<Comparison>,
+    pub compare_column: CompareColumn,
 }
 
 /// What the layers table shows right of the drift column.
@@ -128,6 +132,8 @@ impl App {
             readonly: false,
             sort: LayerSort::Network,
             table_view: TableView::Columns,
+            compare: None,
+            compare_column: CompareColumn::default(),
         }
     }
 
@@ -293,6 +299,17 @@ impl App {
                 };
                 self.say(text, StatusKind::Info, now);
             }
+            Action::CompareColumn => match self.compare {
+                Some(_) => {
+                    self.compare_column = self.compare_column.next();
+                    self.say(self.compare_column.describe(), StatusKind::Info, now);
+                }
+                None => self.say(
+                    "no run to compare with: start with --compare B.jsonl",
+                    StatusKind::Error,
+                    now,
+                ),
+            },
             Action::ToggleMode => {
                 if let Some(layer) = self.live.layers.get(selected) {
                     let mode = match layer.mode {

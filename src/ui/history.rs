@@ -177,6 +177,21 @@ impl Series {
             .collect()
     }
 
+    /// The value at `step`: the last value of the bucket holding it, or of the latest bucket
+    /// before it (a run that ended earlier keeps its final value); None before the first push.
+    pub fn value_at(&self, step: u64) -> Option<f32> {
+        let start = self.start?;
+        let k = step.checked_sub(start)? / self.width;
+        let upto = usize::try_from(k).map_or(self.buckets.len(), |k| {
+            k.saturating_add(1).min(self.buckets.len())
+        });
+        self.buckets[..upto]
+            .iter()
+            .rev()
+            .find(|b| !b.is_empty())
+            .map(|b| b.last)
+    }
+
     /// Finite min and max over buckets overlapping the inclusive step range `[from, to]`
     /// (swapped if reversed); None if there are none.
     pub fn range(&self, from: u64, to: u64) -> Option<(f32, f32)> {
@@ -333,6 +348,26 @@ mod tests {
         assert!(s.resample(100, 200, 5).iter().all(Bucket::is_empty));
         assert!(s.resample(10, 10, 3).iter().all(Bucket::is_empty));
         assert!(s.resample(0, 64, 0).is_empty());
+    }
+
+    #[test]
+    fn value_at_a_step_holds_until_the_next_value() {
+        let mut s = Series::new(8);
+        assert_eq!(s.value_at(0), None);
+        for (step, v) in [(10, 1.0), (11, 2.0), (14, 3.0)] {
+            s.push(step, v);
+        }
+        assert_eq!(s.value_at(9), None);
+        assert_eq!(s.value_at(10), Some(1.0));
+        assert_eq!(s.value_at(12), Some(2.0), "no value at 12: the one before");
+        assert_eq!(s.value_at(u64::MAX), Some(3.0), "past the end: the last");
+        // Compacted to buckets of 4 steps: the last value of the bucket holding the step.
+        s.push(41, 9.0);
+        assert_eq!(s.width(), 4);
+        assert_eq!(s.value_at(11), Some(2.0));
+        assert_eq!(s.value_at(14), Some(3.0));
+        assert_eq!(s.value_at(30), Some(3.0));
+        assert_eq!(s.value_at(41), Some(9.0));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! the UI state and key handling, `keys` the one key table, `view` one file per panel, `terminal`
 //! and `run` the terminal itself.
 pub mod app;
+pub mod compare;
 pub mod format;
 pub mod health;
 pub mod history;
@@ -19,4 +20,4 @@ pub mod theory;
 pub mod view;
 
 pub use options::{ColorChoice, ColorMode, UiOptions};
-pub use run::{run, RunOutcome};
+pub use run::{run, run_comparing, RunOutcome};

@@ -125,6 +125,12 @@ fn draw_panel(frame: &mut Frame, area: Rect, panel: Panel, app: &App, theme: &Th
             } else {
                 (theme.glyph("σ²", "var"), &h.batch_var, &h.running_var)
             };
+            let b = app.compare.as_ref().and_then(|c| c.channel(layer, h));
+            let b = b.map(|b| match panel {
+                Panel::Mean => [&b.batch_mean, &b.running_mean],
+                _ => [&b.batch_var, &b.running_var],
+            });
+            let ghosts = ghosts(b, [Role::Primary, Role::Secondary]);
             let plots = [
                 Plot {
                     series: batch,
@@ -138,7 +144,7 @@ fn draw_panel(frame: &mut Frame, area: Rect, panel: Panel, app: &App, theme: &Th
                 },
             ];
             let title = format!(" {name} {symbol} {channel} ");
-            line_chart(frame, area, title, &plots, state, false, theme);
+            line_chart(frame, area, title, &plots, &ghosts, state, false, theme);
         }
         Panel::Drift => {
             let plots = [
@@ -153,11 +159,13 @@ fn draw_panel(frame: &mut Frame, area: Rect, panel: Panel, app: &App, theme: &Th
                     name: "D0 floor",
                 },
             ];
+            let b = b_layer(app, layer).map(|b| [&b.drift, &b.drift_floor]);
             line_chart(
                 frame,
                 area,
                 format!(" {name} drift "),
                 &plots,
+                &ghosts(b, [Role::Primary, Role::Tertiary]),
                 state,
                 false,
                 theme,
@@ -170,11 +178,13 @@ fn draw_panel(frame: &mut Frame, area: Rect, panel: Panel, app: &App, theme: &Th
                 role: Role::Primary,
                 name: "train",
             }];
+            let b = app.compare.as_ref().map(|c| [&c.run.loss_history]);
             line_chart(
                 frame,
                 area,
                 " loss (log) ".into(),
                 &plots,
+                &ghosts(b, [Role::Primary]),
                 state,
                 true,
                 theme,
@@ -198,18 +208,38 @@ fn draw_panel(frame: &mut Frame, area: Rect, panel: Panel, app: &App, theme: &Th
                     name: "Precise",
                 },
             ];
+            let b = app.compare.as_ref().map(|c| {
+                let r = &c.run;
+                [
+                    &r.heldout_batch_stats,
+                    &r.heldout_running_stats,
+                    &r.heldout_precise_stats,
+                ]
+            });
+            let roles = [Role::Primary, Role::Secondary, Role::Tertiary];
             line_chart(
                 frame,
                 area,
                 " held-out ".into(),
                 &plots,
+                &ghosts(b, roles),
                 state,
                 false,
                 theme,
             );
         }
-        Panel::WeightNorm => weight_chart(frame, area, layer, state, theme, true),
-        Panel::Angular => weight_chart(frame, area, layer, state, theme, false),
+        Panel::WeightNorm | Panel::Angular => {
+            let norm = panel == Panel::WeightNorm;
+            let b = b_layer(app, layer).map(|b| {
+                [if norm {
+                    &b.weight_norm
+                } else {
+                    &b.angular_update
+                }]
+            });
+            let ghosts = ghosts(b, [Role::Primary]);
+            weight_chart(frame, area, layer, &ghosts, state, theme, norm);
+        }
         Panel::Theory => theory::draw(frame, area, state, layer, theme),
     }
 }
@@ -218,6 +248,7 @@ fn weight_chart(
     frame: &mut Frame,
     area: Rect,
     layer: &LayerState,
+    ghosts: &[Plot],
     state: &RunState,
     theme: &Theme,
     norm: bool,
@@ -280,7 +311,48 @@ fn weight_chart(
             name: "t^-1/2",
         });
     }
-    line_chart(frame, area, title, &plots, state, false, theme);
+    line_chart(frame, area, title, &plots, ghosts, state, false, theme);
+}
+
+/// Run B's layer of the same name as `layer` (`--compare`).
+fn b_layer<'a>(app: &'a App, layer: &LayerState) -> Option<&'a LayerState> {
+    app.compare.as_ref()?.layer(layer)
+}
+
+/// Run B's lines (`--compare`), each in the role of the A line it shadows.
+fn ghosts<const N: usize>(series: Option<[&Series; N]>, roles: [Role; N]) -> Vec<Plot<'_>> {
+    let Some(series) = series else {
+        return Vec::new();
+    };
+    series
+        .into_iter()
+        .zip(roles)
+        .map(|(series, role)| Plot {
+            series,
+            role,
+            name: "",
+        })
+        .collect()
+}
+
+/// Run B's lines as datasets: one dot per cell (a dotted line: ┄), dimmed, drawn before A's
+/// lines so A's stay in front. `points` are their envelopes over the chart's time window.
+fn ghost_datasets<'a>(
+    ghosts: &[Plot],
+    points: &'a [Vec<(f64, f64)>],
+    theme: &Theme,
+) -> Vec<Dataset<'a>> {
+    ghosts
+        .iter()
+        .zip(points)
+        .map(|(ghost, points)| {
+            Dataset::default()
+                .marker(Marker::Braille)
+                .graph_type(GraphType::Scatter)
+                .style(theme.ghost(ghost.role))
+                .data(points)
+        })
+        .collect()
 }
 
 /// A layer's name in a panel title: at most a third of the panel, so the legend still shows.
@@ -327,11 +399,13 @@ fn envelope(series: &Series, from: u64, to: u64, columns: usize, log_y: bool) ->
     points
 }
 
+#[allow(clippy::too_many_arguments)]
 fn line_chart(
     frame: &mut Frame,
     area: Rect,
     title: String,
     plots: &[Plot],
+    ghosts: &[Plot],
     state: &RunState,
     log_y: bool,
     theme: &Theme,
@@ -343,7 +417,6 @@ fn line_chart(
             theme.series(p.role),
         ));
     }
-    let block = panel_block(title_spans, theme);
     let plot_area = inner(area);
     let (from, to) = (0u64, time_axis_end(state.step));
     // Two Braille dots per cell; the y labels take a few columns, so this slightly oversamples.
@@ -352,7 +425,19 @@ fn line_chart(
         .iter()
         .map(|p| envelope(p.series, from, to, columns, log_y))
         .collect();
-    let ys = lines.iter().flatten().map(|&(_, y)| y);
+    // Run B (`--compare`), on the same time window: one point per cell, so it draws dotted.
+    let ghost_lines: Vec<Vec<(f64, f64)>> = ghosts
+        .iter()
+        .map(|p| envelope(p.series, from, to, columns / 2, log_y))
+        .collect();
+    if ghost_lines.iter().any(|l| !l.is_empty()) {
+        title_spans.push(Span::styled(
+            format!("{} B ", theme.glyph("┄", ":")),
+            theme.ghost(Role::Primary),
+        ));
+    }
+    let block = panel_block(title_spans, theme);
+    let ys = lines.iter().chain(&ghost_lines).flatten().map(|&(_, y)| y);
     let (lo, hi) = ys.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), y| {
         (a.min(y), b.max(y))
     });
@@ -382,6 +467,7 @@ fn line_chart(
                 .data(m)
         })
         .collect();
+    datasets.extend(ghost_datasets(ghosts, &ghost_lines, theme));
     for (plot, points) in plots.iter().zip(&lines) {
         datasets.push(
             Dataset::default()
