@@ -189,3 +189,39 @@ fn different_models_compare_on_shared_layers_only_and_say_so() {
     let (_, drift) = charts_of(&app);
     assert!(drift.contains("block3 drift") && !drift.contains("drift ━ D ━ D0 floor ┄ B"));
 }
+
+/// The README's comparison of two shipped recordings: the same run until B lowers block3's
+/// momentum at step 2164 (every step both files kept is identical), then block3's D averages
+/// 0.127 in A and 0.156 in B over steps 2264-5793.
+#[test]
+fn the_readme_comparison_of_two_shipped_recordings_holds() {
+    use std::collections::BTreeMap;
+    let block3_drift = |name: &str| {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("sessions")
+            .join(name);
+        let mut drift = BTreeMap::new();
+        let read = bntop::session::whole::read_all(&path, |event| {
+            if let Event::Snapshot(s) = event {
+                if let Some(l) = s.layers.get(2) {
+                    drift.insert(s.step, (s.loss, l.summary.drift));
+                }
+            }
+        });
+        assert!(read.is_ok_and(|skipped| skipped.lines == 0), "{name}");
+        drift
+    };
+    let a = block3_drift("healthy-convergence.jsonl");
+    let b = block3_drift("momentum-lag-vs-noise.jsonl");
+    let common: Vec<u64> = a.keys().filter(|s| b.contains_key(s)).copied().collect();
+    let (before, after): (Vec<u64>, Vec<u64>) = common.iter().partition(|&&s| s < 2164);
+    assert_eq!(before.len(), 70);
+    assert!(before.iter().all(|s| a[s] == b[s]), "identical until 2164");
+    assert!(after.iter().filter(|&&s| s > 2170).all(|s| a[s] != b[s]));
+    let mean = |run: &BTreeMap<u64, (f32, f32)>| {
+        let d: Vec<f64> = run.range(2264..5793).map(|(_, v)| f64::from(v.1)).collect();
+        d.iter().sum::<f64>() / d.len() as f64
+    };
+    assert!((mean(&a) - 0.127).abs() < 0.0005, "{}", mean(&a));
+    assert!((mean(&b) - 0.156).abs() < 0.0005, "{}", mean(&b));
+}
