@@ -125,12 +125,6 @@ fn draw_panel(frame: &mut Frame, area: Rect, panel: Panel, app: &App, theme: &Th
             } else {
                 (theme.glyph("σ²", "var"), &h.batch_var, &h.running_var)
             };
-            let b = app.compare.as_ref().and_then(|c| c.channel(layer, h));
-            let b = b.map(|b| match panel {
-                Panel::Mean => [&b.batch_mean, &b.running_mean],
-                _ => [&b.batch_var, &b.running_var],
-            });
-            let ghosts = ghosts(b, [Role::Primary, Role::Secondary]);
             let plots = [
                 Plot {
                     series: batch,
@@ -144,6 +138,7 @@ fn draw_panel(frame: &mut Frame, area: Rect, panel: Panel, app: &App, theme: &Th
                 },
             ];
             let title = format!(" {name} {symbol} {channel} ");
+            let ghosts = ghost_plots(app, panel, layer);
             line_chart(frame, area, title, &plots, &ghosts, state, false, theme);
         }
         Panel::Drift => {
@@ -159,13 +154,12 @@ fn draw_panel(frame: &mut Frame, area: Rect, panel: Panel, app: &App, theme: &Th
                     name: "D0 floor",
                 },
             ];
-            let b = b_layer(app, layer).map(|b| [&b.drift, &b.drift_floor]);
             line_chart(
                 frame,
                 area,
                 format!(" {name} drift "),
                 &plots,
-                &ghosts(b, [Role::Primary, Role::Tertiary]),
+                &ghost_plots(app, panel, layer),
                 state,
                 false,
                 theme,
@@ -178,13 +172,12 @@ fn draw_panel(frame: &mut Frame, area: Rect, panel: Panel, app: &App, theme: &Th
                 role: Role::Primary,
                 name: "train",
             }];
-            let b = app.compare.as_ref().map(|c| [&c.run.loss_history]);
             line_chart(
                 frame,
                 area,
                 " loss (log) ".into(),
                 &plots,
-                &ghosts(b, [Role::Primary]),
+                &ghost_plots(app, panel, layer),
                 state,
                 true,
                 theme,
@@ -208,36 +201,20 @@ fn draw_panel(frame: &mut Frame, area: Rect, panel: Panel, app: &App, theme: &Th
                     name: "Precise",
                 },
             ];
-            let b = app.compare.as_ref().map(|c| {
-                let r = &c.run;
-                [
-                    &r.heldout_batch_stats,
-                    &r.heldout_running_stats,
-                    &r.heldout_precise_stats,
-                ]
-            });
-            let roles = [Role::Primary, Role::Secondary, Role::Tertiary];
             line_chart(
                 frame,
                 area,
                 " held-out ".into(),
                 &plots,
-                &ghosts(b, roles),
+                &ghost_plots(app, panel, layer),
                 state,
                 false,
                 theme,
             );
         }
         Panel::WeightNorm | Panel::Angular => {
+            let ghosts = ghost_plots(app, panel, layer);
             let norm = panel == Panel::WeightNorm;
-            let b = b_layer(app, layer).map(|b| {
-                [if norm {
-                    &b.weight_norm
-                } else {
-                    &b.angular_update
-                }]
-            });
-            let ghosts = ghosts(b, [Role::Primary]);
             weight_chart(frame, area, layer, &ghosts, state, theme, norm);
         }
         Panel::Theory => theory::draw(frame, area, state, layer, theme),
@@ -314,19 +291,38 @@ fn weight_chart(
     line_chart(frame, area, title, &plots, ghosts, state, false, theme);
 }
 
-/// Run B's layer of the same name as `layer` (`--compare`).
-fn b_layer<'a>(app: &'a App, layer: &LayerState) -> Option<&'a LayerState> {
-    app.compare.as_ref()?.layer(layer)
-}
-
-/// Run B's lines (`--compare`), each in the role of the A line it shadows.
-fn ghosts<const N: usize>(series: Option<[&Series; N]>, roles: [Role; N]) -> Vec<Plot<'_>> {
-    let Some(series) = series else {
+/// Run B's lines for `panel` (`--compare`), each in the role of the A line it shadows: none
+/// without B, or for a layer B does not have (the channel charts: nor one of another width).
+fn ghost_plots<'a>(app: &'a App, panel: Panel, layer: &LayerState) -> Vec<Plot<'a>> {
+    let Some(b) = &app.compare else {
         return Vec::new();
     };
-    series
+    let (first, second, third) = (Role::Primary, Role::Secondary, Role::Tertiary);
+    let b_layer = b.layer(layer);
+    let k = app
+        .channel
+        .min(layer.channel_history.len().saturating_sub(1));
+    let b_channel = layer
+        .channel_history
+        .get(k)
+        .and_then(|a| b.channel(layer, a));
+    let run = &b.run;
+    let lines: Vec<(&Series, Role)> = match (panel, b_layer, b_channel) {
+        (Panel::Mean, _, Some(h)) => vec![(&h.batch_mean, first), (&h.running_mean, second)],
+        (Panel::Var, _, Some(h)) => vec![(&h.batch_var, first), (&h.running_var, second)],
+        (Panel::Drift, Some(l), _) => vec![(&l.drift, first), (&l.drift_floor, third)],
+        (Panel::WeightNorm, Some(l), _) => vec![(&l.weight_norm, first)],
+        (Panel::Angular, Some(l), _) => vec![(&l.angular_update, first)],
+        (Panel::Loss, _, _) => vec![(&run.loss_history, first)],
+        (Panel::HeldOut, _, _) => vec![
+            (&run.heldout_batch_stats, first),
+            (&run.heldout_running_stats, second),
+            (&run.heldout_precise_stats, third),
+        ],
+        _ => Vec::new(),
+    };
+    lines
         .into_iter()
-        .zip(roles)
         .map(|(series, role)| Plot {
             series,
             role,
