@@ -41,14 +41,6 @@ pub fn read_all(path: &Path, mut visit: impl FnMut(Event)) -> Result<Skipped, Se
 mod tests {
     use super::*;
 
-    fn temp(name: &str, content: &[u8]) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("bntop-whole-{}", std::process::id()));
-        let _ = std::fs::create_dir_all(&dir);
-        let path = dir.join(name);
-        std::fs::write(&path, content).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
-        path
-    }
-
     #[test]
     fn reads_every_record_and_refuses_files_without_one() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("sessions/healthy-convergence.jsonl");
@@ -59,11 +51,13 @@ mod tests {
         assert!(matches!(events.last(), Some(Event::End(_))));
         let steps: Vec<u64> = events.iter().filter_map(Event::step).collect();
         assert!(steps.windows(2).all(|w| w[0] <= w[1]), "file order");
+        let dir = tempfile::tempdir().expect("tempdir");
         for (name, content) in [
             ("empty.jsonl", &b""[..]),
             ("junk.jsonl", b"\x00\x01 not json\n{\"kind\":\n"),
         ] {
-            let path = temp(name, content);
+            let path = dir.path().join(name);
+            std::fs::write(&path, content).expect("write");
             let error = read_all(&path, |_| {})
                 .map(|_| ())
                 .map_err(|e| e.to_string());
