@@ -686,3 +686,72 @@ fn bench_on_a_random_shape_prints_gflops() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("block 1 has 0 channels"));
 }
+
+/// `--compare` with a file that is not a readable session: one line naming it, exit 2, before the
+/// dashboard takes the terminal (nothing on stdout), training starts or a recording is made.
+#[test]
+fn a_bad_compare_file_exits_2_with_one_line_before_the_dashboard() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let write = |name: &str, bytes: &[u8]| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).expect("write");
+        path.to_str().expect("utf8").to_string()
+    };
+    let header_only = {
+        let shipped = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("sessions/healthy-convergence.jsonl"),
+        )
+        .expect("a shipped session");
+        let first = shipped.lines().next().unwrap_or_default().to_string();
+        write("header-only.jsonl", format!("{first}\n").as_bytes())
+    };
+    let newer = r#"{"kind":"header","format":"bntop","version_major":99,"version_minor":0}"#;
+    let cases = [
+        (
+            dir.path().join("missing.jsonl").display().to_string(),
+            "missing.jsonl",
+        ),
+        (dir.path().display().to_string(), "--compare"),
+        (write("empty.jsonl", b""), "not a bntop session"),
+        (
+            write("junk.jsonl", &[0xff, 0, 7, b'\n', b'{', b'\n']),
+            "not a bntop session",
+        ),
+        (write("newer.jsonl", format!("{newer}\n").as_bytes()), "99"),
+        (header_only, "no training steps"),
+    ];
+    let replayed = Path::new(env!("CARGO_MANIFEST_DIR")).join("sessions/healthy-convergence.jsonl");
+    let replayed = replayed.to_str().expect("utf8");
+    for (file, mentions) in &cases {
+        let runs: [&[&str]; 4] = [
+            &["replay", replayed, "--compare", file],
+            &["--compare", file, "--data", "digits", "--steps", "5"],
+            &["attach", "/no/such/socket", "--compare", file],
+            &["train", "--headless", "--steps", "1", "--compare", file],
+        ];
+        for args in runs {
+            let run_dir = tempfile::tempdir().expect("tempdir");
+            let out = bntop_in(run_dir.path(), args);
+            let err = stderr(&out);
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+            assert_eq!(err.trim().lines().count(), 1, "{args:?}: one line: {err}");
+            assert!(!err.contains("panicked"), "{args:?}: {err}");
+            // --headless refuses --compare before reading it.
+            let expected = if args.contains(&"--headless") {
+                "--headless"
+            } else {
+                mentions
+            };
+            assert!(
+                err.contains(expected),
+                "{args:?}: should mention {expected}: {err}"
+            );
+            assert!(
+                out.stdout.is_empty(),
+                "{args:?}: the terminal was not touched"
+            );
+            let made: Vec<_> = std::fs::read_dir(run_dir.path()).expect("ls").collect();
+            assert!(made.is_empty(), "{args:?}: nothing recorded: {made:?}");
+        }
+    }
+}

@@ -1031,3 +1031,93 @@ fn mouse_click_sets_the_cursor_and_quitting_releases_the_mouse() {
     t.assert_exited_and_restored(0);
     assert_eq!(t.display("#{mouse_sgr_flag}"), "0", "mouse reporting off");
 }
+
+/// The D column and run B's column beside it in the row of `name`: `│ block3  TRAIN 0.100
+/// 0.12 (0.11)  0.15 ...` (D0 in brackets where it is known).
+fn drift_and_b(screen: &str, name: &str) -> Option<(f64, f64)> {
+    let line = screen.lines().find(|l| {
+        let rest = l.trim_start_matches('│').trim_start_matches('▶');
+        rest.split_whitespace().next() == Some(name)
+    })?;
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    let at = fields.iter().position(|f| f.ends_with(name))?;
+    let d = fields.get(at + 3)?.parse().ok()?;
+    let after = if fields.get(at + 4)?.starts_with('(') {
+        at + 5
+    } else {
+        at + 4
+    };
+    Some((d, fields.get(after)?.parse().ok()?))
+}
+
+/// Two shipped recordings compared as a person would: the header names run A and run B, every
+/// time chart has B's legend, the table shows B's D beside A's; `B` switches it to A−B (which
+/// is A's D minus B's), then off; q quits cleanly.
+#[test]
+fn replay_compared_with_another_recording_and_b_cycles_the_table() {
+    let session = |name: &str| {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("sessions")
+            .join(name);
+        shell_quote(&path.display().to_string())
+    };
+    let (a, b) = (
+        session("healthy-convergence.jsonl"),
+        session("momentum-lag-vs-noise.jsonl"),
+    );
+    let t = Tmux::new(
+        "compare",
+        160,
+        48,
+        &bntop_script(&["replay", &a, "--compare", &b, "--fps", "20"]),
+    );
+    let screen = t.wait_for_within(
+        STARTUP,
+        |s| s.contains("REPLAY") && drift_and_b(s, "block3").is_some(),
+        "the replay with run B's column",
+    );
+    assert!(
+        screen.contains("A ━ healthy-convergence.jsonl B ┄ momentum-lag-vs-noise.jsonl"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("B D") && screen.contains("B ‖w‖"),
+        "{screen}"
+    );
+    assert!(!screen.contains("shares"), "the same model: {screen}");
+    // The end of A (step 6000, paused there), where B runs at m = 0.5 in block3.
+    t.send_keys(&["G", "Space"]);
+    let screen = t.wait_for(
+        |s| s.contains("step 6000/6000") && s.contains("FINISHED"),
+        "the end of run A",
+    );
+    assert!(
+        screen.matches("┄ B").count() >= 4,
+        "ghost legends\n{screen}"
+    );
+    let Some((d, b_d)) = drift_and_b(&screen, "block3") else {
+        panic!("block3's D and B's D\n{screen}")
+    };
+    t.send_keys(&["B"]);
+    let screen = t.wait_for(
+        |s| s.contains("ΔD") && footer(s).contains("difference A−B"),
+        "the difference columns",
+    );
+    let Some((d_again, difference)) = drift_and_b(&screen, "block3") else {
+        panic!("block3's ΔD\n{screen}")
+    };
+    assert_eq!(d_again, d, "A's D is unchanged");
+    // Both shown to 2 significant digits: their difference to about 1% of the larger.
+    let tolerance = 0.011 * d.abs().max(b_d.abs());
+    assert!(
+        (difference - (d - b_d)).abs() <= tolerance,
+        "ΔD {difference} = D {d} - B's D {b_d}\n{screen}"
+    );
+    t.send_keys(&["B"]);
+    t.wait_for(
+        |s| !s.contains("ΔD") && !s.contains("B D") && s.contains("┄ B"),
+        "no B columns, ghosts still drawn",
+    );
+    t.send_keys(&["q"]);
+    t.assert_exited_and_restored(0);
+}

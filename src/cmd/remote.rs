@@ -98,6 +98,11 @@ pub fn serve(args: &ServeArgs) -> Result<(), Failure> {
             )))
         }
     };
+    if args.train.dashboard.compare.is_some() {
+        return Err(Failure::BadInput(
+            "--compare draws in a dashboard: give it to bntop attach".into(),
+        ));
+    }
     if !from_stdin {
         let config = args.train.config();
         config.validate().map_err(engine::EngineError::Config)?;
@@ -182,14 +187,16 @@ pub fn serve(args: &ServeArgs) -> Result<(), Failure> {
 
 pub fn attach(args: &AttachArgs) -> Result<(), Failure> {
     let target = remote::client::Target::parse(args.target.as_deref())?;
+    let compare = args.dashboard.comparison()?;
     let connection = remote::client::connect(&target, args.token.clone(), args.readonly)?;
     let mut options = args.dashboard.options();
     options.readonly = args.readonly;
-    let result = ui::run(
+    let result = ui::run_comparing(
         &connection.feed,
         &connection.commands,
         options,
         Context::Live,
+        compare,
     );
     drop(connection.commands);
     if let Some(mut child) = connection.child {

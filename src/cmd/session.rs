@@ -1,11 +1,12 @@
-//! `bntop replay` and `bntop export`: reading recorded sessions.
+//! `bntop replay` and `bntop export`: reading recorded sessions; and run B of `--compare`.
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 
 use bntop::session::{self, SessionError};
 use bntop::ui;
+use bntop::ui::compare::Comparison;
 use bntop::ui::keys::Context;
 
 use super::train::DashboardArgs;
@@ -38,12 +39,14 @@ pub struct ExportArgs {
 }
 
 pub fn replay(args: &ReplayArgs) -> Result<(), Failure> {
+    let compare = args.dashboard.comparison()?;
     let replay = session::replay::spawn(&args.file, args.follow)?;
-    let result = ui::run(
+    let result = ui::run_comparing(
         &replay.feed,
         &replay.commands,
         args.dashboard.options(),
         Context::Replay,
+        compare,
     );
     drop(replay.commands);
     drop(replay.feed);
@@ -62,6 +65,28 @@ pub fn replay(args: &ReplayArgs) -> Result<(), Failure> {
     }
     let outcome = result.map_err(Failure::Failed)?;
     exit_after_signal(&outcome)
+}
+
+/// Run B of `--compare`: the whole session at `path`, read into the dashboard's history. A file
+/// that cannot be read, or holds no record, is bad input (exit 2, one line).
+pub fn load_comparison(path: &Path) -> Result<Comparison, Failure> {
+    let name = path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let mut b = Comparison::new(name);
+    let skipped = session::whole::read_all(path, |event| {
+        b.run.apply(&event);
+    })
+    .map_err(|e| Failure::BadInput(format!("--compare: {e}")))?;
+    if b.run.snapshots == 0 {
+        return Err(Failure::BadInput(format!(
+            "--compare: {}: no training steps recorded, nothing to compare with",
+            path.display()
+        )));
+    }
+    b.skipped_lines = skipped.lines;
+    Ok(b)
 }
 
 pub fn export(args: &ExportArgs) -> Result<(), Failure> {

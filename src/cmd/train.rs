@@ -107,6 +107,10 @@ pub struct DashboardArgs {
     /// terminal's own selection works).
     #[arg(long)]
     pub mouse: bool,
+    /// Compare with a recorded session (run B): its lines dotted and dimmed behind every chart,
+    /// aligned by step, and its values in the layers table (key B). Read whole at start.
+    #[arg(long, value_name = "B.jsonl")]
+    pub compare: Option<PathBuf>,
 }
 
 #[derive(ValueEnum, Clone, Copy)]
@@ -121,6 +125,14 @@ pub enum ColorArg {
 }
 
 impl DashboardArgs {
+    /// Run B of `--compare`, read before the terminal is taken over (a bad file: exit 2).
+    pub fn comparison(&self) -> Result<Option<ui::compare::Comparison>, Failure> {
+        self.compare
+            .as_deref()
+            .map(super::session::load_comparison)
+            .transpose()
+    }
+
     pub fn options(&self) -> UiOptions {
         let choice = match self.color {
             ColorArg::Auto => ColorChoice::Auto,
@@ -187,11 +199,17 @@ impl TrainArgs {
 pub fn train(args: &TrainArgs) -> Result<(), Failure> {
     let config = args.config();
     config.validate().map_err(EngineError::Config)?;
+    if args.headless && args.dashboard.compare.is_some() {
+        return Err(Failure::BadInput(
+            "--compare draws in the dashboard: not with --headless".into(),
+        ));
+    }
+    let compare = args.dashboard.comparison()?;
     let data = load_data(args.data.as_deref())?;
     let mut recorder = recorder(args)?;
     let engine = engine::spawn(config, data)?;
     if !args.headless {
-        return dashboard(engine, recorder, &args.dashboard);
+        return dashboard(engine, recorder, &args.dashboard, compare);
     }
     // A signal stops training the way `q` would: the run ends with its end record, recorded.
     let stopped_by = stop_on_signals(engine.controls.clone())?;
@@ -241,9 +259,11 @@ pub fn dashboard(
     engine: engine::EngineHandle,
     recorder: Recorder,
     args: &DashboardArgs,
+    compare: Option<ui::compare::Comparison>,
 ) -> Result<(), Failure> {
     let relay = live::spawn(engine, recorder).map_err(Failure::Failed)?;
-    let result = ui::run(&relay.feed, &relay.commands, args.options(), Context::Live);
+    let (feed, commands) = (&relay.feed, &relay.commands);
+    let result = ui::run_comparing(feed, commands, args.options(), Context::Live, compare);
     // Closing the command channel tells the relay to stop training and finish the recording.
     drop(relay.commands);
     drop(relay.feed);

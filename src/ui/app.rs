@@ -10,6 +10,7 @@ use crate::protocol::{
     ReplayStatus,
 };
 
+use super::compare::{CompareColumn, Comparison};
 use super::keys::{action_for, Action, Context};
 use super::layer_order::{self, LayerSort};
 use super::state::{Notice, RunState};
@@ -91,6 +92,9 @@ pub struct App {
     pub table_view: TableView,
     /// The charts' time window, step cursor and control markers.
     pub chart: ChartView,
+    /// Run B (`--compare`): ghost lines in the charts, and what the table shows of it (`B`).
+    pub compare: Option<Comparison>,
+    pub compare_column: CompareColumn,
 }
 
 /// What the layers table shows right of the drift column.
@@ -136,6 +140,8 @@ impl App {
             sort: LayerSort::Network,
             table_view: TableView::Columns,
             chart: ChartView::default(),
+            compare: None,
+            compare_column: CompareColumn::default(),
         }
     }
 
@@ -446,6 +452,17 @@ impl App {
                 self.say(text, StatusKind::Info, now);
             }
             Action::Freeze => self.toggle_freeze(now),
+            Action::CompareColumn => match self.compare {
+                Some(_) => {
+                    self.compare_column = self.compare_column.next();
+                    self.say(self.compare_column.describe(), StatusKind::Info, now);
+                }
+                None => self.say(
+                    "no run to compare with: start with --compare B.jsonl",
+                    StatusKind::Error,
+                    now,
+                ),
+            },
             Action::NextChannel | Action::PrevChannel => {
                 self.step_channel(action == Action::NextChannel, now);
             }

@@ -427,6 +427,26 @@ mod tests {
     }
 
     #[test]
+    fn value_at_a_step_holds_until_the_next_value() {
+        let mut s = Series::new(8);
+        assert_eq!(s.value_at(0), None);
+        for (step, v) in [(10, 1.0), (11, 2.0), (14, 3.0)] {
+            s.push(step, v);
+        }
+        assert_eq!(s.value_at(9), None);
+        assert_eq!(s.value_at(10), Some(1.0));
+        assert_eq!(s.value_at(12), Some(2.0), "no value at 12: the one before");
+        assert_eq!(s.value_at(u64::MAX), Some(3.0), "past the end: the last");
+        // Compacted to buckets of 4 steps: the last value of the bucket holding the step.
+        s.push(41, 9.0);
+        assert_eq!(s.width(), 4);
+        assert_eq!(s.value_at(11), Some(2.0));
+        assert_eq!(s.value_at(14), Some(3.0));
+        assert_eq!(s.value_at(30), Some(3.0));
+        assert_eq!(s.value_at(41), Some(9.0));
+    }
+
+    #[test]
     fn non_finite_values() {
         let mut s = Series::new(8);
         (0..6u64).for_each(|i| s.push(i, i as f32));

@@ -8,6 +8,7 @@ pub enum Action {
     SelectNext,
     SortLayers,
     TableView,
+    CompareColumn,
     ToggleMode,
     ToggleModeAll,
     MomentumUp,
@@ -95,6 +96,7 @@ impl Action {
             | Action::SelectNext
             | Action::SortLayers
             | Action::TableView
+            | Action::CompareColumn
             | Action::Freeze
             | Action::NextChannel
             | Action::PrevChannel
@@ -179,6 +181,7 @@ pub const BINDINGS: &[Binding] = &[
     Binding { context: Both, keys: &[Down, Char('j')], action: Action::SelectNext, help: "select the layer below", footer: Some("↑↓ layer") },
     Binding { context: Both, keys: &[Char('S')], action: Action::SortLayers, help: "sort the layers: network order -> worst drift (Ξ) -> name", footer: Some("S sort") },
     Binding { context: Both, keys: &[Char('v')], action: Action::TableView, help: "layers table: metric columns <-> map of D/D0 over time", footer: Some("v D/D0 map") },
+    Binding { context: Both, keys: &[Char('B')], action: Action::CompareColumn, help: "layers table with --compare: B's D, ‖w‖, θ -> A−B -> none", footer: None },
     Binding { context: Live, keys: &[Char('t')], action: Action::ToggleMode, help: "selected layer: TRAIN (batch stats) <-> EVAL (running stats)", footer: Some("t train/eval") },
     Binding { context: Live, keys: &[Char('T')], action: Action::ToggleModeAll, help: "all layers: EVAL, or TRAIN if all are EVAL already", footer: None },
     Binding { context: Live, keys: &[Char('+'), Char('=')], action: Action::MomentumUp, help: "BN momentum of the selected layer: up a 1-2-5 step", footer: Some("+- momentum") },

@@ -4,6 +4,7 @@
 //! and `run` the terminal itself.
 pub mod app;
 mod chart_keys;
+pub mod compare;
 pub mod format;
 pub mod glossary;
 pub mod health;
@@ -22,4 +23,4 @@ pub mod time_window;
 pub mod view;
 
 pub use options::{ColorChoice, ColorMode, UiOptions};
-pub use run::{run, RunOutcome};
+pub use run::{run, run_comparing, RunOutcome};

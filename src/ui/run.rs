@@ -11,6 +11,7 @@ use crate::protocol::{Command, Control, EndReason, Feed};
 use crate::signals::on_stop_signals;
 
 use super::app::{App, StatusKind};
+use super::compare::Comparison;
 use super::keys::Context;
 use super::options::UiOptions;
 use super::terminal::TerminalSession;
@@ -98,12 +99,24 @@ pub fn run(
     options: UiOptions,
     context: Context,
 ) -> Result<RunOutcome, String> {
+    run_comparing(feed, commands, options, context, None)
+}
+
+/// [`run`], with run B (`--compare`) drawn behind the run the feed brings.
+pub fn run_comparing(
+    feed: &Receiver<Feed>,
+    commands: &Sender<Command>,
+    options: UiOptions,
+    context: Context,
+    compare: Option<Comparison>,
+) -> Result<RunOutcome, String> {
     let signals = spawn_signal_forwarder()?;
     let mut session = TerminalSession::enter(options.mouse)?;
     let input = spawn_input_reader();
     let theme = Theme::new(&options);
     let mut app = App::for_context(context);
     app.readonly = options.readonly;
+    app.compare = compare;
     let started = Instant::now();
     let mut clock = FrameClock::new(options.frame_interval());
     let mut feed = feed.clone();

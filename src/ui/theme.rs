@@ -12,7 +12,8 @@ pub struct Theme {
     pub ascii: bool,
 }
 
-/// Chart series in drawing order: batch statistic, running statistic, a third line, control markers.
+/// Chart series in drawing order: batch statistic, running statistic, a third line, control
+/// markers. Run B's lines (`--compare`) take the role of their A line, dimmed (`Theme::ghost`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
     Primary,
@@ -128,6 +129,21 @@ impl Theme {
         Style::default()
             .fg(self.pick((235, 235, 235), 255, Color::White))
             .add_modifier(Modifier::BOLD)
+    }
+
+    /// Run B's line for a series of this role (`--compare`): the same hue, dimmed, so A's lines
+    /// stay in front; without colour, the terminal's faint attribute.
+    pub fn ghost(&self, role: Role) -> Style {
+        let color = match role {
+            Role::Primary => self.pick((55, 85, 128), 24, Color::DarkGray),
+            Role::Secondary => self.pick((128, 85, 30), 130, Color::DarkGray),
+            Role::Tertiary => self.pick((75, 115, 75), 65, Color::DarkGray),
+            Role::Marker => self.pick((115, 55, 115), 96, Color::DarkGray),
+        };
+        match self.mode {
+            ColorMode::None => Style::default().add_modifier(Modifier::DIM),
+            _ => Style::default().fg(color),
+        }
     }
 
     pub fn borders(&self) -> symbols::border::Set<'static> {

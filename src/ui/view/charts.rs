@@ -145,9 +145,10 @@ fn draw_panel(
         style: theme.series(role),
         name,
     };
+    let ghosts = ghost_plots(app, panel, layer, theme);
     match panel {
         Panel::Mean | Panel::Var => {
-            channel_chart(frame, area, layer, app, cx, panel == Panel::Mean)
+            channel_chart(frame, area, layer, app, &ghosts, cx, panel == Panel::Mean)
         }
         Panel::Drift => {
             let plots = [
@@ -155,12 +156,13 @@ fn draw_panel(
                 plot(&layer.drift_floor, Role::Tertiary, "D0 floor"),
             ];
             let title = format!(" {name} drift ");
-            line_chart::draw(frame, area, title, &plots, Fit::Round, cx)
+            line_chart::draw(frame, area, title, &plots, &ghosts, Fit::Round, cx)
         }
         Panel::Heatmap => heatmap::draw(frame, area, layer, app, cx),
         Panel::Loss => {
             let plots = [plot(&state.loss_history, Role::Primary, "train")];
-            line_chart::draw(frame, area, " loss (log) ".into(), &plots, Fit::Log, cx)
+            let title = " loss (log) ".into();
+            line_chart::draw(frame, area, title, &plots, &ghosts, Fit::Log, cx)
         }
         Panel::HeldOut => {
             let plots = [
@@ -168,10 +170,11 @@ fn draw_panel(
                 plot(&state.heldout_running_stats, Role::Secondary, "EMA"),
                 plot(&state.heldout_precise_stats, Role::Tertiary, "Precise"),
             ];
-            line_chart::draw(frame, area, " held-out ".into(), &plots, Fit::Fraction, cx)
+            let title = " held-out ".into();
+            line_chart::draw(frame, area, title, &plots, &ghosts, Fit::Fraction, cx)
         }
-        Panel::WeightNorm => weight_chart(frame, area, layer, cx, true),
-        Panel::Angular => weight_chart(frame, area, layer, cx, false),
+        Panel::WeightNorm => weight_chart(frame, area, layer, &ghosts, cx, true),
+        Panel::Angular => weight_chart(frame, area, layer, &ghosts, cx, false),
         Panel::Theory => {
             theory::draw(frame, area, state, layer, theme);
             None
@@ -185,6 +188,7 @@ fn channel_chart(
     area: Rect,
     layer: &LayerState,
     app: &App,
+    ghosts: &[Plot],
     cx: &Context,
     mean: bool,
 ) -> Option<Graph> {
@@ -224,13 +228,14 @@ fn channel_chart(
         title_name(&layer.name, area),
         h.channel
     );
-    line_chart::draw(frame, area, title, &plots, Fit::Round, cx)
+    line_chart::draw(frame, area, title, &plots, ghosts, Fit::Round, cx)
 }
 
 fn weight_chart(
     frame: &mut Frame,
     area: Rect,
     layer: &LayerState,
+    ghosts: &[Plot],
     cx: &Context,
     norm: bool,
 ) -> Option<Graph> {
@@ -286,7 +291,47 @@ fn weight_chart(
             name: "t^-1/2",
         });
     }
-    line_chart::draw(frame, area, title, &plots, Fit::Round, cx)
+    line_chart::draw(frame, area, title, &plots, ghosts, Fit::Round, cx)
+}
+
+/// Run B's lines for `panel` (`--compare`), each in the dimmed colour of the A line it shadows:
+/// none without B, or for a layer B does not have (the channel charts: nor one of another width).
+fn ghost_plots<'a>(app: &'a App, panel: Panel, layer: &LayerState, theme: &Theme) -> Vec<Plot<'a>> {
+    let Some(b) = &app.compare else {
+        return Vec::new();
+    };
+    let (first, second, third) = (Role::Primary, Role::Secondary, Role::Tertiary);
+    let b_layer = b.layer(layer);
+    let k = app
+        .channel
+        .min(layer.channel_history.len().saturating_sub(1));
+    let b_channel = layer
+        .channel_history
+        .get(k)
+        .and_then(|a| b.channel(layer, a));
+    let run = &b.run;
+    let lines: Vec<(&Series, Role)> = match (panel, b_layer, b_channel) {
+        (Panel::Mean, _, Some(h)) => vec![(&h.batch_mean, first), (&h.running_mean, second)],
+        (Panel::Var, _, Some(h)) => vec![(&h.batch_var, first), (&h.running_var, second)],
+        (Panel::Drift, Some(l), _) => vec![(&l.drift, first), (&l.drift_floor, third)],
+        (Panel::WeightNorm, Some(l), _) => vec![(&l.weight_norm, first)],
+        (Panel::Angular, Some(l), _) => vec![(&l.angular_update, first)],
+        (Panel::Loss, _, _) => vec![(&run.loss_history, first)],
+        (Panel::HeldOut, _, _) => vec![
+            (&run.heldout_batch_stats, first),
+            (&run.heldout_running_stats, second),
+            (&run.heldout_precise_stats, third),
+        ],
+        _ => Vec::new(),
+    };
+    lines
+        .into_iter()
+        .map(|(series, role)| Plot {
+            series,
+            style: theme.ghost(role),
+            name: "",
+        })
+        .collect()
 }
 
 /// A layer's name in a panel title: at most a third of the panel, so the legend still shows.

@@ -11,7 +11,7 @@ use crate::protocol::{EndReason, OptimizerKind, RecordingStatus, ReplayStatus, R
 use crate::ui::app::App;
 use crate::ui::format::{num, pct};
 use crate::ui::health::{self, Health};
-use crate::ui::theme::Theme;
+use crate::ui::theme::{Role, Theme};
 
 const MAX_LINES: usize = 3;
 
@@ -44,6 +44,7 @@ fn items(app: &App, theme: &Theme) -> Vec<Item> {
             d.name, d.train_images, d.heldout_images
         ))]);
     }
+    items.extend(compare_items(app, theme));
     items.push(labelled(theme, "step", s.step.to_string(), Health::Ok));
     items.push(labelled(theme, "epoch", s.epoch.to_string(), Health::Ok));
     let loss = f64::from(s.loss);
@@ -118,6 +119,45 @@ fn items(app: &App, theme: &Theme) -> Vec<Item> {
         items.push(recording_item(app.recording.as_ref(), theme));
     }
     items
+}
+
+/// Which run is A and which B (`--compare`), as the charts draw them ("A ━ x.jsonl B ┄
+/// y.jsonl"), and how many layers B shares when the models differ.
+fn compare_items(app: &App, theme: &Theme) -> Vec<Item> {
+    let Some(b) = &app.compare else {
+        return Vec::new();
+    };
+    let s = app.view();
+    let a = match (&app.replay, &app.recording) {
+        (Some(r), _) => r.file.clone(),
+        (None, Some(RecordingStatus { path: Some(p), .. })) => file_name(p),
+        _ => "this run".into(),
+    };
+    let item = vec![
+        Span::styled(format!("A {} ", theme.glyph("━", "-")), theme.title()),
+        Span::raw(a),
+        Span::styled(
+            format!(" B {} ", theme.glyph("┄", ":")),
+            theme.ghost(Role::Primary),
+        ),
+        Span::raw(b.name.clone()),
+    ];
+    let mut items = vec![item];
+    let mut notices: Vec<String> = b.sharing(s).notice().into_iter().collect();
+    if b.skipped_lines > 0 {
+        notices.push(format!("B: {} bad lines skipped", b.skipped_lines));
+    }
+    for notice in notices {
+        items.push(vec![Span::styled(notice, theme.health(Health::Warn))]);
+    }
+    items
+}
+
+/// The last component of a path as the header shows it.
+fn file_name(path: &str) -> String {
+    std::path::Path::new(path)
+        .file_name()
+        .map_or_else(|| path.to_string(), |n| n.to_string_lossy().into_owned())
 }
 
 /// Who produces the stream: bntop's own dfdx engine, or an external producer (format 1.4) with

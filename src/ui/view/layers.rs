@@ -14,8 +14,10 @@ use super::drift_map;
 use crate::metrics::dead::live_median_effective_lr;
 use crate::protocol::{BnMode, LayerSnapshot};
 use crate::ui::app::{App, TableView};
+use crate::ui::compare::CompareColumn;
 use crate::ui::format::{fit, momentum, num, pct, Part::Num, Part::Text};
 use crate::ui::health::{self, Health};
+use crate::ui::history::Series;
 use crate::ui::layer_order::{self, LayerSort};
 use crate::ui::names::shorten;
 use crate::ui::state::{LayerState, RunState};
@@ -168,6 +170,52 @@ const COLUMNS: &[Column] = &[
     Column { title: "β mean", ascii_title: "beta", width: 7, fixed: false, cell: beta_cell },
 ];
 
+/// The columns run B shows beside (`--compare`, key `B`): its value of the same layer at A's
+/// step, or A's minus it. Matched to `COLUMNS` by title.
+struct Compared {
+    after: &'static str,
+    value_title: &'static str,
+    difference_title: &'static str,
+    series: fn(&LayerState) -> &Series,
+}
+
+#[rustfmt::skip]
+const COMPARED: &[Compared] = &[
+    Compared { after: "D (D0)", value_title: "B D", difference_title: "ΔD", series: |l| &l.drift },
+    Compared { after: "‖w‖", value_title: "B ‖w‖", difference_title: "Δ‖w‖", series: |l| &l.weight_norm },
+    Compared { after: "θ/step", value_title: "B θ", difference_title: "Δθ", series: |l| &l.angular_update },
+];
+const COMPARED_WIDTH: u16 = 8;
+
+/// The run B column after `column`, if one is showing.
+fn compared(app: &App, column: &Column) -> Option<&'static Compared> {
+    if app.compare.is_none() || app.compare_column == CompareColumn::Off {
+        return None;
+    }
+    COMPARED.iter().find(|c| c.after == column.title)
+}
+
+/// Run B's cell for `layer` (A's) at A's step: B's value, or A's minus B's.
+fn compared_cell(
+    app: &App,
+    compared: &Compared,
+    state: &RunState,
+    layer: &LayerState,
+) -> Cell<'static> {
+    let b = app
+        .compare
+        .as_ref()
+        .and_then(|c| c.layer(layer))
+        .and_then(|b| (compared.series)(b).value_at(state.step))
+        .map(f64::from);
+    let a = (compared.series)(layer).value_at(state.step).map(f64::from);
+    match (app.compare_column, a, b) {
+        (CompareColumn::Value, _, Some(b)) => Cell::from(num(b, 2)),
+        (CompareColumn::Difference, Some(a), Some(b)) => Cell::from(num(a - b, 2)),
+        _ => Cell::from("-"),
+    }
+}
+
 /// Mode and momentum widths: always shown, after the name and before `COLUMNS`.
 const MODE_WIDTH: u16 = 5;
 const MOMENTUM_WIDTH: u16 = 7;
@@ -215,11 +263,17 @@ fn name_width(state: &RunState, inner_width: u16) -> u16 {
 
 /// Which of `COLUMNS` fit in `width` after the leading columns (`lead` wide), starting the
 /// scrollable ones at `offset`; and whether columns are hidden.
-fn visible_columns(width: u16, lead: u16, offset: usize) -> (Vec<&'static Column>, usize, bool) {
+/// `extra` is the width of what shows after a column (run B's, with a separator).
+fn visible_columns(
+    width: u16,
+    lead: u16,
+    offset: usize,
+    extra: impl Fn(&Column) -> u16,
+) -> (Vec<&'static Column>, usize, bool) {
     let mut used: u16 = lead;
     let mut shown = Vec::new();
     for c in COLUMNS.iter().filter(|c| c.fixed) {
-        used += c.width + 1;
+        used += c.width + 1 + extra(c);
         shown.push(c);
     }
     let scrollable: Vec<&Column> = COLUMNS.iter().filter(|c| !c.fixed).collect();
@@ -228,18 +282,18 @@ fn visible_columns(width: u16, lead: u16, offset: usize) -> (Vec<&'static Column
     let mut fits_from_end = 0;
     let mut tail = used;
     for c in scrollable.iter().rev() {
-        if tail + c.width + 1 > width {
+        if tail + c.width + 1 + extra(c) > width {
             break;
         }
-        tail += c.width + 1;
+        tail += c.width + 1 + extra(c);
         fits_from_end += 1;
     }
     let offset = offset.min(scrollable.len() - fits_from_end.min(scrollable.len()));
     for c in &scrollable[offset..] {
-        if used + c.width + 1 > width {
+        if used + c.width + 1 + extra(c) > width {
             break;
         }
-        used += c.width + 1;
+        used += c.width + 1 + extra(c);
         shown.push(c);
     }
     let hidden = shown.len() < COLUMNS.len();
@@ -252,27 +306,35 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     let name_w = name_width(state, inner_width);
     let lead = name_w + 1 + MODE_WIDTH + 1 + MOMENTUM_WIDTH + 1;
     let map = app.table_view == TableView::DriftMap;
+    let extra = |c: &Column| compared(app, c).map_or(0, |_| COMPARED_WIDTH + 1);
     let (columns, _, hidden) = if map {
         let fixed: Vec<&Column> = COLUMNS.iter().filter(|c| c.fixed).collect();
         (fixed, 0, false)
     } else {
-        visible_columns(inner_width, lead, app.column_offset)
+        visible_columns(inner_width, lead, app.column_offset, extra)
     };
     let mut title = vec![Span::styled(" BN layers ", theme.title())];
     if app.sort != LayerSort::Network {
         let text = format!("by {} ", app.sort.label(theme.ascii));
         title.push(Span::styled(text, theme.status()));
     }
+    if let Some(text) = compare_title(app) {
+        title.push(Span::styled(text, theme.dim()));
+    }
     if hidden {
         let arrows = theme.glyph("←/→", "</>");
         title.push(Span::styled(format!("{arrows} more columns "), theme.dim()));
     }
     let mut titles = vec!["layer", "mode", "m"];
-    titles.extend(
-        columns
-            .iter()
-            .map(|c| if theme.ascii { c.ascii_title } else { c.title }),
-    );
+    for c in &columns {
+        titles.push(if theme.ascii { c.ascii_title } else { c.title });
+        if let Some(k) = compared(app, c) {
+            titles.push(match app.compare_column {
+                CompareColumn::Difference => k.difference_title,
+                _ => k.value_title,
+            });
+        }
+    }
     let header = Row::new(titles).style(theme.dim().add_modifier(Modifier::BOLD));
     let selected = app.selected.min(state.layers.len().saturating_sub(1));
     let mut block = Block::default()
@@ -356,6 +418,9 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
                     }
                     None => Cell::from("-"),
                 });
+                if let Some(k) = compared(app, c) {
+                    cells.push(compared_cell(app, k, state, layer).style(theme.dim()));
+                }
             }
             let row = Row::new(cells);
             if i == selected {
@@ -369,14 +434,19 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         .iter()
         .map(|&w| Constraint::Length(w))
         .collect();
-    widths.extend(columns.iter().map(|c| Constraint::Length(c.width)));
+    for c in &columns {
+        widths.push(Constraint::Length(c.width));
+        if compared(app, c).is_some() {
+            widths.push(Constraint::Length(COMPARED_WIDTH));
+        }
+    }
     let table = Table::new(rows, widths)
         .header(header)
         .column_spacing(1)
         .block(block);
     frame.render_widget(table, area);
     if map {
-        let used: u16 = lead + columns.iter().map(|c| c.width + 1).sum::<u16>();
+        let used: u16 = lead + columns.iter().map(|c| c.width + 1 + extra(c)).sum::<u16>();
         let strip = Rect {
             x: area.x + 1 + used,
             y: area.y + 1,
@@ -385,6 +455,16 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         };
         let layers: Vec<&LayerState> = shown.iter().map(|&i| &state.layers[i]).collect();
         drift_map::draw(frame.buffer_mut(), strip, &layers, app.chart_span(), theme);
+    }
+}
+
+/// The table title's note of what the run B columns show.
+fn compare_title(app: &App) -> Option<&'static str> {
+    app.compare.as_ref()?;
+    match app.compare_column {
+        CompareColumn::Value => Some("B: run B at this step "),
+        CompareColumn::Difference => Some("Δ = A−B at this step "),
+        CompareColumn::Off => None,
     }
 }
 
@@ -445,12 +525,12 @@ mod tests {
     #[test]
     fn narrow_tables_scroll_but_never_past_the_last_column() {
         let lead = NAME_MIN + MODE_WIDTH + MOMENTUM_WIDTH + 3;
-        let (all, _, hidden) = visible_columns(200, lead, 0);
+        let (all, _, hidden) = visible_columns(200, lead, 0, |_| 0);
         assert_eq!(all.len(), COLUMNS.len());
         assert!(!hidden);
-        let (narrow, _, hidden) = visible_columns(78, lead, 0);
+        let (narrow, _, hidden) = visible_columns(78, lead, 0, |_| 0);
         assert!(hidden && narrow.len() < COLUMNS.len() && narrow.len() > 2);
-        let (scrolled, offset, _) = visible_columns(78, lead, 1000);
+        let (scrolled, offset, _) = visible_columns(78, lead, 1000, |_| 0);
         assert!(offset > 0);
         assert_eq!(
             scrolled.last().map(|c| c.title),

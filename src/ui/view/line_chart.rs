@@ -46,12 +46,14 @@ pub struct Context<'a> {
     pub markers: bool,
 }
 
-/// Draw a chart titled `title`; returns where its graph is, if it has data.
+/// Draw a chart titled `title`, with run B's `ghosts` (`--compare`) dotted behind `plots`;
+/// returns where its graph is, if it has data.
 pub fn draw(
     frame: &mut Frame,
     area: Rect,
     title: String,
     plots: &[Plot],
+    ghosts: &[Plot],
     fit: Fit,
     cx: &Context,
 ) -> Option<Graph> {
@@ -70,10 +72,21 @@ pub fn draw(
         ..plot_area
     };
     let columns = usize::from(chart_area.width.max(1)) * 2;
-    let mut lines: Vec<Vec<(f64, f64)>> = plots
+    let log = fit == Fit::Log;
+    // B's lines take one point per cell, so they draw dotted; they share the value axis.
+    let mut lines: Vec<Vec<(f64, f64)>> = (plots
         .iter()
-        .map(|p| envelope(p.series, cx.span, columns, fit == Fit::Log))
-        .collect();
+        .map(|p| envelope(p.series, cx.span, columns, log)))
+    .chain(
+        ghosts
+            .iter()
+            .map(|p| envelope(p.series, cx.span, columns / 2, log)),
+    )
+    .collect();
+    if lines[plots.len()..].iter().any(|l| !l.is_empty()) {
+        let style = ghosts.first().map_or(theme.dim(), |g| g.style);
+        title_spans.push(Span::styled(format!("{} B ", theme.glyph("┄", ":")), style));
+    }
     let Some((lo, hi, clipped)) = y_bounds(&mut lines, fit) else {
         let block = panel_block(title_spans, bottom_line(cx, plots, fit, area.width), theme);
         let empty = Paragraph::new(Span::styled("no data yet", theme.dim())).block(block);
@@ -104,7 +117,14 @@ pub fn draw(
         .zip(&marker_lines)
         .map(|((_, kind), line)| dataset(line, kind.line_style(theme)))
         .collect();
-    datasets.extend(plots.iter().zip(&lines).map(|(p, l)| dataset(l, p.style)));
+    let (lines, ghost_lines) = lines.split_at(plots.len());
+    datasets.extend(
+        ghosts
+            .iter()
+            .zip(ghost_lines)
+            .map(|(g, l)| dataset(l, g.style).graph_type(GraphType::Scatter)),
+    );
+    datasets.extend(plots.iter().zip(lines).map(|(p, l)| dataset(l, p.style)));
     datasets.extend(cursor_line.as_ref().map(|l| dataset(l, theme.cursor())));
     let block = panel_block(title_spans, bottom_line(cx, plots, fit, area.width), theme);
     frame.render_widget(block, area);
