@@ -60,7 +60,7 @@ mod tests {
         let rows = place_labels(&mut labels, 250);
         assert_eq!(
             rows,
-            vec![Some(0), Some(1), Some(2), None, Some(0), Some(0)],
+            vec![Some(0), Some(1), Some(2), None, Some(0), Some(1)],
             "the fourth overlaps all three rows"
         );
         assert_eq!(labels[5], (116, 80), "past the edge: ends at its marker");
