@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 use crate::protocol::{
-    BnMode, Command, Control, DataOrder, EndReason, Event, Feed, RecordingStatus, ReplayCommand,
-    ReplayStatus,
+    BnMode, Command, Control, DataOrder, EndReason, Event, Feed, LinkStatus, RecordingStatus,
+    ReplayCommand, ReplayStatus,
 };
 
 use super::keys::{action_for, Action, Context};
@@ -79,6 +79,8 @@ pub struct App {
     pub recording: Option<RecordingStatus>,
     /// Where a replay stands.
     pub replay: Option<ReplayStatus>,
+    /// A remote viewer's lost connection, while it is being retried (the header's badge).
+    pub link_lost: Option<LinkStatus>,
     /// Watch only: run controls are refused here.
     pub readonly: bool,
     /// The layers table's row order, and whether it shows the metric columns or the D/D0 map.
@@ -124,6 +126,7 @@ impl App {
             quit: false,
             context,
             recording: None,
+            link_lost: None,
             replay: None,
             readonly: false,
             sort: LayerSort::Network,
@@ -144,6 +147,9 @@ impl App {
                 self.frozen = None;
             }
             Feed::Replay(status) => self.replay = Some(status.clone()),
+            Feed::Link(status) => {
+                self.link_lost = matches!(status, LinkStatus::Lost { .. }).then(|| status.clone());
+            }
             Feed::Recording(status) => {
                 if let Some(error) = &status.error {
                     self.say(
