@@ -147,9 +147,7 @@ impl App {
                 self.frozen = None;
             }
             Feed::Replay(status) => self.replay = Some(status.clone()),
-            Feed::Link(status) => {
-                self.link_lost = matches!(status, LinkStatus::Lost { .. }).then(|| status.clone());
-            }
+            Feed::Link(status) => self.on_link(status, now),
             Feed::Recording(status) => {
                 if let Some(error) = &status.error {
                     self.say(
@@ -159,6 +157,29 @@ impl App {
                     );
                 }
                 self.recording = Some(status.clone());
+            }
+        }
+    }
+
+    /// A remote viewer's connection: the header's badge, and the footer says why and when the
+    /// next try is.
+    fn on_link(&mut self, status: &LinkStatus, now: Instant) {
+        match status {
+            LinkStatus::Lost {
+                retry_in_ms,
+                reason,
+                ..
+            } => {
+                let text = format!(
+                    "connection lost ({reason}); retrying in {:.1} s; q quits",
+                    *retry_in_ms as f64 / 1000.0
+                );
+                self.say(text, StatusKind::Error, now);
+                self.link_lost = Some(status.clone());
+            }
+            LinkStatus::Connected => {
+                self.say("reconnected", StatusKind::Info, now);
+                self.link_lost = None;
             }
         }
     }
