@@ -26,7 +26,7 @@ impl SshCommand {
     /// `text` split like a shell line; an empty one, or one with an unclosed quote, is an error.
     pub fn parse(text: &str) -> Result<SshCommand, String> {
         let mut words = split_words(text)
-            .map_err(|e| format!("--ssh {:?}: {e}", text.escape_debug().to_string()))?
+            .map_err(|e| format!("--ssh {text:?}: {e}"))?
             .into_iter();
         let program = words
             .next()
