@@ -170,8 +170,9 @@ impl App {
                 reason,
                 ..
             } => {
+                // The retry first: a narrow footer cuts the end of a long reason.
                 let text = format!(
-                    "connection lost ({reason}); retrying in {:.1} s; q quits",
+                    "connection lost, retry in {:.1} s (q quits): {reason}",
                     *retry_in_ms as f64 / 1000.0
                 );
                 self.say(text, StatusKind::Error, now);
