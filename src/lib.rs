@@ -7,6 +7,7 @@ pub mod engine;
 pub mod headless;
 pub mod live;
 pub mod metrics;
+pub mod plot;
 pub mod protocol;
 pub mod remote;
 pub mod session;

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use bntop::remote;
 use cmd::bench::{run_bench, run_bench_dashboard, run_bench_session};
 use cmd::bench::{BenchArgs, BenchDashboardArgs, BenchSessionArgs};
+use cmd::plot::{plot, PlotArgs};
 use cmd::remote::{attach, serve, AttachArgs, BridgeArgs, ServeArgs};
 use cmd::session::{export, replay, ExportArgs, ReplayArgs};
 use cmd::train::{train, TrainArgs};
@@ -41,6 +42,9 @@ enum Command {
     Replay(ReplayArgs),
     /// Write a session's per-step, per-layer scalars as CSV.
     Export(ExportArgs),
+    /// Draw a session's main charts (loss, held-out accuracy, D with D0, θ with θ*, controls)
+    /// as an SVG or PNG.
+    Plot(PlotArgs),
     /// Measure session reading: first frame and seeks on a generated 500 MB file.
     BenchSession(BenchSessionArgs),
     /// Train headless (recording as usual) and serve the run to viewers (`bntop attach`);
@@ -61,6 +65,7 @@ fn main() -> ExitCode {
         Some(Command::BenchDashboard(args)) => run_bench_dashboard(&args),
         Some(Command::Replay(args)) => replay(&args),
         Some(Command::Export(args)) => export(&args),
+        Some(Command::Plot(args)) => plot(&args),
         Some(Command::BenchSession(args)) => run_bench_session(&args),
         Some(Command::Serve(args)) => serve(&args),
         Some(Command::Attach(args)) => attach(&args),

@@ -2,6 +2,7 @@
 //! their exit codes, loading the data set, and the exit code after a signal.
 pub mod bench;
 mod failure;
+pub mod plot;
 pub mod remote;
 pub mod session;
 pub mod train;

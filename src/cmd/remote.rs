@@ -8,6 +8,7 @@ use bntop::engine;
 use bntop::protocol::EndReason;
 use bntop::remote;
 use bntop::remote::log::{flush as flush_log, log};
+use bntop::remote::ssh_command::SshCommand;
 use bntop::ui;
 use bntop::ui::keys::Context;
 
@@ -75,6 +76,10 @@ pub struct AttachArgs {
     /// Watch only: controls are not sent.
     #[arg(long)]
     pub readonly: bool,
+    /// The ssh command for ssh:// targets, with its options, split like a shell line but run
+    /// without one (e.g. "ssh -i ~/.ssh/lab_key -o ProxyJump=gate"); default: ssh.
+    #[arg(long, env = "BNTOP_SSH", value_name = "COMMAND")]
+    pub ssh: Option<String>,
     #[command(flatten)]
     pub dashboard: DashboardArgs,
 }
@@ -188,7 +193,18 @@ pub fn serve(args: &ServeArgs) -> Result<(), Failure> {
 pub fn attach(args: &AttachArgs) -> Result<(), Failure> {
     let target = remote::client::Target::parse(args.target.as_deref())?;
     let compare = args.dashboard.comparison()?;
-    let connection = remote::client::connect(&target, args.token.clone(), args.readonly)?;
+    let ssh = match args.ssh.as_deref() {
+        Some(text) => SshCommand::parse(text).map_err(Failure::BadInput)?,
+        None => SshCommand::default(),
+    };
+    let options = remote::client::Options {
+        token: args.token.clone(),
+        readonly: args.readonly,
+        ssh,
+        // A lost connection shows DISCONNECTED and is retried until the viewer quits.
+        reconnect: Some(remote::client::Backoff::ATTACH),
+    };
+    let connection = remote::client::connect_with(&target, options)?;
     let mut options = args.dashboard.options();
     options.readonly = args.readonly;
     let result = ui::run_comparing(
@@ -198,11 +214,8 @@ pub fn attach(args: &AttachArgs) -> Result<(), Failure> {
         Context::Live,
         compare,
     );
+    connection.close();
     drop(connection.commands);
-    if let Some(mut child) = connection.child {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
     let outcome = result.map_err(Failure::Failed)?;
     exit_after_signal(&outcome)
 }

@@ -12,6 +12,19 @@ pub enum Feed {
     Reset,
     Replay(ReplayStatus),
     Recording(RecordingStatus),
+    /// A remote viewer's connection to its server (`attach`): lost and being retried, or back.
+    Link(LinkStatus),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum LinkStatus {
+    Connected,
+    /// The stream stopped without the run's end record; the next attempt is `retry_in_ms` away.
+    Lost {
+        attempts: u32,
+        retry_in_ms: u64,
+        reason: String,
+    },
 }
 
 /// Where a replay stands, for the header.

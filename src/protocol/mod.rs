@@ -19,7 +19,7 @@ pub use events::{
     PopulationReport, ProbeLayer, ProbeReport, RunEnd,
 };
 pub use feed::{
-    Command, Feed, RecordingStatus, ReplayCommand, ReplayStatus, MAX_REPLAY_SPEED,
+    Command, Feed, LinkStatus, RecordingStatus, ReplayCommand, ReplayStatus, MAX_REPLAY_SPEED,
     MIN_REPLAY_SPEED, READ_FEED_CAPACITY,
 };
 pub use header::{

@@ -8,14 +8,19 @@ use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::{Child, Command as Process, Stdio};
+use std::sync::{Arc, Mutex};
 use std::thread;
+use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 
 use super::error::RemoteError;
+use super::ssh_command::SshCommand;
 use super::unix_socket::{check_server, my_uid};
 use super::wire::{default_socket, read_line_limited, Hello, HelloBody, Refused};
-use crate::protocol::{Command, Control, Feed, RecordCheck, READ_FEED_CAPACITY};
+use crate::protocol::{
+    Command, Control, Event, Feed, LinkStatus, RecordCheck, RunHeader, READ_FEED_CAPACITY,
+};
 
 /// Records are at most a few tens of KB; a line longer than any record within the limits is not
 /// bntop talking.
@@ -161,13 +166,85 @@ pub fn remote_command(socket: Option<&str>) -> String {
 pub struct Connection {
     pub feed: Receiver<Feed>,
     pub commands: Sender<Command>,
-    /// The ssh process, for ssh:// targets.
-    pub child: Option<Child>,
+    /// The ssh process of the current connection, for ssh:// targets (a reconnection replaces
+    /// it): `close` ends it.
+    pub link: Arc<Link>,
+}
+
+impl Connection {
+    /// Ends the ssh process, if any (the viewer is leaving).
+    pub fn close(&self) {
+        self.link.replace(None, None);
+    }
+}
+
+/// The current connection's writing half and ssh process, shared by the writer thread and the
+/// reconnecting reader.
+#[derive(Default)]
+pub struct Link {
+    write: Mutex<Option<Box<dyn Write + Send>>>,
+    child: Mutex<Option<Child>>,
+}
+
+impl Link {
+    /// Installs a new connection's halves (or none), ending the old ssh process.
+    fn replace(&self, write: Option<Box<dyn Write + Send>>, child: Option<Child>) {
+        if let Ok(mut w) = self.write.lock() {
+            *w = write;
+        }
+        if let Ok(mut c) = self.child.lock() {
+            if let Some(mut old) = std::mem::replace(&mut *c, child) {
+                let _ = old.kill();
+                let _ = old.wait();
+            }
+        }
+    }
+
+    /// Writes one line on the current connection; false when there is none or it failed.
+    fn send(&self, line: &[u8]) -> bool {
+        let Ok(mut w) = self.write.lock() else {
+            return false;
+        };
+        w.as_mut()
+            .is_some_and(|w| w.write_all(line).and_then(|()| w.flush()).is_ok())
+    }
+}
+
+/// How `attach` retries a lost connection: waits doubling from `first`, at most `cap`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Backoff {
+    pub first: Duration,
+    pub cap: Duration,
+}
+
+impl Backoff {
+    pub const ATTACH: Backoff = Backoff {
+        first: Duration::from_millis(250),
+        cap: Duration::from_secs(8),
+    };
+
+    /// The wait before attempt `attempt` (1 for the first retry).
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let doubled = self
+            .first
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
+        doubled.min(self.cap)
+    }
+}
+
+/// How to connect: the token (tcp://), read-only, the ssh command (ssh://), and whether to
+/// reconnect when the stream stops without the run's end.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    pub token: Option<String>,
+    pub readonly: bool,
+    pub ssh: SshCommand,
+    pub reconnect: Option<Backoff>,
 }
 
 type Halves = (Box<dyn Read + Send>, Box<dyn Write + Send>, Option<Child>);
 
-fn open(target: &Target) -> Result<Halves, String> {
+fn open(target: &Target, ssh: &SshCommand) -> Result<Halves, String> {
     match target {
         Target::Unix(path) => {
             let stream = UnixStream::connect(path).map_err(|e| {
@@ -191,20 +268,12 @@ fn open(target: &Target) -> Result<Halves, String> {
             port,
             socket,
         } => {
-            let mut ssh = Process::new("ssh");
-            if let Some(port) = port {
-                ssh.arg("-p").arg(port.to_string());
-            }
-            ssh.arg("-T")
-                .arg("--")
-                .arg(destination)
-                .arg(remote_command(socket.as_deref()));
-            let mut child = ssh
+            let mut child = ssh_process(ssh, destination, *port, socket.as_deref())
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::inherit())
                 .spawn()
-                .map_err(|e| format!("cannot run ssh: {e}"))?;
+                .map_err(|e| format!("cannot run {}: {e}", ssh.program))?;
             let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
                 return Err("ssh started without pipes".into());
             };
@@ -213,59 +282,116 @@ fn open(target: &Target) -> Result<Halves, String> {
     }
 }
 
-/// Connect, say hello, and read the server's first line (so a refusal is an error here, before
-/// the dashboard opens); then relay in both directions on two threads.
-pub fn connect(
-    target: &Target,
-    token: Option<String>,
-    readonly: bool,
-) -> Result<Connection, RemoteError> {
-    let (read, mut write, child) = open(target).map_err(RemoteError::Connect)?;
+/// `PROGRAM OPTIONS... [-p PORT] -T -- DESTINATION 'bntop bridge [SOCKET]'`: the user's words
+/// as arguments (no shell here), the destination after `--`, the remote command quoted.
+pub fn ssh_process(
+    ssh: &SshCommand,
+    destination: &str,
+    port: Option<u16>,
+    socket: Option<&str>,
+) -> Process {
+    let mut process = Process::new(&ssh.program);
+    process.args(&ssh.options);
+    if let Some(port) = port {
+        process.arg("-p").arg(port.to_string());
+    }
+    process
+        .arg("-T")
+        .arg("--")
+        .arg(destination)
+        .arg(remote_command(socket));
+    process
+}
+
+/// A connection that said hello and got the server's first record.
+struct Opened {
+    reader: BufReader<Box<dyn Read + Send>>,
+    write: Box<dyn Write + Send>,
+    child: Option<Child>,
+    check: RecordCheck,
+    first: Event,
+}
+
+/// Connect, say hello, and read the server's first line (so a refusal is an error here).
+fn handshake(target: &Target, options: &Options) -> Result<Opened, String> {
+    let (read, mut write, child) = open(target, &options.ssh)?;
     let hello = Hello {
-        hello: HelloBody { token, readonly },
+        hello: HelloBody {
+            token: options.token.clone(),
+            readonly: options.readonly,
+        },
     };
-    let mut line = serde_json::to_string(&hello)
-        .map_err(|e| RemoteError::Connect(format!("cannot encode the hello: {e}")))?;
+    let mut line =
+        serde_json::to_string(&hello).map_err(|e| format!("cannot encode the hello: {e}"))?;
     line.push('\n');
     write
         .write_all(line.as_bytes())
-        .map_err(|e| RemoteError::Connect(format!("cannot talk to the server: {e}")))?;
+        .map_err(|e| format!("cannot talk to the server: {e}"))?;
     let mut reader = BufReader::with_capacity(1 << 16, read);
     let first = match read_line_limited(&mut reader, MAX_SERVER_LINE) {
         Ok(Some(line)) => line,
-        Ok(None) => {
-            return Err(RemoteError::Connect(
-                "the server closed the connection".into(),
-            ))
-        }
-        Err(e) => {
-            return Err(RemoteError::Connect(format!(
-                "cannot read from the server: {e}"
-            )))
-        }
+        Ok(None) => return Err("the server closed the connection".into()),
+        Err(e) => return Err(format!("cannot read from the server: {e}")),
     };
     if let Ok(refused) = serde_json::from_str::<Refused>(&first) {
         if refused.kind == "refused" {
-            return Err(RemoteError::Connect(format!(
-                "the server refused: {}",
-                refused.reason
-            )));
+            return Err(format!("the server refused: {}", refused.reason));
         }
     }
     let mut check = RecordCheck::new();
     let first = check
         .line(first.as_bytes())
-        .map_err(|e| RemoteError::Connect(format!("the server does not speak bntop: {e}")))?;
+        .map_err(|e| format!("the server does not speak bntop: {e}"))?;
+    Ok(Opened {
+        reader,
+        write,
+        child,
+        check,
+        first,
+    })
+}
+
+/// Connect without reconnecting: the feed ends with the stream.
+pub fn connect(
+    target: &Target,
+    token: Option<String>,
+    readonly: bool,
+) -> Result<Connection, RemoteError> {
+    let options = Options {
+        token,
+        readonly,
+        ..Options::default()
+    };
+    connect_with(target, options)
+}
+
+/// Connect (a refusal or an unreachable server is an error here, before the dashboard opens);
+/// then relay in both directions on two threads, reconnecting if `options.reconnect` says so.
+pub fn connect_with(target: &Target, options: Options) -> Result<Connection, RemoteError> {
+    let opened = handshake(target, &options).map_err(RemoteError::Connect)?;
+    let link = Arc::new(Link::default());
+    link.replace(Some(opened.write), opened.child);
     let (feed_tx, feed) = crossbeam_channel::bounded(READ_FEED_CAPACITY);
     let (commands, command_rx) = crossbeam_channel::unbounded::<Command>();
-    let _ = feed_tx.send(Feed::Event(first));
+    let _ = feed_tx.send(Feed::Event(opened.first.clone()));
+    let reading = Reading {
+        target: target.clone(),
+        options: options.clone(),
+        link: Arc::clone(&link),
+        feed: feed_tx,
+        seen: Seen::default(),
+        resuming: false,
+    };
+    let (check, reader, first) = (opened.check, opened.reader, opened.first);
     thread::Builder::new()
         .name("bntop-attach-read".into())
-        .spawn(move || read_records(check, reader, &feed_tx))
+        .spawn(move || reading.run(check, reader, &first))
         .map_err(|source| RemoteError::Thread {
             what: "viewer's reading",
             source,
         })?;
+    let writer = Arc::clone(&link);
+    let readonly = options.readonly;
     thread::Builder::new()
         .name("bntop-attach-write".into())
         .spawn(move || {
@@ -281,13 +407,8 @@ pub fn connect(
                     continue;
                 };
                 line.push('\n');
-                if write
-                    .write_all(line.as_bytes())
-                    .and_then(|()| write.flush())
-                    .is_err()
-                {
-                    return;
-                }
+                // A lost connection drops the control; the footer never sees it applied.
+                let _ = writer.send(line.as_bytes());
             }
         })
         .map_err(|source| RemoteError::Thread {
@@ -297,8 +418,164 @@ pub fn connect(
     Ok(Connection {
         feed,
         commands,
-        child,
+        link,
     })
+}
+
+/// What the viewer has of the run, to resume without repeating it: the header, the newest step
+/// and the records of that step (a reconnection's backlog repeats them).
+#[derive(Default)]
+struct Seen {
+    header: Option<Event>,
+    step: u64,
+    at_step: Vec<Event>,
+    ended: bool,
+}
+
+impl Seen {
+    fn note(&mut self, event: &Event) {
+        match event.step() {
+            None if matches!(event, Event::Header(_)) => self.header = Some(event.clone()),
+            None => {}
+            Some(step) => {
+                if step != self.step {
+                    self.step = step;
+                    self.at_step.clear();
+                }
+                self.at_step.push(event.clone());
+            }
+        }
+        self.ended |= matches!(event, Event::End(_));
+    }
+
+    /// Whether a resumed stream's record is one the viewer has already.
+    fn has(&self, event: &Event) -> bool {
+        match event.step() {
+            None => match (event, &self.header) {
+                (Event::Header(new), Some(Event::Header(old))) => same_run(new, old),
+                _ => false,
+            },
+            // A server may send a step's snapshot thinned (its backlog drops old per-channel
+            // arrays), so one snapshot per step is the rule, not equality.
+            Some(step) if step == self.step => match event {
+                Event::Snapshot(_) => self.at_step.iter().any(|e| matches!(e, Event::Snapshot(_))),
+                _ => self.at_step.contains(event),
+            },
+            Some(step) => step < self.step,
+        }
+    }
+}
+
+/// Whether two headers open the same run: its start time and layers (a server adds what it does
+/// with the stream, such as its recording policy, which may differ after a restart).
+fn same_run(a: &RunHeader, b: &RunHeader) -> bool {
+    let names = |h: &RunHeader| h.layers.iter().map(|l| l.name.clone()).collect::<Vec<_>>();
+    a.started_unix_ms == b.started_unix_ms && a.producer == b.producer && names(a) == names(b)
+}
+
+/// The reading thread: relays records, and on a lost stream reconnects with backoff.
+struct Reading {
+    target: Target,
+    options: Options,
+    link: Arc<Link>,
+    feed: Sender<Feed>,
+    seen: Seen,
+    /// After a reconnection, until the first new record: the server's backlog repeats what the
+    /// viewer has. Only then are records filtered: within one connection steps may go back (a
+    /// restore) and echoes may name an earlier step.
+    resuming: bool,
+}
+
+impl Reading {
+    fn run(
+        mut self,
+        mut check: RecordCheck,
+        mut reader: BufReader<Box<dyn Read + Send>>,
+        first: &Event,
+    ) {
+        self.seen.note(first);
+        loop {
+            let lost = match self.relay(&mut check, &mut reader) {
+                Relay::ViewerGone => return,
+                Relay::Ended(reason) => reason,
+            };
+            let Some(backoff) = self.options.reconnect else {
+                return;
+            };
+            if self.seen.ended {
+                return;
+            }
+            self.link.replace(None, None);
+            let Some(opened) = self.reconnect(backoff, lost) else {
+                return;
+            };
+            self.link.replace(Some(opened.write), opened.child);
+            if self.feed.send(Feed::Link(LinkStatus::Connected)).is_err() {
+                return;
+            }
+            // The same run resumes where the viewer is; another run starts over.
+            self.resuming = self.seen.has(&opened.first);
+            if !self.resuming {
+                self.seen = Seen::default();
+                if self.feed.send(Feed::Reset).is_err() || !self.forward(opened.first) {
+                    return;
+                }
+            }
+            (check, reader) = (opened.check, opened.reader);
+        }
+    }
+
+    /// Tries again, waiting `backoff` between attempts and saying so on the feed; None when the
+    /// dashboard went away.
+    fn reconnect(&mut self, backoff: Backoff, mut reason: String) -> Option<Opened> {
+        for attempts in 1u32.. {
+            let wait = backoff.delay(attempts);
+            let status = LinkStatus::Lost {
+                attempts: attempts - 1,
+                retry_in_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                reason: reason.clone(),
+            };
+            self.feed.send(Feed::Link(status)).ok()?;
+            thread::sleep(wait);
+            match handshake(&self.target, &self.options) {
+                Ok(opened) => return Some(opened),
+                Err(e) => reason = e,
+            }
+        }
+        None
+    }
+
+    /// Relays until the stream stops (why, in words) or the dashboard goes.
+    fn relay(&mut self, check: &mut RecordCheck, reader: &mut impl BufRead) -> Relay {
+        loop {
+            match read_line_limited(reader, MAX_SERVER_LINE) {
+                Ok(Some(line)) => {
+                    let Ok(event) = check.line(line.as_bytes()) else {
+                        continue;
+                    };
+                    if self.resuming && self.seen.has(&event) {
+                        continue;
+                    }
+                    self.resuming = false;
+                    if !self.forward(event) {
+                        return Relay::ViewerGone;
+                    }
+                }
+                Ok(None) => return Relay::Ended("the server closed the connection".into()),
+                Err(e) => return Relay::Ended(format!("cannot read from the server: {e}")),
+            }
+        }
+    }
+
+    fn forward(&mut self, event: Event) -> bool {
+        self.seen.note(&event);
+        self.feed.send(Feed::Event(event)).is_ok()
+    }
+}
+
+enum Relay {
+    ViewerGone,
+    Ended(String),
 }
 
 /// Relay the server's records to the dashboard until the stream ends or the dashboard goes.
@@ -317,6 +594,44 @@ pub fn read_records(mut check: RecordCheck, mut reader: impl BufRead, feed: &Sen
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap() {
+        let b = Backoff {
+            first: Duration::from_millis(100),
+            cap: Duration::from_millis(700),
+        };
+        let waits: Vec<u128> = (1..=6).map(|a| b.delay(a).as_millis()).collect();
+        assert_eq!(waits, [100, 200, 400, 700, 700, 700]);
+        assert_eq!(Backoff::ATTACH.delay(u32::MAX), Backoff::ATTACH.cap);
+    }
+
+    #[test]
+    fn ssh_gets_the_users_options_as_words_and_the_path_quoted() {
+        let ssh =
+            SshCommand::parse("/opt/ssh -i '/keys/my key' -o ProxyJump=gate").unwrap_or_default();
+        let process = ssh_process(&ssh, "me@gpu", Some(2222), Some("/run/x;touch y"));
+        let args: Vec<String> = process
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(process.get_program(), "/opt/ssh");
+        assert_eq!(
+            args,
+            [
+                "-i",
+                "/keys/my key",
+                "-o",
+                "ProxyJump=gate",
+                "-p",
+                "2222",
+                "-T",
+                "--",
+                "me@gpu",
+                "bntop bridge '/run/x;touch y'"
+            ]
+        );
+    }
 
     #[test]
     fn targets() {

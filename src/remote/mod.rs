@@ -20,6 +20,7 @@ pub mod pending;
 pub mod producer;
 pub mod server;
 pub mod source;
+pub mod ssh_command;
 pub mod unix_socket;
 pub mod wire;
 pub use error::RemoteError;

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 use crate::protocol::{
-    BnMode, Command, Control, DataOrder, EndReason, Event, Feed, RecordingStatus, ReplayCommand,
-    ReplayStatus,
+    BnMode, Command, Control, DataOrder, EndReason, Event, Feed, LinkStatus, RecordingStatus,
+    ReplayCommand, ReplayStatus,
 };
 
 use super::compare::{CompareColumn, Comparison};
@@ -85,6 +85,8 @@ pub struct App {
     pub recording: Option<RecordingStatus>,
     /// Where a replay stands.
     pub replay: Option<ReplayStatus>,
+    /// A remote viewer's lost connection, while it is being retried (the header's badge).
+    pub link_lost: Option<LinkStatus>,
     /// Watch only: run controls are refused here.
     pub readonly: bool,
     /// The layers table's row order, and whether it shows the metric columns or the D/D0 map.
@@ -135,6 +137,7 @@ impl App {
             quit: false,
             context,
             recording: None,
+            link_lost: None,
             replay: None,
             readonly: false,
             sort: LayerSort::Network,
@@ -158,6 +161,7 @@ impl App {
                 self.frozen = None;
             }
             Feed::Replay(status) => self.replay = Some(status.clone()),
+            Feed::Link(status) => self.on_link(status, now),
             Feed::Recording(status) => {
                 if let Some(error) = &status.error {
                     self.say(
@@ -167,6 +171,30 @@ impl App {
                     );
                 }
                 self.recording = Some(status.clone());
+            }
+        }
+    }
+
+    /// A remote viewer's connection: the header's badge, and the footer says why and when the
+    /// next try is.
+    fn on_link(&mut self, status: &LinkStatus, now: Instant) {
+        match status {
+            LinkStatus::Lost {
+                retry_in_ms,
+                reason,
+                ..
+            } => {
+                // The retry first: a narrow footer cuts the end of a long reason.
+                let text = format!(
+                    "connection lost, retry in {:.1} s (q quits): {reason}",
+                    *retry_in_ms as f64 / 1000.0
+                );
+                self.say(text, StatusKind::Error, now);
+                self.link_lost = Some(status.clone());
+            }
+            LinkStatus::Connected => {
+                self.say("reconnected", StatusKind::Info, now);
+                self.link_lost = None;
             }
         }
     }

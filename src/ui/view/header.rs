@@ -7,7 +7,9 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 use ratatui::Frame;
 
-use crate::protocol::{EndReason, OptimizerKind, RecordingStatus, ReplayStatus, RunHeader};
+use crate::protocol::{
+    EndReason, LinkStatus, OptimizerKind, RecordingStatus, ReplayStatus, RunHeader,
+};
 use crate::ui::app::App;
 use crate::ui::format::{num, pct};
 use crate::ui::health::{self, Health};
@@ -71,11 +73,20 @@ fn items(app: &App, theme: &Theme) -> Vec<Item> {
         }
         items.push(item);
     }
-    let rate = match s.rate.per_second() {
-        Some(r) if !s.paused && s.end.is_none() => format!("{r:.0}"),
-        _ => "-".into(),
-    };
-    items.push(labelled(theme, "steps/s", rate, Health::Ok));
+    match &app.link_lost {
+        // The rate of a stream that stopped would be stale: say that it stopped instead.
+        Some(LinkStatus::Lost { attempts, .. }) => items.push(vec![Span::styled(
+            format!(" DISCONNECTED, retry {} ", attempts + 1),
+            theme.banner(),
+        )]),
+        _ => {
+            let rate = match s.rate.per_second() {
+                Some(r) if !s.paused && s.end.is_none() => format!("{r:.0}"),
+                _ => "-".into(),
+            };
+            items.push(labelled(theme, "steps/s", rate, Health::Ok));
+        }
+    }
     if let Some(h) = &s.header {
         let o = &h.config.optimizer;
         let kind = match (o.kind, &o.name) {
