@@ -10,7 +10,7 @@ from torch import nn
 
 from .hooks import BnLayer
 
-FORMAT_MAJOR, FORMAT_MINOR = 1, 4
+FORMAT_MAJOR, FORMAT_MINOR = 1, 5
 PRODUCER_NAME = "bntop-torch"
 
 CONVENTIONS_TEXT = {

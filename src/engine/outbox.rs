@@ -99,6 +99,7 @@ mod tests {
             loss: 1.0,
             batch_accuracy: 0.5,
             lr: 0.1,
+            partial: false,
             layers: vec![],
         })
     }

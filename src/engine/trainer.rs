@@ -362,6 +362,7 @@ impl Trainer {
                 loss: loss_value,
                 batch_accuracy: hits as f32 / n as f32,
                 lr: self.lr,
+                partial: false,
                 layers: Vec::new(),
             },
             blocks,

@@ -21,6 +21,11 @@ pub struct Snapshot {
     pub batch_accuracy: f32,
     #[serde(with = "float_encoding::scalar")]
     pub lr: f32,
+    /// Format 1.5: the producer skipped its optional passes this step to stay within its
+    /// measurement budget (bntop-torch's `measure_budget`): the summary fields they feed (see
+    /// [`LayerSummary::keep_optional_from`]) are NaN, and readers keep the last measured values. The BN statistics are measured every step all the same.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub partial: bool,
     /// One per BN layer, in header order; empty when layer metrics are off.
     #[serde(deserialize_with = "limits::bounded_layers")]
     pub layers: Vec<LayerSnapshot>,
@@ -308,4 +313,17 @@ pub struct LayerSummary {
         skip_serializing_if = "float_encoding::is_nan"
     )]
     pub noise_floor: f32,
+}
+
+impl LayerSummary {
+    /// Takes from `earlier` what a producer's optional passes measure (the weight geometry and
+    /// the ReLU): a `partial` snapshot has NaN there.
+    pub fn keep_optional_from(&mut self, earlier: &LayerSummary) {
+        self.weight_norm = earlier.weight_norm;
+        self.angular_update = earlier.angular_update;
+        self.effective_lr = earlier.effective_lr;
+        self.max_abs_cos = earlier.max_abs_cos;
+        self.relu_active = earlier.relu_active;
+        self.radial_fraction = earlier.radial_fraction;
+    }
 }

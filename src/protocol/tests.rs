@@ -153,6 +153,7 @@ fn every_kind() -> Vec<Event> {
             loss: 1.5,
             batch_accuracy: f32::NAN,
             lr: 0.05,
+            partial: true,
             layers: vec![distributed],
         }),
         Event::Control(ControlEvent {
@@ -167,6 +168,7 @@ fn every_kind() -> Vec<Event> {
             loss: f32::NAN,
             batch_accuracy: 0.5,
             lr: 0.05,
+            partial: false,
             layers: vec![layer(2, true), layer(3, false), published],
         }),
         Event::Control(ControlEvent {

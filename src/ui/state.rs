@@ -294,7 +294,17 @@ impl LayerState {
         }
     }
 
-    fn observe(&mut self, step: u64, layer: &LayerSnapshot) {
+    /// Takes one layer of a snapshot. In a `partial` one the weight geometry and the ReLU were
+    /// not measured: their charts get no point and the table keeps the last measured values.
+    fn observe(&mut self, step: u64, layer: &LayerSnapshot, partial: bool) {
+        let measured = partial.then(|| self.latest.as_ref().map(|l| l.summary.clone()));
+        self.observe_measured(step, layer, !partial);
+        if let (Some(Some(earlier)), Some(latest)) = (measured, &mut self.latest) {
+            latest.summary.keep_optional_from(&earlier);
+        }
+    }
+
+    fn observe_measured(&mut self, step: u64, layer: &LayerSnapshot, weights: bool) {
         // The EMA theory holds for one momentum, and only while the running statistics update
         // (train mode): start the window over when either changes. (Against the last snapshot:
         // a control event has already set `self.momentum` and `self.mode`.)
@@ -310,8 +320,10 @@ impl LayerState {
         self.cumulative = layer.cumulative;
         let summary = &layer.summary;
         self.drift.push(step, summary.drift);
-        self.weight_norm.push(step, summary.weight_norm);
-        self.angular_update.push(step, summary.angular_update);
+        if weights {
+            self.weight_norm.push(step, summary.weight_norm);
+            self.angular_update.push(step, summary.angular_update);
+        }
         if layer.batch_mean.is_empty() {
             // A summary-only snapshot (a recording keeps per-channel arrays at a lower rate):
             // the arrays shown stay those of the last whole snapshot.
@@ -573,7 +585,7 @@ impl RunState {
                 let state = LayerState::new(name, width, layer.mode, layer.momentum, plan);
                 self.layers.push(state);
             }
-            self.layers[i].observe(s.step, layer);
+            self.layers[i].observe(s.step, layer, s.partial);
         }
     }
 
@@ -868,6 +880,64 @@ mod tests {
         assert_eq!(layer.latest.as_ref().map(|l| l.summary.drift), Some(0.75));
         assert_eq!(layer.drift.last_value(), Some(0.75));
         assert_eq!(layer.channel_history[0].batch_mean.buckets().len(), points);
+    }
+
+    /// A partial snapshot (bntop-torch over its measurement budget) has NaN where the optional
+    /// passes did not run: the table keeps the last measured values and the weight charts get no
+    /// point, while the BN statistics it did measure go in as usual.
+    #[test]
+    fn partial_snapshots_keep_the_last_measured_weights() {
+        let mut state = RunState::new();
+        for e in &synthetic::run(20, 1) {
+            state.apply(e);
+        }
+        let before = state.layers[0].latest.as_ref().map(|l| l.summary.clone());
+        let Some(Event::Snapshot(mut next)) = synthetic::run(21, 1).into_iter().last() else {
+            panic!("the synthetic run ends with a snapshot")
+        };
+        next.partial = true;
+        for layer in &mut next.layers {
+            layer.batch_mean.clear();
+            let summary = &mut layer.summary;
+            summary.drift = 0.75;
+            summary.weight_norm = f32::NAN;
+            summary.angular_update = f32::NAN;
+            summary.effective_lr = f32::NAN;
+            summary.max_abs_cos = f32::NAN;
+            summary.relu_active = f32::NAN;
+            summary.radial_fraction = f32::NAN;
+        }
+        state.apply(&Event::Snapshot(next.clone()));
+        let layer = &state.layers[0];
+        let Some((now, before)) = layer.latest.as_ref().map(|l| &l.summary).zip(before) else {
+            panic!("a layer summary")
+        };
+        assert_eq!(now.drift, 0.75);
+        assert_eq!(layer.drift.last_step(), Some(21));
+        let kept = |s: &crate::protocol::LayerSummary| {
+            let fields = [
+                s.weight_norm,
+                s.angular_update,
+                s.effective_lr,
+                s.max_abs_cos,
+            ];
+            (fields, s.relu_active, s.radial_fraction.to_bits())
+        };
+        assert_eq!(kept(now), kept(&before));
+        assert!(now.weight_norm.is_finite() && now.relu_active.is_finite());
+        assert_eq!(layer.weight_norm.last_step(), Some(20));
+        assert_eq!(layer.angular_update.last_step(), Some(20));
+        // The same snapshot measured whole: its values are taken.
+        next.partial = false;
+        next.step = 22;
+        next.layers[0].summary.weight_norm = 3.5;
+        state.apply(&Event::Snapshot(next));
+        let layer = &state.layers[0];
+        assert_eq!(
+            layer.latest.as_ref().map(|l| l.summary.weight_norm),
+            Some(3.5)
+        );
+        assert_eq!(layer.weight_norm.last_value(), Some(3.5));
     }
 
     /// A momentum control arrives before the snapshot that carries the new momentum: the EMA

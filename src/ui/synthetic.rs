@@ -88,6 +88,7 @@ fn snapshot(step: u64, progress: f32, noise: f32, layers: Vec<LayerSnapshot>) ->
         loss,
         batch_accuracy: (1.0 - loss / 2.5).clamp(0.0, 1.0),
         lr: 0.05,
+        partial: false,
         layers,
     }
 }
