@@ -93,10 +93,10 @@ pub fn draw(
         frame.render_widget(empty, area);
         return None;
     };
-    let label = |v: f64| num(if fit == Fit::Log { 10f64.powf(v) } else { v }, 2);
+    let [low, high] = axis_labels(lo, hi, fit);
     // Points below the axis sit on its floor: its label says so.
     let floor = if clipped { theme.glyph("▼", "v") } else { "" };
-    let y_labels = [format!("{}{floor}", label(lo)), label(hi)];
+    let y_labels = [format!("{low}{floor}"), high];
     let graph = Graph {
         area: graph_area(chart_area, &y_labels),
         span: cx.span,
@@ -146,6 +146,17 @@ pub fn draw(
     }
     draw_ticks(buffer, plot_area, &graph, theme);
     Some(graph)
+}
+
+/// The value axis' two labels, with as few significant digits as tell them apart (a held-out
+/// accuracy between 98.6% and 99.4% reads 0.986 and 0.994, not 0.99 twice).
+fn axis_labels(lo: f64, hi: f64, fit: Fit) -> [String; 2] {
+    let value = |v: f64| if fit == Fit::Log { 10f64.powf(v) } else { v };
+    let labels = |digits| [num(value(lo), digits), num(value(hi), digits)];
+    (2..=6)
+        .map(labels)
+        .find(|[a, b]| a != b)
+        .unwrap_or_else(|| labels(2))
 }
 
 fn dataset<'a>(points: &'a [(f64, f64)], style: Style) -> Dataset<'a> {
@@ -331,6 +342,16 @@ mod tests {
             })
             .collect();
         vec![points]
+    }
+
+    #[test]
+    fn axis_labels_differ_when_the_values_do() {
+        assert_eq!(axis_labels(0.0, 0.5, Fit::Round), ["0", "0.50"]);
+        assert_eq!(axis_labels(0.986, 0.994, Fit::Fraction), ["0.986", "0.994"]);
+        assert_eq!(axis_labels(0.9912, 0.9918, Fit::Fraction), ["0.991", "0.992"]);
+        assert_eq!(axis_labels(0.99912, 0.99918, Fit::Fraction), ["0.9991", "0.9992"]);
+        assert_eq!(axis_labels(-2.0, 0.0, Fit::Log), ["0.010", "1.0"]);
+        assert_eq!(axis_labels(1.0, 1.0, Fit::Round), ["1.0", "1.0"]);
     }
 
     #[test]
