@@ -232,4 +232,18 @@ fn the_dashboard_over_ssh_shows_a_lost_server_without_a_key_press() {
     pane.wait_for("word of the lost connection", Duration::from_secs(2), |s| {
         s.contains("connection lost") && s.contains("DISCONNECTED") && !s.contains("steps/s")
     });
+    // A retry later: the remote bridge's complaint (on ssh's stderr) is the footer's
+    // reason, and never written over the dashboard (it once scrolled the screen).
+    pane.wait_for("the bridge's reason", Duration::from_secs(5), |s| {
+        let lines: Vec<&str> = s.lines().filter(|l| !l.trim().is_empty()).collect();
+        let (Some(first), Some(footer)) = (lines.first(), lines.last()) else {
+            return false;
+        };
+        footer.contains("(q quits): bntop: cannot connect")
+            && first.starts_with("bntop ")
+            && s.contains("DISCONNECTED")
+            && lines[..lines.len() - 1]
+                .iter()
+                .all(|l| !l.contains("cannot connect"))
+    });
 }

@@ -16,6 +16,7 @@ use crossbeam_channel::{Receiver, Sender};
 
 use super::error::RemoteError;
 use super::ssh_command::SshCommand;
+use super::ssh_stderr::SshStderr;
 use super::unix_socket::{check_server, my_uid};
 use super::wire::{default_socket, read_line_limited, Hello, HelloBody, Refused};
 use crate::protocol::{
@@ -242,7 +243,16 @@ pub struct Options {
     pub reconnect: Option<Backoff>,
 }
 
-type Halves = (Box<dyn Read + Send>, Box<dyn Write + Send>, Option<Child>);
+/// Reading and writing halves, and for ssh:// the process and what it says on stderr.
+type Halves = (
+    Box<dyn Read + Send>,
+    Box<dyn Write + Send>,
+    Option<Child>,
+    Option<SshStderr>,
+);
+
+/// How long a lost connection's reason waits for ssh to exit and say why.
+const SSH_EXIT_WAIT: Duration = Duration::from_secs(1);
 
 fn open(target: &Target, ssh: &SshCommand) -> Result<Halves, String> {
     match target {
@@ -255,13 +265,13 @@ fn open(target: &Target, ssh: &SshCommand) -> Result<Halves, String> {
             })?;
             check_server(&stream, path, my_uid())?;
             let read = stream.try_clone().map_err(|e| e.to_string())?;
-            Ok((Box::new(read), Box::new(stream), None))
+            Ok((Box::new(read), Box::new(stream), None, None))
         }
         Target::Tcp(address) => {
             let stream = TcpStream::connect(address.as_str())
                 .map_err(|e| format!("cannot connect to {address}: {e}"))?;
             let read = stream.try_clone().map_err(|e| e.to_string())?;
-            Ok((Box::new(read), Box::new(stream), None))
+            Ok((Box::new(read), Box::new(stream), None, None))
         }
         Target::Ssh {
             destination,
@@ -271,13 +281,16 @@ fn open(target: &Target, ssh: &SshCommand) -> Result<Halves, String> {
             let mut child = ssh_process(ssh, destination, *port, socket.as_deref())
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
-                .stderr(Stdio::inherit())
+                .stderr(Stdio::piped())
                 .spawn()
                 .map_err(|e| format!("cannot run {}: {e}", ssh.program))?;
-            let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            let (Some(stdin), Some(stdout), Some(stderr)) =
+                (child.stdin.take(), child.stdout.take(), child.stderr.take())
+            else {
                 return Err("ssh started without pipes".into());
             };
-            Ok((Box::new(stdout), Box::new(stdin), Some(child)))
+            let stderr = SshStderr::spawn(stderr)?;
+            Ok((Box::new(stdout), Box::new(stdin), Some(child), Some(stderr)))
         }
     }
 }
@@ -308,13 +321,49 @@ struct Opened {
     reader: BufReader<Box<dyn Read + Send>>,
     write: Box<dyn Write + Send>,
     child: Option<Child>,
+    stderr: Option<SshStderr>,
     check: RecordCheck,
     first: Event,
 }
 
-/// Connect, say hello, and read the server's first line (so a refusal is an error here).
+/// Connect, say hello, and read the server's first line (so a refusal is an error here); a
+/// failure says what ssh said, if it said anything.
 fn handshake(target: &Target, options: &Options) -> Result<Opened, String> {
-    let (read, mut write, child) = open(target, &options.ssh)?;
+    let (read, write, child, stderr) = open(target, &options.ssh)?;
+    match greet(read, write, options) {
+        Ok((reader, write, check, first)) => Ok(Opened {
+            reader,
+            write,
+            child,
+            stderr,
+            check,
+            first,
+        }),
+        Err(e) => Err(explain(e, stderr.as_ref())),
+    }
+}
+
+/// `reason`, with the last line ssh wrote on stderr for ssh:// connections.
+fn explain(reason: String, stderr: Option<&SshStderr>) -> String {
+    match stderr {
+        Some(stderr) => stderr.explain(reason, SSH_EXIT_WAIT),
+        None => reason,
+    }
+}
+
+type Greeted = (
+    BufReader<Box<dyn Read + Send>>,
+    Box<dyn Write + Send>,
+    RecordCheck,
+    Event,
+);
+
+/// Say hello and read the server's first record.
+fn greet(
+    read: Box<dyn Read + Send>,
+    mut write: Box<dyn Write + Send>,
+    options: &Options,
+) -> Result<Greeted, String> {
     let hello = Hello {
         hello: HelloBody {
             token: options.token.clone(),
@@ -342,13 +391,7 @@ fn handshake(target: &Target, options: &Options) -> Result<Opened, String> {
     let first = check
         .line(first.as_bytes())
         .map_err(|e| format!("the server does not speak bntop: {e}"))?;
-    Ok(Opened {
-        reader,
-        write,
-        child,
-        check,
-        first,
-    })
+    Ok((reader, write, check, first))
 }
 
 /// Connect without reconnecting: the feed ends with the stream.
@@ -376,11 +419,12 @@ pub fn connect_with(target: &Target, options: Options) -> Result<Connection, Rem
     let _ = feed_tx.send(Feed::Event(opened.first.clone()));
     let reading = Reading {
         target: target.clone(),
-        options: options.clone(),
+        options: unattended(&options),
         link: Arc::clone(&link),
         feed: feed_tx,
         seen: Seen::default(),
         resuming: false,
+        stderr: opened.stderr,
     };
     let (check, reader, first) = (opened.check, opened.reader, opened.first);
     thread::Builder::new()
@@ -484,6 +528,20 @@ struct Reading {
     /// viewer has. Only then are records filtered: within one connection steps may go back (a
     /// restore) and echoes may name an earlier step.
     resuming: bool,
+    /// What the current ssh process says on stderr (ssh:// targets).
+    stderr: Option<SshStderr>,
+}
+
+/// The options for reconnecting while the dashboard owns the terminal: ssh must not ask for a
+/// password or a host key there (BatchMode), it fails and says why instead. After the user's
+/// own options, so that an explicit `BatchMode` of theirs wins (ssh takes an option's first value).
+fn unattended(options: &Options) -> Options {
+    let mut options = options.clone();
+    options
+        .ssh
+        .options
+        .extend(["-o".into(), "BatchMode=yes".into()]);
+    options
 }
 
 impl Reading {
@@ -497,7 +555,7 @@ impl Reading {
         loop {
             let lost = match self.relay(&mut check, &mut reader) {
                 Relay::ViewerGone => return,
-                Relay::Ended(reason) => reason,
+                Relay::Ended(reason) => explain(reason, self.stderr.as_ref()),
             };
             let Some(backoff) = self.options.reconnect else {
                 return;
@@ -510,6 +568,7 @@ impl Reading {
                 return;
             };
             self.link.replace(Some(opened.write), opened.child);
+            self.stderr = opened.stderr;
             if self.feed.send(Feed::Link(LinkStatus::Connected)).is_err() {
                 return;
             }

@@ -21,6 +21,7 @@ pub mod producer;
 pub mod server;
 pub mod source;
 pub mod ssh_command;
+pub mod ssh_stderr;
 pub mod unix_socket;
 pub mod wire;
 pub use error::RemoteError;

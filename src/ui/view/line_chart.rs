@@ -348,8 +348,14 @@ mod tests {
     fn axis_labels_differ_when_the_values_do() {
         assert_eq!(axis_labels(0.0, 0.5, Fit::Round), ["0", "0.50"]);
         assert_eq!(axis_labels(0.986, 0.994, Fit::Fraction), ["0.986", "0.994"]);
-        assert_eq!(axis_labels(0.9912, 0.9918, Fit::Fraction), ["0.991", "0.992"]);
-        assert_eq!(axis_labels(0.99912, 0.99918, Fit::Fraction), ["0.9991", "0.9992"]);
+        assert_eq!(
+            axis_labels(0.9912, 0.9918, Fit::Fraction),
+            ["0.991", "0.992"]
+        );
+        assert_eq!(
+            axis_labels(0.99912, 0.99918, Fit::Fraction),
+            ["0.9991", "0.9992"]
+        );
         assert_eq!(axis_labels(-2.0, 0.0, Fit::Log), ["0.010", "1.0"]);
         assert_eq!(axis_labels(1.0, 1.0, Fit::Round), ["1.0", "1.0"]);
     }
