@@ -267,18 +267,17 @@ struct Backward {
 impl Backward {
     /// Adds ∂L/∂x to `dx` from the output's gradient `dy`; returns ∂L/∂γ and ∂L/∂β per channel.
     fn input_grads(&self, mut dy: Vec<f32>, dx: &mut [f32]) -> (Vec<f64>, Vec<f64>) {
-        let Backward {
-            xs,
-            ys,
-            centre,
-            inv_std,
-            gamma,
+        let &Backward {
+            ref xs,
+            ref ys,
+            ref centre,
+            ref inv_std,
+            ref gamma,
             through_batch_stats,
             relu,
             channels,
             n,
         } = self;
-        let (through_batch_stats, relu, channels, n) = (*through_batch_stats, *relu, *channels, *n);
         if relu {
             // ReLU's gradient first: dy is zero where the output was clamped.
             for (g, &y) in dy.iter_mut().zip(ys) {
