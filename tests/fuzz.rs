@@ -250,44 +250,9 @@ fn mutate(rng: &mut ChaCha8Rng, data: &mut Vec<u8>, other: &[u8]) {
         // Truncation.
         5 => data.truncate(at),
         // Array elements duplicated: an array's contents repeated up to thousands of times.
-        6 => {
-            if let Some(open) = find_any(rng, data, b"[") {
-                if let Some(len) = data[open + 1..].iter().position(|&b| b == b']') {
-                    let inner = data[open + 1..open + 1 + len].to_vec();
-                    if !inner.is_empty() {
-                        // Now and then past every limit; mostly small, so cases stay quick.
-                        let budget = if rng.gen_bool(0.01) {
-                            6 << 20
-                        } else {
-                            16 << 10
-                        };
-                        let copies = rng.gen_range(1..=(budget / (inner.len() + 1)).max(1));
-                        let mut grown = Vec::with_capacity((inner.len() + 1) * copies);
-                        for _ in 0..copies {
-                            grown.push(b',');
-                            grown.extend_from_slice(&inner);
-                        }
-                        let end = open + 1 + len;
-                        data.splice(end..end, grown);
-                    }
-                }
-            }
-        }
+        6 => duplicate_array(rng, data),
         // Deep nesting where a value starts.
-        7 => {
-            if let Some(colon) = find_any(rng, data, b":") {
-                let depth = rng.gen_range(1..400);
-                let (open, close) = if rng.gen_bool(0.5) {
-                    ("[", "]")
-                } else {
-                    ("{\"a\":", "}")
-                };
-                let mut nest = open.repeat(depth);
-                nest.push('1');
-                nest.push_str(&close.repeat(depth));
-                data.splice(colon + 1..colon + 1, nest.bytes());
-            }
-        }
+        7 => nest(rng, data),
         // The kind swapped for another.
         8 => {
             let tag = b"\"kind\":\"";
@@ -300,26 +265,69 @@ fn mutate(rng: &mut ChaCha8Rng, data: &mut Vec<u8>, other: &[u8]) {
             }
         }
         // A key renamed, or a key and its value removed (up to the next comma).
-        9 => {
-            if let Some(q) = find_any(rng, data, b"\"") {
-                if let Some(len) = data[q + 1..].iter().position(|&b| b == b'"') {
-                    if rng.gen_bool(0.5) {
-                        let names: [&[u8]; 6] =
-                            [b"step", b"layers", b"kind", b"batch_mean", b"x", b""];
-                        let name = names[rng.gen_range(0..names.len())];
-                        data.splice(q + 1..q + 1 + len, name.iter().copied());
-                    } else if let Some(comma) = data[q..].iter().position(|&b| b == b',') {
-                        data.drain(q..q + comma + 1);
-                    }
-                }
-            }
-        }
+        9 => rename_or_drop_key(rng, data),
         // A whole other record glued on, with or without a newline between.
         _ => {
             if rng.gen_bool(0.5) {
                 data.push(b'\n');
             }
             data.extend_from_slice(other);
+        }
+    }
+}
+
+/// Mutation 6: an array's contents repeated up to thousands of times.
+fn duplicate_array(rng: &mut ChaCha8Rng, data: &mut Vec<u8>) {
+    if let Some(open) = find_any(rng, data, b"[") {
+        if let Some(len) = data[open + 1..].iter().position(|&b| b == b']') {
+            let inner = data[open + 1..open + 1 + len].to_vec();
+            if !inner.is_empty() {
+                // Now and then past every limit; mostly small, so cases stay quick.
+                let budget = if rng.gen_bool(0.01) {
+                    6 << 20
+                } else {
+                    16 << 10
+                };
+                let copies = rng.gen_range(1..=(budget / (inner.len() + 1)).max(1));
+                let mut grown = Vec::with_capacity((inner.len() + 1) * copies);
+                for _ in 0..copies {
+                    grown.push(b',');
+                    grown.extend_from_slice(&inner);
+                }
+                let end = open + 1 + len;
+                data.splice(end..end, grown);
+            }
+        }
+    }
+}
+
+/// Mutation 7: deep nesting where a value starts.
+fn nest(rng: &mut ChaCha8Rng, data: &mut Vec<u8>) {
+    if let Some(colon) = find_any(rng, data, b":") {
+        let depth = rng.gen_range(1..400);
+        let (open, close) = if rng.gen_bool(0.5) {
+            ("[", "]")
+        } else {
+            ("{\"a\":", "}")
+        };
+        let mut nest = open.repeat(depth);
+        nest.push('1');
+        nest.push_str(&close.repeat(depth));
+        data.splice(colon + 1..colon + 1, nest.bytes());
+    }
+}
+
+/// Mutation 9: a key renamed, or a key and its value removed (up to the next comma).
+fn rename_or_drop_key(rng: &mut ChaCha8Rng, data: &mut Vec<u8>) {
+    if let Some(q) = find_any(rng, data, b"\"") {
+        if let Some(len) = data[q + 1..].iter().position(|&b| b == b'"') {
+            if rng.gen_bool(0.5) {
+                let names: [&[u8]; 6] = [b"step", b"layers", b"kind", b"batch_mean", b"x", b""];
+                let name = names[rng.gen_range(0..names.len())];
+                data.splice(q + 1..q + 1 + len, name.iter().copied());
+            } else if let Some(comma) = data[q..].iter().position(|&b| b == b',') {
+                data.drain(q..q + comma + 1);
+            }
         }
     }
 }
@@ -468,6 +476,7 @@ thread_local! {
 }
 
 #[test]
+#[allow(clippy::too_many_lines)] // one scenario, read top to bottom
 fn fuzz_session_and_wire_parsers() {
     let cases: u64 = std::env::var("BNTOP_FUZZ_CASES")
         .ok()

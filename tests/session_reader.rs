@@ -101,6 +101,7 @@ fn snapshot_of(events: &[Event], step: u64) -> Snapshot {
 }
 
 #[test]
+#[allow(clippy::too_many_lines)] // one scenario, read top to bottom
 fn every_record_kind_round_trips() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("kinds.jsonl");
@@ -626,6 +627,7 @@ fn mutate(rng: &mut ChaCha8Rng, data: &mut Vec<u8>) {
 }
 
 #[test]
+#[allow(clippy::too_many_lines)] // one scenario, read top to bottom
 fn mutated_sessions_never_panic_and_every_indexed_line_is_accounted_for() {
     let dir = tempfile::tempdir().expect("tempdir");
     let src = dir.path().join("src.jsonl");
@@ -988,6 +990,7 @@ fn edited(event: &Event, edit: impl FnOnce(&mut serde_json::Value)) -> Vec<u8> {
 }
 
 #[test]
+#[allow(clippy::too_many_lines)] // one scenario, read top to bottom
 fn records_over_the_limits_are_skipped_and_counted() {
     let events = every_float_field();
     let header = match &events[0] {

@@ -204,6 +204,7 @@ fn snapshot_steps(events: &[Event]) -> Vec<u64> {
 /// producer does not list is rejected by serve (and never written), and the recording made in
 /// source mode reads back with replay and export.
 #[test]
+#[allow(clippy::too_many_lines)] // one scenario, read top to bottom
 fn a_producer_streams_to_viewers_and_takes_their_controls() {
     let mut p = Producer::start(true);
     p.send(HEADER);

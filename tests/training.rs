@@ -69,6 +69,7 @@ fn loss_falls_and_held_out_accuracy_rises_on_the_embedded_digits() {
 }
 
 #[test]
+#[allow(clippy::too_many_lines)] // one scenario, read top to bottom
 fn controls_are_applied_between_steps_and_echoed_with_their_step() {
     let cfg = TrainConfig {
         max_steps: None,

@@ -94,24 +94,7 @@ pub struct BridgeArgs {
 const VIEWERS_FINISH: Duration = Duration::from_secs(2);
 
 pub fn serve(args: &ServeArgs) -> Result<(), Failure> {
-    let from_stdin = match args.source.as_deref() {
-        None => false,
-        Some("-") => true,
-        Some(other) => {
-            return Err(Failure::BadInput(format!(
-                "--source {other}: only - (standard input) is supported"
-            )))
-        }
-    };
-    if args.train.dashboard.compare.is_some() {
-        return Err(Failure::BadInput(
-            "--compare draws in a dashboard: give it to bntop attach".into(),
-        ));
-    }
-    if !from_stdin {
-        let config = args.train.config();
-        config.validate().map_err(engine::EngineError::Config)?;
-    }
+    let from_stdin = check_serve_args(args)?;
     // The socket (and its directory) and the token are checked before training starts.
     let listeners = remote::server::bind(remote::server::ServeOptions {
         socket: args
@@ -144,21 +127,7 @@ pub fn serve(args: &ServeArgs) -> Result<(), Failure> {
             return Err(e.into());
         }
     };
-    let doing = if from_stdin {
-        "reading the producer's records on stdin"
-    } else {
-        "training"
-    };
-    log(format!(
-        "{doing}; attach with: bntop attach {}",
-        server.socket().display()
-    ));
-    if let (Some(addr), Some(token)) = (server.tcp, &server.token) {
-        log(format!("also on tcp://{addr} (token {token})"));
-    }
-    if let Some(path) = recording {
-        log(format!("recording to {path}"));
-    }
+    announce(&server, from_stdin, recording);
     // SIGINT, SIGTERM and SIGHUP stop the run (quit to the engine or the producer); the hub
     // records up to the end record.
     let inbox = hub.inbox.clone();
@@ -188,6 +157,49 @@ pub fn serve(args: &ServeArgs) -> Result<(), Failure> {
     };
     flush_log(Duration::from_secs(1));
     result
+}
+
+/// The options serve refuses before binding anything; returns whether the records come from a
+/// producer on standard input (`--source -`) rather than the built-in engine.
+fn check_serve_args(args: &ServeArgs) -> Result<bool, Failure> {
+    let from_stdin = match args.source.as_deref() {
+        None => false,
+        Some("-") => true,
+        Some(other) => {
+            return Err(Failure::BadInput(format!(
+                "--source {other}: only - (standard input) is supported"
+            )))
+        }
+    };
+    if args.train.dashboard.compare.is_some() {
+        return Err(Failure::BadInput(
+            "--compare draws in a dashboard: give it to bntop attach".into(),
+        ));
+    }
+    if !from_stdin {
+        let config = args.train.config();
+        config.validate().map_err(engine::EngineError::Config)?;
+    }
+    Ok(from_stdin)
+}
+
+/// Tells the user where to attach (and the TCP token) and where the run is recorded.
+fn announce(server: &remote::server::Server, from_stdin: bool, recording: Option<String>) {
+    let doing = if from_stdin {
+        "reading the producer's records on stdin"
+    } else {
+        "training"
+    };
+    log(format!(
+        "{doing}; attach with: bntop attach {}",
+        server.socket().display()
+    ));
+    if let (Some(addr), Some(token)) = (server.tcp, &server.token) {
+        log(format!("also on tcp://{addr} (token {token})"));
+    }
+    if let Some(path) = recording {
+        log(format!("recording to {path}"));
+    }
 }
 
 pub fn attach(args: &AttachArgs) -> Result<(), Failure> {

@@ -178,11 +178,62 @@ fn normalize<T: Tape<f32, Cpu>>(
         }
         ys
     });
+    let (ys, relu_moments) = forward_channels(&xs, n, &affine, output.as_deref(), relu);
+    let measured = wanted
+        .input
+        .zip(output)
+        .map(|(input, output)| BnMeasurement {
+            input,
+            output,
+            relu: relu_moments,
+        });
+    let out: BnInput<NoneTape> = from_host(x.device(), &ys, shape);
+
+    let backward = Backward {
+        xs,
+        ys,
+        centre,
+        inv_std,
+        gamma,
+        through_batch_stats,
+        relu,
+        channels,
+        n,
+    };
+    let (xg, og, gg, bg) = (x.ghost(), out.ghost(), bn.scale.ghost(), bn.bias.ghost());
+    tape.add_backward_op(move |grads| {
+        let dy: Vec<f32> = grads.get_or_alloc_mut(&og)?.to_vec();
+        let dx = grads.get_or_alloc_mut(&xg)?;
+        let (d_gamma, d_beta) = backward.input_grads(dy, dx);
+        for (g, d) in grads.get_or_alloc_mut(&gg)?.iter_mut().zip(&d_gamma) {
+            *g += *d as f32;
+        }
+        for (g, d) in grads.get_or_alloc_mut(&bg)?.iter_mut().zip(&d_beta) {
+            *g += *d as f32;
+        }
+        Ok(())
+    });
+    Forward {
+        out: out.put_tape(tape),
+        measured,
+        pre_relu,
+    }
+}
+
+/// The forward over every channel: y (ReLU(y) with `relu`), channel-major, and, given the
+/// output moments (when measuring), each channel's ReLU moments.
+fn forward_channels(
+    xs: &[f32],
+    n: usize,
+    affine: &[Affine],
+    output: Option<&[Moments]>,
+    relu: bool,
+) -> (Vec<f32>, Vec<ReluMoments>) {
     let mut ys = Vec::with_capacity(xs.len());
     let mut relu_moments = Vec::new();
     for (c, a) in affine.iter().enumerate() {
         let xc = &xs[c * n..(c + 1) * n];
-        match &output {
+        match output {
             Some(output) => {
                 let shift = relu_shift(output[c]);
                 relu_moments.push(if relu {
@@ -196,28 +247,45 @@ fn normalize<T: Tape<f32, Cpu>>(
             None => ys.extend(xc.iter().map(|&x| a.apply(x))),
         }
     }
-    let measured = wanted
-        .input
-        .zip(output)
-        .map(|(input, output)| BnMeasurement {
-            input,
-            output,
-            relu: relu_moments,
-        });
-    let out: BnInput<NoneTape> = from_host(x.device(), &ys, shape);
+    (ys, relu_moments)
+}
 
-    let (xg, og, gg, bg) = (x.ghost(), out.ghost(), bn.scale.ghost(), bn.bias.ghost());
-    tape.add_backward_op(move |grads| {
-        let mut dy: Vec<f32> = grads.get_or_alloc_mut(&og)?.to_vec();
+/// What the backward keeps of the forward: x and the output on the host (channel-major, `n`
+/// values a channel), the constants it normalised with, and γ.
+struct Backward {
+    xs: Vec<f32>,
+    ys: Vec<f32>,
+    centre: Vec<f32>,
+    inv_std: Vec<f32>,
+    gamma: Vec<f32>,
+    through_batch_stats: bool,
+    relu: bool,
+    channels: usize,
+    n: usize,
+}
+
+impl Backward {
+    /// Adds ∂L/∂x to `dx` from the output's gradient `dy`; returns ∂L/∂γ and ∂L/∂β per channel.
+    fn input_grads(&self, mut dy: Vec<f32>, dx: &mut [f32]) -> (Vec<f64>, Vec<f64>) {
+        let &Backward {
+            ref xs,
+            ref ys,
+            ref centre,
+            ref inv_std,
+            ref gamma,
+            through_batch_stats,
+            relu,
+            channels,
+            n,
+        } = self;
         if relu {
             // ReLU's gradient first: dy is zero where the output was clamped.
-            for (g, &y) in dy.iter_mut().zip(&ys) {
+            for (g, &y) in dy.iter_mut().zip(ys) {
                 *g = if y > 0.0 { *g } else { 0.0 };
             }
         }
         let mut d_gamma = vec![0.0f64; channels];
         let mut d_beta = vec![0.0f64; channels];
-        let dx = grads.get_or_alloc_mut(&xg)?;
         for c in 0..channels {
             let range = c * n..(c + 1) * n;
             let (xc, dyc) = (&xs[range.clone()], &dy[range.clone()]);
@@ -241,18 +309,7 @@ fn normalize<T: Tape<f32, Cpu>>(
                 }
             }
         }
-        for (g, d) in grads.get_or_alloc_mut(&gg)?.iter_mut().zip(&d_gamma) {
-            *g += *d as f32;
-        }
-        for (g, d) in grads.get_or_alloc_mut(&bg)?.iter_mut().zip(&d_beta) {
-            *g += *d as f32;
-        }
-        Ok(())
-    });
-    Forward {
-        out: out.put_tape(tape),
-        measured,
-        pre_relu,
+        (d_gamma, d_beta)
     }
 }
 

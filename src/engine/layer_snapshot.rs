@@ -27,6 +27,18 @@ fn to_f32(xs: impl IntoIterator<Item = f64>) -> Vec<f32> {
     xs.into_iter().map(|x| x as f32).collect()
 }
 
+/// Per-channel readings of the conv weights (one per output channel).
+struct WeightRows {
+    /// ‖w‖ after the step.
+    norms: Vec<f64>,
+    /// The angle each row turned by in the step.
+    angles: Vec<f64>,
+    /// cos(w, ∇w) before the step.
+    cosines: Vec<f64>,
+    /// cos(w, Δw): how much of the step was radial.
+    radial: Vec<f64>,
+}
+
 impl BlockStep {
     pub fn snapshot(&self) -> LayerSnapshot {
         let channels = self.gamma.len();
@@ -36,51 +48,9 @@ impl BlockStep {
             &seen.measured.output,
             &seen.measured.relu,
         );
-        let drifts: Vec<drift::Drift> = (0..channels)
-            .map(|c| {
-                drift::drift(
-                    batch[c].mean,
-                    batch[c].var,
-                    seen.running_mean_pre[c] as f64,
-                    seen.running_var_pre[c] as f64,
-                    self.epsilon,
-                )
-            })
-            .collect();
-        let norms = weights::row_norms(&self.weight_after, channels);
-        let angles = weights::row_angles(&self.weight_before, &self.weight_after, channels);
-        let cosines = weights::row_cosines(&self.weight_before, &self.grads.weight, channels);
-        let step: Vec<f32> = (self.weight_after.iter().zip(&self.weight_before))
-            .map(|(a, b)| a - b)
-            .collect();
-        let radial = weights::row_cosines(&self.weight_before, &step, channels);
-
-        let big_d: Vec<f64> = drifts.iter().map(|x| x.big_d).collect();
-        let r: Vec<f64> = drifts.iter().map(|x| x.r).collect();
-        let abs_d: Vec<f64> = drifts.iter().map(|x| x.d.abs()).collect();
-        let summary = LayerSummary {
-            drift: drift::rms(&big_d) as f32,
-            r_mean: mean(&r) as f32,
-            r_min: fold_nan_aware(&r, f64::min) as f32,
-            r_max: fold_nan_aware(&r, f64::max) as f32,
-            d_mean_abs: mean(&abs_d) as f32,
-            d_max_abs: fold_nan_aware(&abs_d, f64::max) as f32,
-            weight_norm: weights::norm(&self.weight_after) as f32,
-            angular_update: drift::rms(&angles) as f32,
-            effective_lr: mean(
-                &norms
-                    .iter()
-                    .map(|n| weights::effective_lr(self.lr, n * n))
-                    .collect::<Vec<_>>(),
-            ) as f32,
-            max_abs_cos: fold_nan_aware(
-                &cosines.iter().map(|c| c.abs()).collect::<Vec<_>>(),
-                f64::max,
-            ) as f32,
-            relu_active: mean(&relu.iter().map(|m| m.active_fraction).collect::<Vec<_>>()) as f32,
-            radial_fraction: mean(&radial) as f32,
-            noise_floor: f32::NAN,
-        };
+        let drifts = self.drifts();
+        let rows = self.weight_rows();
+        let summary = self.summary(&drifts, &rows);
         LayerSnapshot {
             rank_drift: Vec::new(),
             mode: self.mode,
@@ -92,9 +62,9 @@ impl BlockStep {
             running_var_pre: seen.running_var_pre.clone(),
             running_mean_post: seen.running_mean_post.clone(),
             running_var_post: seen.running_var_post.clone(),
-            r: to_f32(r),
+            r: to_f32(drifts.iter().map(|x| x.r)),
             d: to_f32(drifts.iter().map(|x| x.d)),
-            drift: to_f32(big_d),
+            drift: to_f32(drifts.iter().map(|x| x.big_d)),
             out_mean: to_f32(out.iter().map(|m| m.mean)),
             out_var: to_f32(out.iter().map(|m| m.var)),
             relu_mean: to_f32(relu.iter().map(|m| m.mean)),
@@ -104,14 +74,76 @@ impl BlockStep {
             beta: self.beta.clone(),
             grad_gamma: self.grads.gamma.clone(),
             grad_beta: self.grads.beta.clone(),
-            weight_norm: to_f32(norms),
-            angular_update: to_f32(angles),
-            weight_grad_cos: to_f32(cosines),
+            weight_norm: to_f32(rows.norms),
+            angular_update: to_f32(rows.angles),
+            weight_grad_cos: to_f32(rows.cosines),
             weight_grad_norm: weights::row_norms_f32(&self.grads.weight, channels),
             bias_grad: self.conv_bias.then(|| self.grads.bias.clone()),
             // Filled in by the publisher, which sees every step (`layer_estimates`).
             ema: None,
             summary,
+        }
+    }
+
+    /// Each channel's batch statistics against the running ones it was normalised with.
+    fn drifts(&self) -> Vec<drift::Drift> {
+        let seen = &self.seen;
+        let batch = &seen.measured.input;
+        (0..self.gamma.len())
+            .map(|c| {
+                drift::drift(
+                    batch[c].mean,
+                    batch[c].var,
+                    seen.running_mean_pre[c] as f64,
+                    seen.running_var_pre[c] as f64,
+                    self.epsilon,
+                )
+            })
+            .collect()
+    }
+
+    fn weight_rows(&self) -> WeightRows {
+        let channels = self.gamma.len();
+        let step: Vec<f32> = (self.weight_after.iter().zip(&self.weight_before))
+            .map(|(a, b)| a - b)
+            .collect();
+        WeightRows {
+            norms: weights::row_norms(&self.weight_after, channels),
+            angles: weights::row_angles(&self.weight_before, &self.weight_after, channels),
+            cosines: weights::row_cosines(&self.weight_before, &self.grads.weight, channels),
+            radial: weights::row_cosines(&self.weight_before, &step, channels),
+        }
+    }
+
+    /// The layer's one-number readings, from its per-channel ones.
+    fn summary(&self, drifts: &[drift::Drift], rows: &WeightRows) -> LayerSummary {
+        let relu = &self.seen.measured.relu;
+        let big_d: Vec<f64> = drifts.iter().map(|x| x.big_d).collect();
+        let r: Vec<f64> = drifts.iter().map(|x| x.r).collect();
+        let abs_d: Vec<f64> = drifts.iter().map(|x| x.d.abs()).collect();
+        LayerSummary {
+            drift: drift::rms(&big_d) as f32,
+            r_mean: mean(&r) as f32,
+            r_min: fold_nan_aware(&r, f64::min) as f32,
+            r_max: fold_nan_aware(&r, f64::max) as f32,
+            d_mean_abs: mean(&abs_d) as f32,
+            d_max_abs: fold_nan_aware(&abs_d, f64::max) as f32,
+            weight_norm: weights::norm(&self.weight_after) as f32,
+            angular_update: drift::rms(&rows.angles) as f32,
+            effective_lr: mean(
+                &rows
+                    .norms
+                    .iter()
+                    .map(|n| weights::effective_lr(self.lr, n * n))
+                    .collect::<Vec<_>>(),
+            ) as f32,
+            max_abs_cos: fold_nan_aware(
+                &rows.cosines.iter().map(|c| c.abs()).collect::<Vec<_>>(),
+                f64::max,
+            ) as f32,
+            relu_active: mean(&relu.iter().map(|m| m.active_fraction).collect::<Vec<_>>()) as f32,
+            radial_fraction: mean(&rows.radial) as f32,
+            noise_floor: f32::NAN,
         }
     }
 }

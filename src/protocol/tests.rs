@@ -50,6 +50,8 @@ fn layer(c: usize, bias: bool) -> LayerSnapshot {
     }
 }
 
+// A literal sample of every record kind: splitting it would only scatter the sample.
+#[allow(clippy::too_many_lines)]
 fn every_kind() -> Vec<Event> {
     let header = RunHeader {
         format: FORMAT_NAME.into(),

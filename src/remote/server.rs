@@ -447,13 +447,7 @@ fn serve<C: Conn>(
     let hello = match hello {
         Ok(h) => h.hello,
         Err(reason) => {
-            log(format!("{who}: refused: {reason}"));
-            if let Ok(mut line) = serde_json::to_string(&Refused::new(reason)) {
-                line.push('\n');
-                let _ = conn.set_write_limit(Some(Duration::from_secs(1)));
-                let _ = conn.write_all_of(line.as_bytes());
-            }
-            conn.close();
+            refuse(&*conn, &who, reason);
             return;
         }
     };
@@ -462,26 +456,7 @@ fn serve<C: Conn>(
     let _ = conn.set_write_limit(Some(WRITE_TIMEOUT));
     let (queue, lines) = crossbeam_channel::bounded::<Line>(VIEWER_QUEUE);
     let queued = Arc::new(AtomicUsize::new(0));
-    let writer = {
-        let (conn, who, guard) = (Arc::clone(&conn), who.clone(), shared.writers.enter());
-        let queued = Arc::clone(&queued);
-        thread::Builder::new()
-            .name(format!("bntop-writer-{id}"))
-            .spawn(move || {
-                let _running = guard;
-                for line in lines.iter() {
-                    if let Err(e) = conn.write_all_of(line.as_bytes()) {
-                        log(format!("{who}: dropped ({e})"));
-                        conn.close();
-                        return;
-                    }
-                    queued.fetch_sub(line.len(), Ordering::Relaxed);
-                }
-                // The hub let go of this viewer (the run ended): everything queued is written,
-                // so the viewer sees the end, then end of stream.
-                conn.finish_writing();
-            })
-    };
+    let writer = spawn_writer(&conn, &who, id, shared, lines, Arc::clone(&queued));
     let Ok(writer) = writer else {
         conn.close();
         return;
@@ -497,11 +472,65 @@ fn serve<C: Conn>(
         let _ = writer.join();
         return;
     }
+    read_controls(&mut reader, &who, id, hello.readonly, shared);
+    conn.close();
+    let _ = writer.join();
+}
+
+/// Tells the viewer why it is refused (if it still listens, briefly) and closes.
+fn refuse<C: Conn>(conn: &C, who: &str, reason: &str) {
+    log(format!("{who}: refused: {reason}"));
+    if let Ok(mut line) = serde_json::to_string(&Refused::new(reason)) {
+        line.push('\n');
+        let _ = conn.set_write_limit(Some(Duration::from_secs(1)));
+        let _ = conn.write_all_of(line.as_bytes());
+    }
+    conn.close();
+}
+
+/// The viewer's writer thread: writes what the hub queues for it (`lines`, `queued` bytes of
+/// them) until the hub lets go, then ends the stream; a failed write drops the viewer.
+fn spawn_writer<C: Conn>(
+    conn: &Arc<C>,
+    who: &str,
+    id: u64,
+    shared: &Shared,
+    lines: crossbeam_channel::Receiver<Line>,
+    queued: Arc<AtomicUsize>,
+) -> io::Result<thread::JoinHandle<()>> {
+    let (conn, who, guard) = (Arc::clone(conn), who.to_string(), shared.writers.enter());
+    thread::Builder::new()
+        .name(format!("bntop-writer-{id}"))
+        .spawn(move || {
+            let _running = guard;
+            for line in lines.iter() {
+                if let Err(e) = conn.write_all_of(line.as_bytes()) {
+                    log(format!("{who}: dropped ({e})"));
+                    conn.close();
+                    return;
+                }
+                queued.fetch_sub(line.len(), Ordering::Relaxed);
+            }
+            // The hub let go of this viewer (the run ended): everything queued is written,
+            // so the viewer sees the end, then end of stream.
+            conn.finish_writing();
+        })
+}
+
+/// Passes the viewer's controls to the hub (none from a read-only viewer) until it detaches,
+/// breaks the protocol or the hub is gone.
+fn read_controls<C: Conn>(
+    reader: &mut BufReader<DeadlineReader<C>>,
+    who: &str,
+    id: u64,
+    readonly: bool,
+    shared: &Shared,
+) {
     loop {
-        match read_line_limited(&mut reader, MAX_CLIENT_LINE) {
+        match read_line_limited(reader, MAX_CLIENT_LINE) {
             Ok(Some(line)) if line.trim().is_empty() => {}
             Ok(Some(line)) => match serde_json::from_str::<Control>(&line) {
-                Ok(_) if hello.readonly => log(format!("{who}: read-only, control ignored")),
+                Ok(_) if readonly => log(format!("{who}: read-only, control ignored")),
                 Ok(control) => {
                     if shared
                         .hub
@@ -511,28 +540,26 @@ fn serve<C: Conn>(
                         })
                         .is_err()
                     {
-                        break;
+                        return;
                     }
                 }
                 Err(_) => {
                     log(format!(
                         "{who}: sent something that is not a control; dropped"
                     ));
-                    break;
+                    return;
                 }
             },
             Ok(None) => {
                 log(format!("{who} detached"));
-                break;
+                return;
             }
             Err(e) => {
                 log(format!("{who}: {e}; dropped"));
-                break;
+                return;
             }
         }
     }
-    conn.close();
-    let _ = writer.join();
 }
 
 #[cfg(test)]

@@ -141,35 +141,15 @@ pub fn run_comparing(
                 Err(_) => {
                     feed = never();
                     source_open = false;
-                    if app.live.end.is_none() {
-                        app.status = Some(super::app::Status {
-                            text: "the source closed without an end record (run stopped or connection lost); q quits".into(),
-                            kind: StatusKind::Error,
-                            since: Instant::now(),
-                        });
-                    }
+                    on_source_closed(&mut app);
                     dirty = true;
                 }
             },
             recv(input) -> message => match message {
-                Ok(Ok(TermEvent::Key(key))) => {
-                    for command in app.on_key(&key, Instant::now()) {
-                        outcome.quit_sent = command == Command::Run(Control::Quit);
-                        send(commands, command, source_open, &mut app);
-                    }
-                    dirty = true;
+                Ok(Ok(event)) => {
+                    let quit_sent = &mut outcome.quit_sent;
+                    dirty |= on_terminal(event, &mut app, &mut session, commands, source_open, quit_sent)?;
                 }
-                Ok(Ok(TermEvent::Mouse(mouse))) => {
-                    dirty |= app.on_mouse(&mouse, Instant::now());
-                }
-                Ok(Ok(TermEvent::Resize(_, _))) => {
-                    session
-                        .terminal
-                        .autoresize()
-                        .map_err(|e| format!("cannot resize: {e}"))?;
-                    dirty = true;
-                }
-                Ok(Ok(_)) => {}
                 Ok(Err(e)) => return Err(format!("cannot read the terminal: {e}")),
                 Err(_) => return Err("terminal input closed".into()),
             },
@@ -200,6 +180,50 @@ pub fn run_comparing(
     outcome.elapsed = started.elapsed();
     drop(session);
     Ok(outcome)
+}
+
+/// The feed closed: say so unless the run's end record came first.
+fn on_source_closed(app: &mut App) {
+    if app.live.end.is_none() {
+        app.status = Some(super::app::Status {
+            text:
+                "the source closed without an end record (run stopped or connection lost); q quits"
+                    .into(),
+            kind: StatusKind::Error,
+            since: Instant::now(),
+        });
+    }
+}
+
+/// One terminal event: keys become commands for the source, mouse and resize events change the
+/// view (commands reach the source only while it is open). Returns whether the frame changed;
+/// `quit_sent` records whether the last command was Quit.
+fn on_terminal(
+    event: TermEvent,
+    app: &mut App,
+    session: &mut TerminalSession,
+    commands: &Sender<Command>,
+    source_open: bool,
+    quit_sent: &mut bool,
+) -> Result<bool, String> {
+    match event {
+        TermEvent::Key(key) => {
+            for command in app.on_key(&key, Instant::now()) {
+                *quit_sent = command == Command::Run(Control::Quit);
+                send(commands, command, source_open, app);
+            }
+            Ok(true)
+        }
+        TermEvent::Mouse(mouse) => Ok(app.on_mouse(&mouse, Instant::now())),
+        TermEvent::Resize(_, _) => {
+            session
+                .terminal
+                .autoresize()
+                .map_err(|e| format!("cannot resize: {e}"))?;
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
 }
 
 fn send(commands: &Sender<Command>, command: Command, source_open: bool, app: &mut App) {

@@ -236,7 +236,51 @@ fn layer(
 ) -> LayerSnapshot {
     let channels = running.len();
     let noise = 0.15 / (l as f32 + 1.0);
-    let mut s = LayerSnapshot {
+    let mut s = layer_template(channels, progress, mode, momentum);
+    let mut sum_d2 = 0.0f32;
+    for (c, run) in running.iter_mut().enumerate() {
+        // Channel means wander slowly (learning); eval mode makes them run away (phantom gradient).
+        let phase = c as f32 * 0.7 + l as f32;
+        let mut center = 0.5 * (phase + 3.0 * progress).sin();
+        if mode == BnMode::Eval {
+            center += 2.0 * progress;
+        }
+        let mean = center + noise * (rng.gen::<f32>() - 0.5);
+        let var =
+            (1.0 + 0.3 * (phase + step as f32 * 0.01).cos()) * (1.0 + noise * rng.gen::<f32>());
+        let (rm, rv) = *run;
+        let r = ((var + 1e-5) / (rv + 1e-5)).sqrt();
+        let d = (mean - rm) / (rv + 1e-5).sqrt();
+        let big_d = (d * d + (r - 1.0) * (r - 1.0)).sqrt();
+        *run = (
+            (1.0 - momentum) * rm + momentum * mean,
+            (1.0 - momentum) * rv + momentum * var,
+        );
+        s.batch_mean.push(mean);
+        s.batch_var.push(var);
+        s.running_mean_pre.push(rm);
+        s.running_var_pre.push(rv);
+        s.running_mean_post.push(run.0);
+        s.running_var_post.push(run.1);
+        s.r.push(r);
+        s.d.push(d);
+        s.drift.push(big_d);
+        sum_d2 += big_d * big_d;
+        let sm = &mut s.summary;
+        sm.r_min = sm.r_min.min(r);
+        sm.r_max = sm.r_max.max(r);
+        sm.r_mean += r / channels as f32;
+        sm.d_mean_abs += d.abs() / channels as f32;
+        sm.d_max_abs = sm.d_max_abs.max(d.abs());
+    }
+    s.summary.drift = (sum_d2 / channels as f32).sqrt();
+    s
+}
+
+/// A layer's snapshot with its steady readings filled in and its per-channel batch and running
+/// statistics empty, for `layer` to fill channel by channel.
+fn layer_template(channels: usize, progress: f32, mode: BnMode, momentum: f32) -> LayerSnapshot {
+    LayerSnapshot {
         cumulative: false,
         rank_drift: Vec::new(),
         mode,
@@ -284,45 +328,7 @@ fn layer(
             radial_fraction: -(0.005 * (1.0 - 0.5 * progress)).sin(),
             noise_floor: f32::NAN,
         },
-    };
-    let mut sum_d2 = 0.0f32;
-    for (c, run) in running.iter_mut().enumerate() {
-        // Channel means wander slowly (learning); eval mode makes them run away (phantom gradient).
-        let phase = c as f32 * 0.7 + l as f32;
-        let mut center = 0.5 * (phase + 3.0 * progress).sin();
-        if mode == BnMode::Eval {
-            center += 2.0 * progress;
-        }
-        let mean = center + noise * (rng.gen::<f32>() - 0.5);
-        let var =
-            (1.0 + 0.3 * (phase + step as f32 * 0.01).cos()) * (1.0 + noise * rng.gen::<f32>());
-        let (rm, rv) = *run;
-        let r = ((var + 1e-5) / (rv + 1e-5)).sqrt();
-        let d = (mean - rm) / (rv + 1e-5).sqrt();
-        let big_d = (d * d + (r - 1.0) * (r - 1.0)).sqrt();
-        *run = (
-            (1.0 - momentum) * rm + momentum * mean,
-            (1.0 - momentum) * rv + momentum * var,
-        );
-        s.batch_mean.push(mean);
-        s.batch_var.push(var);
-        s.running_mean_pre.push(rm);
-        s.running_var_pre.push(rv);
-        s.running_mean_post.push(run.0);
-        s.running_var_post.push(run.1);
-        s.r.push(r);
-        s.d.push(d);
-        s.drift.push(big_d);
-        sum_d2 += big_d * big_d;
-        let sm = &mut s.summary;
-        sm.r_min = sm.r_min.min(r);
-        sm.r_max = sm.r_max.max(r);
-        sm.r_mean += r / channels as f32;
-        sm.d_mean_abs += d.abs() / channels as f32;
-        sm.d_max_abs = sm.d_max_abs.max(d.abs());
     }
-    s.summary.drift = (sum_d2 / channels as f32).sqrt();
-    s
 }
 
 /// The BN layers of torchvision's ResNet-18 (20 layers, 4800 channels), named as

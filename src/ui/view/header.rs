@@ -13,6 +13,7 @@ use crate::protocol::{
 use crate::ui::app::App;
 use crate::ui::format::{num, pct};
 use crate::ui::health::{self, Health};
+use crate::ui::state::RunState;
 use crate::ui::theme::{Role, Theme};
 
 const MAX_LINES: usize = 3;
@@ -57,55 +58,80 @@ fn items(app: &App, theme: &Theme) -> Vec<Item> {
         accuracy(s.batch_accuracy),
         Health::Ok,
     ));
-    if let Some(e) = &s.last_evaluation {
-        let train = accuracy(e.batch_stats.accuracy);
-        let eval = accuracy(e.running_stats.accuracy);
-        let mut item = vec![
-            Span::styled("held-out ", theme.dim()),
-            Span::styled("batch ", theme.dim()),
-            Span::raw(train),
-            Span::styled(" EMA ", theme.dim()),
-            Span::raw(eval),
-        ];
-        if let Some(p) = s.last_three_way.as_ref().and_then(|t| t.precise_stats) {
-            item.push(Span::styled(" Precise ", theme.dim()));
-            item.push(Span::raw(accuracy(p.accuracy)));
-        }
-        items.push(item);
+    items.extend(heldout_item(s, theme));
+    items.push(rate_item(app, s, theme));
+    if let Some(h) = &s.header {
+        items.extend(setup_items(h, s, theme));
     }
+    items.extend(state_items(app, s, theme));
+    items
+}
+
+/// The last held-out accuracies: with batch statistics, with the running (EMA) ones, and with
+/// precise ones when a three-way evaluation measured them.
+fn heldout_item(s: &RunState, theme: &Theme) -> Option<Item> {
+    let e = s.last_evaluation.as_ref()?;
+    let train = accuracy(e.batch_stats.accuracy);
+    let eval = accuracy(e.running_stats.accuracy);
+    let mut item = vec![
+        Span::styled("held-out ", theme.dim()),
+        Span::styled("batch ", theme.dim()),
+        Span::raw(train),
+        Span::styled(" EMA ", theme.dim()),
+        Span::raw(eval),
+    ];
+    if let Some(p) = s.last_three_way.as_ref().and_then(|t| t.precise_stats) {
+        item.push(Span::styled(" Precise ", theme.dim()));
+        item.push(Span::raw(accuracy(p.accuracy)));
+    }
+    Some(item)
+}
+
+/// Steps per second, or that the link to a remote run is lost.
+fn rate_item(app: &App, s: &RunState, theme: &Theme) -> Item {
     match &app.link_lost {
         // The rate of a stream that stopped would be stale: say that it stopped instead.
-        Some(LinkStatus::Lost { attempts, .. }) => items.push(vec![Span::styled(
+        Some(LinkStatus::Lost { attempts, .. }) => vec![Span::styled(
             format!(" DISCONNECTED, retry {} ", attempts + 1),
             theme.banner(),
-        )]),
+        )],
         _ => {
             let rate = match s.rate.per_second() {
                 Some(r) if !s.paused && s.end.is_none() => format!("{r:.0}"),
                 _ => "-".into(),
             };
-            items.push(labelled(theme, "steps/s", rate, Health::Ok));
+            labelled(theme, "steps/s", rate, Health::Ok)
         }
     }
-    if let Some(h) = &s.header {
-        let o = &h.config.optimizer;
-        let kind = match (o.kind, &o.name) {
-            (_, Some(name)) => name.as_str(),
-            (OptimizerKind::Sgd, None) => "SGD",
-            (OptimizerKind::Adam, None) => "Adam",
-            (OptimizerKind::Other, None) => "optimizer",
-        };
-        items.push(vec![Span::raw(kind.to_string())]);
-        items.push(labelled(theme, "lr", num(f64::from(s.lr), 3), Health::Ok));
-        // An external producer may not know these (0 and "": not known).
-        if h.config.batch_size > 0 {
-            let batch = h.config.batch_size.to_string();
-            items.push(labelled(theme, "batch", batch, Health::Ok));
-        }
-        if !s.data_order.is_empty() {
-            items.push(labelled(theme, "order", s.data_order.clone(), Health::Ok));
-        }
+}
+
+/// How the run is set up: optimizer, learning rate, batch size and data order.
+fn setup_items(h: &RunHeader, s: &RunState, theme: &Theme) -> Vec<Item> {
+    let o = &h.config.optimizer;
+    let kind = match (o.kind, &o.name) {
+        (_, Some(name)) => name.as_str(),
+        (OptimizerKind::Sgd, None) => "SGD",
+        (OptimizerKind::Adam, None) => "Adam",
+        (OptimizerKind::Other, None) => "optimizer",
+    };
+    let mut items = vec![
+        vec![Span::raw(kind.to_string())],
+        labelled(theme, "lr", num(f64::from(s.lr), 3), Health::Ok),
+    ];
+    // An external producer may not know these (0 and "": not known).
+    if h.config.batch_size > 0 {
+        let batch = h.config.batch_size.to_string();
+        items.push(labelled(theme, "batch", batch, Health::Ok));
     }
+    if !s.data_order.is_empty() {
+        items.push(labelled(theme, "order", s.data_order.clone(), Health::Ok));
+    }
+    items
+}
+
+/// What state the run and the dashboard are in: finished, paused, frozen, replaying, recording.
+fn state_items(app: &App, s: &RunState, theme: &Theme) -> Vec<Item> {
+    let mut items = Vec::new();
     let run_state = match s.finished() {
         Some(EndReason::Completed) => Some("FINISHED"),
         Some(EndReason::Quit) => Some("STOPPED"),

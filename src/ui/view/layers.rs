@@ -313,35 +313,12 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     } else {
         visible_columns(inner_width, lead, app.column_offset, extra)
     };
-    let mut title = vec![Span::styled(" BN layers ", theme.title())];
-    if app.sort != LayerSort::Network {
-        let text = format!("by {} ", app.sort.label(theme.ascii));
-        title.push(Span::styled(text, theme.status()));
-    }
-    if let Some(text) = compare_title(app) {
-        title.push(Span::styled(text, theme.dim()));
-    }
-    if hidden {
-        let arrows = theme.glyph("←/→", "</>");
-        title.push(Span::styled(format!("{arrows} more columns "), theme.dim()));
-    }
-    let mut titles = vec!["layer", "mode", "m"];
-    for c in &columns {
-        titles.push(if theme.ascii { c.ascii_title } else { c.title });
-        if let Some(k) = compared(app, c) {
-            titles.push(match app.compare_column {
-                CompareColumn::Difference => k.difference_title,
-                _ => k.value_title,
-            });
-        }
-    }
-    let header = Row::new(titles).style(theme.dim().add_modifier(Modifier::BOLD));
     let selected = app.selected.min(state.layers.len().saturating_sub(1));
     let mut block = Block::default()
         .borders(Borders::ALL)
         .border_set(theme.borders())
         .border_style(theme.border())
-        .title(Line::from(title));
+        .title(Line::from(table_title(app, theme, hidden)));
     if state.layers.is_empty() {
         let waiting = Paragraph::new(Span::styled("waiting for the first step...", theme.dim()));
         frame.render_widget(waiting.block(block), area);
@@ -360,90 +337,30 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         block = block.title_bottom(ranks);
     }
     if order.len() > visible {
-        let (up, down) = if theme.ascii {
-            ("^", "v")
-        } else {
-            ("▲", "▼")
-        };
-        let up = if offset > 0 { up } else { " " };
-        let down = if offset + visible < order.len() {
-            down
-        } else {
-            " "
-        };
-        let text = format!(
-            " {up}{down} {}-{} of {} ",
-            offset + 1,
-            offset + shown.len(),
-            order.len()
-        );
-        block = block.title_bottom(Line::styled(text, theme.status()).right_aligned());
+        block = block.title_bottom(scroll_note(
+            offset,
+            shown.len(),
+            order.len(),
+            visible,
+            theme,
+        ));
     }
-    let eps = epsilon(state);
-    let rows: Vec<Row> = shown
-        .iter()
-        .map(|&i| {
-            let layer = &state.layers[i];
-            let mode = match layer.mode {
-                BnMode::Train => Span::raw("TRAIN"),
-                BnMode::Eval => Span::styled("EVAL", theme.mode_eval()),
-            };
-            let marker = if i == selected {
-                theme.glyph("▶", ">")
-            } else {
-                " "
-            };
-            let name = shorten(&layer.name, usize::from(name_w - 1));
-            let m = if layer.cumulative {
-                "None".to_string()
-            } else {
-                momentum(layer.momentum)
-            };
-            let mut cells = vec![
-                Cell::from(format!("{marker}{name}")),
-                Cell::from(mode),
-                Cell::from(m),
-            ];
-            for c in &columns {
-                cells.push(match &layer.latest {
-                    Some(snapshot) => {
-                        let cx = Cx {
-                            layer,
-                            state,
-                            epsilon: eps,
-                            width: usize::from(c.width),
-                        };
-                        let (text, health) = (c.cell)(&cx, snapshot);
-                        Cell::from(Line::styled(text, theme.health(health)))
-                    }
-                    None => Cell::from("-"),
-                });
-                if let Some(k) = compared(app, c) {
-                    cells.push(compared_cell(app, k, state, layer).style(theme.dim()));
-                }
-            }
-            let row = Row::new(cells);
-            if i == selected {
-                row.style(theme.selected())
-            } else {
-                row
-            }
-        })
-        .collect();
-    let mut widths: Vec<Constraint> = [name_w, MODE_WIDTH, MOMENTUM_WIDTH]
-        .iter()
-        .map(|&w| Constraint::Length(w))
-        .collect();
-    for c in &columns {
-        widths.push(Constraint::Length(c.width));
-        if compared(app, c).is_some() {
-            widths.push(Constraint::Length(COMPARED_WIDTH));
-        }
-    }
-    let table = Table::new(rows, widths)
-        .header(header)
-        .column_spacing(1)
-        .block(block);
+    let rows = Rows {
+        app,
+        state,
+        theme,
+        columns: &columns,
+        selected,
+        name_w,
+        epsilon: epsilon(state),
+    };
+    let table = Table::new(
+        shown.iter().map(|&i| rows.row(i)),
+        widths(app, name_w, &columns),
+    )
+    .header(header_row(app, theme, &columns))
+    .column_spacing(1)
+    .block(block);
     frame.render_widget(table, area);
     if map {
         let used: u16 = lead + columns.iter().map(|c| c.width + 1 + extra(c)).sum::<u16>();
@@ -455,6 +372,140 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         };
         let layers: Vec<&LayerState> = shown.iter().map(|&i| &state.layers[i]).collect();
         drift_map::draw(frame.buffer_mut(), strip, &layers, app.chart_span(), theme);
+    }
+}
+
+/// The table title: its name, the sort, what the run B columns show, and whether columns hide.
+fn table_title(app: &App, theme: &Theme, hidden: bool) -> Vec<Span<'static>> {
+    let mut title = vec![Span::styled(" BN layers ", theme.title())];
+    if app.sort != LayerSort::Network {
+        let text = format!("by {} ", app.sort.label(theme.ascii));
+        title.push(Span::styled(text, theme.status()));
+    }
+    if let Some(text) = compare_title(app) {
+        title.push(Span::styled(text, theme.dim()));
+    }
+    if hidden {
+        let arrows = theme.glyph("←/→", "</>");
+        title.push(Span::styled(format!("{arrows} more columns "), theme.dim()));
+    }
+    title
+}
+
+/// The column titles: the three fixed ones, then each shown column and its run B column.
+fn header_row(app: &App, theme: &Theme, columns: &[&Column]) -> Row<'static> {
+    let mut titles = vec!["layer", "mode", "m"];
+    for c in columns {
+        titles.push(if theme.ascii { c.ascii_title } else { c.title });
+        if let Some(k) = compared(app, c) {
+            titles.push(match app.compare_column {
+                CompareColumn::Difference => k.difference_title,
+                _ => k.value_title,
+            });
+        }
+    }
+    Row::new(titles).style(theme.dim().add_modifier(Modifier::BOLD))
+}
+
+/// The bottom-right note of a scrolled table: arrows for the hidden rows and which rows show.
+fn scroll_note(
+    offset: usize,
+    shown: usize,
+    total: usize,
+    visible: usize,
+    theme: &Theme,
+) -> Line<'static> {
+    let (up, down) = if theme.ascii {
+        ("^", "v")
+    } else {
+        ("▲", "▼")
+    };
+    let up = if offset > 0 { up } else { " " };
+    let down = if offset + visible < total { down } else { " " };
+    let text = format!(" {up}{down} {}-{} of {total} ", offset + 1, offset + shown);
+    Line::styled(text, theme.status()).right_aligned()
+}
+
+/// The column widths, matching `header_row` and `Rows::row` cell for cell.
+fn widths(app: &App, name_w: u16, columns: &[&Column]) -> Vec<Constraint> {
+    let mut widths: Vec<Constraint> = [name_w, MODE_WIDTH, MOMENTUM_WIDTH]
+        .iter()
+        .map(|&w| Constraint::Length(w))
+        .collect();
+    for c in columns {
+        widths.push(Constraint::Length(c.width));
+        if compared(app, c).is_some() {
+            widths.push(Constraint::Length(COMPARED_WIDTH));
+        }
+    }
+    widths
+}
+
+/// What every row of the table shares.
+struct Rows<'a> {
+    app: &'a App,
+    state: &'a RunState,
+    theme: &'a Theme,
+    columns: &'a [&'a Column],
+    selected: usize,
+    name_w: u16,
+    epsilon: f64,
+}
+
+impl Rows<'_> {
+    /// Layer `i`'s row: name (marked when selected), mode, momentum, then the shown columns.
+    fn row(&self, i: usize) -> Row<'static> {
+        let (state, theme) = (self.state, self.theme);
+        let layer = &state.layers[i];
+        let mode = match layer.mode {
+            BnMode::Train => Span::raw("TRAIN"),
+            BnMode::Eval => Span::styled("EVAL", theme.mode_eval()),
+        };
+        let marker = if i == self.selected {
+            theme.glyph("▶", ">")
+        } else {
+            " "
+        };
+        let name = shorten(&layer.name, usize::from(self.name_w - 1));
+        let m = if layer.cumulative {
+            "None".to_string()
+        } else {
+            momentum(layer.momentum)
+        };
+        let mut cells = vec![
+            Cell::from(format!("{marker}{name}")),
+            Cell::from(mode),
+            Cell::from(m),
+        ];
+        for c in self.columns {
+            cells.push(self.cell(c, layer));
+            if let Some(k) = compared(self.app, c) {
+                cells.push(compared_cell(self.app, k, state, layer).style(theme.dim()));
+            }
+        }
+        let row = Row::new(cells);
+        if i == self.selected {
+            row.style(theme.selected())
+        } else {
+            row
+        }
+    }
+
+    /// `layer`'s cell in column `c`, coloured by its health; "-" before its first snapshot.
+    fn cell(&self, c: &Column, layer: &LayerState) -> Cell<'static> {
+        match &layer.latest {
+            Some(snapshot) => {
+                let cx = Cx {
+                    layer,
+                    state: self.state,
+                    epsilon: self.epsilon,
+                    width: usize::from(c.width),
+                };
+                let (text, health) = (c.cell)(&cx, snapshot);
+                Cell::from(Line::styled(text, self.theme.health(health)))
+            }
+            None => Cell::from("-"),
+        }
     }
 }
 

@@ -10,10 +10,10 @@ use ratatui::Frame;
 
 use super::axis::{step_full, step_label, step_ticks, value_bounds};
 use super::inner;
-use super::markers;
+use super::markers::{self, MarkKind};
 use crate::ui::format::num;
 use crate::ui::history::Series;
-use crate::ui::state::RunState;
+use crate::ui::state::{ControlMark, RunState};
 use crate::ui::theme::Theme;
 use crate::ui::time_window::{Graph, Span as Steps, Window};
 
@@ -58,13 +58,7 @@ pub fn draw(
     cx: &Context,
 ) -> Option<Graph> {
     let theme = cx.theme;
-    let mut title_spans = vec![Span::styled(title, theme.title())];
-    for p in plots.iter().filter(|p| !p.name.is_empty()) {
-        title_spans.push(Span::styled(
-            format!("{} {} ", theme.glyph("━", "-"), p.name),
-            p.style,
-        ));
-    }
+    let mut title_spans = title_spans(title, plots, theme);
     let plot_area = inner(area);
     // The last row holds the step ticks.
     let chart_area = Rect {
@@ -73,16 +67,7 @@ pub fn draw(
     };
     let columns = usize::from(chart_area.width.max(1)) * 2;
     let log = fit == Fit::Log;
-    // B's lines take one point per cell, so they draw dotted; they share the value axis.
-    let mut lines: Vec<Vec<(f64, f64)>> = (plots
-        .iter()
-        .map(|p| envelope(p.series, cx.span, columns, log)))
-    .chain(
-        ghosts
-            .iter()
-            .map(|p| envelope(p.series, cx.span, columns / 2, log)),
-    )
-    .collect();
+    let mut lines = envelopes(plots, ghosts, cx.span, columns, log);
     if lines[plots.len()..].iter().any(|l| !l.is_empty()) {
         let style = ghosts.first().map_or(theme.dim(), |g| g.style);
         title_spans.push(Span::styled(format!("{} B ", theme.glyph("┄", ":")), style));
@@ -139,13 +124,53 @@ pub fn draw(
         );
     frame.render_widget(chart, chart_area);
     let buffer = frame.buffer_mut();
-    for (mark, kind) in &marks {
+    draw_marker_glyphs(buffer, &marks, &graph, theme);
+    draw_ticks(buffer, plot_area, &graph, theme);
+    Some(graph)
+}
+
+/// The chart's title, then each named plot's legend entry in its own style.
+fn title_spans<'a>(title: String, plots: &[Plot], theme: &Theme) -> Vec<Span<'a>> {
+    let mut spans = vec![Span::styled(title, theme.title())];
+    for p in plots.iter().filter(|p| !p.name.is_empty()) {
+        spans.push(Span::styled(
+            format!("{} {} ", theme.glyph("━", "-"), p.name),
+            p.style,
+        ));
+    }
+    spans
+}
+
+/// The points of each plot's line, then of each ghost's, over `columns` dot columns. B's lines
+/// take one point per cell, so they draw dotted; they share the value axis.
+fn envelopes(
+    plots: &[Plot],
+    ghosts: &[Plot],
+    span: Steps,
+    columns: usize,
+    log: bool,
+) -> Vec<Vec<(f64, f64)>> {
+    (plots.iter().map(|p| envelope(p.series, span, columns, log)))
+        .chain(
+            ghosts
+                .iter()
+                .map(|p| envelope(p.series, span, columns / 2, log)),
+        )
+        .collect()
+}
+
+/// Each control marker's glyph on the graph's top row, at its step.
+fn draw_marker_glyphs(
+    buffer: &mut ratatui::buffer::Buffer,
+    marks: &[(&ControlMark, MarkKind)],
+    graph: &Graph,
+    theme: &Theme,
+) {
+    for (mark, kind) in marks {
         if let Some(x) = graph.column_of(mark.step) {
             buffer.set_string(x, graph.area.y, kind.glyph(theme), kind.glyph_style(theme));
         }
     }
-    draw_ticks(buffer, plot_area, &graph, theme);
-    Some(graph)
 }
 
 /// The value axis' two labels, with as few significant digits as tell them apart (a held-out
