@@ -1,6 +1,5 @@
 //! What the figure shows, as plain data: panels of traces resampled from the dashboard's history,
 //! the controls to mark, and the titles. Drawing it is `draw`'s job; nothing here knows plotters.
-use crate::protocol::OptimizerKind;
 use crate::ui::format::num;
 use crate::ui::history::Series;
 use crate::ui::state::LayerState;
@@ -327,12 +326,7 @@ fn subtitle(run: &Recording, compare: Option<&Recording>, shown: usize) -> Strin
             parts.push(data.name.clone());
         }
         let o = &h.config.optimizer;
-        let kind = match (o.kind, &o.name) {
-            (_, Some(name)) => name.as_str(),
-            (OptimizerKind::Sgd, None) => "SGD",
-            (OptimizerKind::Adam, None) => "Adam",
-            (OptimizerKind::Other, None) => "optimizer",
-        };
+        let kind = o.display_name();
         parts.push(format!(
             "{kind} lr {} momentum {} weight decay {}",
             num(f64::from(o.lr), 3),

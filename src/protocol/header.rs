@@ -117,6 +117,18 @@ pub struct OptimizerConfig {
     pub weight_decay_mode: WeightDecayMode,
 }
 
+impl OptimizerConfig {
+    /// What to call it on screen: the producer's name for it, else its kind's.
+    pub fn display_name(&self) -> &str {
+        match (self.kind, &self.name) {
+            (_, Some(name)) => name,
+            (OptimizerKind::Sgd, None) => "SGD",
+            (OptimizerKind::Adam, None) => "Adam",
+            (OptimizerKind::Other, None) => "optimizer",
+        }
+    }
+}
+
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 /// Format 1.4: every field but the optimizer may be left out by an external producer; 0, "" and
 /// NaN then mean "not known".

@@ -7,9 +7,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 use ratatui::Frame;
 
-use crate::protocol::{
-    EndReason, LinkStatus, OptimizerKind, RecordingStatus, ReplayStatus, RunHeader,
-};
+use crate::protocol::{EndReason, LinkStatus, RecordingStatus, ReplayStatus, RunHeader};
 use crate::ui::app::App;
 use crate::ui::format::{num, pct};
 use crate::ui::health::{self, Health};
@@ -108,12 +106,7 @@ fn rate_item(app: &App, s: &RunState, theme: &Theme) -> Item {
 /// How the run is set up: optimizer, learning rate, batch size and data order.
 fn setup_items(h: &RunHeader, s: &RunState, theme: &Theme) -> Vec<Item> {
     let o = &h.config.optimizer;
-    let kind = match (o.kind, &o.name) {
-        (_, Some(name)) => name.as_str(),
-        (OptimizerKind::Sgd, None) => "SGD",
-        (OptimizerKind::Adam, None) => "Adam",
-        (OptimizerKind::Other, None) => "optimizer",
-    };
+    let kind = o.display_name();
     let mut items = vec![
         vec![Span::raw(kind.to_string())],
         labelled(theme, "lr", num(f64::from(s.lr), 3), Health::Ok),
