@@ -188,6 +188,11 @@ fn the_cursor_reads_every_chart_at_its_step() {
     press(&mut app, ">");
     let later = draw(&mut app, 160, 48);
     assert!(later.contains(&format!("step {}:", thousands(at + dot))));
+    // The footer follows the cursor, not where `x` first put it.
+    assert_eq!(
+        status(&app).0,
+        format!("cursor at step {}", thousands(at + dot))
+    );
     press(&mut app, "x");
     assert!(!draw(&mut app, 160, 48).contains("step 2,"));
 }

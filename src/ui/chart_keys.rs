@@ -41,10 +41,25 @@ impl App {
                 };
                 self.say(text, StatusKind::Info, now);
             }
-            Action::CursorLeft => self.chart.move_cursor(span, -dot),
-            Action::CursorRight => self.chart.move_cursor(span, dot),
-            Action::CursorBack => self.chart.move_cursor(span, -tenth),
-            Action::CursorForward => self.chart.move_cursor(span, tenth),
+            Action::CursorLeft
+            | Action::CursorRight
+            | Action::CursorBack
+            | Action::CursorForward => {
+                let by = match action {
+                    Action::CursorLeft => -dot,
+                    Action::CursorRight => dot,
+                    Action::CursorBack => -tenth,
+                    _ => tenth,
+                };
+                self.chart.move_cursor(span, by);
+                // The footer follows the cursor (it said where `x` put it).
+                let step = self.chart.cursor.unwrap_or(span.to);
+                self.say(
+                    format!("cursor at step {}", step_full(step)),
+                    StatusKind::Info,
+                    now,
+                );
+            }
             Action::MarkersToggle => {
                 self.chart.markers = !self.chart.markers;
                 let text = if self.chart.markers {
