@@ -14,6 +14,14 @@ pub fn to_host<S: Shape, T>(t: &Tensor<S, f32, Cpu, T>) -> Vec<f32> {
     out
 }
 
+/// [`to_host`] into a buffer lent by `pool`.
+pub fn to_pooled<S: Shape, T>(t: &Tensor<S, f32, Cpu, T>, pool: &BufferPool) -> PooledBuffer {
+    let t = t.retaped::<NoneTape>().contiguous();
+    let mut out = pool.take(t.shape().num_elements());
+    t.copy_into(&mut out);
+    out
+}
+
 /// A tensor holding `data`, in a buffer from the device's allocation cache. The training thread
 /// enables that cache; a buffer that dfdx did not allocate (`tensor_from_vec`) would still be
 /// handed to the cache when the tensor drops, and the cache would grow by one batch every step.
