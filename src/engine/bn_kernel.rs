@@ -13,20 +13,10 @@
 use dfdx::prelude::*;
 
 use super::batchnorm::BnInput;
-use super::host::{from_host, to_host, to_pooled, BufferPool, PooledBuffer};
+use super::host::{from_host, shared_pool, to_host, to_pooled, PooledBuffer};
 use super::model::BatchNorm;
 use crate::metrics::clamp_non_negative;
 use crate::metrics::moments::{channel_moments, Moments, ReluMoments};
-
-thread_local! {
-    /// The host copies of x and of the output that the backward keeps, reused from step to step
-    /// (a fresh allocation of that size costs its page faults every time).
-    static POOL: BufferPool = BufferPool::default();
-}
-
-fn pool() -> BufferPool {
-    POOL.with(BufferPool::clone)
-}
 
 /// What the fused op measured of one step's activations, per channel.
 #[derive(Clone, Debug)]
@@ -72,7 +62,7 @@ pub fn batch_norm_train<T: Tape<f32, Cpu>>(
     assert_eq!(channels, bn.channels());
     let n = batch_size * height * width;
     let (x, tape) = x.split_tape();
-    let xs = to_pooled(&x, &pool());
+    let xs = to_pooled(&x, &shared_pool());
     let batch = channel_moments(&xs, channels);
     update_running_stats(bn, &batch, n);
     let constants = Constants::of_batch(&batch, bn.epsilon);
@@ -95,7 +85,7 @@ pub fn batch_norm_eval<T: Tape<f32, Cpu>>(
     let channels = x.shape().0;
     assert_eq!(channels, bn.channels());
     let (x, tape) = x.split_tape();
-    let xs = to_pooled(&x, &pool());
+    let xs = to_pooled(&x, &shared_pool());
     let constants = Constants::of_running(bn);
     // Eval mode does not need the batch moments itself; the drift metrics do.
     let wanted = Wanted {
@@ -241,7 +231,9 @@ fn forward_channels(
     output: Option<&[Moments]>,
     relu: bool,
 ) -> (PooledBuffer, Vec<ReluMoments>) {
-    let mut ys = pool().take(xs.len());
+    // The host copies of x and of the output that the backward keeps come from the shared pool:
+    // a fresh allocation of that size would cost its page faults every step.
+    let mut ys = shared_pool().take(xs.len());
     let mut relu_moments = Vec::new();
     for (c, a) in affine.iter().enumerate() {
         let (xc, yc) = (&xs[c * n..(c + 1) * n], &mut ys[c * n..(c + 1) * n]);

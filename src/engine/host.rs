@@ -14,6 +14,15 @@ pub fn to_host<S: Shape, T>(t: &Tensor<S, f32, Cpu, T>) -> Vec<f32> {
     out
 }
 
+thread_local! {
+    static SHARED: BufferPool = BufferPool::default();
+}
+
+/// This thread's pool for host copies of activations: BatchNorm's, kept from step to step.
+pub fn shared_pool() -> BufferPool {
+    SHARED.with(BufferPool::clone)
+}
+
 /// [`to_host`] into a buffer lent by `pool`.
 pub fn to_pooled<S: Shape, T>(t: &Tensor<S, f32, Cpu, T>, pool: &BufferPool) -> PooledBuffer {
     let t = t.retaped::<NoneTape>().contiguous();
