@@ -9,7 +9,7 @@ use dfdx::prelude::*;
 use super::batchnorm::BnInput;
 use super::bn_kernel::Constants;
 use super::forward::InferenceStats;
-use super::host::{from_host, to_host};
+use super::host::{from_host, shared_pool, to_host, to_pooled};
 use super::model::BatchNorm;
 use crate::metrics::moments::{channel_moments, Moments};
 
@@ -25,7 +25,7 @@ pub fn batch_norm_infer(
     let shape = *x.shape();
     let channels = shape.0;
     assert_eq!(channels, bn.channels());
-    let mut xs = to_host(&x);
+    let mut xs = to_pooled(&x, &shared_pool());
     let (constants, batch) = match stats {
         InferenceStats::Batch => {
             let batch = channel_moments(&xs, channels);

@@ -13,7 +13,7 @@
 use dfdx::prelude::*;
 
 use super::batchnorm::BnInput;
-use super::host::{from_host, to_host};
+use super::host::{from_host, shared_pool, to_host, to_pooled, PooledBuffer};
 use super::model::BatchNorm;
 use crate::metrics::clamp_non_negative;
 use crate::metrics::moments::{channel_moments, Moments, ReluMoments};
@@ -62,7 +62,7 @@ pub fn batch_norm_train<T: Tape<f32, Cpu>>(
     assert_eq!(channels, bn.channels());
     let n = batch_size * height * width;
     let (x, tape) = x.split_tape();
-    let xs = to_host(&x);
+    let xs = to_pooled(&x, &shared_pool());
     let batch = channel_moments(&xs, channels);
     update_running_stats(bn, &batch, n);
     let constants = Constants::of_batch(&batch, bn.epsilon);
@@ -85,7 +85,7 @@ pub fn batch_norm_eval<T: Tape<f32, Cpu>>(
     let channels = x.shape().0;
     assert_eq!(channels, bn.channels());
     let (x, tape) = x.split_tape();
-    let xs = to_host(&x);
+    let xs = to_pooled(&x, &shared_pool());
     let constants = Constants::of_running(bn);
     // Eval mode does not need the batch moments itself; the drift metrics do.
     let wanted = Wanted {
@@ -152,7 +152,7 @@ struct Wanted {
 fn normalize<T: Tape<f32, Cpu>>(
     x: BnInput<NoneTape>,
     mut tape: T,
-    xs: Vec<f32>,
+    xs: PooledBuffer,
     constants: Constants,
     bn: &BatchNorm,
     relu: bool,
@@ -202,9 +202,11 @@ fn normalize<T: Tape<f32, Cpu>>(
     };
     let (xg, og, gg, bg) = (x.ghost(), out.ghost(), bn.scale.ghost(), bn.bias.ghost());
     tape.add_backward_op(move |grads| {
-        let dy: Vec<f32> = grads.get_or_alloc_mut(&og)?.to_vec();
-        let dx = grads.get_or_alloc_mut(&xg)?;
-        let (d_gamma, d_beta) = backward.input_grads(dy, dx);
+        // The output's gradient is moved out for the pass (dx is borrowed from `grads` at the
+        // same time) and put back unchanged, rather than copied.
+        let dy = std::mem::take(&mut **grads.get_or_alloc_mut(&og)?);
+        let (d_gamma, d_beta) = backward.input_grads(&dy, grads.get_or_alloc_mut(&xg)?);
+        **grads.get_or_alloc_mut(&og)? = dy;
         for (g, d) in grads.get_or_alloc_mut(&gg)?.iter_mut().zip(&d_gamma) {
             *g += *d as f32;
         }
@@ -228,23 +230,25 @@ fn forward_channels(
     affine: &[Affine],
     output: Option<&[Moments]>,
     relu: bool,
-) -> (Vec<f32>, Vec<ReluMoments>) {
-    let mut ys = Vec::with_capacity(xs.len());
+) -> (PooledBuffer, Vec<ReluMoments>) {
+    // The host copies of x and of the output that the backward keeps come from the shared pool:
+    // a fresh allocation of that size would cost its page faults every step.
+    let mut ys = shared_pool().take(xs.len());
     let mut relu_moments = Vec::new();
     for (c, a) in affine.iter().enumerate() {
-        let xc = &xs[c * n..(c + 1) * n];
+        let (xc, yc) = (&xs[c * n..(c + 1) * n], &mut ys[c * n..(c + 1) * n]);
         match output {
             Some(output) => {
                 let shift = relu_shift(output[c]);
                 relu_moments.push(if relu {
-                    apply_measuring_relu::<true>(xc, a, shift, &mut ys)
+                    apply_measuring_relu::<true>(xc, a, shift, yc)
                 } else {
-                    apply_measuring_relu::<false>(xc, a, shift, &mut ys)
+                    apply_measuring_relu::<false>(xc, a, shift, yc)
                 });
             }
             // f32::max turns NaN into 0, as dfdx's ReLU does; the backward's mask is `y > 0`, as its.
-            None if relu => ys.extend(xc.iter().map(|&x| a.apply(x).max(0.0))),
-            None => ys.extend(xc.iter().map(|&x| a.apply(x))),
+            None if relu => (yc.iter_mut().zip(xc)).for_each(|(y, &x)| *y = a.apply(x).max(0.0)),
+            None => (yc.iter_mut().zip(xc)).for_each(|(y, &x)| *y = a.apply(x)),
         }
     }
     (ys, relu_moments)
@@ -253,8 +257,8 @@ fn forward_channels(
 /// What the backward keeps of the forward: x and the output on the host (channel-major, `n`
 /// values a channel), the constants it normalised with, and γ.
 struct Backward {
-    xs: Vec<f32>,
-    ys: Vec<f32>,
+    xs: PooledBuffer,
+    ys: PooledBuffer,
     centre: Vec<f32>,
     inv_std: Vec<f32>,
     gamma: Vec<f32>,
@@ -266,7 +270,7 @@ struct Backward {
 
 impl Backward {
     /// Adds ∂L/∂x to `dx` from the output's gradient `dy`; returns ∂L/∂γ and ∂L/∂β per channel.
-    fn input_grads(&self, mut dy: Vec<f32>, dx: &mut [f32]) -> (Vec<f64>, Vec<f64>) {
+    fn input_grads(&self, dy: &[f32], dx: &mut [f32]) -> (Vec<f64>, Vec<f64>) {
         let &Backward {
             ref xs,
             ref ys,
@@ -278,17 +282,20 @@ impl Backward {
             channels,
             n,
         } = self;
-        if relu {
-            // ReLU's gradient first: dy is zero where the output was clamped.
-            for (g, &y) in dy.iter_mut().zip(ys) {
-                *g = if y > 0.0 { *g } else { 0.0 };
-            }
-        }
         let mut d_gamma = vec![0.0f64; channels];
         let mut d_beta = vec![0.0f64; channels];
+        // One channel's dy through the ReLU, reused: it stays in cache, unlike a masked copy of all.
+        let mut masked = Vec::new();
         for c in 0..channels {
             let range = c * n..(c + 1) * n;
-            let (xc, dyc) = (&xs[range.clone()], &dy[range.clone()]);
+            let (xc, mut dyc) = (&xs[range.clone()], &dy[range.clone()]);
+            if relu {
+                // ReLU's gradient first: dy is zero where the output was clamped.
+                masked.clear();
+                let clamped = dyc.iter().zip(&ys[range.clone()]);
+                masked.extend(clamped.map(|(&g, &y)| if y > 0.0 { g } else { 0.0 }));
+                dyc = &masked;
+            }
             let (m, s) = (centre[c], inv_std[c]);
             let (sum_dy, sum_dy_centred) = block_sums(xc, dyc, m);
             // x̂ = (x - m)·s, so Σ dy·x̂ = s·Σ dy·(x - m).
@@ -352,7 +359,7 @@ fn relu_shift(y: Moments) -> f64 {
     }
 }
 
-/// Writes one channel's output to `ys` (ReLU(y) with `RELU`, else y) and returns the moments
+/// Writes one channel's output to `out` (ReLU(y) with `RELU`, else y) and returns the moments
 /// of max(0, y) and P(y > 0), as [`relu_moments`](crate::metrics::moments::relu_moments)
 /// measures them. The sums are of y - `shift` (so a channel far above zero does not lose its
 /// variance to cancellation), in eight f32 lanes over blocks of 64 values (eight per lane: a
@@ -362,11 +369,11 @@ fn apply_measuring_relu<const RELU: bool>(
     xs: &[f32],
     a: &Affine,
     shift: f64,
-    ys: &mut Vec<f32>,
+    out: &mut [f32],
 ) -> ReluMoments {
-    let start = ys.len();
-    ys.extend(xs.iter().map(|&x| a.apply(x)));
-    let out = &mut ys[start..];
+    for (y, &x) in out.iter_mut().zip(xs) {
+        *y = a.apply(x);
+    }
     let k = shift as f32;
     let mut sums = ReluSums::default();
     let whole = out.len() - out.len() % ReluSums::BLOCK;

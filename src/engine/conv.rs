@@ -16,7 +16,8 @@ mod kernel;
 use dfdx::prelude::*;
 use dfdx::tensor::{PutTape, SplitTape};
 
-use kernel::{col2im_add, im2col, matmul, BufferPool, Operand};
+use super::host::BufferPool;
+use kernel::{col2im_add, im2col, matmul, Operand};
 
 /// Shape of one convolution over channel-major activations.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -301,6 +301,26 @@ fn measuring_leaves_the_output_and_gradients_bit_for_bit() {
     );
 }
 
+/// The backward borrows the output's gradient and gives it back as the loss sent it (not
+/// emptied, not masked by the ReLU), and a second step through the reused host buffers
+/// computes the same bits as the first.
+#[test]
+fn the_output_gradient_is_given_back_and_a_repeated_step_is_the_same_bits() {
+    let dev = Cpu::seed_from_u64(12);
+    let bn = ours(&random_bn::<8>(&dev));
+    let x: BnInput<NoneTape> = dev.sample_normal_like(&(8, 4, 5, 5));
+    let weights: BnInput<NoneTape> = dev.sample_normal_like(x.shape());
+    let step = || {
+        let forward = observed(&bn, &x, true, Observe::default());
+        let out = forward.out.retaped::<NoneTape>();
+        let grads = (forward.out * weights.clone()).sum().backward();
+        assert_eq!(grads.get(&out).as_vec(), weights.as_vec(), "dL/d out");
+        (to_host(&out), grads.get(&x).as_vec())
+    };
+    let first = step();
+    assert_eq!(step(), first);
+}
+
 /// The ReLU moments are sums around a shift: a channel far above zero (mean² / variance = 1e10,
 /// where E[y²] - E[y]² would be all cancellation) still matches the two-pass measurement of the
 /// output to f32 rounding of its spread, a dead channel gives exact zeros, and a NaN in one channel's

@@ -1,11 +1,9 @@
 //! Host kernels of the convolution in [`super`]: im2col and its adjoint col2im by direct
-//! loops, the three matrix products of the forward and backward passes (with the `gemm` crate,
-//! on every rayon thread), and a pool that lends the large buffers out across training steps.
+//! loops and the three matrix products of the forward and backward passes (with the `gemm` crate,
+//! on every rayon thread). The large buffers come from [`BufferPool`](crate::engine::host::BufferPool).
 //!
 //! Layouts: input (C, N, H, W); im2col matrix (C·K·K, N·H_out·W_out), rows (c, ky, kx), columns
 //! (n, oy, ox); every matrix row-major.
-
-use std::sync::{Arc, Mutex};
 
 use rayon::prelude::*;
 
@@ -191,68 +189,6 @@ pub fn matmul(a: Operand, b: Operand, dst: &mut [f32], accumulate: bool) {
     }
 }
 
-/// Large f32 buffers kept across steps: the im2col matrix lives from a forward pass until its
-/// backward pass (or until the tape is dropped), then returns here for the next step.
-#[derive(Clone, Default)]
-pub struct BufferPool {
-    free: Arc<Mutex<Vec<Vec<f32>>>>,
-}
-
-impl BufferPool {
-    /// A buffer of exactly `len` elements with unspecified contents: the smallest free one that
-    /// is large enough, else the largest grown (so each layer's size settles on its own buffer).
-    pub fn take(&self, len: usize) -> PooledBuffer {
-        let reused = self.free.lock().ok().and_then(|mut free| {
-            let pick = free
-                .iter()
-                .enumerate()
-                .filter(|(_, b)| b.capacity() >= len)
-                .min_by_key(|(_, b)| b.capacity())
-                .or_else(|| free.iter().enumerate().max_by_key(|(_, b)| b.capacity()))
-                .map(|(i, _)| i);
-            pick.map(|i| free.swap_remove(i))
-        });
-        let mut data = reused.unwrap_or_default();
-        data.resize(len, 0.0);
-        PooledBuffer {
-            data,
-            pool: self.clone(),
-        }
-    }
-
-    #[cfg(test)]
-    pub fn free_buffers(&self) -> usize {
-        self.free.lock().map(|f| f.len()).unwrap_or(0)
-    }
-}
-
-/// A buffer lent by a [`BufferPool`]; it goes back when dropped.
-pub struct PooledBuffer {
-    data: Vec<f32>,
-    pool: BufferPool,
-}
-
-impl std::ops::Deref for PooledBuffer {
-    type Target = [f32];
-    fn deref(&self) -> &[f32] {
-        &self.data
-    }
-}
-
-impl std::ops::DerefMut for PooledBuffer {
-    fn deref_mut(&mut self) -> &mut [f32] {
-        &mut self.data
-    }
-}
-
-impl Drop for PooledBuffer {
-    fn drop(&mut self) {
-        if let Ok(mut free) = self.pool.free.lock() {
-            free.push(std::mem::take(&mut self.data));
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -374,17 +310,5 @@ mod tests {
                 assert!((ba[j * m + i] - 1.0 - naive(i, j)).abs() < 1e-4);
             }
         }
-    }
-
-    #[test]
-    fn pooled_buffers_return_and_are_reused() {
-        let pool = BufferPool::default();
-        let first = pool.take(100);
-        let ptr = first.as_ptr();
-        drop(first);
-        assert_eq!(pool.free_buffers(), 1);
-        let again = pool.take(60);
-        assert_eq!((again.len(), again.as_ptr()), (60, ptr));
-        assert_eq!(pool.free_buffers(), 0);
     }
 }
