@@ -8,7 +8,7 @@ use clap::{Args, ValueEnum};
 use bntop::engine::model::Widths;
 use bntop::engine::{self, EngineError, TrainConfig};
 use bntop::protocol::{DataOrder, EndReason, OptimizerConfig, OptimizerKind, WeightDecayMode};
-use bntop::session::{self, RecordDetail, Recorder};
+use bntop::session::{RecordDetail, Recorder};
 use bntop::ui::keys::Context;
 use bntop::ui::{self, ColorChoice, UiOptions};
 use bntop::{headless, live};
@@ -287,16 +287,17 @@ pub fn recorder(args: &TrainArgs) -> Result<Recorder, Failure> {
     if args.no_record {
         return Ok(Recorder::off());
     }
-    let path = match &args.record {
-        Some(path) => path.clone(),
+    let policy = args.record_detail.policy();
+    let recorder = match &args.record {
+        Some(path) => Recorder::create(path, policy),
         None => {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs());
-            session::default_path(std::path::Path::new("sessions"), now)
+            Recorder::create_dated(std::path::Path::new("sessions"), now, policy)
         }
     };
-    Ok(Recorder::create(&path, args.record_detail.policy())?)
+    Ok(recorder?)
 }
 
 fn parse_data_order(name: &str) -> Result<DataOrder, String> {

@@ -12,4 +12,4 @@ pub mod writer;
 
 pub use error::SessionError;
 pub use recorder::Recorder;
-pub use writer::{default_path, RecordDetail, SessionWriter, DEFAULT_POLICY};
+pub use writer::{RecordDetail, SessionWriter, DEFAULT_POLICY};

@@ -18,14 +18,30 @@ pub struct Recorder {
 impl Recorder {
     /// A recorder writing to a new file at `path`, keeping what `policy` says of the stream.
     pub fn create(path: &Path, policy: RecordingPolicy) -> Result<Recorder, SessionError> {
-        let writer = SessionWriter::create(path, policy)?;
-        Ok(Recorder {
+        Ok(Recorder::recording(SessionWriter::create(path, policy)?))
+    }
+
+    /// Records to a new file under `dir` named by the date and time (`SessionWriter::create_dated`).
+    pub fn create_dated(
+        dir: &Path,
+        unix_seconds: u64,
+        policy: RecordingPolicy,
+    ) -> Result<Recorder, SessionError> {
+        Ok(Recorder::recording(SessionWriter::create_dated(
+            dir,
+            unix_seconds,
+            policy,
+        )?))
+    }
+
+    fn recording(writer: SessionWriter) -> Recorder {
+        Recorder {
+            path: Some(writer.path().display().to_string()),
             writer: Some(writer),
-            path: Some(path.display().to_string()),
             active: true,
             error: None,
             header_written: false,
-        })
+        }
     }
 
     /// A recorder that records nothing (`--no-record`).

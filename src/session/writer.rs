@@ -71,6 +71,9 @@ impl std::str::FromStr for RecordDetail {
     }
 }
 
+/// Runs started in one second that get a dated file of their own (more is not a person).
+const SAME_SECOND_RUNS: u32 = 1000;
+
 /// `<UTC date-time>.jsonl` under `dir`, e.g. `sessions/2026-11-26T15-04-05.jsonl` (UTC).
 pub fn default_path(dir: &Path, unix_seconds: u64) -> PathBuf {
     let (days, secs) = (unix_seconds / 86_400, unix_seconds % 86_400);
@@ -130,6 +133,31 @@ impl SessionWriter {
             policy,
             bytes: 0,
         })
+    }
+
+    /// Create a new session file under `dir` named by the UTC date-time `unix_seconds`
+    /// ([`default_path`]); a run started in the same second as another gets `-2`, `-3`, ...
+    /// (each tried with `create_new`, so two runs never share a file or fail for it).
+    pub fn create_dated(
+        dir: &Path,
+        unix_seconds: u64,
+        policy: RecordingPolicy,
+    ) -> Result<SessionWriter, SessionError> {
+        let first = default_path(dir, unix_seconds);
+        let stem = first.with_extension("");
+        let mut k = 1;
+        loop {
+            let path = match k {
+                1 => first.clone(),
+                _ => PathBuf::from(format!("{}-{k}.jsonl", stem.display())),
+            };
+            match SessionWriter::create(&path, policy.clone()) {
+                Err(SessionError::Create { source, .. })
+                    if source.kind() == io::ErrorKind::AlreadyExists && k < SAME_SECOND_RUNS => {}
+                result => return result,
+            }
+            k += 1;
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -198,6 +226,29 @@ mod tests {
         assert_eq!(civil_from_days(20_513), (2026, 3, 1));
         let path = default_path(Path::new("sessions"), 1_795_705_445);
         assert_eq!(path, Path::new("sessions/2026-11-26T15-04-05Z.jsonl"));
+    }
+
+    #[test]
+    fn runs_started_in_the_same_second_get_files_of_their_own() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let at = 1_795_705_445;
+        let names: Vec<String> = (0..3)
+            .map(|_| {
+                let writer = SessionWriter::create_dated(dir.path(), at, DEFAULT_POLICY);
+                let path = writer.map(|w| w.path().to_path_buf()).expect("created");
+                path.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "2026-11-26T15-04-05Z.jsonl",
+                "2026-11-26T15-04-05Z-2.jsonl",
+                "2026-11-26T15-04-05Z-3.jsonl"
+            ]
+        );
     }
 
     #[test]
