@@ -220,7 +220,9 @@ class Monitor:
         if self._held_back is not None and self._held_back[0].step > self._last_emitted_step:
             data, pieces = self._held_back
             data.packed = torch.cat(pieces).cpu()
-            data.whole = True
+            # The run's last step keeps its arrays, unless its optional passes did not run: a
+            # reader would then show its BN arrays beside weight arrays of an earlier step.
+            data.whole = not data.partial
             self._emit_snapshot(data)
         self._held_back = None
         if self._header_sent:

@@ -353,6 +353,8 @@ def derive(
         "weight_norm": weight_norm,
         "angular_update": angle,
         "weight_grad_cos": cos,
+        # ‖g_c‖ (format 1.5): with γ, ∂L/∂γ and σ²_B it predicts BN's ε residual in cos(w, g).
+        "weight_grad_norm": q["g_norm_sq"].sqrt(),
     }
     out.update(
         {

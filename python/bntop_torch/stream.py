@@ -40,6 +40,7 @@ ARRAY_FIELDS: tuple[str, ...] = (
     "weight_norm",
     "angular_update",
     "weight_grad_cos",
+    "weight_grad_norm",
 )
 SUMMARY_FIELDS: tuple[str, ...] = (
     "drift",

@@ -134,12 +134,13 @@ def check_layer(layer: dict, t: Truth, i: int, eps: float) -> None:
         # cos(w, g) is tiny under BN (scale invariance up to eps): compare on the scale of 1.
         assert_close(layer["weight_grad_cos"], cos, rtol=1e-3, atol=1e-6, what="weight_grad_cos")
         assert_close(layer["angular_update"], angle, rtol=1e-4, atol=1e-7, what="angular_update")
+        assert_close(layer["weight_grad_norm"], g.flatten(1).norm(dim=1), what="weight_grad_norm")
         assert s["weight_norm"] == pytest.approx(wa.norm().item(), rel=1e-5)
         assert s["angular_update"] == pytest.approx(angle.pow(2).mean().sqrt().item(), rel=1e-4)
         assert s["max_abs_cos"] == pytest.approx(cos.abs().max().item(), rel=1e-3, abs=1e-6)
         assert s["radial_fraction"] == pytest.approx(radial.mean().item(), rel=1e-3, abs=1e-5)
     else:
-        for name in ("weight_norm", "angular_update", "weight_grad_cos"):
+        for name in ("weight_norm", "angular_update", "weight_grad_cos", "weight_grad_norm"):
             assert name not in layer
         for name in ("weight_norm", "angular_update", "max_abs_cos", "effective_lr", "radial_fraction"):
             assert math.isnan(s[name]), name
@@ -414,6 +415,27 @@ def test_steps_beyond_the_budget_are_marked_partial_and_leave_the_optional_numbe
         # The BatchNorm statistics do not depend on the budget.
         assert torch.allclose(torch.tensor(snap["layers"][0]["batch_mean"]) if "batch_mean" in snap["layers"][0] else mean, mean, atol=1e-6)
         assert math.isfinite(summary["drift"])
+
+
+def test_the_last_step_written_at_close_keeps_arrays_only_if_fully_measured(tmp_path) -> None:
+    """The step held back by the snapshot interval and written at close: a partial one goes out
+    as a summary, so no snapshot carries BN arrays without the weight and ReLU arrays of its step."""
+    torch.manual_seed(9)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 36, 2))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    path = tmp_path / "run.jsonl"
+    with bntop_torch.watch(model, opt, record=path, snapshot_interval_s=3600, arrays_interval_s=3600, measure_budget=1e-6):
+        for i in range(6):
+            loss = model(fixed(i, 5, 3, 6, 6)).pow(2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    snaps = of_kind(read_records(path), "snapshot")
+    assert [(s["step"], s.get("partial", False)) for s in snaps] == [(1, False), (6, True)]
+    first, last = snaps[0]["layers"][0], snaps[-1]["layers"][0]
+    assert "batch_mean" in first and "weight_norm" in first and "relu_active" in first
+    assert "batch_mean" not in last and "weight_norm" not in last
+    assert math.isfinite(last["summary"]["drift"]) and math.isnan(last["summary"]["weight_norm"])
 
 
 def test_a_layer_called_twice_in_a_forward_is_measured_at_its_last_call(tmp_path) -> None:
