@@ -69,7 +69,9 @@ def test_a_step_keeps_arrays_only_if_its_forward_measured_them() -> None:
 def test_the_last_step_is_kept_whole_and_the_end_follows(tmp_path) -> None:
     model, opt = tiny()
     path = tmp_path / "run.jsonl"
-    with bntop_torch.watch(model, opt, record=path, snapshot_interval_s=60) as mon:
+    # Every step fully measured: a last step over the measurement budget is written as a
+    # summary instead (test_stats.py, test_the_last_step_written_at_close_...).
+    with bntop_torch.watch(model, opt, record=path, snapshot_interval_s=60, measure_budget=None) as mon:
         for _ in range(5):
             loss = model(torch.randn(6, 4)).pow(2).mean()
             opt.zero_grad()
