@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Optional
 
 import pytest
@@ -387,23 +388,31 @@ def test_snapshots_without_arrays_still_carry_the_relu_active_fraction(tmp_path)
         assert snap["layers"][0]["summary"]["relu_active"] == pytest.approx(want, rel=1e-6)
 
 
-def test_steps_beyond_the_budget_are_marked_partial_and_leave_the_optional_numbers_out(tmp_path) -> None:
-    """Under a measurement budget, a step that skips the weight and ReLU passes says so; its
-    BatchNorm numbers are still there and exact, and the measured steps are complete."""
+def budgeted_run(path: Path, snapshot_interval_s: float) -> tuple[bntop_torch.Monitor, list[torch.Tensor]]:
+    """Six steps of a small conv net under a tiny measurement budget: after the first two steps
+    (no step time known yet) the optional passes cost far more than 1e-6 of the run, so only
+    steps that keep their arrays (the first) run them. Returns the monitor and each step's BN
+    input means."""
     torch.manual_seed(9)
     model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 36, 2))
     means: list[torch.Tensor] = []
     model[1].register_forward_pre_hook(lambda m, a: means.append(a[0].detach().mean((0, 2, 3))))
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    path = tmp_path / "run.jsonl"
-    # A tiny budget: after the first two steps (no step time known yet) the passes cost far
-    # more than 1e-6 of the run, so only steps that keep their arrays (the first) run them.
-    with bntop_torch.watch(model, opt, record=path, snapshot_interval_s=0, arrays_interval_s=3600, measure_budget=1e-6) as mon:
+    budget = {"snapshot_interval_s": snapshot_interval_s, "arrays_interval_s": 3600, "measure_budget": 1e-6}
+    with bntop_torch.watch(model, opt, record=path, **budget) as mon:
         for i in range(6):
             loss = model(fixed(i, 5, 3, 6, 6)).pow(2).mean()
             opt.zero_grad()
             loss.backward()
             opt.step()
+    return mon, means
+
+
+def test_steps_beyond_the_budget_are_marked_partial_and_leave_the_optional_numbers_out(tmp_path) -> None:
+    """Under a measurement budget, a step that skips the weight and ReLU passes says so; its
+    BatchNorm numbers are still there and exact, and the measured steps are complete."""
+    path = tmp_path / "run.jsonl"
+    mon, means = budgeted_run(path, snapshot_interval_s=0)
     snaps = of_kind(read_records(path), "snapshot")
     assert [s.get("partial", False) for s in snaps] == [False, False, True, True, True, True]
     assert mon.budget.measured_share == pytest.approx(2 / 6)
@@ -420,16 +429,8 @@ def test_steps_beyond_the_budget_are_marked_partial_and_leave_the_optional_numbe
 def test_the_last_step_written_at_close_keeps_arrays_only_if_fully_measured(tmp_path) -> None:
     """The step held back by the snapshot interval and written at close: a partial one goes out
     as a summary, so no snapshot carries BN arrays without the weight and ReLU arrays of its step."""
-    torch.manual_seed(9)
-    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 36, 2))
-    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     path = tmp_path / "run.jsonl"
-    with bntop_torch.watch(model, opt, record=path, snapshot_interval_s=3600, arrays_interval_s=3600, measure_budget=1e-6):
-        for i in range(6):
-            loss = model(fixed(i, 5, 3, 6, 6)).pow(2).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+    budgeted_run(path, snapshot_interval_s=3600)
     snaps = of_kind(read_records(path), "snapshot")
     assert [(s["step"], s.get("partial", False)) for s in snaps] == [(1, False), (6, True)]
     first, last = snaps[0]["layers"][0], snaps[-1]["layers"][0]
