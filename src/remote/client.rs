@@ -606,24 +606,13 @@ impl Reading {
 
     /// Relays until the stream stops (why, in words) or the dashboard goes.
     fn relay(&mut self, check: &mut RecordCheck, reader: &mut impl BufRead) -> Relay {
-        loop {
-            match read_line_limited(reader, MAX_SERVER_LINE) {
-                Ok(Some(line)) => {
-                    let Ok(event) = check.line(line.as_bytes()) else {
-                        continue;
-                    };
-                    if self.resuming && self.seen.has(&event) {
-                        continue;
-                    }
-                    self.resuming = false;
-                    if !self.forward(event) {
-                        return Relay::ViewerGone;
-                    }
-                }
-                Ok(None) => return Relay::Ended("the server closed the connection".into()),
-                Err(e) => return Relay::Ended(format!("cannot read from the server: {e}")),
+        read_records(check, reader, |event| {
+            if self.resuming && self.seen.has(&event) {
+                return true;
             }
-        }
+            self.resuming = false;
+            self.forward(event)
+        })
     }
 
     fn forward(&mut self, event: Event) -> bool {
@@ -632,20 +621,35 @@ impl Reading {
     }
 }
 
-enum Relay {
+/// How relaying a server's stream stopped.
+pub enum Relay {
+    /// The dashboard went away.
     ViewerGone,
+    /// The stream stopped, and why in words.
     Ended(String),
 }
 
-/// Relay the server's records to the dashboard until the stream ends or the dashboard goes.
-/// `check` has seen the records before (the header). A line that is not a record, or a record
-/// over the limits (`protocol::limits`), is skipped, as in a session file.
-pub fn read_records(mut check: RecordCheck, mut reader: impl BufRead, feed: &Sender<Feed>) {
-    while let Ok(Some(line)) = read_line_limited(&mut reader, MAX_SERVER_LINE) {
-        if let Ok(event) = check.line(line.as_bytes()) {
-            if feed.send(Feed::Event(event)).is_err() {
-                return;
+/// Hands the server's records to `forward` until the stream stops or `forward` says the
+/// dashboard has gone (false). `check` has seen the records before (the header). A line that
+/// is not a record, or a record over the limits (`protocol::limits`), is skipped, as in a
+/// session file.
+pub fn read_records(
+    check: &mut RecordCheck,
+    reader: &mut impl BufRead,
+    mut forward: impl FnMut(Event) -> bool,
+) -> Relay {
+    loop {
+        match read_line_limited(reader, MAX_SERVER_LINE) {
+            Ok(Some(line)) => {
+                let Ok(event) = check.line(line.as_bytes()) else {
+                    continue;
+                };
+                if !forward(event) {
+                    return Relay::ViewerGone;
+                }
             }
+            Ok(None) => return Relay::Ended("the server closed the connection".into()),
+            Err(e) => return Relay::Ended(format!("cannot read from the server: {e}")),
         }
     }
 }
