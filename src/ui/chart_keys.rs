@@ -53,12 +53,7 @@ impl App {
                 };
                 self.chart.move_cursor(span, by);
                 // The footer follows the cursor (it said where `x` put it).
-                let step = self.chart.cursor.unwrap_or(span.to);
-                self.say(
-                    format!("cursor at step {}", step_full(step)),
-                    StatusKind::Info,
-                    now,
-                );
+                self.say_cursor(self.chart.cursor.unwrap_or(span.to), now);
             }
             Action::MarkersToggle => {
                 self.chart.markers = !self.chart.markers;
@@ -110,11 +105,12 @@ impl App {
             return false;
         };
         self.chart.cursor = Some(step);
-        self.say(
-            format!("cursor at step {}", step_full(step)),
-            StatusKind::Info,
-            now,
-        );
+        self.say_cursor(step, now);
         true
+    }
+
+    fn say_cursor(&mut self, step: u64, now: Instant) {
+        let text = format!("cursor at step {}", step_full(step));
+        self.say(text, StatusKind::Info, now);
     }
 }
