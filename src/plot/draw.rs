@@ -5,7 +5,7 @@ use plotters::prelude::*;
 
 use super::figure::{Figure, PANELS_PER_ROW};
 use super::markers::{kind_word, place_labels};
-use super::panel::{self, Drawn, Markers, LABEL_ROW_HEIGHT};
+use super::panel::{self, err, Drawn, Markers, LABEL_ROW_HEIGHT};
 use super::style::{self, FONT, SMALL_SIZE, TEXT_SIZE, TITLE_SIZE};
 
 /// The figure's width, its header's height and a row of panels' height, in pixels.
@@ -19,10 +19,6 @@ const LABEL_CHARS: usize = 24;
 pub fn size(panels: usize) -> (u32, u32) {
     let rows = panels.div_ceil(PANELS_PER_ROW).max(1) as u32;
     (WIDTH, HEADER + rows * ROW)
-}
-
-fn err<E: std::fmt::Debug>(e: E) -> String {
-    format!("drawing the figure: {e:?}")
 }
 
 pub fn draw<DB: DrawingBackend>(

@@ -33,7 +33,8 @@ pub struct Drawn {
 
 type Failure = String;
 
-fn err<E: std::fmt::Debug>(e: E) -> Failure {
+/// A plotters error as the command's one-line message (the whole figure's drawing uses it).
+pub(super) fn err<E: std::fmt::Debug>(e: E) -> Failure {
     format!("drawing the figure: {e:?}")
 }
 
