@@ -62,9 +62,19 @@ pub fn spawn(cfg: TrainConfig, mut data: data::DataSet) -> Result<EngineHandle, 
     let (event_tx, events) = crossbeam_channel::bounded(EVENT_CHANNEL_CAP);
     let (controls, control_rx) = crossbeam_channel::unbounded();
     let outbox = Publisher::spawn(Outbox::new(event_tx))?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .thread_name(|i| format!("bntop-engine-{i}"))
+        .build()
+        .map_err(|e| EngineError::Thread {
+            what: "training",
+            source: std::io::Error::other(e),
+        })?;
     let thread = std::thread::Builder::new()
         .name("bntop-engine".into())
-        .spawn(move || Trainer::new(cfg, data, outbox, control_rx).run())
+        // The training loop runs on one of its own pool's threads, so the kernels' parallel
+        // sections split work with the other core instead of waking a pool from outside (and
+        // keeping a third thread runnable on two cores) several times per layer.
+        .spawn(move || pool.install(|| Trainer::new(cfg, data, outbox, control_rx).run()))
         .map_err(|source| EngineError::Thread {
             what: "training",
             source,
