@@ -5,13 +5,14 @@
 //! (x - centre)·(γ·inv_std) + β, with the batch's mean and BIASED variance or the running
 //! statistics, which stay untouched.
 use dfdx::prelude::*;
+use rayon::prelude::*;
 
 use super::batchnorm::BnInput;
-use super::bn_kernel::Constants;
+use super::bn_kernel::{batch_moments, channels_per_task, Constants};
 use super::forward::InferenceStats;
 use super::host::{from_host, shared_pool, to_host, to_pooled};
 use super::model::BatchNorm;
-use crate::metrics::moments::{channel_moments, Moments};
+use crate::metrics::moments::Moments;
 
 /// Normalises channel-major `x` (C, N, H, W) by `stats`, then applies γ, β and (with `relu`)
 /// max(0, ·). With batch statistics it also returns them: per channel, the mean and BIASED
@@ -28,7 +29,7 @@ pub fn batch_norm_infer(
     let mut xs = to_pooled(&x, &shared_pool());
     let (constants, batch) = match stats {
         InferenceStats::Batch => {
-            let batch = channel_moments(&xs, channels);
+            let batch = batch_moments(&xs, channels);
             (Constants::of_batch(&batch, bn.epsilon), Some(batch))
         }
         InferenceStats::Running => (Constants::of_running(bn), None),
@@ -36,13 +37,15 @@ pub fn batch_norm_infer(
     let affine = constants.affine(&to_host(&bn.scale), &to_host(&bn.bias));
     let n = shape.1 * shape.2 * shape.3;
     if n > 0 {
-        for (a, values) in affine.iter().zip(xs.chunks_exact_mut(n)) {
-            for v in values.iter_mut() {
-                let y = a.apply(*v);
-                // f32::max turns NaN into 0, as dfdx's ReLU does.
-                *v = if relu { y.max(0.0) } else { y };
-            }
-        }
+        (affine.par_iter().zip(xs.par_chunks_exact_mut(n)))
+            .with_min_len(channels_per_task(n))
+            .for_each(|(a, values)| {
+                for v in values.iter_mut() {
+                    let y = a.apply(*v);
+                    // f32::max turns NaN into 0, as dfdx's ReLU does.
+                    *v = if relu { y.max(0.0) } else { y };
+                }
+            });
     }
     (from_host(x.device(), &xs, shape), batch)
 }
@@ -51,6 +54,7 @@ pub fn batch_norm_infer(
 mod tests {
     use super::*;
     use crate::engine::batchnorm::{normalize_with_batch_stats, normalize_with_running_stats};
+    use crate::metrics::moments::channel_moments;
 
     fn assert_close(what: &str, a: &[f32], b: &[f32]) {
         assert_eq!(a.len(), b.len(), "{what}");

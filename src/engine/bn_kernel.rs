@@ -11,12 +11,13 @@
 //! ReLU output's moments and active fraction, summed in the output pass. A step's metrics then
 //! cost O(channels) beyond the op itself.
 use dfdx::prelude::*;
+use rayon::prelude::*;
 
 use super::batchnorm::BnInput;
 use super::host::{from_host, shared_pool, to_host, to_pooled, PooledBuffer};
 use super::model::BatchNorm;
 use crate::metrics::clamp_non_negative;
-use crate::metrics::moments::{channel_moments, Moments, ReluMoments};
+use crate::metrics::moments::{moments, Moments, ReluMoments};
 
 /// What the fused op measured of one step's activations, per channel.
 #[derive(Clone, Debug)]
@@ -63,7 +64,7 @@ pub fn batch_norm_train<T: Tape<f32, Cpu>>(
     let n = batch_size * height * width;
     let (x, tape) = x.split_tape();
     let xs = to_pooled(&x, &shared_pool());
-    let batch = channel_moments(&xs, channels);
+    let batch = batch_moments(&xs, channels);
     update_running_stats(bn, &batch, n);
     let constants = Constants::of_batch(&batch, bn.epsilon);
     let wanted = Wanted {
@@ -89,7 +90,7 @@ pub fn batch_norm_eval<T: Tape<f32, Cpu>>(
     let constants = Constants::of_running(bn);
     // Eval mode does not need the batch moments itself; the drift metrics do.
     let wanted = Wanted {
-        input: observe.measure.then(|| channel_moments(&xs, channels)),
+        input: observe.measure.then(|| batch_moments(&xs, channels)),
         keep_pre_relu: observe.keep_pre_relu,
     };
     normalize(x, tape, xs, constants, bn, relu, wanted)
@@ -234,24 +235,31 @@ fn forward_channels(
     // The host copies of x and of the output that the backward keeps come from the shared pool:
     // a fresh allocation of that size would cost its page faults every step.
     let mut ys = shared_pool().take(xs.len());
-    let mut relu_moments = Vec::new();
-    for (c, a) in affine.iter().enumerate() {
-        let (xc, yc) = (&xs[c * n..(c + 1) * n], &mut ys[c * n..(c + 1) * n]);
-        match output {
+    let per_channel = (ys.par_chunks_exact_mut(n).zip(xs.par_chunks_exact(n)))
+        .zip(affine.par_iter())
+        .enumerate()
+        .with_min_len(channels_per_task(n))
+        .map(|(c, ((yc, xc), a))| match output {
             Some(output) => {
                 let shift = relu_shift(output[c]);
-                relu_moments.push(if relu {
+                Some(if relu {
                     apply_measuring_relu::<true>(xc, a, shift, yc)
                 } else {
                     apply_measuring_relu::<false>(xc, a, shift, yc)
-                });
+                })
             }
             // f32::max turns NaN into 0, as dfdx's ReLU does; the backward's mask is `y > 0`, as its.
-            None if relu => (yc.iter_mut().zip(xc)).for_each(|(y, &x)| *y = a.apply(x).max(0.0)),
-            None => (yc.iter_mut().zip(xc)).for_each(|(y, &x)| *y = a.apply(x)),
-        }
-    }
-    (ys, relu_moments)
+            None if relu => {
+                (yc.iter_mut().zip(xc)).for_each(|(y, &x)| *y = a.apply(x).max(0.0));
+                None
+            }
+            None => {
+                (yc.iter_mut().zip(xc)).for_each(|(y, &x)| *y = a.apply(x));
+                None
+            }
+        });
+    let relu_moments = per_channel.collect::<Vec<_>>().into_iter().flatten();
+    (ys, relu_moments.collect())
 }
 
 /// What the backward keeps of the forward: x and the output on the host (channel-major, `n`
@@ -271,53 +279,74 @@ struct Backward {
 impl Backward {
     /// Adds ∂L/∂x to `dx` from the output's gradient `dy`; returns ∂L/∂γ and ∂L/∂β per channel.
     fn input_grads(&self, dy: &[f32], dx: &mut [f32]) -> (Vec<f64>, Vec<f64>) {
-        let &Backward {
-            ref xs,
-            ref ys,
-            ref centre,
-            ref inv_std,
-            ref gamma,
-            through_batch_stats,
-            relu,
-            channels,
-            n,
-        } = self;
-        let mut d_gamma = vec![0.0f64; channels];
-        let mut d_beta = vec![0.0f64; channels];
-        // One channel's dy through the ReLU, reused: it stays in cache, unlike a masked copy of all.
-        let mut masked = Vec::new();
-        for c in 0..channels {
-            let range = c * n..(c + 1) * n;
-            let (xc, mut dyc) = (&xs[range.clone()], &dy[range.clone()]);
-            if relu {
-                // ReLU's gradient first: dy is zero where the output was clamped.
-                masked.clear();
-                let clamped = dyc.iter().zip(&ys[range.clone()]);
-                masked.extend(clamped.map(|(&g, &y)| if y > 0.0 { g } else { 0.0 }));
-                dyc = &masked;
+        let n = self.n;
+        assert_eq!((dy.len(), dx.len()), (self.channels * n, self.channels * n));
+        // One channel's dy through the ReLU, reused per thread: it stays in cache, unlike a
+        // masked copy of all.
+        let sums: Vec<(f64, f64)> = (dx.par_chunks_exact_mut(n).zip(dy.par_chunks_exact(n)))
+            .enumerate()
+            .with_min_len(channels_per_task(n))
+            .map_init(Vec::new, |masked, (c, (dxc, dyc))| {
+                self.channel_grads(c, dyc, dxc, masked)
+            })
+            .collect();
+        sums.into_iter().unzip()
+    }
+
+    /// One channel c of [`Self::input_grads`]: adds ∂L/∂x to `dx`; returns (∂L/∂γ, ∂L/∂β).
+    fn channel_grads<'a>(
+        &self,
+        c: usize,
+        mut dy: &'a [f32],
+        dx: &mut [f32],
+        masked: &'a mut Vec<f32>,
+    ) -> (f64, f64) {
+        let n = self.n;
+        let range = c * n..(c + 1) * n;
+        let xc = &self.xs[range.clone()];
+        if self.relu {
+            // ReLU's gradient first: dy is zero where the output was clamped.
+            masked.clear();
+            let clamped = dy.iter().zip(&self.ys[range]);
+            masked.extend(clamped.map(|(&g, &y)| if y > 0.0 { g } else { 0.0 }));
+            dy = masked;
+        }
+        let (m, s) = (self.centre[c], self.inv_std[c]);
+        let (sum_dy, sum_dy_centred) = block_sums(xc, dy, m);
+        // x̂ = (x - m)·s, so Σ dy·x̂ = s·Σ dy·(x - m).
+        let sum_dy_xhat = sum_dy_centred * f64::from(s);
+        let k = self.gamma[c] * s;
+        if self.through_batch_stats {
+            let mean_dy = (sum_dy / n as f64) as f32;
+            // k·x̂·mean(dy·x̂) = (x - m)·k·s·mean(dy·x̂)
+            let slope = k * s * (sum_dy_xhat / n as f64) as f32;
+            for ((d, &x), &g) in dx.iter_mut().zip(xc).zip(dy) {
+                *d += k * (g - mean_dy) - (x - m) * slope;
             }
-            let (m, s) = (centre[c], inv_std[c]);
-            let (sum_dy, sum_dy_centred) = block_sums(xc, dyc, m);
-            // x̂ = (x - m)·s, so Σ dy·x̂ = s·Σ dy·(x - m).
-            let sum_dy_xhat = sum_dy_centred * f64::from(s);
-            d_gamma[c] = sum_dy_xhat;
-            d_beta[c] = sum_dy;
-            let k = gamma[c] * s;
-            if through_batch_stats {
-                let mean_dy = (sum_dy / n as f64) as f32;
-                // k·x̂·mean(dy·x̂) = (x - m)·k·s·mean(dy·x̂)
-                let slope = k * s * (sum_dy_xhat / n as f64) as f32;
-                for ((d, &x), &g) in dx[range].iter_mut().zip(xc).zip(dyc) {
-                    *d += k * (g - mean_dy) - (x - m) * slope;
-                }
-            } else {
-                for (d, &g) in dx[range].iter_mut().zip(dyc) {
-                    *d += k * g;
-                }
+        } else {
+            for (d, &g) in dx.iter_mut().zip(dy) {
+                *d += k * g;
             }
         }
-        (d_gamma, d_beta)
+        (sum_dy_xhat, sum_dy)
     }
+}
+
+/// Channels one rayon task takes at least, so that a task holds about 32K values: the late
+/// layers' small channels would cost more to hand out than to compute.
+pub(super) fn channels_per_task(n: usize) -> usize {
+    (1usize << 15).div_ceil(n.max(1))
+}
+
+/// [`channel_moments`](crate::metrics::moments::channel_moments) with the channels spread over
+/// the pool's threads: the same sums per channel, so the same bits.
+pub(super) fn batch_moments(xs: &[f32], channels: usize) -> Vec<Moments> {
+    let n = xs.len() / channels.max(1);
+    assert_eq!(n * channels, xs.len(), "channels must divide the values");
+    (xs.par_chunks_exact(n.max(1)))
+        .with_min_len(channels_per_task(n))
+        .map(moments)
+        .collect()
 }
 
 /// One channel's y = (x - centre)·scale + β, with scale = γ·inv_std, in the f32 operations
