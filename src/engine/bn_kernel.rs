@@ -59,19 +59,10 @@ pub fn batch_norm_train<T: Tape<f32, Cpu>>(
     relu: bool,
     observe: Observe,
 ) -> Forward<T> {
-    let (channels, batch_size, height, width) = *x.shape();
-    assert_eq!(channels, bn.channels());
-    let n = batch_size * height * width;
     let (x, tape) = x.split_tape();
     let xs = to_pooled(&x, &shared_pool());
-    let batch = batch_moments(&xs, channels);
-    update_running_stats(bn, &batch, n);
-    let constants = Constants::of_batch(&batch, bn.epsilon);
-    let wanted = Wanted {
-        input: observe.measure.then_some(batch),
-        keep_pre_relu: observe.keep_pre_relu,
-    };
-    normalize(x, tape, xs, constants, bn, relu, wanted)
+    let host = train_host(xs, bn, relu, observe);
+    into_op(x, tape, host, bn)
 }
 
 /// Eval-mode BatchNorm (+ ReLU) while training: normalises with the running statistics, which
@@ -83,17 +74,89 @@ pub fn batch_norm_eval<T: Tape<f32, Cpu>>(
     relu: bool,
     observe: Observe,
 ) -> Forward<T> {
-    let channels = x.shape().0;
-    assert_eq!(channels, bn.channels());
     let (x, tape) = x.split_tape();
     let xs = to_pooled(&x, &shared_pool());
+    let host = eval_host(xs, bn, relu, observe);
+    into_op(x, tape, host, bn)
+}
+
+/// The train-mode forward on the host: `xs` is the input, channel-major with `bn`'s channels.
+pub(super) fn train_host(
+    xs: PooledBuffer,
+    bn: &mut BatchNorm,
+    relu: bool,
+    observe: Observe,
+) -> HostForward {
+    let batch = batch_moments(&xs, bn.channels());
+    update_running_stats(bn, &batch, xs.len() / bn.channels());
+    let constants = Constants::of_batch(&batch, bn.epsilon);
+    let wanted = Wanted {
+        input: observe.measure.then_some(batch),
+        keep_pre_relu: observe.keep_pre_relu,
+    };
+    normalize(xs, constants, bn, relu, wanted)
+}
+
+/// The eval-mode forward on the host (see [`train_host`]).
+pub(super) fn eval_host(
+    xs: PooledBuffer,
+    bn: &BatchNorm,
+    relu: bool,
+    observe: Observe,
+) -> HostForward {
     let constants = Constants::of_running(bn);
     // Eval mode does not need the batch moments itself; the drift metrics do.
     let wanted = Wanted {
-        input: observe.measure.then(|| batch_moments(&xs, channels)),
+        input: observe.measure.then(|| batch_moments(&xs, bn.channels())),
         keep_pre_relu: observe.keep_pre_relu,
     };
-    normalize(x, tape, xs, constants, bn, relu, wanted)
+    normalize(xs, constants, bn, relu, wanted)
+}
+
+/// The host forward as a dfdx op: the output tensor, and the backward on the tape.
+fn into_op<T: Tape<f32, Cpu>>(
+    x: BnInput<NoneTape>,
+    mut tape: T,
+    host: HostForward,
+    bn: &BatchNorm,
+) -> Forward<T> {
+    let HostForward {
+        measured,
+        pre_relu,
+        backward,
+    } = host;
+    let out: BnInput<NoneTape> = from_host(x.device(), backward.output(), *x.shape());
+    let (xg, og, gg, bg) = (x.ghost(), out.ghost(), bn.scale.ghost(), bn.bias.ghost());
+    tape.add_backward_op(move |grads| {
+        // The output's gradient is moved out for the pass (dx is borrowed from `grads` at the
+        // same time) and put back unchanged, rather than copied.
+        let dy = std::mem::take(&mut **grads.get_or_alloc_mut(&og)?);
+        let (d_gamma, d_beta) = backward.input_grads(&dy, grads.get_or_alloc_mut(&xg)?, true);
+        **grads.get_or_alloc_mut(&og)? = dy;
+        add_f64(grads.get_or_alloc_mut(&gg)?, &d_gamma);
+        add_f64(grads.get_or_alloc_mut(&bg)?, &d_beta);
+        Ok(())
+    });
+    Forward {
+        out: out.put_tape(tape),
+        measured,
+        pre_relu,
+    }
+}
+
+/// grad += d, each d rounded to f32 first.
+pub(super) fn add_f64(grad: &mut [f32], d: &[f64]) {
+    for (g, d) in grad.iter_mut().zip(d) {
+        *g += *d as f32;
+    }
+}
+
+/// What the host forward gives: what was asked for besides the output, and the backward, which
+/// holds the output (ReLU(y) with `relu`, else y; [`Backward::output`]) for ReLU's mask.
+pub(super) struct HostForward {
+    pub measured: Option<BnMeasurement>,
+    pub pre_relu: Option<Vec<f32>>,
+    pub backward: Backward,
 }
 
 /// Per channel c: y = (x - centre[c])·inv_std[c]·γ[c] + β[c]. Also what inference
@@ -149,19 +212,17 @@ struct Wanted {
     keep_pre_relu: bool,
 }
 
-/// The shared forward and backward: `xs` is `x` on the host.
-fn normalize<T: Tape<f32, Cpu>>(
-    x: BnInput<NoneTape>,
-    mut tape: T,
+/// The shared host forward: `xs` is the input, channel-major.
+fn normalize(
     xs: PooledBuffer,
     constants: Constants,
     bn: &BatchNorm,
     relu: bool,
     wanted: Wanted,
-) -> Forward<T> {
-    let shape = *x.shape();
-    let channels = shape.0;
-    let n = shape.1 * shape.2 * shape.3;
+) -> HostForward {
+    let channels = bn.channels();
+    assert_eq!(xs.len() % channels, 0, "the input must be whole channels");
+    let n = xs.len() / channels;
     let gamma = to_host(&bn.scale);
     let beta = to_host(&bn.bias);
     let affine = constants.affine(&gamma, &beta);
@@ -188,8 +249,6 @@ fn normalize<T: Tape<f32, Cpu>>(
             output,
             relu: relu_moments,
         });
-    let out: BnInput<NoneTape> = from_host(x.device(), &ys, shape);
-
     let backward = Backward {
         xs,
         ys,
@@ -201,25 +260,10 @@ fn normalize<T: Tape<f32, Cpu>>(
         channels,
         n,
     };
-    let (xg, og, gg, bg) = (x.ghost(), out.ghost(), bn.scale.ghost(), bn.bias.ghost());
-    tape.add_backward_op(move |grads| {
-        // The output's gradient is moved out for the pass (dx is borrowed from `grads` at the
-        // same time) and put back unchanged, rather than copied.
-        let dy = std::mem::take(&mut **grads.get_or_alloc_mut(&og)?);
-        let (d_gamma, d_beta) = backward.input_grads(&dy, grads.get_or_alloc_mut(&xg)?);
-        **grads.get_or_alloc_mut(&og)? = dy;
-        for (g, d) in grads.get_or_alloc_mut(&gg)?.iter_mut().zip(&d_gamma) {
-            *g += *d as f32;
-        }
-        for (g, d) in grads.get_or_alloc_mut(&bg)?.iter_mut().zip(&d_beta) {
-            *g += *d as f32;
-        }
-        Ok(())
-    });
-    Forward {
-        out: out.put_tape(tape),
+    HostForward {
         measured,
         pre_relu,
+        backward,
     }
 }
 
@@ -264,7 +308,7 @@ fn forward_channels(
 
 /// What the backward keeps of the forward: x and the output on the host (channel-major, `n`
 /// values a channel), the constants it normalised with, and γ.
-struct Backward {
+pub(super) struct Backward {
     xs: PooledBuffer,
     ys: PooledBuffer,
     centre: Vec<f32>,
@@ -277,8 +321,19 @@ struct Backward {
 }
 
 impl Backward {
-    /// Adds ∂L/∂x to `dx` from the output's gradient `dy`; returns ∂L/∂γ and ∂L/∂β per channel.
-    fn input_grads(&self, dy: &[f32], dx: &mut [f32]) -> (Vec<f64>, Vec<f64>) {
+    /// The forward's output, channel-major.
+    pub(super) fn output(&self) -> &[f32] {
+        &self.ys
+    }
+
+    /// ∂L/∂x from the output's gradient `dy`, added to `dx` with `add`, else written over it;
+    /// returns ∂L/∂γ and ∂L/∂β per channel.
+    pub(super) fn input_grads(
+        &self,
+        dy: &[f32],
+        dx: &mut [f32],
+        add: bool,
+    ) -> (Vec<f64>, Vec<f64>) {
         let n = self.n;
         assert_eq!((dy.len(), dx.len()), (self.channels * n, self.channels * n));
         // One channel's dy through the ReLU, reused per thread: it stays in cache, unlike a
@@ -287,7 +342,7 @@ impl Backward {
             .enumerate()
             .with_min_len(channels_per_task(n))
             .map_init(Vec::new, |masked, (c, (dxc, dyc))| {
-                self.channel_grads(c, dyc, dxc, masked)
+                self.channel_grads(c, dyc, dxc, add, masked)
             })
             .collect();
         sums.into_iter().unzip()
@@ -299,6 +354,7 @@ impl Backward {
         c: usize,
         mut dy: &'a [f32],
         dx: &mut [f32],
+        add: bool,
         masked: &'a mut Vec<f32>,
     ) -> (f64, f64) {
         let n = self.n;
@@ -320,15 +376,23 @@ impl Backward {
             let mean_dy = (sum_dy / n as f64) as f32;
             // k·x̂·mean(dy·x̂) = (x - m)·k·s·mean(dy·x̂)
             let slope = k * s * (sum_dy_xhat / n as f64) as f32;
-            for ((d, &x), &g) in dx.iter_mut().zip(xc).zip(dy) {
-                *d += k * (g - mean_dy) - (x - m) * slope;
-            }
+            let grads = xc.iter().zip(dy);
+            let grads = grads.map(|(&x, &g)| k * (g - mean_dy) - (x - m) * slope);
+            store(dx, grads, add);
         } else {
-            for (d, &g) in dx.iter_mut().zip(dy) {
-                *d += k * g;
-            }
+            store(dx, dy.iter().map(|&g| k * g), add);
         }
         (sum_dy_xhat, sum_dy)
+    }
+}
+
+/// dst += values with `add`, else dst = values.
+#[inline(always)]
+fn store(dst: &mut [f32], values: impl Iterator<Item = f32>, add: bool) {
+    if add {
+        dst.iter_mut().zip(values).for_each(|(d, v)| *d += v);
+    } else {
+        dst.iter_mut().zip(values).for_each(|(d, v)| *d = v);
     }
 }
 
