@@ -16,7 +16,7 @@ mod kernel;
 use dfdx::prelude::*;
 use dfdx::tensor::{PutTape, SplitTape};
 
-use super::host::BufferPool;
+use super::host::{BufferPool, PooledBuffer};
 use kernel::{col2im_add, im2col, matmul, Operand};
 
 /// Shape of one convolution over channel-major activations.
@@ -61,6 +61,13 @@ pub struct Im2colCache {
     pool: BufferPool,
 }
 
+impl Im2colCache {
+    /// The pool the buffers come from, for other host passes of the same step.
+    pub fn pool(&self) -> &BufferPool {
+        &self.pool
+    }
+}
+
 /// Channel-major activations and the output of [`conv2d`]: (C, N, H, W).
 pub type ConvOutput<T> = Tensor<(usize, usize, usize, usize), f32, Cpu, T>;
 
@@ -86,32 +93,14 @@ where
         (in_channels, kernel, kernel_width),
         (g.in_channels, g.kernel, g.kernel)
     );
-    if let Some(bias) = bias {
-        assert_eq!(bias.shape().0, o);
-    }
-    let (patch, positions) = (g.patch_len(), g.positions());
     let dev = x.device().clone();
     let (x, mut tape) = x.split_tape();
-
-    let mut columns = cache.pool.take(patch * positions);
-    {
+    let (out, saved) = {
         let mut input = cache.pool.take(g.input_len());
         x.copy_into(&mut input);
-        im2col(&input, &g, &mut columns);
-    }
-    let w = weight.as_vec();
-    let mut out = cache.pool.take(o * positions);
-    if let Some(bias) = bias {
-        for (row, b) in out.chunks_exact_mut(positions).zip(bias.as_vec()) {
-            row.fill(b);
-        }
-    }
-    matmul(
-        Operand::new(&w, o, patch),
-        Operand::new(&columns, patch, positions),
-        &mut out,
-        bias.is_some(),
-    );
+        let bias = bias.map(|b| b.as_vec());
+        conv_forward(&input, weight.as_vec(), bias.as_deref(), g, &cache.pool)
+    };
     // The tensor's storage comes from dfdx's allocation cache: a Vec handed over with
     // `tensor_from_vec` would join that cache when dropped and make it grow every step.
     let mut tensor = dev.zeros_like(&(o, g.batch, g.out_height(), g.out_width()));
@@ -126,39 +115,117 @@ where
             bias.map(|b| b.ghost()),
             out.ghost(),
         );
-        let pool = cache.pool.clone();
         tape.add_backward_op(move |grads| {
-            let mut dw = vec![0.0f32; o * patch];
-            let mut dcols = pool.take(patch * positions);
-            let mut db = vec![0.0f32; if bg.is_some() { o } else { 0 }];
-            {
-                let dy: &[f32] = grads.get_or_alloc_mut(&og)?;
-                let dy_mat = Operand::new(dy, o, positions);
-                matmul(
-                    dy_mat,
-                    Operand::new(&columns, patch, positions).t(),
-                    &mut dw,
-                    false,
-                );
-                matmul(Operand::new(&w, o, patch).t(), dy_mat, &mut dcols, false);
-                for (d, row) in db.iter_mut().zip(dy.chunks_exact(positions)) {
-                    *d = row.iter().map(|v| *v as f64).sum::<f64>() as f32;
-                }
-            }
-            drop(columns);
-            for (gw, d) in grads.get_or_alloc_mut(&wg)?.iter_mut().zip(&dw) {
-                *gw += d;
-            }
+            // The output's gradient is moved out for the pass (dx is borrowed from `grads` at
+            // the same time) and put back unchanged, rather than copied.
+            let dy = std::mem::take(&mut **grads.get_or_alloc_mut(&og)?);
+            let (dw, db) = saved.backward(&dy, bg.is_some(), Some(grads.get_or_alloc_mut(&xg)?));
+            **grads.get_or_alloc_mut(&og)? = dy;
+            add_to(grads.get_or_alloc_mut(&wg)?, &dw);
             if let Some(bg) = &bg {
-                for (gb, d) in grads.get_or_alloc_mut(bg)?.iter_mut().zip(&db) {
-                    *gb += d;
-                }
+                add_to(grads.get_or_alloc_mut(bg)?, &db);
             }
-            col2im_add(&dcols, &g, grads.get_or_alloc_mut(&xg)?);
             Ok(())
         });
     }
     out.put_tape(tape)
+}
+
+/// grad += d.
+pub fn add_to(grad: &mut [f32], d: &[f32]) {
+    for (g, d) in grad.iter_mut().zip(d) {
+        *g += d;
+    }
+}
+
+/// What the convolution's backward keeps of its forward: the im2col matrix and the weights.
+pub struct ConvSaved {
+    columns: PooledBuffer,
+    weight: Vec<f32>,
+    out_channels: usize,
+    geometry: ConvGeometry,
+    pool: BufferPool,
+}
+
+/// The forward on host data: `input` channel-major as `g` says, `weight` (C_out, C_in·K·K)
+/// row-major, `bias` per output channel if given. Returns the output (C_out, N, H_out, W_out),
+/// in a buffer from `pool`, and what the backward needs.
+pub fn conv_forward(
+    input: &[f32],
+    weight: Vec<f32>,
+    bias: Option<&[f32]>,
+    g: ConvGeometry,
+    pool: &BufferPool,
+) -> (PooledBuffer, ConvSaved) {
+    assert_eq!(input.len(), g.input_len());
+    let (patch, positions) = (g.patch_len(), g.positions());
+    assert_eq!(weight.len() % patch, 0, "weights of whole filters");
+    let o = weight.len() / patch;
+    let mut columns = pool.take(patch * positions);
+    im2col(input, &g, &mut columns);
+    let mut out = pool.take(o * positions);
+    if let Some(bias) = bias {
+        assert_eq!(bias.len(), o);
+        for (row, &b) in out.chunks_exact_mut(positions).zip(bias) {
+            row.fill(b);
+        }
+    }
+    matmul(
+        Operand::new(&weight, o, patch),
+        Operand::new(&columns, patch, positions),
+        &mut out,
+        bias.is_some(),
+    );
+    let saved = ConvSaved {
+        columns,
+        weight,
+        out_channels: o,
+        geometry: g,
+        pool: pool.clone(),
+    };
+    (out, saved)
+}
+
+impl ConvSaved {
+    /// Values of the input.
+    pub fn input_len(&self) -> usize {
+        self.geometry.input_len()
+    }
+
+    /// From the output's gradient `dy`: returns ∂L/∂W (C_out·C_in·K·K) and, with `bias`, ∂L/∂b
+    /// (else empty), and adds ∂L/∂x into `dx` if given (the input's gradient is skipped when the
+    /// input is data).
+    pub fn backward(self, dy: &[f32], bias: bool, dx: Option<&mut [f32]>) -> (Vec<f32>, Vec<f32>) {
+        let (o, g) = (self.out_channels, self.geometry);
+        let (patch, positions) = (g.patch_len(), g.positions());
+        let dy_mat = Operand::new(dy, o, positions);
+        let mut dw = vec![0.0f32; o * patch];
+        matmul(
+            dy_mat,
+            Operand::new(&self.columns, patch, positions).t(),
+            &mut dw,
+            false,
+        );
+        let db = if bias {
+            let rows = dy.chunks_exact(positions);
+            rows.map(|row| row.iter().map(|v| *v as f64).sum::<f64>() as f32)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        drop(self.columns);
+        if let Some(dx) = dx {
+            let mut dcols = self.pool.take(patch * positions);
+            matmul(
+                Operand::new(&self.weight, o, patch).t(),
+                dy_mat,
+                &mut dcols,
+                false,
+            );
+            col2im_add(&dcols, &g, dx);
+        }
+        (dw, db)
+    }
 }
 
 #[cfg(test)]

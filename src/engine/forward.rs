@@ -2,11 +2,11 @@
 //! held-out inference (batch or running statistics), with optional observation of activations.
 use dfdx::prelude::*;
 
-use super::host::to_host;
 use crate::metrics::moments::Moments;
 
+use super::block_chain::train_blocks;
 use super::bn_infer::batch_norm_infer;
-use super::bn_kernel::{batch_norm_eval, batch_norm_train, BnMeasurement, Observe};
+use super::bn_kernel::BnMeasurement;
 use super::conv::{conv2d, ConvGeometry, Im2colCache};
 use super::model::{BlockSpec, ConvBn, Net, CLASSES};
 use crate::protocol::BnMode;
@@ -86,49 +86,6 @@ impl ConvBn {
         conv2d(x, &self.weight, bias, geometry, pass.cache)
     }
 
-    fn train_step(
-        &mut self,
-        x: Activations<Taped>,
-        mode: BnMode,
-        pass: &mut PassConfig,
-        observer: Option<&mut Observer>,
-    ) -> Activations<Taped> {
-        let h = self.conv(x, pass);
-        let shape = *h.shape();
-        let observe = Observe {
-            measure: observer.is_some(),
-            keep_pre_relu: observer.as_ref().is_some_and(|o| o.keep_activations),
-        };
-        // Copied before the BN runs: its train-mode forward updates the running statistics.
-        let before = observe.measure.then(|| {
-            (
-                observe.keep_pre_relu.then(|| to_host(&h)),
-                to_host(&self.bn.running_mean),
-                to_host(&self.bn.running_var),
-            )
-        });
-        let fused = match mode {
-            BnMode::Train => batch_norm_train(h, &mut self.bn, true, observe),
-            BnMode::Eval => batch_norm_eval(h, &self.bn, true, observe),
-        };
-        if let (Some(observer), Some((input, running_mean_pre, running_var_pre)), Some(measured)) =
-            (observer, before, fused.measured)
-        {
-            observer.blocks.push(BlockObservation {
-                n: shape.1 * shape.2 * shape.3,
-                measured,
-                running_mean_pre,
-                running_var_pre,
-                running_mean_post: to_host(&self.bn.running_mean),
-                running_var_post: to_host(&self.bn.running_var),
-                activations: input
-                    .zip(fused.pre_relu)
-                    .map(|(input, output)| BnActivations { input, output }),
-            });
-        }
-        fused.out
-    }
-
     fn infer(
         &self,
         x: Activations<NoneTape>,
@@ -159,13 +116,9 @@ impl Net {
         x: Activations<Taped>,
         modes: &[BnMode],
         pass: &mut PassConfig,
-        mut observer: Option<&mut Observer>,
+        observer: Option<&mut Observer>,
     ) -> Logits<Taped> {
-        assert_eq!(modes.len(), self.blocks.len(), "one mode per block");
-        let mut x = x;
-        for (block, &mode) in self.blocks.iter_mut().zip(modes) {
-            x = block.train_step(x, mode, pass, observer.as_deref_mut());
-        }
+        let x = train_blocks(x, &mut self.blocks, modes, pass, observer);
         self.classify(x)
     }
 

@@ -3,6 +3,7 @@
 pub mod architecture;
 mod batches;
 pub mod batchnorm;
+mod block_chain;
 mod bn_infer;
 pub mod bn_kernel;
 mod checkpoint;
