@@ -60,13 +60,7 @@ fn momentum_recording_lowers_then_raises_block3_momentum() {
     assert_eq!(momenta, vec![0.01, 0.5, 0.1]);
     // Format 1.5 with per-channel arrays every 0.12 s: the channel charts have a point at least
     // every 100 steps, and every snapshot carries D0, so a replay shows it.
-    let snapshots: Vec<&bntop::protocol::Snapshot> = events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Snapshot(s) => Some(s),
-            _ => None,
-        })
-        .collect();
+    let snapshots = snapshots(&events);
     let whole: Vec<u64> = snapshots
         .iter()
         .filter(|s| !s.layers[2].batch_mean.is_empty())
@@ -144,9 +138,26 @@ fn class_sorted_recording_shows_precise_bn_and_the_probe() {
 /// below batch statistics and PreciseBN, which hold, while blocks 2 and 3 drift at 3.5-4 times
 /// their floor and the filters turn at the weight-decay equilibrium θ*; afterwards (training does
 /// not read the running statistics, so the weights go on as before) the EMA keeps up.
+const STALE: &str = "stale-running-stats-mnist.jsonl";
+const STALE_SWITCH: u64 = 1539;
+
+fn mean(xs: &[f64]) -> f64 {
+    xs.iter().sum::<f64>() / xs.len() as f64
+}
+
+fn snapshots(events: &[Event]) -> Vec<&bntop::protocol::Snapshot> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Snapshot(s) => Some(s),
+            _ => None,
+        })
+        .collect()
+}
+
 #[test]
-fn stale_running_stats_recording_shows_the_ema_behind_moving_weights_then_keeping_up() {
-    let events = read_all("stale-running-stats-mnist.jsonl");
+fn stale_recording_is_three_blocks_on_mnist_with_one_momentum_switch() {
+    let events = read_all(STALE);
     let Some(Event::Header(header)) = events.first() else {
         panic!("no header");
     };
@@ -156,20 +167,23 @@ fn stale_running_stats_recording_shows_the_ema_behind_moving_weights_then_keepin
     assert_eq!(header.config.bn_momentum, 0.1);
     // Every held-out evaluation is three-way.
     assert_eq!(header.config.lab_every, header.config.eval_every);
-    let switch = events
+    let applied: Vec<(u64, Control)> = events
         .iter()
         .filter_map(|e| match e {
             Event::Control(c) if c.rejected.is_none() => Some((c.step, c.control.clone())),
             _ => None,
         })
-        .collect::<Vec<_>>();
+        .collect();
     let all_at_half = Control::SetMomentum {
         layer: None,
         momentum: 0.5,
     };
-    assert_eq!(switch, vec![(1539, all_at_half)]);
-    let switch = 1539;
+    assert_eq!(applied, vec![(STALE_SWITCH, all_at_half)]);
+}
 
+#[test]
+fn stale_recording_ema_accuracy_wanders_until_the_switch_then_keeps_up() {
+    let events = read_all(STALE);
     // (step, batch, EMA, PreciseBN) held-out accuracy.
     let evaluations: Vec<(u64, f64, f64, f64)> = events
         .iter()
@@ -190,28 +204,15 @@ fn stale_running_stats_recording_shows_the_ema_behind_moving_weights_then_keepin
             .filter(|e| (from..to).contains(&e.0))
             .collect()
     };
-    let mean = |xs: &[f64]| xs.iter().sum::<f64>() / xs.len() as f64;
-    let at = |step: u64| {
-        evaluations
-            .iter()
-            .copied()
-            .find(|e| e.0 == step)
-            .expect("an evaluation")
-    };
+    let at = |step: u64| phase(step, step + 1)[0];
     let near = |x: f64, y: f64| (x - y).abs() < 0.0006;
 
     // Before the switch: batch statistics and PreciseBN hold, the EMA wanders.
-    let before = phase(300, switch);
+    let before = phase(300, STALE_SWITCH);
     assert_eq!(before.len(), 25);
     for &(step, batch, ema, precise) in &before {
-        assert!(
-            batch >= 0.88 && precise >= 0.89,
-            "step {step}: {batch} {precise}"
-        );
-        assert!(
-            (batch - precise).abs() < 0.012,
-            "step {step}: {batch} {precise}"
-        );
+        let holds = batch >= 0.88 && precise >= 0.89 && (batch - precise).abs() < 0.012;
+        assert!(holds, "step {step}: {batch} {precise}");
         assert!(ema <= precise + 0.002, "step {step}: {ema} {precise}");
     }
     let ema: Vec<f64> = before.iter().map(|e| e.2).collect();
@@ -229,22 +230,20 @@ fn stale_running_stats_recording_shows_the_ema_behind_moving_weights_then_keepin
     assert!(near(ema, 0.619) && near(precise, 0.952), "{ema} {precise}");
 
     // After it: the EMA within two points of PreciseBN at every evaluation.
-    let after = phase(switch + 11, u64::MAX);
+    let after = phase(STALE_SWITCH + 11, u64::MAX);
     assert_eq!(after.len(), 20);
     let gaps: Vec<f64> = after.iter().map(|e| e.3 - e.2).collect();
     assert!(gaps.iter().all(|g| *g < 0.02), "{gaps:?}");
     assert!(mean(&gaps) < 0.01, "{}", mean(&gaps));
     assert!(after.iter().all(|e| e.2 >= 0.93), "{after:?}");
+}
 
+#[test]
+fn stale_recording_drifts_far_above_the_floor_while_the_filters_turn_at_theta_star() {
+    let events = read_all(STALE);
+    let snapshots = snapshots(&events);
     // D/D0, mean over the kept snapshots of each phase: blocks 2 and 3 far above their floor
     // with m = 0.1 (block1 much less), near it with m = 0.5.
-    let snapshots: Vec<&bntop::protocol::Snapshot> = events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Snapshot(s) => Some(s),
-            _ => None,
-        })
-        .collect();
     let ratio = |layer: usize, from: u64, to: u64| {
         let r: Vec<f64> = snapshots
             .iter()
@@ -255,8 +254,10 @@ fn stale_running_stats_recording_shows_the_ema_behind_moving_weights_then_keepin
         assert!(r.len() > 300 && r.iter().all(|x| x.is_finite()));
         mean(&r)
     };
-    let before: Vec<f64> = (0..3).map(|l| ratio(l, 300, switch)).collect();
-    let after: Vec<f64> = (0..3).map(|l| ratio(l, switch + 50, u64::MAX)).collect();
+    let before: Vec<f64> = (0..3).map(|l| ratio(l, 300, STALE_SWITCH)).collect();
+    let after: Vec<f64> = (0..3)
+        .map(|l| ratio(l, STALE_SWITCH + 50, u64::MAX))
+        .collect();
     assert!(
         before[0] < 2.5 && before[1] > 3.4 && before[2] > 3.6,
         "{before:?}"
@@ -265,6 +266,9 @@ fn stale_running_stats_recording_shows_the_ema_behind_moving_weights_then_keepin
 
     // The weights never settle: block3 turns at about θ* through the run, with either momentum
     // (0.0054 rad a step on average over steps 1000-2500, θ* = 0.0051).
+    let Some(Event::Header(header)) = events.first() else {
+        panic!("no header");
+    };
     let o = &header.config.optimizer;
     let theta_star = bntop::metrics::weights::theta_star_coupled(
         f64::from(o.lr),
