@@ -60,13 +60,7 @@ fn momentum_recording_lowers_then_raises_block3_momentum() {
     assert_eq!(momenta, vec![0.01, 0.5, 0.1]);
     // Format 1.5 with per-channel arrays every 0.12 s: the channel charts have a point at least
     // every 100 steps, and every snapshot carries D0, so a replay shows it.
-    let snapshots: Vec<&bntop::protocol::Snapshot> = events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Snapshot(s) => Some(s),
-            _ => None,
-        })
-        .collect();
+    let snapshots = snapshots(&events);
     let whole: Vec<u64> = snapshots
         .iter()
         .filter(|s| !s.layers[2].batch_mean.is_empty())
@@ -137,6 +131,160 @@ fn class_sorted_recording_shows_precise_bn_and_the_probe() {
         assert!((l.running_var_ratio - 1.0).abs() < 1e-3, "{l:?}");
     }
     assert!(events.iter().any(|e| matches!(e, Event::Probe(_))));
+}
+
+/// The three-block MNIST recording (README tour, "Stale running statistics"): until every
+/// layer's BN momentum goes from 0.1 to 0.5 at step 1539, the EMA's held-out accuracy wanders far
+/// below batch statistics and PreciseBN, which hold, while blocks 2 and 3 drift at 3.5-4 times
+/// their floor and the filters turn at the weight-decay equilibrium θ*; afterwards (training does
+/// not read the running statistics, so the weights go on as before) the EMA keeps up.
+const STALE: &str = "stale-running-stats-mnist.jsonl";
+const STALE_SWITCH: u64 = 1539;
+
+fn mean(xs: &[f64]) -> f64 {
+    xs.iter().sum::<f64>() / xs.len() as f64
+}
+
+fn snapshots(events: &[Event]) -> Vec<&bntop::protocol::Snapshot> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Snapshot(s) => Some(s),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn stale_recording_is_three_blocks_on_mnist_with_one_momentum_switch() {
+    let events = read_all(STALE);
+    let Some(Event::Header(header)) = events.first() else {
+        panic!("no header");
+    };
+    let widths: Vec<usize> = header.layers.iter().map(|l| l.channels).collect();
+    assert_eq!(widths, [16, 32, 64]);
+    assert!(header.data.as_ref().is_some_and(|d| d.name == "mnist-10k"));
+    assert_eq!(header.config.bn_momentum, 0.1);
+    // Every held-out evaluation is three-way.
+    assert_eq!(header.config.lab_every, header.config.eval_every);
+    let applied: Vec<(u64, Control)> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Control(c) if c.rejected.is_none() => Some((c.step, c.control.clone())),
+            _ => None,
+        })
+        .collect();
+    let all_at_half = Control::SetMomentum {
+        layer: None,
+        momentum: 0.5,
+    };
+    assert_eq!(applied, vec![(STALE_SWITCH, all_at_half)]);
+}
+
+#[test]
+fn stale_recording_ema_accuracy_wanders_until_the_switch_then_keeps_up() {
+    let events = read_all(STALE);
+    // (step, batch, EMA, PreciseBN) held-out accuracy.
+    let evaluations: Vec<(u64, f64, f64, f64)> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Evaluation(e) => Some((
+                e.step,
+                f64::from(e.batch_stats.accuracy),
+                f64::from(e.running_stats.accuracy),
+                f64::from(e.precise_stats.as_ref().expect("three-way").accuracy),
+            )),
+            _ => None,
+        })
+        .collect();
+    let phase = |from: u64, to: u64| -> Vec<(u64, f64, f64, f64)> {
+        evaluations
+            .iter()
+            .copied()
+            .filter(|e| (from..to).contains(&e.0))
+            .collect()
+    };
+    let at = |step: u64| phase(step, step + 1)[0];
+    let near = |x: f64, y: f64| (x - y).abs() < 0.0006;
+
+    // Before the switch: batch statistics and PreciseBN hold, the EMA wanders.
+    let before = phase(300, STALE_SWITCH);
+    assert_eq!(before.len(), 25);
+    for &(step, batch, ema, precise) in &before {
+        let holds = batch >= 0.88 && precise >= 0.89 && (batch - precise).abs() < 0.012;
+        assert!(holds, "step {step}: {batch} {precise}");
+        assert!(ema <= precise + 0.002, "step {step}: {ema} {precise}");
+    }
+    let ema: Vec<f64> = before.iter().map(|e| e.2).collect();
+    let lowest = ema.iter().copied().fold(f64::INFINITY, f64::min);
+    let highest = ema.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    assert!(
+        near(lowest, 0.547) && near(highest, 0.938),
+        "{lowest} {highest}"
+    );
+    let gaps: Vec<f64> = before.iter().map(|e| e.3 - e.2).collect();
+    assert!(mean(&gaps) > 0.11, "{}", mean(&gaps));
+    let (_, batch, ema, precise) = at(1500);
+    assert!(near(batch, 0.946) && near(ema, 0.694) && near(precise, 0.954));
+    let (_, _, ema, precise) = at(1050);
+    assert!(near(ema, 0.619) && near(precise, 0.952), "{ema} {precise}");
+
+    // After it: the EMA within two points of PreciseBN at every evaluation.
+    let after = phase(STALE_SWITCH + 11, u64::MAX);
+    assert_eq!(after.len(), 20);
+    let gaps: Vec<f64> = after.iter().map(|e| e.3 - e.2).collect();
+    assert!(gaps.iter().all(|g| *g < 0.02), "{gaps:?}");
+    assert!(mean(&gaps) < 0.01, "{}", mean(&gaps));
+    assert!(after.iter().all(|e| e.2 >= 0.93), "{after:?}");
+}
+
+#[test]
+fn stale_recording_drifts_far_above_the_floor_while_the_filters_turn_at_theta_star() {
+    let events = read_all(STALE);
+    let snapshots = snapshots(&events);
+    // D/D0, mean over the kept snapshots of each phase: blocks 2 and 3 far above their floor
+    // with m = 0.1 (block1 much less), near it with m = 0.5.
+    let ratio = |layer: usize, from: u64, to: u64| {
+        let r: Vec<f64> = snapshots
+            .iter()
+            .filter(|s| (from..to).contains(&s.step))
+            .map(|s| &s.layers[layer].summary)
+            .map(|l| f64::from(l.drift) / f64::from(l.noise_floor))
+            .collect();
+        assert!(r.len() > 300 && r.iter().all(|x| x.is_finite()));
+        mean(&r)
+    };
+    let before: Vec<f64> = (0..3).map(|l| ratio(l, 300, STALE_SWITCH)).collect();
+    let after: Vec<f64> = (0..3)
+        .map(|l| ratio(l, STALE_SWITCH + 50, u64::MAX))
+        .collect();
+    assert!(
+        before[0] < 2.5 && before[1] > 3.4 && before[2] > 3.6,
+        "{before:?}"
+    );
+    assert!(after.iter().all(|r| *r < 1.8), "{after:?}");
+
+    // The weights never settle: block3 turns at about θ* through the run, with either momentum
+    // (0.0054 rad a step on average over steps 1000-2500, θ* = 0.0051).
+    let Some(Event::Header(header)) = events.first() else {
+        panic!("no header");
+    };
+    let o = &header.config.optimizer;
+    let theta_star = bntop::metrics::weights::theta_star_coupled(
+        f64::from(o.lr),
+        f64::from(o.weight_decay),
+        f64::from(o.momentum),
+    );
+    let theta: Vec<f64> = snapshots
+        .iter()
+        .filter(|s| (1000..=2500).contains(&s.step))
+        .map(|s| f64::from(s.layers[2].summary.angular_update))
+        .collect();
+    let theta = mean(&theta);
+    assert!(
+        (theta / theta_star - 1.0).abs() < 0.1,
+        "{theta} vs {theta_star}"
+    );
 }
 
 /// Every session in sessions/.

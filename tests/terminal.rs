@@ -737,6 +737,69 @@ fn a_replayed_recording_shows_d0_and_the_ema_rows() {
     t.assert_exited_and_restored(0);
 }
 
+/// The README's tour of the stale-running-statistics recording, key by key: at the end the
+/// held-out chart carries the momentum marker; paused at step 1500 the header has the EMA 25
+/// points under batch statistics and PreciseBN, block3's row D 0.10 over D0 0.026, and the lab
+/// panel its angular update against θ*; `n` finds the switch to m = 0.5.
+#[test]
+fn the_readme_tour_of_the_stale_running_stats_recording_shows_its_numbers() {
+    let file = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/sessions/stale-running-stats-mnist.jsonl"
+    );
+    let t = Tmux::new(
+        "stale",
+        120,
+        40,
+        &bntop_script(&["replay", &shell_quote(file), "--color", "none"]),
+    );
+    t.wait_for(|s| s.contains("REPLAY"), "the replay header");
+    t.send_keys(&["G", "Z"]);
+    t.type_text("300..2500");
+    t.send_keys(&["Enter", "j", "j"]);
+    t.wait_for(
+        |s| s.contains("step 2500/2500") && s.contains("markers: m momentum"),
+        "the end, with the momentum marker",
+    );
+    t.send_keys(&["p", ":"]);
+    t.type_text("1500");
+    t.send_keys(&["Enter"]);
+    let at_1500 = t.wait_for(
+        |s| s.contains("⏸") && s.contains("step 1500/2500"),
+        "paused at step 1500",
+    );
+    assert!(
+        at_1500.contains("held-out batch 94.6% EMA 69.4% Precise 95.4%"),
+        "{at_1500}"
+    );
+    for (layer, d) in [
+        ("block1", "0.048 (0.018)"),
+        ("block2", "0.085 (0.023)"),
+        ("block3", "0.10 (0.026)"),
+    ] {
+        assert!(
+            at_1500.lines().any(|l| l.contains(layer) && l.contains(d)),
+            "{layer} {d}\n{at_1500}"
+        );
+    }
+    t.send_keys(&["Tab"]);
+    let lab = t.wait_for(|s| s.contains("block3 lab"), "the lab panel");
+    for row in [
+        "drift D vs floor D0: 0.102 vs 0.0260",
+        "angular update (rad/step): 0.00496 vs",
+        "0.00513",
+    ] {
+        assert!(lab.contains(row), "{row} missing\n{lab}");
+    }
+    t.send_keys(&["n"]);
+    t.wait_for(
+        |s| s.contains("step 1539: all layers momentum = 0.500"),
+        "the switch",
+    );
+    t.send_keys(&["q"]);
+    t.assert_exited_and_restored(0);
+}
+
 /// Garbage in a session: the replay shows the good records, counts the bad lines in its header
 /// and on stderr after it closes; a file that is not a session at all is a one-line error.
 #[test]
