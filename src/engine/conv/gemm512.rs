@@ -213,9 +213,34 @@ fn pack_strips<const W: usize>(
                 dst[width..].fill(0.0);
             }
         } else if m.row_stride == 1 {
+            // Whole 16×16 blocks by register transposes, the rest element by element.
+            let (blocks_j, blocks_l) = if W % 16 == 0 {
+                (width / 16 * 16, kc / 16 * 16)
+            } else {
+                (0, 0)
+            };
+            for j0 in (0..blocks_j).step_by(16) {
+                let start = (col0 + j0) * m.col_stride + r0;
+                // The block's last source row ends at start + 15·col_stride + kc.
+                assert!(start + 15 * m.col_stride + kc <= m.data.len());
+                for l0 in (0..blocks_l).step_by(16) {
+                    // SAFETY: rows j0..j0+16 of the source, from l0, hold 16 floats each
+                    // (checked above; l0 + 16 ≤ kc); the strip's rows l0..l0+16 have W ≥ j0 + 16
+                    // floats; the CPU has AVX-512F (this module runs only then).
+                    unsafe {
+                        transpose16(
+                            m.data.as_ptr().add(start + l0),
+                            m.col_stride,
+                            strip.as_mut_ptr().add(l0 * W + j0),
+                            W,
+                        )
+                    };
+                }
+            }
             for j in 0..width {
                 let start = (col0 + j) * m.col_stride + r0;
-                for (l, &v) in m.data[start..start + kc].iter().enumerate() {
+                let from = if j < blocks_j { blocks_l } else { 0 };
+                for (l, &v) in m.data[start..start + kc].iter().enumerate().skip(from) {
                     strip[l * W + j] = v;
                 }
             }
@@ -236,6 +261,65 @@ fn pack_strips<const W: usize>(
             }
         }
     }
+}
+
+/// dst[l·dst_stride + j] = src[j·src_stride + l] for j, l in 0..16.
+///
+/// # Safety
+/// `src` has 16 rows of 16 readable floats `src_stride` apart, `dst` 16 rows of 16 writable
+/// floats `dst_stride` apart; the CPU has AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn transpose16(src: *const f32, src_stride: usize, dst: *mut f32, dst_stride: usize) {
+    let mut r = [_mm512_setzero_ps(); 16];
+    for (j, row) in r.iter_mut().enumerate() {
+        *row = _mm512_loadu_ps(src.add(j * src_stride));
+    }
+    // Within each 128-bit lane q: pairs of rows interleaved, then quadruples, so that
+    // r[4i + c] lane q holds rows 4i..4i+4 at column 4q + c.
+    let mut t = [_mm512_setzero_ps(); 16];
+    for i in 0..8 {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for i in 0..4 {
+        let pd = |v: __m512| _mm512_castps_pd(v);
+        let (a, b, c, d) = (
+            pd(t[4 * i]),
+            pd(t[4 * i + 1]),
+            pd(t[4 * i + 2]),
+            pd(t[4 * i + 3]),
+        );
+        r[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+        r[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+        r[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+        r[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+    }
+    // Then 128-bit lanes: even and odd lanes of row groups 0-3 | 4-7 and 8-11 | 12-15 ...
+    for c in 0..4 {
+        t[c] = _mm512_shuffle_f32x4::<0x88>(r[c], r[4 + c]);
+        t[4 + c] = _mm512_shuffle_f32x4::<0xdd>(r[c], r[4 + c]);
+        t[8 + c] = _mm512_shuffle_f32x4::<0x88>(r[8 + c], r[12 + c]);
+        t[12 + c] = _mm512_shuffle_f32x4::<0xdd>(r[8 + c], r[12 + c]);
+    }
+    // ... and of those, so that column c gathers all 16 rows.
+    for c in 0..4 {
+        let cols = [
+            (c, _mm512_shuffle_f32x4::<0x88>(t[c], t[8 + c])),
+            (8 + c, _mm512_shuffle_f32x4::<0xdd>(t[c], t[8 + c])),
+            (4 + c, _mm512_shuffle_f32x4::<0x88>(t[4 + c], t[12 + c])),
+            (12 + c, _mm512_shuffle_f32x4::<0xdd>(t[4 + c], t[12 + c])),
+        ];
+        for (l, v) in cols {
+            _mm512_storeu_ps(dst.add(l * dst_stride), v);
+        }
+    }
+}
+
+/// Never called: [`available`] is false off x86-64.
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn transpose16(_: *const f32, _: usize, _: *mut f32, _: usize) {
+    unreachable!("AVX-512 product off x86-64")
 }
 
 /// One MR × NR tile: C[0..height, 0..width] (+)= Σ_l a[l]ᵀ·b[l] over the packed strips.
@@ -335,9 +419,35 @@ mod tests {
             .collect()
     }
 
+    /// Every element lands at its transposed place, between rows of other strides, and nothing
+    /// beyond the 16×16 block is written.
+    #[test]
+    fn transpose16_transposes_one_block_in_place_of_its_rows() {
+        if !available() {
+            eprintln!("no AVX-512F here: nothing to check");
+            return;
+        }
+        let (src_stride, dst_stride) = (19, 24);
+        let src: Vec<f32> = (0..16 * src_stride).map(|i| i as f32).collect();
+        let mut dst = vec![-1.0f32; 16 * dst_stride];
+        // SAFETY: 16 rows of 16 floats at both strides lie inside both buffers; AVX-512F checked.
+        unsafe { transpose16(src.as_ptr(), src_stride, dst.as_mut_ptr(), dst_stride) };
+        for l in 0..16 {
+            for j in 0..dst_stride {
+                let expected = if j < 16 {
+                    src[j * src_stride + l]
+                } else {
+                    -1.0
+                };
+                assert_eq!(dst[l * dst_stride + j], expected, "dst[{l}][{j}]");
+            }
+        }
+    }
+
     /// Against the f64 definition, for every layout of A and B, with and without accumulation,
     /// on shapes with partial tiles, several k blocks, several column blocks, and both ways of
-    /// splitting over threads.
+    /// splitting over threads; a transposed B is packed by 16×16 blocks where its strips hold
+    /// them, element by element around them.
     #[test]
     fn matches_the_definition_for_every_layout_and_split() {
         if !available() {
