@@ -457,24 +457,26 @@ fn relu_shift(y: Moments) -> f64 {
 /// measures them. The sums are of y - `shift` (so a channel far above zero does not lose its
 /// variance to cancellation), in eight f32 lanes over blocks of 64 values (eight per lane: a
 /// few f32 roundings, vectorised), the blocks added in f64 (so the error does not grow with
-/// the batch).
+/// the batch). One pass: each block is written, summed while it is in L1, then clamped.
 fn apply_measuring_relu<const RELU: bool>(
     xs: &[f32],
     a: &Affine,
     shift: f64,
     out: &mut [f32],
 ) -> ReluMoments {
-    for (y, &x) in out.iter_mut().zip(xs) {
-        *y = a.apply(x);
-    }
     let k = shift as f32;
     let mut sums = ReluSums::default();
     let whole = out.len() - out.len() % ReluSums::BLOCK;
-    sums.add_blocks(&out[..whole], k);
-    sums.add_tail(&out[whole..], k);
+    let (out_blocks, out_tail) = out.split_at_mut(whole);
+    let (x_blocks, x_tail) = xs.split_at(whole);
+    sums.apply_blocks::<RELU>(x_blocks, a, k, out_blocks);
+    for (y, &x) in out_tail.iter_mut().zip(x_tail) {
+        *y = a.apply(x);
+    }
+    sums.add_tail(out_tail, k);
     if RELU {
         // f32::max turns NaN into 0, as dfdx's ReLU does.
-        for y in out.iter_mut() {
+        for y in out_tail.iter_mut() {
             *y = y.max(0.0);
         }
     }
@@ -493,29 +495,52 @@ impl ReluSums {
     const LANES: usize = 8;
     const BLOCK: usize = 64;
 
-    /// Whole blocks of [`Self::BLOCK`] values. With AVX2 the eight f32 lanes are one register
-    /// (the default x86-64 target has only SSE2's four); the arithmetic, lane by lane, is the
-    /// same either way, so are the results.
-    fn add_blocks(&mut self, ys: &[f32], k: f32) {
+    /// Whole blocks of [`Self::BLOCK`] values: y = a(x) into `out`, summed, then clamped with
+    /// `RELU`. With AVX2 the eight f32 lanes are one register (the default x86-64 target has
+    /// only SSE2's four); the arithmetic, lane by lane, is the same either way, so are the
+    /// results.
+    fn apply_blocks<const RELU: bool>(&mut self, xs: &[f32], a: &Affine, k: f32, out: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU has AVX2, checked just above.
-            unsafe { self.add_blocks_avx2(ys, k) };
+            unsafe { self.apply_blocks_avx2::<RELU>(xs, a, k, out) };
             return;
         }
-        self.add_blocks_portable(ys, k);
+        self.apply_blocks_portable::<RELU>(xs, a, k, out);
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    unsafe fn add_blocks_avx2(&mut self, ys: &[f32], k: f32) {
-        self.add_blocks_portable(ys, k);
+    unsafe fn apply_blocks_avx2<const RELU: bool>(
+        &mut self,
+        xs: &[f32],
+        a: &Affine,
+        k: f32,
+        out: &mut [f32],
+    ) {
+        self.apply_blocks_portable::<RELU>(xs, a, k, out);
     }
 
     #[inline(always)]
-    fn add_blocks_portable(&mut self, ys: &[f32], k: f32) {
-        for block in ys.chunks_exact(Self::BLOCK) {
+    fn apply_blocks_portable<const RELU: bool>(
+        &mut self,
+        xs: &[f32],
+        a: &Affine,
+        k: f32,
+        out: &mut [f32],
+    ) {
+        let blocks = out.chunks_exact_mut(Self::BLOCK);
+        for (block, xb) in blocks.zip(xs.chunks_exact(Self::BLOCK)) {
+            for (y, &x) in block.iter_mut().zip(xb) {
+                *y = a.apply(x);
+            }
             self.add_block(block, k);
+            if RELU {
+                // f32::max turns NaN into 0, as dfdx's ReLU does.
+                for y in block.iter_mut() {
+                    *y = y.max(0.0);
+                }
+            }
         }
     }
 

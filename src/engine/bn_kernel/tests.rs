@@ -381,20 +381,37 @@ fn relu_moments_survive_a_large_offset_a_dead_channel_and_nan() {
     }
 }
 
-/// The ReLU sums give the same bits on the AVX2 path as on the portable one (the same
-/// arithmetic lane by lane), NaN, negatives and zeros included.
+/// The fused output-and-sums pass gives the same bits on the AVX2 path as on the portable one
+/// (the same arithmetic lane by lane), NaN, negatives and zeros included, with and without
+/// the ReLU: both the sums and the values written.
 #[test]
 fn relu_sums_are_the_same_bits_on_every_path() {
-    use super::ReluSums;
+    use super::{Affine, ReluSums};
     let dev = Cpu::seed_from_u64(13);
     let t: Tensor<(usize,), f32, Cpu> = dev.sample_normal_like(&(ReluSums::BLOCK * 37,));
-    let mut ys = to_host(&t);
-    ys[5] = f32::NAN;
-    ys[70] = 0.0;
-    ys[71] = -0.0;
-    let (mut dispatched, mut portable) = (ReluSums::default(), ReluSums::default());
-    dispatched.add_blocks(&ys, 0.25);
-    portable.add_blocks_portable(&ys, 0.25);
-    let bits = |s: &ReluSums| [s.sum, s.sum_sq, s.active].map(|lanes| lanes.map(f64::to_bits));
-    assert_eq!(bits(&dispatched), bits(&portable));
+    let mut xs = to_host(&t);
+    xs[5] = f32::NAN;
+    xs[70] = 0.3;
+    xs[71] = -0.0;
+    let a = Affine {
+        centre: 0.3,
+        scale: 1.7,
+        bias: -0.1,
+    };
+    for relu in [false, true] {
+        let (mut dispatched, mut portable) = (ReluSums::default(), ReluSums::default());
+        let (mut out_d, mut out_p) = (vec![0.0; xs.len()], vec![0.0; xs.len()]);
+        if relu {
+            dispatched.apply_blocks::<true>(&xs, &a, 0.25, &mut out_d);
+            portable.apply_blocks_portable::<true>(&xs, &a, 0.25, &mut out_p);
+        } else {
+            dispatched.apply_blocks::<false>(&xs, &a, 0.25, &mut out_d);
+            portable.apply_blocks_portable::<false>(&xs, &a, 0.25, &mut out_p);
+        }
+        let bits = |s: &ReluSums| [s.sum, s.sum_sq, s.active].map(|lanes| lanes.map(f64::to_bits));
+        assert_eq!(bits(&dispatched), bits(&portable), "relu {relu}");
+        let to_bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(to_bits(&out_d), to_bits(&out_p), "relu {relu}");
+        assert_eq!(out_d[70], if relu { 0.0 } else { -0.1 }, "relu {relu}");
+    }
 }
