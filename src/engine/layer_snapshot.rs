@@ -3,7 +3,8 @@
 //! this costs O(channels + weights): no activation is read again.
 use super::forward::BlockObservation;
 use super::params::BlockGrads;
-use crate::metrics::{drift, weights};
+use crate::metrics::drift;
+use crate::metrics::weights::{self, StepSums};
 use crate::protocol::{BnMode, LayerSnapshot, LayerSummary};
 
 /// The host-side record of one block for one step.
@@ -29,19 +30,14 @@ fn to_f32(xs: impl IntoIterator<Item = f64>) -> Vec<f32> {
 
 /// Per-channel readings of the conv weights (one per output channel).
 struct WeightRows {
-    /// ‖w‖ after the step.
-    norms: Vec<f64>,
-    /// The angle each row turned by in the step.
+    /// Each row's sums over its weights before and after the step and its gradient.
+    sums: Vec<StepSums>,
+    /// The angle each row turned by in the step (read twice: per row and as the layer's RMS).
     angles: Vec<f64>,
-    /// cos(w, ∇w) before the step.
-    cosines: Vec<f64>,
-    /// cos(w, Δw): how much of the step was radial.
-    radial: Vec<f64>,
 }
 
 impl BlockStep {
     pub fn snapshot(&self) -> LayerSnapshot {
-        let channels = self.gamma.len();
         let seen = &self.seen;
         let (batch, out, relu) = (
             &seen.measured.input,
@@ -74,10 +70,10 @@ impl BlockStep {
             beta: self.beta.clone(),
             grad_gamma: self.grads.gamma.clone(),
             grad_beta: self.grads.beta.clone(),
-            weight_norm: to_f32(rows.norms),
+            weight_norm: to_f32(rows.sums.iter().map(StepSums::after_norm)),
             angular_update: to_f32(rows.angles),
-            weight_grad_cos: to_f32(rows.cosines),
-            weight_grad_norm: weights::row_norms_f32(&self.grads.weight, channels),
+            weight_grad_cos: to_f32(rows.sums.iter().map(StepSums::grad_cosine)),
+            weight_grad_norm: to_f32(rows.sums.iter().map(StepSums::grad_norm)),
             bias_grad: self.conv_bias.then(|| self.grads.bias.clone()),
             // Filled in by the publisher, which sees every step (`layer_estimates`).
             ema: None,
@@ -102,17 +98,16 @@ impl BlockStep {
             .collect()
     }
 
+    /// One pass over the block's weights and weight gradient.
     fn weight_rows(&self) -> WeightRows {
-        let channels = self.gamma.len();
-        let step: Vec<f32> = (self.weight_after.iter().zip(&self.weight_before))
-            .map(|(a, b)| a - b)
-            .collect();
-        WeightRows {
-            norms: weights::row_norms(&self.weight_after, channels),
-            angles: weights::row_angles(&self.weight_before, &self.weight_after, channels),
-            cosines: weights::row_cosines(&self.weight_before, &self.grads.weight, channels),
-            radial: weights::row_cosines(&self.weight_before, &step, channels),
-        }
+        let (sums, angles) = weights::row_step_sums(
+            &self.weight_before,
+            &self.weight_after,
+            &self.grads.weight,
+            self.gamma.len(),
+        )
+        .unzip();
+        WeightRows { sums, angles }
     }
 
     /// The layer's one-number readings, from its per-channel ones.
@@ -123,45 +118,40 @@ impl BlockStep {
         let abs_d: Vec<f64> = drifts.iter().map(|x| x.d.abs()).collect();
         LayerSummary {
             drift: drift::rms(&big_d) as f32,
-            r_mean: mean(&r) as f32,
-            r_min: fold_nan_aware(&r, f64::min) as f32,
-            r_max: fold_nan_aware(&r, f64::max) as f32,
-            d_mean_abs: mean(&abs_d) as f32,
-            d_max_abs: fold_nan_aware(&abs_d, f64::max) as f32,
-            weight_norm: weights::norm(&self.weight_after) as f32,
+            r_mean: mean(r.iter().copied()) as f32,
+            r_min: fold_nan_aware(r.iter().copied(), f64::min) as f32,
+            r_max: fold_nan_aware(r.iter().copied(), f64::max) as f32,
+            d_mean_abs: mean(abs_d.iter().copied()) as f32,
+            d_max_abs: fold_nan_aware(abs_d.iter().copied(), f64::max) as f32,
+            // ‖w‖² of the layer is the sum of its rows' (in another order than one pass).
+            weight_norm: rows.sums.iter().map(|s| s.after_sq).sum::<f64>().sqrt() as f32,
             angular_update: drift::rms(&rows.angles) as f32,
-            effective_lr: mean(
-                &rows
-                    .norms
-                    .iter()
-                    .map(|n| weights::effective_lr(self.lr, n * n))
-                    .collect::<Vec<_>>(),
-            ) as f32,
-            max_abs_cos: fold_nan_aware(
-                &rows.cosines.iter().map(|c| c.abs()).collect::<Vec<_>>(),
-                f64::max,
-            ) as f32,
-            relu_active: mean(&relu.iter().map(|m| m.active_fraction).collect::<Vec<_>>()) as f32,
-            radial_fraction: mean(&rows.radial) as f32,
+            effective_lr: mean(rows.sums.iter().map(|s| {
+                let n = s.after_norm();
+                weights::effective_lr(self.lr, n * n)
+            })) as f32,
+            max_abs_cos: fold_nan_aware(rows.sums.iter().map(|s| s.grad_cosine().abs()), f64::max)
+                as f32,
+            relu_active: mean(relu.iter().map(|m| m.active_fraction)) as f32,
+            radial_fraction: mean(rows.sums.iter().map(StepSums::step_cosine)) as f32,
             noise_floor: f32::NAN,
         }
     }
 }
 
-fn mean(xs: &[f64]) -> f64 {
-    xs.iter().sum::<f64>() / xs.len().max(1) as f64
+fn mean(xs: impl ExactSizeIterator<Item = f64>) -> f64 {
+    let len = xs.len();
+    xs.sum::<f64>() / len.max(1) as f64
 }
 
 /// min/max that lets a NaN through (f64::min/max would silently skip it: a diverged channel must show).
-fn fold_nan_aware(xs: &[f64], pick: fn(f64, f64) -> f64) -> f64 {
-    xs.iter()
-        .copied()
-        .reduce(|a, b| {
-            if a.is_nan() || b.is_nan() {
-                f64::NAN
-            } else {
-                pick(a, b)
-            }
-        })
-        .unwrap_or(f64::NAN)
+fn fold_nan_aware(xs: impl Iterator<Item = f64>, pick: fn(f64, f64) -> f64) -> f64 {
+    xs.reduce(|a, b| {
+        if a.is_nan() || b.is_nan() {
+            f64::NAN
+        } else {
+            pick(a, b)
+        }
+    })
+    .unwrap_or(f64::NAN)
 }

@@ -5,7 +5,7 @@
 //! variance σ²_B·n/(n - 1). After t steps a batch k steps old has weight m(1 - m)^k.
 //! "Running" values below are POST-update unless stated: what the layer holds after step t.
 
-use super::moments::{moments_f64, unbiased_from_biased};
+use super::moments::unbiased_from_biased;
 
 /// One EMA step: `(1 - m)·running + m·batch` (the order of operations matches PyTorch).
 pub fn ema_update(running: f64, batch: f64, m: f64) -> f64 {
@@ -120,8 +120,9 @@ pub fn fit_lag_noise(batch_means: &[f64], running_means: &[f64]) -> Option<LagNo
     if len < 2 {
         return None;
     }
+    let n = len as f64;
     let t_mean = (len - 1) as f64 / 2.0;
-    let y_mean = moments_f64(batch_means).mean;
+    let y_mean = batch_means.iter().fold(0.0, |sum, &y| sum + y) / n;
     let (sxy, sxx) = batch_means
         .iter()
         .enumerate()
@@ -130,40 +131,51 @@ pub fn fit_lag_noise(batch_means: &[f64], running_means: &[f64]) -> Option<LagNo
             (sxy + dt * (y - y_mean), sxx + dt * dt)
         });
     let slope = sxy / sxx;
-    let fit = |t: usize| y_mean + slope * (t as f64 - t_mean);
-    let running_residual: Vec<f64> = running_means
-        .iter()
-        .enumerate()
-        .map(|(t, &r)| r - fit(t))
-        .collect();
-    let batch_residual: Vec<f64> = batch_means
-        .iter()
-        .enumerate()
-        .map(|(t, &y)| y - fit(t))
-        .collect();
-    let running = moments_f64(&running_residual);
-    let batch = moments_f64(&batch_residual);
+    // The residuals of both series from the line, recomputed in each pass rather than stored:
+    // the publisher fits every layer's window every few steps. Each sum is the one a separate
+    // pass over stored residuals would take, in the same order.
+    let residuals = || {
+        let fit = move |t: usize| y_mean + slope * (t as f64 - t_mean);
+        (running_means.iter().zip(batch_means).enumerate())
+            .map(move |(t, (&r, &y))| (r - fit(t), y - fit(t)))
+    };
+    let (running_sum, batch_sum) =
+        residuals().fold((0.0, 0.0), |(rs, bs), (r, b)| (rs + r, bs + b));
+    let (running_mean, batch_mean) = (running_sum / n, batch_sum / n);
+    let (mut running_sq, mut batch_sq, mut batch_lag1) = (0.0, 0.0, 0.0);
+    let mut previous: Option<f64> = None;
+    for (r, b) in residuals() {
+        running_sq += (r - running_mean) * (r - running_mean);
+        let dev = b - batch_mean;
+        batch_sq += dev * dev;
+        if let Some(previous) = previous {
+            batch_lag1 += previous * dev;
+        }
+        previous = Some(dev);
+    }
+    let batch_var = batch_sq / n;
     Some(LagNoise {
         slope,
-        lag_steps: -running.mean / slope,
-        noise_std: running.var.sqrt(),
-        batch_noise_std: batch.var.sqrt(),
-        batch_noise_lag1: lag1_autocorrelation(&batch_residual, batch.mean, batch.var),
+        lag_steps: -running_mean / slope,
+        noise_std: (running_sq / n).sqrt(),
+        batch_noise_std: batch_var.sqrt(),
+        batch_noise_lag1: lag1_autocorrelation(len, batch_lag1, batch_var),
     })
 }
 
-/// Σ (x_t - mean)(x_{t+1} - mean) / ((n - 1)·var): the sample lag-1 autocorrelation (var biased).
-fn lag1_autocorrelation(xs: &[f64], mean: f64, var: f64) -> f64 {
-    if xs.len() < 3 || var <= 0.0 {
+/// cov / ((n - 1)·var), cov = Σ (x_t - mean)(x_{t+1} - mean): the sample lag-1 autocorrelation
+/// of n values (var biased).
+fn lag1_autocorrelation(n: usize, cov: f64, var: f64) -> f64 {
+    if n < 3 || var <= 0.0 {
         return f64::NAN;
     }
-    let cov: f64 = xs.windows(2).map(|w| (w[0] - mean) * (w[1] - mean)).sum();
-    cov / ((xs.len() - 1) as f64 * var)
+    cov / ((n - 1) as f64 * var)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::moments::moments_f64;
     use crate::metrics::test_util::{assert_close, Gaussian};
 
     #[test]
@@ -320,5 +332,110 @@ mod tests {
         assert_close(fit.slope, 1.0, 1e-15);
         assert_close(fit.lag_steps, 1.0, 1e-15);
         assert_close(fit.noise_std, 0.0, 1e-15);
+    }
+
+    /// The fit as it was first written: each residual stored, each sum its own pass.
+    fn fit_lag_noise_in_stored_passes(
+        batch_means: &[f64],
+        running_means: &[f64],
+    ) -> Option<LagNoise> {
+        assert_eq!(
+            batch_means.len(),
+            running_means.len(),
+            "batch_means and running_means must cover the same steps"
+        );
+        let len = batch_means.len();
+        if len < 2 {
+            return None;
+        }
+        let t_mean = (len - 1) as f64 / 2.0;
+        let y_mean = moments_f64(batch_means).mean;
+        let (sxy, sxx) = batch_means
+            .iter()
+            .enumerate()
+            .fold((0.0, 0.0), |(sxy, sxx), (t, &y)| {
+                let dt = t as f64 - t_mean;
+                (sxy + dt * (y - y_mean), sxx + dt * dt)
+            });
+        let slope = sxy / sxx;
+        let fit = |t: usize| y_mean + slope * (t as f64 - t_mean);
+        let running_residual: Vec<f64> = running_means
+            .iter()
+            .enumerate()
+            .map(|(t, &r)| r - fit(t))
+            .collect();
+        let batch_residual: Vec<f64> = batch_means
+            .iter()
+            .enumerate()
+            .map(|(t, &y)| y - fit(t))
+            .collect();
+        let running = moments_f64(&running_residual);
+        let batch = moments_f64(&batch_residual);
+        Some(LagNoise {
+            slope,
+            lag_steps: -running.mean / slope,
+            noise_std: running.var.sqrt(),
+            batch_noise_std: batch.var.sqrt(),
+            batch_noise_lag1: stored_lag1_autocorrelation(&batch_residual, batch.mean, batch.var),
+        })
+    }
+    fn stored_lag1_autocorrelation(xs: &[f64], mean: f64, var: f64) -> f64 {
+        if xs.len() < 3 || var <= 0.0 {
+            return f64::NAN;
+        }
+        let cov: f64 = xs.windows(2).map(|w| (w[0] - mean) * (w[1] - mean)).sum();
+        cov / ((xs.len() - 1) as f64 * var)
+    }
+
+    fn bits(fit: Option<LagNoise>) -> Option<[u64; 5]> {
+        fit.map(|f| {
+            [
+                f.slope,
+                f.lag_steps,
+                f.noise_std,
+                f.batch_noise_std,
+                f.batch_noise_lag1,
+            ]
+            .map(f64::to_bits)
+        })
+    }
+
+    /// Fusing the passes changes no bit: a drifting noisy channel (lag-1 correlated, too), a
+    /// constant one (no batch noise: φ NaN), windows of 2 and 3 steps, and NaN data.
+    #[test]
+    fn fused_fit_is_the_stored_passes_fit() {
+        let mut noise = Gaussian::new(21);
+        let (mut running, mut previous) = (0.0, 0.0);
+        let mut batch = Vec::new();
+        let mut post = Vec::new();
+        for t in 0..400 {
+            previous = 0.6 * previous + noise.sample();
+            let mean = 0.3 + 2e-3 * f64::from(t) + 0.05 * previous;
+            running = ema_update(running, mean, 0.1);
+            batch.push(mean);
+            post.push(running);
+        }
+        let constant = vec![0.25; 50];
+        let mut with_nan = batch.clone();
+        with_nan[17] = f64::NAN;
+        let cases: [(&[f64], &[f64]); 6] = [
+            (&batch, &post),
+            (&batch[..2], &post[..2]),
+            (&batch[..3], &post[..3]),
+            (&constant, &post[..50]),
+            (&with_nan, &post),
+            (&batch, &with_nan),
+        ];
+        for (batch, running) in cases {
+            let fused = fit_lag_noise(batch, running);
+            assert_eq!(
+                bits(fused),
+                bits(fit_lag_noise_in_stored_passes(batch, running))
+            );
+        }
+        let drifting = fit_lag_noise(&batch, &post).expect("a fit");
+        assert!(drifting.batch_noise_lag1 > 0.2, "{drifting:?}");
+        let flat = fit_lag_noise(&constant, &post[..50]).expect("a fit");
+        assert!(flat.batch_noise_lag1.is_nan());
     }
 }
