@@ -8,9 +8,19 @@ use std::arch::x86_64::*;
 
 use super::super::ConvGeometry;
 
-/// Whether [`im2col_row`] and [`col2im_row`] run for `g`: AVX-512F and a stride of 1 or 2.
+/// Whether [`im2col_row`] and [`col2im_row`] run for `g`: AVX-512F and VL, a stride of 1 or 2.
 pub fn handles(g: &ConvGeometry) -> bool {
-    matches!(g.stride, 1 | 2) && super::super::gemm512::available()
+    #[cfg(target_arch = "x86_64")]
+    {
+        matches!(g.stride, 1 | 2)
+            && std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = g;
+        false
+    }
 }
 
 /// Where one matrix row (ky, kx) reads: output positions [x_lo, x_hi) of a line and [y_lo, y_hi)
@@ -138,9 +148,9 @@ unsafe fn im2col_row_avx512(image: &[f32], g: &ConvGeometry, span: RowSpan, dst:
 }
 
 /// # Safety
-/// The CPU has AVX-512F; `row` and `dx` have the lengths and `span` the bounds [`check`] asserts.
+/// The CPU has AVX-512F and VL; `row` and `dx` have the lengths and `span` the bounds [`check`] asserts.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
+#[target_feature(enable = "avx512f,avx512vl")]
 unsafe fn col2im_row_avx512(row: &[f32], g: &ConvGeometry, span: RowSpan, dx: &mut [f32]) {
     let (oh, ow, s) = (g.out_height(), g.out_width(), g.stride);
     let plane = g.height * g.width;
@@ -148,6 +158,9 @@ unsafe fn col2im_row_avx512(row: &[f32], g: &ConvGeometry, span: RowSpan, dx: &m
     let spread_lo = _mm512_setr_epi32(0, 0, 1, 0, 2, 0, 3, 0, 4, 0, 5, 0, 6, 0, 7, 0);
     let spread_hi = _mm512_setr_epi32(8, 0, 9, 0, 10, 0, 11, 0, 12, 0, 13, 0, 14, 0, 15, 0);
     let (y_lo, y_hi) = span.y;
+    if y_lo == y_hi {
+        return;
+    }
     let src = row.as_ptr();
     let d = dx.as_mut_ptr();
     for chunk in chunks(g, span) {
@@ -161,26 +174,48 @@ unsafe fn col2im_row_avx512(row: &[f32], g: &ConvGeometry, span: RowSpan, dx: &m
             chunk.read & 0x5555_5555
         };
         let (lo, hi) = (touched as u16, (touched >> 16) as u16);
-        for n in 0..g.batch {
-            for oy in y_lo..y_hi {
-                let v =
-                    _mm512_maskz_loadu_ps(chunk.inside, src.add((n * oh + oy) * ow + chunk.start));
-                let line = (n * plane + (oy * s + span.ky - g.padding) * g.width) as isize;
-                let w = d.wrapping_offset(line + chunk.window);
-                if s == 1 {
-                    let sum = _mm512_add_ps(_mm512_maskz_loadu_ps(lo, w), v);
-                    _mm512_mask_storeu_ps(w, lo, sum);
+        // A window of 16 lanes reaches into the next line written when lines are short (7 wide
+        // at stride 2: 14 floats on): its load would wait for that store to retire. Windows of
+        // at most 8 lanes are read and written with 8-lane registers.
+        let narrow = hi == 0 && lo >> 8 == 0;
+        // Steps of the column entries and of the input lines from image to image and from
+        // output line to output line. Images a plane apart in turn never overlap each other's
+        // windows, unless planes are whole 4 KB pages (then the addresses alias in the CPU's
+        // load-store check): then line after line of one image.
+        let (image, line) = ((oh * ow, plane), (ow, s * g.width));
+        let lines = y_hi - y_lo;
+        let ((outer_len, outer), (inner_len, inner)) = if (plane * 4) % 4096 != 0 {
+            ((lines, line), (g.batch, image))
+        } else {
+            ((g.batch, image), (lines, line))
+        };
+        let first_line = (y_lo * s + span.ky - g.padding) * g.width;
+        for i in 0..outer_len {
+            let mut from = src.add(y_lo * ow + chunk.start + i * outer.0);
+            let mut w = d.wrapping_offset((first_line + i * outer.1) as isize + chunk.window);
+            for _ in 0..inner_len {
+                let v = _mm512_maskz_loadu_ps(chunk.inside, from);
+                let a = if s == 1 {
+                    v
                 } else {
-                    let a = _mm512_maskz_permutexvar_ps(0x5555, spread_lo, v);
+                    _mm512_maskz_permutexvar_ps(0x5555, spread_lo, v)
+                };
+                if narrow {
+                    let a = _mm512_castps512_ps256(a);
+                    let sum = _mm256_add_ps(_mm256_maskz_loadu_ps(lo as u8, w), a);
+                    _mm256_mask_storeu_ps(w, lo as u8, sum);
+                } else {
                     let sum = _mm512_add_ps(_mm512_maskz_loadu_ps(lo, w), a);
                     _mm512_mask_storeu_ps(w, lo, sum);
-                    if hi != 0 {
+                    if s == 2 && hi != 0 {
                         let w = w.wrapping_add(16);
                         let b = _mm512_maskz_permutexvar_ps(0x5555, spread_hi, v);
                         let sum = _mm512_add_ps(_mm512_maskz_loadu_ps(hi, w), b);
                         _mm512_mask_storeu_ps(w, hi, sum);
                     }
                 }
+                from = from.wrapping_add(inner.0);
+                w = w.wrapping_add(inner.1);
             }
         }
     }
