@@ -214,7 +214,7 @@ fn pack_strips<const W: usize>(
             }
         } else if m.row_stride == 1 {
             // Whole 16×16 blocks by register transposes, the rest element by element.
-            let (blocks_j, blocks_l) = if W % 16 == 0 {
+            let (blocks_j, blocks_l) = if W.is_multiple_of(16) {
                 (width / 16 * 16, kc / 16 * 16)
             } else {
                 (0, 0)
