@@ -184,7 +184,7 @@ unsafe fn col2im_row_avx512(row: &[f32], g: &ConvGeometry, span: RowSpan, dx: &m
         // load-store check): then line after line of one image.
         let (image, line) = ((oh * ow, plane), (ow, s * g.width));
         let lines = y_hi - y_lo;
-        let ((outer_len, outer), (inner_len, inner)) = if (plane * 4) % 4096 != 0 {
+        let ((outer_len, outer), (inner_len, inner)) = if !(plane * 4).is_multiple_of(4096) {
             ((lines, line), (g.batch, image))
         } else {
             ((g.batch, image), (lines, line))
