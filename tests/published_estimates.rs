@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use bntop::engine::layer_estimates::LayerEstimates;
 use bntop::engine::TrainConfig;
-use bntop::protocol::{Event, Snapshot};
+use bntop::protocol::Event;
 use bntop::session::decimator::Decimator;
 use bntop::session::reader::Reader;
 use bntop::session::{RecordDetail, SessionWriter};
@@ -17,6 +17,7 @@ use bntop::ui::synthetic;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 mod common;
+use common::snapshots;
 mod ui_support;
 use ui_support::{render, screen, unicode};
 
@@ -60,16 +61,6 @@ fn layers_table(app: &App) -> String {
         .position(|l| l.contains("D (D0)"))
         .unwrap_or_else(|| panic!("no table header\n{text}"));
     lines[first..=first + 3].join("\n")
-}
-
-fn snapshots(events: &[Event]) -> Vec<&Snapshot> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Snapshot(s) => Some(s),
-            _ => None,
-        })
-        .collect()
 }
 
 /// A replay of a thinned recording shows D0 beside D for every layer, and the lab's EMA rows.

@@ -6,6 +6,9 @@ use std::path::Path;
 use bntop::protocol::{BnMode, Control, DataOrder, EndReason, Event};
 use bntop::session::reader::Reader;
 
+mod common;
+use common::snapshots;
+
 fn read_all(name: &str) -> Vec<Event> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("sessions")
@@ -143,16 +146,6 @@ const STALE_SWITCH: u64 = 1539;
 
 fn mean(xs: &[f64]) -> f64 {
     xs.iter().sum::<f64>() / xs.len() as f64
-}
-
-fn snapshots(events: &[Event]) -> Vec<&bntop::protocol::Snapshot> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Snapshot(s) => Some(s),
-            _ => None,
-        })
-        .collect()
 }
 
 #[test]

@@ -163,3 +163,15 @@ pub fn record(path: &std::path::Path, events: &[Event]) {
         writer.record(e).expect("record");
     }
 }
+
+/// The snapshots among `events`, in order.
+#[allow(dead_code)] // not by every test binary
+pub fn snapshots(events: &[Event]) -> Vec<&bntop::protocol::Snapshot> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Snapshot(s) => Some(s),
+            _ => None,
+        })
+        .collect()
+}
