@@ -16,6 +16,7 @@ use super::forward::{
 };
 use super::host::{from_host, to_host, to_pooled, PooledBuffer};
 use super::model::ConvBn;
+use super::parallel::MIN_TASK_ELEMENTS;
 use crate::protocol::BnMode;
 
 type Taped = OwnedTape<f32, Cpu>;
@@ -140,7 +141,9 @@ fn normalize(
 
 /// `buffer` set to zeros, in parallel (col2im adds into it).
 fn zeroed(mut buffer: PooledBuffer) -> PooledBuffer {
-    buffer.par_chunks_mut(1 << 15).for_each(|c| c.fill(0.0));
+    buffer
+        .par_chunks_mut(MIN_TASK_ELEMENTS)
+        .for_each(|c| c.fill(0.0));
     buffer
 }
 

@@ -8,10 +8,11 @@ use dfdx::prelude::*;
 use rayon::prelude::*;
 
 use super::batchnorm::BnInput;
-use super::bn_kernel::{batch_moments, channels_per_task, Constants};
+use super::bn_kernel::{batch_moments, Constants};
 use super::forward::InferenceStats;
 use super::host::{from_host, shared_pool, to_host, to_pooled};
 use super::model::BatchNorm;
+use super::parallel::chunks_per_task;
 use crate::metrics::moments::Moments;
 
 /// Normalises channel-major `x` (C, N, H, W) by `stats`, then applies γ, β and (with `relu`)
@@ -38,7 +39,7 @@ pub fn batch_norm_infer(
     let n = shape.1 * shape.2 * shape.3;
     if n > 0 {
         (affine.par_iter().zip(xs.par_chunks_exact_mut(n)))
-            .with_min_len(channels_per_task(n))
+            .with_min_len(chunks_per_task(n))
             .for_each(|(a, values)| {
                 for v in values.iter_mut() {
                     let y = a.apply(*v);

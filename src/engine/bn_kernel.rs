@@ -16,6 +16,7 @@ use rayon::prelude::*;
 use super::batchnorm::BnInput;
 use super::host::{from_host, shared_pool, to_host, to_pooled, PooledBuffer};
 use super::model::BatchNorm;
+use super::parallel::chunks_per_task;
 use crate::metrics::clamp_non_negative;
 use crate::metrics::moments::{moments, Moments, ReluMoments};
 
@@ -282,7 +283,7 @@ fn forward_channels(
     let per_channel = (ys.par_chunks_exact_mut(n).zip(xs.par_chunks_exact(n)))
         .zip(affine.par_iter())
         .enumerate()
-        .with_min_len(channels_per_task(n))
+        .with_min_len(chunks_per_task(n))
         .map(|(c, ((yc, xc), a))| match output {
             Some(output) => {
                 let shift = relu_shift(output[c]);
@@ -340,7 +341,7 @@ impl Backward {
         // masked copy of all.
         let sums: Vec<(f64, f64)> = (dx.par_chunks_exact_mut(n).zip(dy.par_chunks_exact(n)))
             .enumerate()
-            .with_min_len(channels_per_task(n))
+            .with_min_len(chunks_per_task(n))
             .map_init(Vec::new, |masked, (c, (dxc, dyc))| {
                 self.channel_grads(c, dyc, dxc, add, masked)
             })
@@ -348,7 +349,8 @@ impl Backward {
         sums.into_iter().unzip()
     }
 
-    /// One channel c of [`Self::input_grads`]: adds ∂L/∂x to `dx`; returns (∂L/∂γ, ∂L/∂β).
+    /// One channel c of [`Self::input_grads`]: ∂L/∂x into `dx` (added with `add`); returns
+    /// (∂L/∂γ, ∂L/∂β).
     fn channel_grads<'a>(
         &self,
         c: usize,
@@ -396,19 +398,13 @@ fn store(dst: &mut [f32], values: impl Iterator<Item = f32>, add: bool) {
     }
 }
 
-/// Channels one rayon task takes at least, so that a task holds about 32K values: the late
-/// layers' small channels would cost more to hand out than to compute.
-pub(super) fn channels_per_task(n: usize) -> usize {
-    (1usize << 15).div_ceil(n.max(1))
-}
-
 /// [`channel_moments`](crate::metrics::moments::channel_moments) with the channels spread over
 /// the pool's threads: the same sums per channel, so the same bits.
 pub(super) fn batch_moments(xs: &[f32], channels: usize) -> Vec<Moments> {
     let n = xs.len() / channels.max(1);
     assert_eq!(n * channels, xs.len(), "channels must divide the values");
     (xs.par_chunks_exact(n.max(1)))
-        .with_min_len(channels_per_task(n))
+        .with_min_len(chunks_per_task(n))
         .map(moments)
         .collect()
 }

@@ -20,6 +20,7 @@ mod layer_snapshot;
 pub mod model;
 mod optimizer;
 mod outbox;
+mod parallel;
 pub mod params;
 mod population;
 mod probe;

@@ -10,16 +10,8 @@ use rayon::prelude::*;
 mod im2col512;
 
 use super::ConvGeometry;
+use crate::engine::parallel::chunks_per_task;
 use im2col512::RowSpan;
-
-/// Elements one rayon task handles at least: below this, splitting costs more than it gains
-/// (digit batches give matrices of a few thousand elements).
-const MIN_TASK_ELEMENTS: usize = 1 << 15;
-
-/// Chunks of `chunk` elements per task so that a task holds at least [`MIN_TASK_ELEMENTS`].
-fn chunks_per_task(chunk: usize) -> usize {
-    MIN_TASK_ELEMENTS.div_ceil(chunk.max(1))
-}
 
 /// Output coordinates [lo, hi) along one axis whose input coordinate o·stride + k − padding lies
 /// inside 0..size, for kernel offset `k`; the others read the zero padding.
