@@ -16,7 +16,7 @@ mod kernel;
 use dfdx::prelude::*;
 use dfdx::tensor::{PutTape, SplitTape};
 
-use super::host::{BufferPool, PooledBuffer};
+use super::host::{from_host, to_host, to_pooled, BufferPool, PooledBuffer};
 use kernel::{col2im_add, im2col, matmul, Operand};
 
 /// Shape of one convolution over channel-major activations.
@@ -93,20 +93,17 @@ where
         (in_channels, kernel, kernel_width),
         (g.in_channels, g.kernel, g.kernel)
     );
-    let dev = x.device().clone();
     let (x, mut tape) = x.split_tape();
     let (out, saved) = {
-        let mut input = cache.pool.take(g.input_len());
-        x.copy_into(&mut input);
-        let bias = bias.map(|b| b.as_vec());
-        conv_forward(&input, weight.as_vec(), bias.as_deref(), g, &cache.pool)
+        let input = to_pooled(&x, &cache.pool);
+        let bias = bias.map(to_host);
+        conv_forward(&input, to_host(weight), bias.as_deref(), g, &cache.pool)
     };
-    // The tensor's storage comes from dfdx's allocation cache: a Vec handed over with
-    // `tensor_from_vec` would join that cache when dropped and make it grow every step.
-    let mut tensor = dev.zeros_like(&(o, g.batch, g.out_height(), g.out_width()));
-    tensor.copy_from(&out);
-    drop(out);
-    let out = tensor;
+    let out = from_host(
+        x.device(),
+        &out,
+        (o, g.batch, g.out_height(), g.out_width()),
+    );
 
     if T::OWNS_TAPE {
         let (xg, wg, bg, og) = (
