@@ -17,7 +17,6 @@ use super::batchnorm::BnInput;
 use super::host::{from_host, shared_pool, to_host, to_pooled, PooledBuffer};
 use super::model::BatchNorm;
 use super::parallel::chunks_per_task;
-use crate::metrics::clamp_non_negative;
 use crate::metrics::moments::{moments, Moments, ReluMoments};
 
 /// What the fused op measured of one step's activations, per channel.
@@ -288,18 +287,17 @@ fn forward_channels(
             Some(output) => {
                 let shift = relu_shift(output[c]);
                 Some(if relu {
-                    apply_measuring_relu::<true>(xc, a, shift, yc)
+                    output_pass::apply_measuring::<true>(xc, a, shift, yc)
                 } else {
-                    apply_measuring_relu::<false>(xc, a, shift, yc)
+                    output_pass::apply_measuring::<false>(xc, a, shift, yc)
                 })
             }
-            // f32::max turns NaN into 0, as dfdx's ReLU does; the backward's mask is `y > 0`, as its.
             None if relu => {
-                (yc.iter_mut().zip(xc)).for_each(|(y, &x)| *y = a.apply(x).max(0.0));
+                output_pass::apply::<true>(xc, a, yc);
                 None
             }
             None => {
-                (yc.iter_mut().zip(xc)).for_each(|(y, &x)| *y = a.apply(x));
+                output_pass::apply::<false>(xc, a, yc);
                 None
             }
         });
@@ -448,142 +446,6 @@ fn relu_shift(y: Moments) -> f64 {
     }
 }
 
-/// Writes one channel's output to `out` (ReLU(y) with `RELU`, else y) and returns the moments
-/// of max(0, y) and P(y > 0), as [`relu_moments`](crate::metrics::moments::relu_moments)
-/// measures them. The sums are of y - `shift` (so a channel far above zero does not lose its
-/// variance to cancellation), in eight f32 lanes over blocks of 64 values (eight per lane: a
-/// few f32 roundings, vectorised), the blocks added in f64 (so the error does not grow with
-/// the batch). One pass: each block is written, summed while it is in L1, then clamped.
-fn apply_measuring_relu<const RELU: bool>(
-    xs: &[f32],
-    a: &Affine,
-    shift: f64,
-    out: &mut [f32],
-) -> ReluMoments {
-    let k = shift as f32;
-    let mut sums = ReluSums::default();
-    let whole = out.len() - out.len() % ReluSums::BLOCK;
-    let (out_blocks, out_tail) = out.split_at_mut(whole);
-    let (x_blocks, x_tail) = xs.split_at(whole);
-    sums.apply_blocks::<RELU>(x_blocks, a, k, out_blocks);
-    for (y, &x) in out_tail.iter_mut().zip(x_tail) {
-        *y = a.apply(x);
-    }
-    sums.add_tail(out_tail, k);
-    if RELU {
-        // f32::max turns NaN into 0, as dfdx's ReLU does.
-        for y in out_tail.iter_mut() {
-            *y = y.max(0.0);
-        }
-    }
-    sums.moments(k, xs.len())
-}
-
-/// Σ d, Σ d² and the count of y > 0, for d = max(0, y) - k with NaN kept.
-#[derive(Default)]
-struct ReluSums {
-    sum: [f64; Self::LANES],
-    sum_sq: [f64; Self::LANES],
-    active: [f64; Self::LANES],
-}
-
-impl ReluSums {
-    const LANES: usize = 8;
-    const BLOCK: usize = 64;
-
-    /// Whole blocks of [`Self::BLOCK`] values: y = a(x) into `out`, summed, then clamped with
-    /// `RELU`. With AVX2 the eight f32 lanes are one register (the default x86-64 target has
-    /// only SSE2's four); the arithmetic, lane by lane, is the same either way, so are the
-    /// results.
-    fn apply_blocks<const RELU: bool>(&mut self, xs: &[f32], a: &Affine, k: f32, out: &mut [f32]) {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2, checked just above.
-            unsafe { self.apply_blocks_avx2::<RELU>(xs, a, k, out) };
-            return;
-        }
-        self.apply_blocks_portable::<RELU>(xs, a, k, out);
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    unsafe fn apply_blocks_avx2<const RELU: bool>(
-        &mut self,
-        xs: &[f32],
-        a: &Affine,
-        k: f32,
-        out: &mut [f32],
-    ) {
-        self.apply_blocks_portable::<RELU>(xs, a, k, out);
-    }
-
-    #[inline(always)]
-    fn apply_blocks_portable<const RELU: bool>(
-        &mut self,
-        xs: &[f32],
-        a: &Affine,
-        k: f32,
-        out: &mut [f32],
-    ) {
-        let blocks = out.chunks_exact_mut(Self::BLOCK);
-        for (block, xb) in blocks.zip(xs.chunks_exact(Self::BLOCK)) {
-            for (y, &x) in block.iter_mut().zip(xb) {
-                *y = a.apply(x);
-            }
-            self.add_block(block, k);
-            if RELU {
-                // f32::max turns NaN into 0, as dfdx's ReLU does.
-                for y in block.iter_mut() {
-                    *y = y.max(0.0);
-                }
-            }
-        }
-    }
-
-    /// A block of [`Self::BLOCK`] values: f32 sums, eight values per lane, then added into the
-    /// f64 lanes.
-    #[inline(always)]
-    fn add_block(&mut self, ys: &[f32], k: f32) {
-        let mut s = [0.0f32; Self::LANES];
-        let mut q = [0.0f32; Self::LANES];
-        let mut c = [0.0f32; Self::LANES];
-        for chunk in ys.chunks_exact(Self::LANES) {
-            for l in 0..Self::LANES {
-                let y = chunk[l];
-                // max(0, y) keeping NaN, as the metrics measure it.
-                let d = (if y < 0.0 { 0.0 } else { y }) - k;
-                s[l] += d;
-                q[l] += d * d;
-                c[l] += if y > 0.0 { 1.0 } else { 0.0 };
-            }
-        }
-        for l in 0..Self::LANES {
-            self.sum[l] += f64::from(s[l]);
-            self.sum_sq[l] += f64::from(q[l]);
-            self.active[l] += f64::from(c[l]);
-        }
-    }
-
-    fn add_tail(&mut self, ys: &[f32], k: f32) {
-        for &y in ys {
-            let d = f64::from(if y < 0.0 { 0.0 } else { y } - k);
-            self.sum[0] += d;
-            self.sum_sq[0] += d * d;
-            self.active[0] += if y > 0.0 { 1.0 } else { 0.0 };
-        }
-    }
-
-    fn moments(&self, k: f32, n: usize) -> ReluMoments {
-        let n = n as f64;
-        let mean_d = self.sum.iter().sum::<f64>() / n;
-        ReluMoments {
-            mean: f64::from(k) + mean_d,
-            var: clamp_non_negative(self.sum_sq.iter().sum::<f64>() / n - mean_d * mean_d),
-            active_fraction: self.active.iter().sum::<f64>() / n,
-        }
-    }
-}
-
 /// running = (1-m)·running + m·batch, the variance unbiased (n/(n-1)): dfdx's `axpy` in f32.
 fn update_running_stats(bn: &mut BatchNorm, batch: &[Moments], n: usize) {
     let m = bn.momentum;
@@ -625,5 +487,6 @@ fn block_sums(x: &[f32], dy: &[f32], m: f32) -> (f64, f64) {
     }
     (total_dy, total_dy_centred)
 }
+mod output_pass;
 #[cfg(test)]
 mod tests;

@@ -381,37 +381,74 @@ fn relu_moments_survive_a_large_offset_a_dead_channel_and_nan() {
     }
 }
 
-/// The fused output-and-sums pass gives the same bits on the AVX2 path as on the portable one
-/// (the same arithmetic lane by lane), NaN, negatives and zeros included, with and without
-/// the ReLU: both the sums and the values written.
+/// The fused output-and-sums pass gives the same bits on every path the CPU can take (AVX-512,
+/// AVX2) as on the portable one (the same arithmetic lane by lane), NaN, negatives and zeros
+/// included, with and without the ReLU: both the sums and the values written. The length
+/// leaves a partial last block and a tail shorter than a lane.
 #[test]
 fn relu_sums_are_the_same_bits_on_every_path() {
-    use super::{Affine, ReluSums};
+    use super::output_pass::ReluSums;
+    use super::Affine;
     let dev = Cpu::seed_from_u64(13);
-    let t: Tensor<(usize,), f32, Cpu> = dev.sample_normal_like(&(ReluSums::BLOCK * 37,));
+    let len = ReluSums::BLOCK * 37 + 3 * ReluSums::LANES + 5;
+    let t: Tensor<(usize,), f32, Cpu> = dev.sample_normal_like(&(len,));
     let mut xs = to_host(&t);
     xs[5] = f32::NAN;
     xs[70] = 0.3;
     xs[71] = -0.0;
+    xs[len - 2] = f32::NAN;
     let a = Affine {
         centre: 0.3,
         scale: 1.7,
         bias: -0.1,
     };
-    for relu in [false, true] {
-        let (mut dispatched, mut portable) = (ReluSums::default(), ReluSums::default());
-        let (mut out_d, mut out_p) = (vec![0.0; xs.len()], vec![0.0; xs.len()]);
-        if relu {
-            dispatched.apply_blocks::<true>(&xs, &a, 0.25, &mut out_d);
-            portable.apply_blocks_portable::<true>(&xs, &a, 0.25, &mut out_p);
-        } else {
-            dispatched.apply_blocks::<false>(&xs, &a, 0.25, &mut out_d);
-            portable.apply_blocks_portable::<false>(&xs, &a, 0.25, &mut out_p);
+    type Path = fn(&mut ReluSums, &[f32], &Affine, f32, &mut [f32]);
+    let mut paths: Vec<(&str, Path, Path)> = vec![(
+        "portable",
+        |s, x, a, k, o| s.apply_portable::<true>(x, a, k, o),
+        |s, x, a, k, o| s.apply_portable::<false>(x, a, k, o),
+    )];
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            paths.push((
+                "avx2",
+                // SAFETY: the CPU has AVX2, checked just above.
+                |s, x, a, k, o| unsafe { s.apply_avx2::<true>(x, a, k, o) },
+                |s, x, a, k, o| unsafe { s.apply_avx2::<false>(x, a, k, o) },
+            ));
         }
-        let bits = |s: &ReluSums| [s.sum, s.sum_sq, s.active].map(|lanes| lanes.map(f64::to_bits));
-        assert_eq!(bits(&dispatched), bits(&portable), "relu {relu}");
-        let to_bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-        assert_eq!(to_bits(&out_d), to_bits(&out_p), "relu {relu}");
-        assert_eq!(out_d[70], if relu { 0.0 } else { -0.1 }, "relu {relu}");
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            paths.push((
+                "avx512",
+                // SAFETY: the CPU has AVX-512F, checked just above.
+                |s, x, a, k, o| unsafe { s.apply_avx512::<true>(x, a, k, o) },
+                |s, x, a, k, o| unsafe { s.apply_avx512::<false>(x, a, k, o) },
+            ));
+        }
+    }
+    let bits = |s: &ReluSums| [s.sum, s.sum_sq, s.active].map(|lanes| lanes.map(f64::to_bits));
+    let to_bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    for relu in [false, true] {
+        let results: Vec<_> = (paths.iter())
+            .map(|&(name, with_relu, without)| {
+                let (mut sums, mut out) = (ReluSums::default(), vec![0.0; xs.len()]);
+                (if relu { with_relu } else { without })(&mut sums, &xs, &a, 0.25, &mut out);
+                assert_eq!(out[70], if relu { 0.0 } else { -0.1 }, "{name} relu {relu}");
+                (name, bits(&sums), to_bits(&out))
+            })
+            .collect();
+        for (name, sums, out) in &results[1..] {
+            assert_eq!(sums, &results[0].1, "{name} relu {relu}");
+            assert_eq!(out, &results[0].2, "{name} relu {relu}");
+        }
+        // The plain pass writes the same values.
+        let mut plain = vec![0.0; xs.len()];
+        if relu {
+            super::output_pass::apply::<true>(&xs, &a, &mut plain);
+        } else {
+            super::output_pass::apply::<false>(&xs, &a, &mut plain);
+        }
+        assert_eq!(to_bits(&plain), results[0].2, "plain relu {relu}");
     }
 }
