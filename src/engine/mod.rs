@@ -26,6 +26,7 @@ mod population;
 mod probe;
 mod publisher;
 mod trainer;
+mod weight_step;
 
 use std::thread::JoinHandle;
 

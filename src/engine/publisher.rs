@@ -95,13 +95,15 @@ fn publish(rx: Receiver<Work>, mut outbox: Outbox, disconnected: &AtomicBool) {
                     mut snapshot,
                     blocks,
                 } = *step;
-                snapshot.layers = blocks.iter().map(BlockStep::snapshot).collect();
                 estimates.resize_with(blocks.len(), LayerEstimates::default);
-                for ((layer, block), estimate) in
-                    snapshot.layers.iter_mut().zip(&blocks).zip(&mut estimates)
-                {
-                    estimate.annotate(snapshot.step, layer, block.epsilon);
-                }
+                snapshot.layers = (blocks.into_iter().zip(&mut estimates))
+                    .map(|(block, estimate)| {
+                        let epsilon = block.epsilon;
+                        let mut layer = block.into_snapshot();
+                        estimate.annotate(snapshot.step, &mut layer, epsilon);
+                        layer
+                    })
+                    .collect();
                 outbox.send(Event::Snapshot(snapshot));
             }
             Err(RecvTimeoutError::Timeout) => outbox.flush(),

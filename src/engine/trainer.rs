@@ -15,11 +15,11 @@ use super::data::DataSet;
 use super::evaluate::{cross_entropy_and_hits, HeldOut};
 use super::forward::{BlockObservation, Observer, PassConfig};
 use super::layer_snapshot::BlockStep;
-use super::model::{block_geometries, one_hot, Net, Widths, CLASSES};
+use super::model::{block_geometries, one_hot, Net, PerChannel, Widths, CLASSES};
 use super::optimizer::NetOptimizer;
-use super::params::BlockGrads;
 use super::population;
 use super::publisher::{Publisher, StepRecord};
+use super::weight_step::WeightsBefore;
 use crate::protocol::{
     BnKind, BnMode, Control, ControlEvent, Conventions, DataInfo, EndReason, Event, LayerInfo,
     Marker, MarkerKind, RunConfig, RunEnd, RunHeader, Snapshot, FORMAT_NAME, FORMAT_VERSION_MAJOR,
@@ -331,17 +331,8 @@ impl Trainer {
         let mut grads = loss.backward();
 
         // Parameters and gradients before the update, for the weight metrics.
-        let before: Vec<_> = if metrics {
-            self.net
-                .blocks
-                .iter()
-                .map(|b| BlockBefore {
-                    weight: b.weight(),
-                    gamma: b.gamma(),
-                    beta: b.beta(),
-                    grads: b.grads(&grads),
-                })
-                .collect()
+        let before = if metrics {
+            self.measure_before(&mut grads)?
         } else {
             Vec::new()
         };
@@ -369,12 +360,35 @@ impl Trainer {
         })
     }
 
+    /// What the weight metrics need of each block before the update: γ, β, the small
+    /// gradients, and the conv weights measured with their gradient (read in place).
+    fn measure_before(&self, grads: &mut Gradients<f32, Cpu>) -> Result<Vec<BlockBefore>, String> {
+        let pool = self.cache.pool();
+        let read = |e: dfdx::tensor::CpuError| format!("reading gradients failed: {e}");
+        (self.net.blocks.iter())
+            .map(|b| {
+                let weight_grad = grads.get_or_alloc_mut(&b.weight).map_err(read)?;
+                let weights = WeightsBefore::measure(&b.weight, weight_grad, b.channels(), pool);
+                let mut grad_of = |t: &PerChannel| grads.get_or_alloc_mut(t).map(|g| g.to_vec());
+                Ok(BlockBefore {
+                    weights,
+                    gamma: b.gamma(),
+                    beta: b.beta(),
+                    grad_gamma: grad_of(&b.bn.scale).map_err(read)?,
+                    grad_beta: grad_of(&b.bn.bias).map_err(read)?,
+                    grad_bias: grad_of(&b.bias).map_err(read)?,
+                })
+            })
+            .collect()
+    }
+
     /// Everything the publisher needs to compute each layer's snapshot off this thread.
     fn block_steps(
         &self,
         observations: Vec<BlockObservation>,
         before: Vec<BlockBefore>,
     ) -> Vec<BlockStep> {
+        let pool = self.cache.pool();
         self.net
             .blocks
             .iter()
@@ -387,11 +401,12 @@ impl Trainer {
                 lr: self.lr as f64,
                 conv_bias: self.cfg.conv_bias,
                 seen,
-                grads: before.grads,
                 gamma: before.gamma,
                 beta: before.beta,
-                weight_before: before.weight,
-                weight_after: block.weight(),
+                grad_gamma: before.grad_gamma,
+                grad_beta: before.grad_beta,
+                grad_bias: before.grad_bias,
+                weight_rows: before.weights.after(&block.weight, pool),
             })
             .collect()
     }
@@ -466,8 +481,10 @@ const CUMULATIVE_REFUSED: &str =
 
 /// A block's parameters and gradients between backward and the optimizer update.
 struct BlockBefore {
-    weight: Vec<f32>,
+    weights: WeightsBefore,
     gamma: Vec<f32>,
     beta: Vec<f32>,
-    grads: BlockGrads,
+    grad_gamma: Vec<f32>,
+    grad_beta: Vec<f32>,
+    grad_bias: Vec<f32>,
 }

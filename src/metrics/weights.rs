@@ -234,110 +234,166 @@ fn cosine_of(dot: f64, norms: f64) -> f64 {
     (dot / norms).clamp(-1.0, 1.0)
 }
 
-/// Every sum of [`StepSums`] in one pass over a row before and after a step and its gradient,
-/// with [`pair_sum`]'s eight f64 partial sums each (so its norms and Σb·g are bit for bit those
-/// of [`norm`] and [`dot`]). The engine runs this over every conv weight every step: one pass
-/// instead of the fourteen that the per-quantity functions take.
+/// Every sum of [`StepSums`] over a row before (b) and after (a) a step and its gradient (g):
+/// [`grad_sums`] and [`move_sums`].
 ///
 /// # Panics
 /// If the lengths differ.
 pub fn step_sums(before: &[f32], after: &[f32], grad: &[f32]) -> StepSums {
-    assert!(
-        before.len() == after.len() && before.len() == grad.len(),
-        "step sums of rows of different lengths"
+    StepSums::new(grad_sums(before, grad), move_sums(before, after))
+}
+
+impl StepSums {
+    /// From a row's [`grad_sums`] and [`move_sums`].
+    pub fn new(grad: GradSums, moved: MoveSums) -> StepSums {
+        StepSums {
+            before_sq: grad.before_sq,
+            after_sq: moved.after_sq,
+            grad_sq: grad.grad_sq,
+            step_sq: moved.step_sq,
+            before_grad: grad.before_grad,
+            before_step: moved.before_step,
+        }
+    }
+}
+
+/// The sums a row and its gradient give before the step: the engine takes them while the
+/// gradient is still there to be read in place.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct GradSums {
+    /// Σb²
+    pub before_sq: f64,
+    /// Σg²
+    pub grad_sq: f64,
+    /// Σb·g
+    pub before_grad: f64,
+}
+
+/// The sums of a row before and after the step, with d = a - b in f64.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct MoveSums {
+    /// Σa²
+    pub after_sq: f64,
+    /// Σd²
+    pub step_sq: f64,
+    /// Σb·d
+    pub before_step: f64,
+}
+
+/// Σb², Σg² and Σb·g in one pass, each with [`pair_sum`]'s partial sums (so bit for bit [`norm`]²
+/// and [`dot`]).
+///
+/// # Panics
+/// If the lengths differ.
+pub fn grad_sums(before: &[f32], grad: &[f32]) -> GradSums {
+    assert_eq!(
+        before.len(),
+        grad.len(),
+        "a row and a gradient of different lengths"
     );
-    let mut lanes = [[0.0f64; STEP_LANES]; 6];
-    add_step_lanes(&mut lanes, before, after, grad);
-    let whole = before.len() - before.len() % STEP_LANES;
-    let mut tail = [[0.0f64; 6]; STEP_LANES];
-    let remainders = (before[whole..].iter())
-        .zip(&after[whole..])
-        .zip(&grad[whole..]);
-    let tail_len = remainders.len();
-    for (slot, ((&b, &a), &g)) in tail.iter_mut().zip(remainders) {
-        *slot = step_terms(b, a, g);
+    let [before_sq, grad_sq, before_grad] = triple_sum(before, grad, |b, g| [b * b, g * g, b * g]);
+    GradSums {
+        before_sq,
+        grad_sq,
+        before_grad,
     }
-    // Summed as pair_sum sums: the lanes in order, then the tail's own sum.
-    let sum = |k: usize| {
-        lanes[k].iter().sum::<f64>() + tail[..tail_len].iter().map(|t| t[k]).sum::<f64>()
-    };
-    StepSums {
-        before_sq: sum(0),
-        after_sq: sum(1),
-        grad_sq: sum(2),
-        step_sq: sum(3),
-        before_grad: sum(4),
-        before_step: sum(5),
+}
+
+/// Σa², Σd² and Σb·d (d = a - b) in one pass, each with [`pair_sum`]'s partial sums (so Σa² is
+/// bit for bit [`norm`]²).
+///
+/// # Panics
+/// If the lengths differ.
+pub fn move_sums(before: &[f32], after: &[f32]) -> MoveSums {
+    assert_eq!(before.len(), after.len(), "rows of different lengths");
+    let [after_sq, step_sq, before_step] = triple_sum(before, after, |b, a| {
+        let d = a - b;
+        [a * a, d * d, b * d]
+    });
+    MoveSums {
+        after_sq,
+        step_sq,
+        before_step,
     }
+}
+
+/// Three sums of f(x_i, y_i) in one pass, each as [`pair_sum`] sums it: [`STEP_LANES`] partial
+/// sums in order, then the tail's own sum.
+#[inline(always)]
+fn triple_sum(x: &[f32], y: &[f32], f: impl Fn(f64, f64) -> [f64; 3]) -> [f64; 3] {
+    let mut lanes = [[0.0f64; STEP_LANES]; 3];
+    add_lanes(&mut lanes, x, y, &f);
+    let whole = x.len() - x.len() % STEP_LANES;
+    let tail = (x[whole..].iter().zip(&y[whole..])).map(|(&a, &b)| f(f64::from(a), f64::from(b)));
+    let mut tails = [0.0f64; 3];
+    for (k, total) in tails.iter_mut().enumerate() {
+        *total = tail.clone().map(|t| t[k]).sum::<f64>();
+    }
+    [0, 1, 2].map(|k| lanes[k].iter().sum::<f64>() + tails[k])
 }
 
 /// [`pair_sum`]'s partial sums.
 const STEP_LANES: usize = 8;
 
-/// [Σb², Σa², Σg², Σd², Σb·g, Σb·d] of one element.
-#[inline(always)]
-fn step_terms(b: f32, a: f32, g: f32) -> [f64; 6] {
-    let (b, a, g) = (f64::from(b), f64::from(a), f64::from(g));
-    let d = a - b;
-    [b * b, a * a, g * g, d * d, b * g, b * d]
-}
-
-/// Adds the terms of the whole chunks of [`STEP_LANES`] elements into `lanes[term][lane]`. With
-/// AVX2 a lane group is one register and the 48 sums nearly fit in registers (the default
-/// x86-64 target has SSE2's two f64 per register and spills); the arithmetic, lane by lane, is
-/// the same either way (no fused multiply-add), so are the sums.
-fn add_step_lanes(lanes: &mut [[f64; STEP_LANES]; 6], before: &[f32], after: &[f32], grad: &[f32]) {
+/// Adds f of the whole chunks of [`STEP_LANES`] elements into `lanes[term][lane]`. With AVX2 a
+/// lane group is one register (the default x86-64 target has SSE2's two f64 per register); the
+/// arithmetic, lane by lane, is the same either way (no fused multiply-add), so are the sums.
+fn add_lanes<F: Fn(f64, f64) -> [f64; 3]>(
+    lanes: &mut [[f64; STEP_LANES]; 3],
+    x: &[f32],
+    y: &[f32],
+    f: &F,
+) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f") {
             // SAFETY: the CPU has AVX-512F, checked just above.
-            unsafe { add_step_lanes_avx512(lanes, before, after, grad) };
+            unsafe { add_lanes_avx512(lanes, x, y, f) };
             return;
         }
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU has AVX2, checked just above.
-            unsafe { add_step_lanes_avx2(lanes, before, after, grad) };
+            unsafe { add_lanes_avx2(lanes, x, y, f) };
             return;
         }
     }
-    add_step_lanes_portable(lanes, before, after, grad);
+    add_lanes_portable(lanes, x, y, f);
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn add_step_lanes_avx512(
-    lanes: &mut [[f64; STEP_LANES]; 6],
-    before: &[f32],
-    after: &[f32],
-    grad: &[f32],
+unsafe fn add_lanes_avx512<F: Fn(f64, f64) -> [f64; 3]>(
+    lanes: &mut [[f64; STEP_LANES]; 3],
+    x: &[f32],
+    y: &[f32],
+    f: &F,
 ) {
-    add_step_lanes_portable(lanes, before, after, grad);
+    add_lanes_portable(lanes, x, y, f);
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn add_step_lanes_avx2(
-    lanes: &mut [[f64; STEP_LANES]; 6],
-    before: &[f32],
-    after: &[f32],
-    grad: &[f32],
+unsafe fn add_lanes_avx2<F: Fn(f64, f64) -> [f64; 3]>(
+    lanes: &mut [[f64; STEP_LANES]; 3],
+    x: &[f32],
+    y: &[f32],
+    f: &F,
 ) {
-    add_step_lanes_portable(lanes, before, after, grad);
+    add_lanes_portable(lanes, x, y, f);
 }
 
 #[inline(always)]
-fn add_step_lanes_portable(
-    lanes: &mut [[f64; STEP_LANES]; 6],
-    before: &[f32],
-    after: &[f32],
-    grad: &[f32],
+fn add_lanes_portable<F: Fn(f64, f64) -> [f64; 3]>(
+    lanes: &mut [[f64; STEP_LANES]; 3],
+    x: &[f32],
+    y: &[f32],
+    f: &F,
 ) {
-    let chunks = (before.chunks_exact(STEP_LANES))
-        .zip(after.chunks_exact(STEP_LANES))
-        .zip(grad.chunks_exact(STEP_LANES));
-    for ((bs, as_), gs) in chunks {
+    let (xs, _) = x.as_chunks::<STEP_LANES>();
+    let (ys, _) = y.as_chunks::<STEP_LANES>();
+    for (xl, yl) in xs.iter().zip(ys) {
         for l in 0..STEP_LANES {
-            let t = step_terms(bs[l], as_[l], gs[l]);
+            let t = f(f64::from(xl[l]), f64::from(yl[l]));
             for (k, term) in t.into_iter().enumerate() {
                 lanes[k][l] += term;
             }
@@ -703,19 +759,25 @@ mod tests {
     }
 
     /// The vector paths (AVX-512, AVX2, whichever this CPU has) add exactly what the portable
-    /// loop adds.
+    /// loop adds, for both passes' terms.
     #[test]
     fn step_lanes_are_the_same_on_every_path() {
         let mut noise = crate::metrics::test_util::Gaussian::new(7);
-        let [b, a, g] = [(); 3].map(|_| to_f32(&gaussian_row(&mut noise, 8 * 37)));
-        let (mut dispatched, mut portable) = ([[0.0; STEP_LANES]; 6], [[0.0; STEP_LANES]; 6]);
-        add_step_lanes(&mut dispatched, &b, &a, &g);
-        add_step_lanes_portable(&mut portable, &b, &a, &g);
-        assert_eq!(dispatched, portable);
-        assert!(portable
-            .iter()
-            .flatten()
-            .all(|x| x.is_finite() && *x != 0.0));
+        let [b, a] = [(); 2].map(|_| to_f32(&gaussian_row(&mut noise, 8 * 37)));
+        let terms: [fn(f64, f64) -> [f64; 3]; 2] = [
+            |b, g| [b * b, g * g, b * g],
+            |b, a| [a * a, (a - b) * (a - b), b * (a - b)],
+        ];
+        for f in terms {
+            let (mut dispatched, mut portable) = ([[0.0; STEP_LANES]; 3], [[0.0; STEP_LANES]; 3]);
+            add_lanes(&mut dispatched, &b, &a, &f);
+            add_lanes_portable(&mut portable, &b, &a, &f);
+            assert_eq!(dispatched, portable);
+            assert!(portable
+                .iter()
+                .flatten()
+                .all(|x| x.is_finite() && *x != 0.0));
+        }
     }
 
     /// Several rows at once: each row's readings and angle are those of its own slices.
