@@ -107,7 +107,7 @@ fn assert_shows_the_restored_run(app: &App, to: u64) {
     assert!(before < BRANCH, "the steps before the save are kept");
     for layer in &state.layers {
         assert!(layer.drift.last_step().is_some_and(|s| s <= to));
-        assert!(layer.ema_window.iter().all(|e| e.step <= to));
+        assert!(layer.ema_window.steps().all(|s| s <= to));
     }
     let marks: Vec<(u64, &str)> = (state.controls.iter())
         .map(|m| (m.step, m.label.as_str()))

@@ -389,7 +389,7 @@ fn running_mean_lags_the_drifting_batch_means_by_one_minus_m_over_m() {
     // The fit's window: the last 400 successive steps, 101-500.
     let state = state_at(&run_whole_from(cfg, 101, &[]), 500);
     for layer in &state.layers {
-        let window: Vec<u64> = layer.ema_window.iter().map(|s| s.step).collect();
+        let window: Vec<u64> = layer.ema_window.steps().collect();
         assert_eq!(window, (101..=500).collect::<Vec<_>>(), "{}", layer.name);
         let reading = ema_reading(layer).expect("a full window");
         let lag = reading.lag.expect("a trend to lag behind");

@@ -3,9 +3,7 @@
 //! recording keeps per-channel arrays every few seconds and a remote viewer every second, but
 //! both estimates need successive steps, so the publisher computes them and writes them into
 //! the snapshot it publishes; the dashboard prefers them to its own.
-use std::collections::VecDeque;
-
-use crate::metrics::ema_window::{push_step, read_window, spread, EmaStep};
+use crate::metrics::ema_window::{spread, EmaWindow};
 use crate::metrics::noise_floor::FloorEstimate;
 use crate::protocol::{BnMode, EmaFit, LayerSnapshot};
 
@@ -19,7 +17,7 @@ pub const EMA_FIT_EVERY: u64 = 8;
 #[derive(Default)]
 pub struct LayerEstimates {
     floor: FloorEstimate,
-    window: VecDeque<EmaStep>,
+    window: EmaWindow,
     /// Momentum and mode of the window's steps: a change starts the window over.
     regime: Option<(f32, BnMode)>,
     fit: Option<EmaFit>,
@@ -44,24 +42,18 @@ impl LayerEstimates {
             self.fit = None;
             self.regime = Some(regime);
         }
-        let channels = layer.batch_mean.len();
-        let followed = |v: &[f32]| -> Vec<f32> {
-            spread(channels, EMA_CHANNELS)
-                .map(|c| v.get(c).copied().unwrap_or(f32::NAN))
-                .collect()
-        };
-        let entry = EmaStep {
+        self.window.push_followed(
             step,
-            batch_mean: followed(&layer.batch_mean),
-            running_mean_post: followed(&layer.running_mean_post),
-        };
-        push_step(&mut self.window, entry);
+            spread(layer.batch_mean.len(), EMA_CHANNELS),
+            &layer.batch_mean,
+            &layer.running_mean_post,
+        );
         if self.window.len() == 1 {
             self.fit = None;
         }
         let due = self.fit.is_none() || step >= self.fitted_at + EMA_FIT_EVERY;
         if layer.mode == BnMode::Train && due {
-            self.fit = read_window(&self.window, f64::from(layer.momentum)).map(|r| EmaFit {
+            self.fit = self.window.read(f64::from(layer.momentum)).map(|r| EmaFit {
                 steps: r.steps as u32,
                 lag: r.lag.map_or(f32::NAN, |x| x as f32),
                 noise: r.noise as f32,

@@ -111,66 +111,13 @@ pub struct LagNoise {
 /// # Panics
 /// If the two slices have different lengths.
 pub fn fit_lag_noise(batch_means: &[f64], running_means: &[f64]) -> Option<LagNoise> {
-    assert_eq!(
-        batch_means.len(),
-        running_means.len(),
-        "batch_means and running_means must cover the same steps"
-    );
-    let len = batch_means.len();
-    if len < 2 {
-        return None;
-    }
-    let n = len as f64;
-    let t_mean = (len - 1) as f64 / 2.0;
-    let y_mean = batch_means.iter().fold(0.0, |sum, &y| sum + y) / n;
-    let (sxy, sxx) = batch_means
-        .iter()
-        .enumerate()
-        .fold((0.0, 0.0), |(sxy, sxx), (t, &y)| {
-            let dt = t as f64 - t_mean;
-            (sxy + dt * (y - y_mean), sxx + dt * dt)
-        });
-    let slope = sxy / sxx;
-    // The residuals of both series from the line, recomputed in each pass rather than stored:
-    // the publisher fits every layer's window every few steps. Each sum is the one a separate
-    // pass over stored residuals would take, in the same order.
-    let residuals = || {
-        let fit = move |t: usize| y_mean + slope * (t as f64 - t_mean);
-        (running_means.iter().zip(batch_means).enumerate())
-            .map(move |(t, (&r, &y))| (r - fit(t), y - fit(t)))
-    };
-    let (running_sum, batch_sum) =
-        residuals().fold((0.0, 0.0), |(rs, bs), (r, b)| (rs + r, bs + b));
-    let (running_mean, batch_mean) = (running_sum / n, batch_sum / n);
-    let (mut running_sq, mut batch_sq, mut batch_lag1) = (0.0, 0.0, 0.0);
-    let mut previous: Option<f64> = None;
-    for (r, b) in residuals() {
-        running_sq += (r - running_mean) * (r - running_mean);
-        let dev = b - batch_mean;
-        batch_sq += dev * dev;
-        if let Some(previous) = previous {
-            batch_lag1 += previous * dev;
-        }
-        previous = Some(dev);
-    }
-    let batch_var = batch_sq / n;
-    Some(LagNoise {
-        slope,
-        lag_steps: -running_mean / slope,
-        noise_std: (running_sq / n).sqrt(),
-        batch_noise_std: batch_var.sqrt(),
-        batch_noise_lag1: lag1_autocorrelation(len, batch_lag1, batch_var),
-    })
+    let (batch_means, _) = batch_means.as_chunks::<1>();
+    let (running_means, _) = running_means.as_chunks::<1>();
+    fit_lag_noise_lanes(batch_means, running_means).map(|[fit]| fit)
 }
 
-/// cov / ((n - 1)·var), cov = Σ (x_t - mean)(x_{t+1} - mean): the sample lag-1 autocorrelation
-/// of n values (var biased).
-fn lag1_autocorrelation(n: usize, cov: f64, var: f64) -> f64 {
-    if n < 3 || var <= 0.0 {
-        return f64::NAN;
-    }
-    cov / ((n - 1) as f64 * var)
-}
+mod lanes;
+pub use lanes::fit_lag_noise_lanes;
 
 #[cfg(test)]
 mod tests {

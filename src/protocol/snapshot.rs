@@ -209,7 +209,7 @@ pub struct LayerSnapshot {
 
 /// Format 1.5: lag and noise of a layer's running mean, measured over its last `steps`
 /// successive steps at one momentum in train mode (at most 400, at least 50) and averaged over
-/// up to 64 evenly spaced channels: what `metrics::ema::read_window` returns.
+/// up to 64 evenly spaced channels: what `metrics::ema_window::EmaWindow::read` returns.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
 pub struct EmaFit {
     /// Successive steps fitted; the last of them is this snapshot's step or at most

@@ -3,8 +3,8 @@
 //! arrive here the same way.
 use std::collections::VecDeque;
 
-use crate::metrics::ema_window::{push_step, read_window, EmaReading};
-pub use crate::metrics::ema_window::{EmaStep, EMA_WINDOW};
+use crate::metrics::ema_window::EmaReading;
+pub use crate::metrics::ema_window::{EmaWindow, EMA_WINDOW};
 use crate::metrics::noise_floor::FloorEstimate;
 use crate::metrics::weights::{theta_star_coupled, theta_star_decoupled};
 use crate::metrics::BN_EPSILON;
@@ -131,7 +131,7 @@ pub struct LayerState {
     pub heat_rows: Vec<HeatRow>,
     /// The last successive whole steps (cleared at a gap or a momentum change), of the charted
     /// channels.
-    pub ema_window: VecDeque<EmaStep>,
+    pub ema_window: EmaWindow,
     plan: HistoryPlan,
 }
 
@@ -159,7 +159,7 @@ impl LayerState {
             angular_update: s(),
             channel_history: Vec::new(),
             heat_rows: Vec::new(),
-            ema_window: VecDeque::new(),
+            ema_window: EmaWindow::default(),
             plan,
         };
         layer.lay_out_channels(channels);
@@ -182,7 +182,8 @@ impl LayerState {
                 log_r: Series::new(capacity),
             })
             .collect();
-        self.ema_window = VecDeque::with_capacity(EMA_WINDOW);
+        // Other channels: the window starts over (and drops a ring sized for another count).
+        self.ema_window = EmaWindow::default();
     }
 
     /// Every series this layer keeps.
@@ -205,11 +206,7 @@ impl LayerState {
     /// the noise floor's previous means.
     fn other_bytes(&self) -> usize {
         let f = std::mem::size_of::<f32>();
-        let ema: usize = self
-            .ema_window
-            .iter()
-            .map(|s| (s.batch_mean.capacity() + s.running_mean_post.capacity()) * f)
-            .sum();
+        let ema = self.ema_window.heap_bytes();
         let latest = self
             .latest
             .as_ref()
@@ -220,18 +217,12 @@ impl LayerState {
 
     /// Keep successive steps at one momentum: the lag and noise theory holds for a fixed m.
     fn observe_ema(&mut self, step: u64, layer: &LayerSnapshot) {
-        let charted = |v: &[f32]| -> Vec<f32> {
-            self.channel_history
-                .iter()
-                .map(|h| v.get(h.channel).copied().unwrap_or(f32::NAN))
-                .collect()
-        };
-        let entry = EmaStep {
+        self.ema_window.push_followed(
             step,
-            batch_mean: charted(&layer.batch_mean),
-            running_mean_post: charted(&layer.running_mean_post),
-        };
-        push_step(&mut self.ema_window, entry);
+            self.channel_history.iter().map(|h| h.channel),
+            &layer.batch_mean,
+            &layer.running_mean_post,
+        );
     }
 
     /// Forget the steps after `step` (see `RunState::rewind`).
@@ -257,7 +248,7 @@ impl LayerState {
         for s in series.into_iter().chain(channels).chain(rows) {
             s.truncate_after(step);
         }
-        self.ema_window.retain(|e| e.step <= step);
+        self.ema_window.truncate_after(step);
         // The next snapshot does not follow the last one seen.
         self.floor.break_succession();
     }
@@ -290,7 +281,7 @@ impl LayerState {
                 batch_correlation: f64::from(fit.batch_correlation),
                 best_momentum: Some(f64::from(fit.best_momentum)).filter(|x| x.is_finite()),
             }),
-            None => read_window(&self.ema_window, m),
+            None => self.ema_window.read(m),
         }
     }
 

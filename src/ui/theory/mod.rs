@@ -214,14 +214,8 @@ mod tests {
             for (r, b) in running.iter_mut().zip(&batch) {
                 *r = 0.9 * *r + 0.1 * b;
             }
-            if layer.ema_window.len() == crate::ui::state::EMA_WINDOW {
-                layer.ema_window.pop_front();
-            }
-            layer.ema_window.push_back(crate::ui::state::EmaStep {
-                step: t,
-                batch_mean: batch.iter().map(|&x| x as f32).collect(),
-                running_mean_post: running.iter().map(|&x| x as f32).collect(),
-            });
+            let f32s = |xs: &[f64]| xs.iter().map(|&x| x as f32).collect::<Vec<_>>();
+            layer.ema_window.push(t, &f32s(&batch), &f32s(&running));
         }
         let reading = ema_reading(&layer).expect("a reading");
         let lag = reading.lag.expect("a trend");
