@@ -115,8 +115,8 @@ fn fit<T: Copy + Into<f64>, const L: usize>(
     for l in 0..L {
         batch_sq[l] += previous[l] * previous[l];
     }
-    for t in 1..len {
-        let dev = line.deviations(t, &batch_means[t], &batch_mean);
+    for (t, row) in batch_means.iter().enumerate().skip(1) {
+        let dev = line.deviations(t, row, &batch_mean);
         for l in 0..L {
             batch_sq[l] += dev[l] * dev[l];
             batch_lag1[l] += previous[l] * dev[l];
