@@ -2,9 +2,9 @@
 //! every event to the [`Outbox`], in order.
 //!
 //! Every step's snapshot carries its layer metrics (FORMAT.md: "the complete state at one
-//! step"). Their raw material is small: per-channel moments the fused BN op measured and each
-//! block's weights and gradients, so finishing them (drift, weight norms, angles, cosines) is
-//! O(channels + weights) per step, done here so the training thread only copies. Here too, seeing
+//! step"). Their raw material is small: per-channel moments the fused BN op measured and per-row
+//! sums over each block's weights (taken on the training thread, `weight_step`), so finishing
+//! them (drift, weight norms, angles, cosines) is O(channels) per step, done here. Here too, seeing
 //! every step, each layer's noise floor D0 and EMA fit are estimated and published
 //! (`layer_estimates`), since a thinned recording or a remote viewer cannot rebuild them. The queue to
 //! this thread is bounded: should it fall [`MAX_PENDING`] records behind, the training thread

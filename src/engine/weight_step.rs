@@ -7,7 +7,7 @@ use rayon::prelude::*;
 
 use super::host::{to_pooled, BufferPool, PooledBuffer};
 use super::parallel::chunks_per_task;
-use crate::metrics::weights::{angle, grad_sums, move_sums, GradSums, StepSums};
+use crate::metrics::weights::{grad_sums, move_sums, GradSums, StepSums};
 
 /// The weights before the step and their rows' sums with the gradient.
 pub struct WeightsBefore {
@@ -40,9 +40,8 @@ impl WeightsBefore {
         WeightsBefore { weights, grad_sums }
     }
 
-    /// After the update: each row's step, with `weight` now holding the new weights. The angle
-    /// comes from the sums ([`StepSums::angle`]) or, for a step too nearly radial for them,
-    /// from the rows ([`angle`]).
+    /// After the update: each row's step, with `weight` now holding the new weights (the angle:
+    /// [`StepSums::row_angle`]).
     pub fn after<S: Shape, T>(
         self,
         weight: &Tensor<S, f32, Cpu, T>,
@@ -57,7 +56,7 @@ impl WeightsBefore {
             .with_min_len(chunks_per_task(fan_in))
             .map(|((b, a), &grad)| {
                 let sums = StepSums::new(grad, move_sums(b, a));
-                let angle = sums.angle().unwrap_or_else(|| angle(b, a));
+                let angle = sums.row_angle(b, a);
                 RowStep { sums, angle }
             })
             .collect()

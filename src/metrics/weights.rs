@@ -223,6 +223,14 @@ impl StepSums {
     }
 }
 
+impl StepSums {
+    /// The angle the row turned by, given the row before and after the step: [`Self::angle`],
+    /// or for a step too nearly radial for the sums, [`angle`] of the rows (two more passes).
+    pub fn row_angle(&self, before: &[f32], after: &[f32]) -> f64 {
+        self.angle().unwrap_or_else(|| angle(before, after))
+    }
+}
+
 /// Least share ‖d⊥‖²/‖d‖² of a step for which [`StepSums::angle`] reads the angle from the sums.
 const MIN_ACROSS_SHARE: f64 = 1e-4;
 
@@ -402,8 +410,7 @@ fn add_lanes_portable<F: Fn(f64, f64) -> [f64; 3]>(
 }
 
 /// [`step_sums`] of each of the `rows` rows (output channels) of row-major weights, and the
-/// angle each row turned by: [`StepSums::angle`], or for a step too nearly radial for that,
-/// [`angle`] of the row (two more passes over it).
+/// angle each row turned by ([`StepSums::row_angle`]).
 ///
 /// # Panics
 /// If the lengths differ, or `rows` is 0 or does not divide them.
@@ -418,7 +425,7 @@ pub fn row_step_sums<'a>(
         .zip(split_equal(grad, rows))
         .map(|((b, a), g)| {
             let sums = step_sums(b, a, g);
-            (sums, sums.angle().unwrap_or_else(|| angle(b, a)))
+            (sums, sums.row_angle(b, a))
         })
 }
 

@@ -54,6 +54,22 @@ fn output<const RELU: bool>(y: f32) -> f32 {
     }
 }
 
+/// max(0, y) - k, keeping NaN (as the metrics measure the ReLU output).
+#[inline(always)]
+fn relu_minus(y: f32, k: f32) -> f32 {
+    (if y < 0.0 { 0.0 } else { y }) - k
+}
+
+/// 1 where y counts as active (y > 0), else 0.
+#[inline(always)]
+fn active(y: f32) -> f32 {
+    if y > 0.0 {
+        1.0
+    } else {
+        0.0
+    }
+}
+
 /// Writes one channel's output (as [`apply`]) and returns the moments of max(0, y) and
 /// P(y > 0), as [`relu_moments`](crate::metrics::moments::relu_moments) measures them. The
 /// sums are of y - `shift`, so a channel far above zero does not lose its variance to
@@ -150,11 +166,10 @@ impl ReluSums {
             for (o, x) in o_lanes.iter_mut().zip(x_lanes) {
                 for l in 0..Self::LANES {
                     let y = a.apply(x[l]);
-                    // max(0, y) keeping NaN, as the metrics measure it.
-                    let d = (if y < 0.0 { 0.0 } else { y }) - k;
+                    let d = relu_minus(y, k);
                     s[l] += d;
                     q[l] += d * d;
-                    c[l] += if y > 0.0 { 1.0 } else { 0.0 };
+                    c[l] += active(y);
                     o[l] = output::<RELU>(y);
                 }
             }
@@ -166,10 +181,10 @@ impl ReluSums {
             // Fewer than LANES values left, in the last block only: summed in f64.
             for (o, &x) in o_tail.iter_mut().zip(x_tail) {
                 let y = a.apply(x);
-                let d = f64::from((if y < 0.0 { 0.0 } else { y }) - k);
+                let d = f64::from(relu_minus(y, k));
                 self.sum[0] += d;
                 self.sum_sq[0] += d * d;
-                self.active[0] += if y > 0.0 { 1.0 } else { 0.0 };
+                self.active[0] += f64::from(active(y));
                 *o = output::<RELU>(y);
             }
         }
