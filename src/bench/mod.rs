@@ -3,6 +3,7 @@
 //! worth reporting.
 pub mod dashboard;
 pub mod flops;
+pub mod interleaved;
 pub mod session;
 pub mod training;
 

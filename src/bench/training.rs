@@ -5,12 +5,16 @@
 //! random images of a chosen shape); the rate is taken from the
 //! snapshots' timestamps after a warm-up, so start-up does not count, and there is no plain
 //! held-out evaluation in the timed window. The three runs of a round go in a rotating order, so
-//! machine noise hits all alike; the rates are the medians over rounds, and the overhead and lab
-//! cost the medians of each round's own ratio (the runs of a round are seconds apart, while a
-//! shared machine's speed drifts over minutes).
+//! machine noise hits all alike; the rates are the medians over rounds, and the lab cost the
+//! median of each round's own ratio (the runs of a round are seconds apart, while a shared
+//! machine's speed drifts over minutes).
+//!
+//! The metric overhead is too small beside the spread between runs to read from separate runs,
+//! so each round adds one [`interleaved`] run, metrics on and off in alternate stretches; the
+//! column gives the median and quartiles of its stretches' slowdowns over all rounds.
 use std::io::Write;
 
-use super::flops;
+use super::{flops, interleaved};
 use crate::engine::{self, data::DataSet, model::Widths, TrainConfig};
 use crate::protocol::Event;
 
@@ -99,10 +103,17 @@ const LAB_EVERY: u64 = 200;
 const GFLOPS_CONVENTION: &str = "GFLOP/s: metrics-off steps/s x conv + linear FLOPs per step \
 (multiply-add = 2, forward + backward = 3x forward; BN, ReLU, pooling, loss and optimizer not counted)";
 
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    super::percentile(&xs, 0.5)
+fn median(xs: Vec<f64>) -> f64 {
+    quantiles(xs, [0.5])[0]
 }
+
+fn quantiles<const N: usize>(mut xs: Vec<f64>, at: [f64; N]) -> [f64; N] {
+    xs.sort_by(f64::total_cmp);
+    at.map(|p| super::percentile(&xs, p))
+}
+
+/// Timed steps per stretch of the interleaved run.
+const STRETCH_STEPS: u64 = 100;
 
 /// How much slower `slow` ran than `fast` (rates, one pair per round): the median over rounds
 /// of each round's own ratio, so drift from round to round cancels.
@@ -132,13 +143,20 @@ pub fn run(plan: &Plan, data: &DataSet, out: &mut dyn Write) -> Result<(), Strin
     writeln!(out, "{GFLOPS_CONVENTION}").map_err(io)?;
     writeln!(
         out,
-        "{:>6} {:>14} {:>8} {:>14} {:>11} {:>9} {:>17} {:>14} {:>9}",
+        "overhead: metrics on vs off in alternate stretches of {STRETCH_STEPS} timed steps in one \
+run per round, about --steps of each; median [quartiles] of the stretches"
+    )
+    .map_err(io)?;
+    writeln!(
+        out,
+        "{:>6} {:>14} {:>8} {:>14} {:>11} {:>9} {:>15} {:>17} {:>14} {:>9}",
         "batch",
         "metrics off",
         "GFLOP/s",
         "metrics on",
         "ms/step on",
         "overhead",
+        "[quartiles]",
         "steps w/ metrics",
         "+lab /200",
         "lab cost"
@@ -147,7 +165,15 @@ pub fn run(plan: &Plan, data: &DataSet, out: &mut dyn Write) -> Result<(), Strin
     for &batch in &plan.batches {
         let mut rates: [Vec<f64>; 3] = Default::default();
         let mut coverage = Vec::new();
+        let mut slowdowns = Vec::new();
+        let interleaved = interleaved::Plan {
+            batch,
+            widths: plan.widths.clone(),
+            pairs: plan.steps.div_ceil(STRETCH_STEPS).max(2),
+            timed: STRETCH_STEPS,
+        };
         for round in 0..plan.rounds {
+            slowdowns.extend(interleaved::slowdowns(data, &interleaved)?);
             // Rotate which goes first so drift in machine load does not favour one setting.
             for k in 0..SETTINGS.len() {
                 let i = (round + k) % SETTINGS.len();
@@ -158,15 +184,16 @@ pub fn run(plan: &Plan, data: &DataSet, out: &mut dyn Write) -> Result<(), Strin
                 }
             }
         }
-        let overhead = paired_slowdown(&rates[0], &rates[1]);
+        let [q1, overhead, q3] = quantiles(slowdowns, [0.25, 0.5, 0.75]);
         let lab_cost = paired_slowdown(&rates[1], &rates[2]);
         let [off, on, lab] = rates.map(median);
         let gflops = off * flops::per_step(shape, &widths, batch).training() as f64 / 1e9;
         writeln!(
             out,
-            "{batch:>6} {off:>9.1} st/s {gflops:>8.2} {on:>9.1} st/s {:>11.2} {:>8.1}% {:>16.1}% {lab:>9.1} st/s {:>8.1}%",
+            "{batch:>6} {off:>9.1} st/s {gflops:>8.2} {on:>9.1} st/s {:>11.2} {:>8.1}% {:>15} {:>16.1}% {lab:>9.1} st/s {:>8.1}%",
             1000.0 / on,
             100.0 * overhead,
+            format!("[{:.1}, {:.1}]", 100.0 * q1, 100.0 * q3),
             100.0 * median(coverage),
             100.0 * lab_cost
         )

@@ -25,6 +25,9 @@ pub struct TrainConfig {
     pub data_order: DataOrder,
     /// Per-layer statistics in every snapshot; off only to measure their cost.
     pub layer_metrics: bool,
+    /// `bntop bench` only: with layer metrics on, leave them out of alternate stretches of the
+    /// run, so their cost is measured between stretches of one run rather than between runs.
+    pub metrics_interleave: Option<Interleave>,
     pub start_paused: bool,
 }
 
@@ -53,8 +56,23 @@ impl Default for TrainConfig {
             conv_bias: false,
             data_order: DataOrder::Shuffled,
             layer_metrics: true,
+            metrics_interleave: None,
             start_paused: false,
         }
+    }
+}
+
+/// Layer metrics off for `off` steps, then on for `on` steps, and so on from step 1.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Interleave {
+    pub off: u64,
+    pub on: u64,
+}
+
+impl Interleave {
+    /// Whether `step` (counted from 1) falls in an "on" stretch.
+    pub fn metrics_on(&self, step: u64) -> bool {
+        step.saturating_sub(1) % (self.off + self.on).max(1) >= self.off
     }
 }
 
@@ -101,6 +119,12 @@ impl TrainConfig {
         if self.eval_samples == 0 {
             return Err("--eval-samples must be at least 1".into());
         }
+        if self
+            .metrics_interleave
+            .is_some_and(|i| i.off == 0 || i.on == 0)
+        {
+            return Err("interleaved metrics need stretches of at least one step".into());
+        }
         Ok(())
     }
 }
@@ -127,5 +151,15 @@ mod tests {
             let err = c.validate().expect_err(flag);
             assert!(err.starts_with(flag), "{err}");
         }
+    }
+
+    #[test]
+    fn interleave_alternates_off_then_on_from_step_one() {
+        let i = Interleave { off: 2, on: 3 };
+        let on: Vec<bool> = (1..=11).map(|step| i.metrics_on(step)).collect();
+        let want = [
+            false, false, true, true, true, false, false, true, true, true, false,
+        ];
+        assert_eq!(on, want);
     }
 }

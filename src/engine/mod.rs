@@ -32,7 +32,7 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender};
 
-pub use config::TrainConfig;
+pub use config::{Interleave, TrainConfig};
 pub use error::EngineError;
 use outbox::Outbox;
 use publisher::Publisher;

@@ -309,7 +309,8 @@ impl Trainer {
         );
         let targets = from_host(&self.dev, &one_hot(&labels), (n, Const::<CLASSES>));
 
-        let metrics = self.cfg.layer_metrics;
+        let metrics = self.cfg.layer_metrics
+            && (self.cfg.metrics_interleave).is_none_or(|i| i.metrics_on(self.step + 1));
         let mut observer = Observer::default();
         let mut grads = std::mem::replace(&mut self.grads, Gradients::leaky());
         self.net
