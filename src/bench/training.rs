@@ -112,8 +112,9 @@ fn quantiles<const N: usize>(mut xs: Vec<f64>, at: [f64; N]) -> [f64; N] {
     at.map(|p| super::percentile(&xs, p))
 }
 
-/// Timed steps per stretch of the interleaved run.
-const STRETCH_STEPS: u64 = 100;
+/// Timed steps per stretch of the interleaved run: a quarter of `--steps`, within these bounds
+/// (long stretches average out more noise; short ones keep slow workloads' runs short).
+const STRETCH_STEPS: std::ops::RangeInclusive<u64> = 50..=400;
 
 /// How much slower `slow` ran than `fast` (rates, one pair per round): the median over rounds
 /// of each round's own ratio, so drift from round to round cancels.
@@ -141,10 +142,13 @@ pub fn run(plan: &Plan, data: &DataSet, out: &mut dyn Write) -> Result<(), Strin
     )
     .map_err(io)?;
     writeln!(out, "{GFLOPS_CONVENTION}").map_err(io)?;
+    let stretch = (plan.steps / 4).clamp(*STRETCH_STEPS.start(), *STRETCH_STEPS.end());
+    let pairs = plan.steps.div_ceil(stretch).max(2);
     writeln!(
         out,
-        "overhead: metrics on vs off in alternate stretches of {STRETCH_STEPS} timed steps in one \
-run per round, about --steps of each; median [quartiles] of the stretches"
+        "overhead: metrics on vs off in alternate stretches of one run per round ({pairs} on \
+stretches of {stretch} timed steps, each against the off ones either side); median [quartiles] \
+over all rounds"
     )
     .map_err(io)?;
     writeln!(
@@ -169,8 +173,8 @@ run per round, about --steps of each; median [quartiles] of the stretches"
         let interleaved = interleaved::Plan {
             batch,
             widths: plan.widths.clone(),
-            pairs: plan.steps.div_ceil(STRETCH_STEPS).max(2),
-            timed: STRETCH_STEPS,
+            pairs,
+            timed: stretch,
         };
         for round in 0..plan.rounds {
             slowdowns.extend(interleaved::slowdowns(data, &interleaved)?);

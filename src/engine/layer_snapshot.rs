@@ -33,7 +33,7 @@ fn to_f32(xs: impl IntoIterator<Item = f64>) -> Vec<f32> {
 impl BlockStep {
     pub fn into_snapshot(self) -> LayerSnapshot {
         let drifts = self.drifts();
-        let angles: Vec<f64> = self.weight_rows.iter().map(|r| r.angle).collect();
+        let angles: Vec<f64> = self.weight_rows.iter().map(RowStep::angle).collect();
         let summary = self.summary(&drifts, &angles);
         let rows = &self.weight_rows;
         let sums = || rows.iter().map(|r| &r.sums);

@@ -158,8 +158,8 @@ pub fn row_angles(before: &[f32], after: &[f32], rows: usize) -> Vec<f64> {
 }
 
 /// The sums over one filter row that its per-step readings need, from the row before (b) and
-/// after (a) the optimizer step and its gradient (g), with d = a - b the step (in f64, so exact
-/// where a - b in f32 would round). See [`step_sums`].
+/// after (a) the optimizer step and its gradient (g), with d = a - b the step ([`move_sums`]).
+/// See [`step_sums`].
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct StepSums {
     /// Σb²
@@ -177,17 +177,17 @@ pub struct StepSums {
 }
 
 impl StepSums {
-    /// ‖a‖, bit for bit [`norm`] of the row after the step.
+    /// ‖a‖: [`norm`] of the row after the step, to f32 accuracy ([`triple_sum`]).
     pub fn after_norm(&self) -> f64 {
         self.after_sq.sqrt()
     }
 
-    /// ‖g‖, bit for bit [`norm`] of the gradient.
+    /// ‖g‖: [`norm`] of the gradient, to f32 accuracy.
     pub fn grad_norm(&self) -> f64 {
         self.grad_sq.sqrt()
     }
 
-    /// cos(b, g), bit for bit [`cosine`] of the row before the step and its gradient.
+    /// cos(b, g): [`cosine`] of the row before the step and its gradient, to about 1e-6.
     pub fn grad_cosine(&self) -> f64 {
         cosine_of(
             self.before_grad,
@@ -203,15 +203,28 @@ impl StepSums {
         )
     }
 
-    /// The angle the row turned by, [`angle`]`(b, a)` up to f64 rounding: a = b + d has
-    /// ‖b‖ + d·b̂ along b̂ and ‖d⊥‖ across it, ‖d⊥‖² = ‖d‖² - (d·b̂)², so
-    /// θ = atan2(‖d⊥‖, ‖b‖ + d·b̂), accurate at tiny angles (no acos). The subtraction loses
-    /// digits when the step is almost all radial (weight decay on a filter with no gradient):
-    /// None when ‖d⊥‖² < 1e-4·‖d‖², which leaves θ's relative error below about 1e-11;
-    /// [`angle`] of the rows is then accurate. π/2 if either row is zero; NaN in, NaN out.
+    /// The angle the row turned by, [`angle`]`(b, a)`: a = b + d has ‖b‖ + d·b̂ along b̂ and
+    /// ‖d⊥‖ across it, ‖d⊥‖² = ‖d‖² - (d·b̂)², so θ = atan2(‖d⊥‖, ‖b‖ + d·b̂), accurate at tiny
+    /// angles (no acos): the sums' errors scale with ‖d‖, not ‖b‖, so ‖d⊥‖² is within about
+    /// 3·5e-7·‖d‖² ([`triple_sum`]). The subtraction loses digits when the step is almost all
+    /// radial (weight decay on a filter with no gradient): None when ‖d⊥‖² < 1e-2·‖d‖², which
+    /// keeps θ's relative error below about 1e-4 (1e-6 for a step that mostly turns, as
+    /// gradient steps do); [`angle`] of the rows is then accurate. π/2 if either row is zero;
+    /// NaN in, NaN out.
     pub fn angle(&self) -> Option<f64> {
+        self.angle_sides()
+            .map(|(across, along)| across.atan2(along))
+    }
+
+    /// Whether [`Self::angle`] reads the angle from the sums (it is `Some`), without its atan2.
+    pub fn reads_angle(&self) -> bool {
+        self.angle_sides().is_some()
+    }
+
+    /// ‖d⊥‖ and ‖b‖ + d·b̂, the sides whose atan2 is [`Self::angle`]; (1, 0) for π/2.
+    fn angle_sides(&self) -> Option<(f64, f64)> {
         if self.before_sq == 0.0 || self.after_sq == 0.0 {
-            return Some(std::f64::consts::FRAC_PI_2);
+            return Some((1.0, 0.0));
         }
         let before_norm = self.before_sq.sqrt();
         let along = self.before_step / before_norm;
@@ -219,7 +232,7 @@ impl StepSums {
         if across_sq < MIN_ACROSS_SHARE * self.step_sq {
             return None;
         }
-        Some(across_sq.sqrt().atan2(before_norm + along))
+        Some((across_sq.sqrt(), before_norm + along))
     }
 }
 
@@ -232,7 +245,7 @@ impl StepSums {
 }
 
 /// Least share ‖d⊥‖²/‖d‖² of a step for which [`StepSums::angle`] reads the angle from the sums.
-const MIN_ACROSS_SHARE: f64 = 1e-4;
+const MIN_ACROSS_SHARE: f64 = 1e-2;
 
 /// dot/norms in [-1, 1] as [`cosine`] computes it; 0 without a direction, NaN kept.
 fn cosine_of(dot: f64, norms: f64) -> f64 {
@@ -277,7 +290,7 @@ pub struct GradSums {
     pub before_grad: f64,
 }
 
-/// The sums of a row before and after the step, with d = a - b in f64.
+/// The sums of a row before and after the step, with d = a - b ([`move_sums`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct MoveSums {
     /// Σa²
@@ -288,8 +301,7 @@ pub struct MoveSums {
     pub before_step: f64,
 }
 
-/// Σb², Σg² and Σb·g in one pass, each with [`pair_sum`]'s partial sums (so bit for bit [`norm`]²
-/// and [`dot`]).
+/// Σb², Σg² and Σb·g in one pass ([`triple_sum`]: to about 1e-6 of Σ|terms|).
 ///
 /// # Panics
 /// If the lengths differ.
@@ -307,8 +319,9 @@ pub fn grad_sums(before: &[f32], grad: &[f32]) -> GradSums {
     }
 }
 
-/// Σa², Σd² and Σb·d (d = a - b) in one pass, each with [`pair_sum`]'s partial sums (so Σa² is
-/// bit for bit [`norm`]²).
+/// Σa², Σd² and Σb·d (d = a - b) in one pass ([`triple_sum`]). d is taken in f32, which is
+/// exact wherever a is within a factor of two of b (Sterbenz), as it is for every weight a
+/// step moves by less than its size.
 ///
 /// # Panics
 /// If the lengths differ.
@@ -325,28 +338,37 @@ pub fn move_sums(before: &[f32], after: &[f32]) -> MoveSums {
     }
 }
 
-/// Three sums of f(x_i, y_i) in one pass, each as [`pair_sum`] sums it: [`STEP_LANES`] partial
-/// sums in order, then the tail's own sum.
+/// Three sums of f(x_i, y_i) in one pass, f in f32: [`STEP_LANES`] lanes, each adding at most
+/// [`F32_RUN`] terms in f32 before its f64 total takes them, then the tail's terms one by one
+/// in f64. Each result is within about (F32_RUN + 1)·2⁻²⁴ ≈ 5e-7 of the sum of |terms| of the
+/// exact one: f32-level accuracy, which is what the snapshot publishes (f32). The engine runs
+/// these over every conv weight twice a step, and in f32 they cost a quarter of f64 sums.
 #[inline(always)]
-fn triple_sum(x: &[f32], y: &[f32], f: impl Fn(f64, f64) -> [f64; 3]) -> [f64; 3] {
+fn triple_sum(x: &[f32], y: &[f32], f: impl Fn(f32, f32) -> [f32; 3]) -> [f64; 3] {
     let mut lanes = [[0.0f64; STEP_LANES]; 3];
     add_lanes(&mut lanes, x, y, &f);
     let whole = x.len() - x.len() % STEP_LANES;
-    let tail = (x[whole..].iter().zip(&y[whole..])).map(|(&a, &b)| f(f64::from(a), f64::from(b)));
-    let mut tails = [0.0f64; 3];
-    for (k, total) in tails.iter_mut().enumerate() {
-        *total = tail.clone().map(|t| t[k]).sum::<f64>();
+    let mut totals = [0.0f64; 3];
+    for (&a, &b) in x[whole..].iter().zip(&y[whole..]) {
+        for (total, term) in totals.iter_mut().zip(f(a, b)) {
+            *total += f64::from(term);
+        }
     }
-    [0, 1, 2].map(|k| lanes[k].iter().sum::<f64>() + tails[k])
+    for (total, lanes) in totals.iter_mut().zip(&lanes) {
+        *total += lanes.iter().sum::<f64>();
+    }
+    totals
 }
 
-/// [`pair_sum`]'s partial sums.
-const STEP_LANES: usize = 8;
+/// f32 lanes of [`triple_sum`]: one AVX-512 register.
+const STEP_LANES: usize = 16;
+/// Chunks of [`STEP_LANES`] elements a lane adds in f32 before its f64 total takes the sum.
+const F32_RUN: usize = 8;
 
-/// Adds f of the whole chunks of [`STEP_LANES`] elements into `lanes[term][lane]`. With AVX2 a
-/// lane group is one register (the default x86-64 target has SSE2's two f64 per register); the
-/// arithmetic, lane by lane, is the same either way (no fused multiply-add), so are the sums.
-fn add_lanes<F: Fn(f64, f64) -> [f64; 3]>(
+/// Adds f of the whole chunks of [`STEP_LANES`] elements into `lanes[term][lane]`, in runs of
+/// [`F32_RUN`] chunks summed in f32. The arithmetic, lane by lane, is the same on every path
+/// (no fused multiply-add), so are the sums.
+fn add_lanes<F: Fn(f32, f32) -> [f32; 3]>(
     lanes: &mut [[f64; STEP_LANES]; 3],
     x: &[f32],
     y: &[f32],
@@ -370,7 +392,7 @@ fn add_lanes<F: Fn(f64, f64) -> [f64; 3]>(
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn add_lanes_avx512<F: Fn(f64, f64) -> [f64; 3]>(
+unsafe fn add_lanes_avx512<F: Fn(f32, f32) -> [f32; 3]>(
     lanes: &mut [[f64; STEP_LANES]; 3],
     x: &[f32],
     y: &[f32],
@@ -381,7 +403,7 @@ unsafe fn add_lanes_avx512<F: Fn(f64, f64) -> [f64; 3]>(
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn add_lanes_avx2<F: Fn(f64, f64) -> [f64; 3]>(
+unsafe fn add_lanes_avx2<F: Fn(f32, f32) -> [f32; 3]>(
     lanes: &mut [[f64; STEP_LANES]; 3],
     x: &[f32],
     y: &[f32],
@@ -391,7 +413,7 @@ unsafe fn add_lanes_avx2<F: Fn(f64, f64) -> [f64; 3]>(
 }
 
 #[inline(always)]
-fn add_lanes_portable<F: Fn(f64, f64) -> [f64; 3]>(
+fn add_lanes_portable<F: Fn(f32, f32) -> [f32; 3]>(
     lanes: &mut [[f64; STEP_LANES]; 3],
     x: &[f32],
     y: &[f32],
@@ -399,11 +421,19 @@ fn add_lanes_portable<F: Fn(f64, f64) -> [f64; 3]>(
 ) {
     let (xs, _) = x.as_chunks::<STEP_LANES>();
     let (ys, _) = y.as_chunks::<STEP_LANES>();
-    for (xl, yl) in xs.iter().zip(ys) {
-        for l in 0..STEP_LANES {
-            let t = f(f64::from(xl[l]), f64::from(yl[l]));
-            for (k, term) in t.into_iter().enumerate() {
-                lanes[k][l] += term;
+    for (x_run, y_run) in xs.chunks(F32_RUN).zip(ys.chunks(F32_RUN)) {
+        let mut run = [[0.0f32; STEP_LANES]; 3];
+        for (xl, yl) in x_run.iter().zip(y_run) {
+            for l in 0..STEP_LANES {
+                let t = f(xl[l], yl[l]);
+                for (k, term) in t.into_iter().enumerate() {
+                    run[k][l] += term;
+                }
+            }
+        }
+        for (total, run) in lanes.iter_mut().zip(&run) {
+            for (t, r) in total.iter_mut().zip(run) {
+                *t += f64::from(*r);
             }
         }
     }
@@ -732,15 +762,25 @@ mod tests {
         xs.iter().map(|&x| x as f32).collect()
     }
 
-    /// Random rows and steps of every size (an unrelated row, a large and a small SGD step), of
-    /// lengths with and without a tail past the eight lanes: the fused sums read what the
-    /// per-quantity functions read. Norms and cos(b, g) bit for bit (the same partial sums);
-    /// cos(b, a - b) up to the f32 rounding of the step that the old code took; the angle to f64
-    /// rounding.
+    /// Σ f(x_i, y_i) exactly for f32 inputs: each product of two f32 is exact in f64, and an
+    /// f64 sum of a few hundred of them is exact to about 1e-14 of Σ|terms|.
+    fn exact_sum(x: &[f32], y: &[f32], f: impl Fn(f64, f64) -> f64) -> (f64, f64) {
+        let terms = x
+            .iter()
+            .zip(y)
+            .map(|(&a, &b)| f(f64::from(a), f64::from(b)));
+        (terms.clone().sum(), terms.map(f64::abs).sum())
+    }
+
+    /// The f32 runs of [`triple_sum`] keep every sum within its bound, (F32_RUN + 1)·2⁻²⁴ of
+    /// Σ|terms|, of the exact one: random rows and steps of every size (an unrelated row, a
+    /// large and a small SGD step), of lengths with and without whole runs and a tail past the
+    /// lanes. The step's sums read d = a - b as the f32 difference, which is exact here.
     #[test]
-    fn step_sums_agree_with_the_per_quantity_functions() {
+    fn fused_sums_are_within_their_f32_bound() {
+        let bound = (F32_RUN + 1) as f64 * f64::from(f32::EPSILON) / 2.0;
         let mut noise = crate::metrics::test_util::Gaussian::new(5);
-        for len in [2, 5, 8, 9, 27, 144, 289] {
+        for len in [2, 5, 9, 16, 27, 144, 289, 16 * F32_RUN * 3 + 7] {
             for step_scale in [3.0, 0.1, 1e-3] {
                 let before = gaussian_row(&mut noise, len);
                 let step = gaussian_row(&mut noise, len);
@@ -749,29 +789,40 @@ mod tests {
                     .collect();
                 let grad = gaussian_row(&mut noise, len);
                 let (b, a, g) = (to_f32(&before), to_f32(&after), to_f32(&grad));
+                let d: Vec<f32> = a.iter().zip(&b).map(|(a, b)| a - b).collect();
                 let sums = step_sums(&b, &a, &g);
-                assert_eq!(sums.after_norm(), norm(&a));
-                assert_eq!(sums.grad_norm(), norm(&g));
-                assert_eq!(sums.before_sq.sqrt(), norm(&b));
-                assert_eq!(sums.before_grad, dot(&b, &g));
-                assert_eq!(sums.grad_cosine(), cosine(&b, &g));
-                let step: Vec<f32> = a.iter().zip(&b).map(|(a, b)| a - b).collect();
-                assert_close(sums.step_cosine(), cosine(&b, &step), 1e-6);
-                assert_close(sums.step_sq.sqrt(), norm(&step), 1e-6 * norm(&step));
+                let checks = [
+                    (sums.before_sq, exact_sum(&b, &b, |x, y| x * y)),
+                    (sums.after_sq, exact_sum(&a, &a, |x, y| x * y)),
+                    (sums.grad_sq, exact_sum(&g, &g, |x, y| x * y)),
+                    (sums.before_grad, exact_sum(&b, &g, |x, y| x * y)),
+                    (sums.step_sq, exact_sum(&d, &d, |x, y| x * y)),
+                    (sums.before_step, exact_sum(&b, &d, |x, y| x * y)),
+                ];
+                for (k, (got, (exact, magnitude))) in checks.into_iter().enumerate() {
+                    assert!(
+                        (got - exact).abs() <= bound * magnitude,
+                        "len {len}, step {step_scale}, sum {k}: {got} against {exact}"
+                    );
+                }
+                assert_close(sums.after_norm(), norm(&a), 1e-6 * norm(&a));
+                assert_close(sums.grad_cosine(), cosine(&b, &g), 1e-6);
+                assert_close(sums.step_cosine(), cosine(&b, &d), 1e-6);
                 let theta = angle(&b, &a);
                 let fused = sums.angle().expect("a random step is not radial");
-                assert_close(fused, theta, 1e-12 * theta.max(1.0));
+                assert_close(fused, theta, 1e-5 * theta);
             }
         }
     }
 
     /// The vector paths (AVX-512, AVX2, whichever this CPU has) add exactly what the portable
-    /// loop adds, for both passes' terms.
+    /// loop adds, for both passes' terms, over several runs and a partial last run.
     #[test]
     fn step_lanes_are_the_same_on_every_path() {
         let mut noise = crate::metrics::test_util::Gaussian::new(7);
-        let [b, a] = [(); 2].map(|_| to_f32(&gaussian_row(&mut noise, 8 * 37)));
-        let terms: [fn(f64, f64) -> [f64; 3]; 2] = [
+        let len = STEP_LANES * (2 * F32_RUN + 3);
+        let [b, a] = [(); 2].map(|_| to_f32(&gaussian_row(&mut noise, len)));
+        let terms: [fn(f32, f32) -> [f32; 3]; 2] = [
             |b, g| [b * b, g * g, b * g],
             |b, a| [a * a, (a - b) * (a - b), b * (a - b)],
         ];
@@ -799,26 +850,46 @@ mod tests {
         let grad = to_f32(&gaussian_row(&mut noise, rows * fan_in));
         let (sums, angles): (Vec<StepSums>, Vec<f64>) =
             row_step_sums(&before, &after, &grad, rows).unzip();
-        let norms: Vec<f64> = sums.iter().map(StepSums::after_norm).collect();
-        assert_eq!(norms, row_norms(&after, rows));
-        let cosines: Vec<f64> = sums.iter().map(StepSums::grad_cosine).collect();
-        assert_eq!(cosines, row_cosines(&before, &grad, rows));
+        for (row, sums) in sums.iter().enumerate() {
+            let slice = |w: &[f32]| w[row * fan_in..(row + 1) * fan_in].to_vec();
+            assert_eq!(
+                *sums,
+                step_sums(&slice(&before), &slice(&after), &slice(&grad))
+            );
+        }
+        let norms = row_norms(&after, rows);
+        for (sums, norm) in sums.iter().zip(norms) {
+            assert_close(sums.after_norm(), norm, 1e-6 * norm);
+        }
+        let cosines = row_cosines(&before, &grad, rows);
+        for (sums, cosine) in sums.iter().zip(cosines) {
+            assert_close(sums.grad_cosine(), cosine, 1e-6);
+        }
         for (fused, theta) in angles.iter().zip(row_angles(&before, &after, rows)) {
-            assert_close(*fused, theta, 1e-12 * theta);
+            assert_close(*fused, theta, 1e-5 * theta);
         }
     }
 
     /// θ ≈ 1e-6 and 1e-7, one late SGD step: the angle from the sums is [`angle`]'s (accurate
-    /// there, `tiny_angles_are_accurate`) to 1e-9 relative, also when most of the step is radial
-    /// (weight decay shrinking the filter 50 times more than it turns). acos of the cosine would
-    /// be off by 1e-4 relative. A step almost all radial is left to [`angle`].
+    /// there, `tiny_angles_are_accurate`) to 1e-5 relative for a step that mostly turns, and to
+    /// the documented 1e-4 when weight decay shrinks the filter five times more than it turns
+    /// (‖d⊥‖²/‖d‖² ≈ 0.04). acos of the cosine would be off by 1e-4 relative at θ = 1e-6 however
+    /// the step splits. A step almost all radial (‖d⊥‖²/‖d‖² = 4e-4, 1e-6) is left to [`angle`].
     #[test]
     fn step_sums_keep_tiny_angles() {
         let mut noise = crate::metrics::test_util::Gaussian::new(8);
         let before = gaussian_row(&mut noise, 288);
         let b = to_f32(&before);
         let norm_b = norm(&b);
-        for (shrink, turn) in [(0.0, 1e-6), (0.0, 1e-7), (5e-5, 1e-6), (1e-3, 1e-6)] {
+        let cases = [
+            (0.0, 1e-6, Some(1e-5)),
+            (0.0, 1e-7, Some(1e-5)),
+            (5e-7, 1e-6, Some(1e-5)),
+            (5e-6, 1e-6, Some(1e-4)),
+            (5e-5, 1e-6, None),
+            (1e-3, 1e-6, None),
+        ];
+        for (shrink, turn, tolerance) in cases {
             // A direction across b, of length turn·‖b‖.
             let r = gaussian_row(&mut noise, 288);
             let along = r.iter().zip(&before).map(|(r, b)| r * b).sum::<f64>() / norm_b.powi(2);
@@ -835,13 +906,16 @@ mod tests {
             );
             let sums = step_sums(&b, &a, &b);
             let (_, row_angle) = row_step_sums(&b, &a, &b, 1).next().expect("one row");
-            if shrink < 1e-4 {
-                let fused = sums.angle().expect("enough of the step turns");
-                assert_close(fused, theta, 1e-9 * theta);
-                assert_eq!(row_angle, fused);
-            } else {
-                assert_eq!(sums.angle(), None, "‖d⊥‖²/‖d‖² = 1e-6");
-                assert_eq!(row_angle, theta);
+            match tolerance {
+                Some(tolerance) => {
+                    let fused = sums.angle().expect("enough of the step turns");
+                    assert_close(fused, theta, tolerance * theta);
+                    assert_eq!(row_angle, fused);
+                }
+                None => {
+                    assert_eq!(sums.angle(), None, "shrink {shrink}: all but radial");
+                    assert_eq!(row_angle, theta);
+                }
             }
         }
     }

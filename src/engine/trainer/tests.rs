@@ -44,10 +44,25 @@ fn config(optimizer: OptimizerKind) -> TrainConfig {
     cfg
 }
 
-/// The losses of `n` more steps, as bits.
-fn train(t: &mut Trainer, n: usize) -> Vec<u32> {
+/// The losses of `n` more steps and their weight readings (each conv row's sums across the
+/// step and its angle), as bits: the readings compare the weights before each update with
+/// those after it, so they repeat only if the run repeats the weights before every step too.
+fn train(t: &mut Trainer, n: usize) -> Vec<Vec<u64>> {
     (0..n)
-        .map(|_| t.train_step().expect("a step").snapshot.loss.to_bits())
+        .map(|_| {
+            let record = t.train_step().expect("a step");
+            let mut bits = vec![u64::from(record.snapshot.loss.to_bits())];
+            for row in record.blocks.iter().flat_map(|b| &b.weight_rows) {
+                let s = row.sums;
+                let sums = [s.before_sq, s.after_sq, s.grad_sq, s.step_sq, s.before_grad];
+                bits.extend(
+                    sums.iter()
+                        .chain([&s.before_step, &row.angle()])
+                        .map(|x| x.to_bits()),
+                );
+            }
+            bits
+        })
         .collect()
 }
 
