@@ -216,9 +216,14 @@ impl StepSums {
             .map(|(across, along)| across.atan2(along))
     }
 
-    /// Whether [`Self::angle`] reads the angle from the sums (it is `Some`), without its atan2.
+    /// Whether [`Self::angle`] reads the angle from the sums (it is `Some`). The training thread
+    /// asks this of every row, so it takes no root or division: ‖d⊥‖² < s·‖d‖² with
+    /// ‖d⊥‖² = ‖d‖² - (b·d)²/‖b‖² is (1 - s)·‖d‖²·‖b‖² < (b·d)². NaN reads (as NaN).
     pub fn reads_angle(&self) -> bool {
-        self.angle_sides().is_some()
+        let zero_row = self.before_sq == 0.0 || self.after_sq == 0.0;
+        let radial = (1.0 - MIN_ACROSS_SHARE) * self.step_sq * self.before_sq
+            < self.before_step * self.before_step;
+        zero_row || !radial
     }
 
     /// ‖d⊥‖ and ‖b‖ + d·b̂, the sides whose atan2 is [`Self::angle`]; (1, 0) for π/2.
@@ -226,12 +231,13 @@ impl StepSums {
         if self.before_sq == 0.0 || self.after_sq == 0.0 {
             return Some((1.0, 0.0));
         }
-        let before_norm = self.before_sq.sqrt();
-        let along = self.before_step / before_norm;
-        let across_sq = self.step_sq - along * along;
-        if across_sq < MIN_ACROSS_SHARE * self.step_sq {
+        if !self.reads_angle() {
             return None;
         }
+        let before_norm = self.before_sq.sqrt();
+        let along = self.before_step / before_norm;
+        // At least about s·‖d‖² (`reads_angle`), so positive.
+        let across_sq = self.step_sq - along * along;
         Some((across_sq.sqrt(), before_norm + along))
     }
 }
