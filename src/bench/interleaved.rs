@@ -8,9 +8,8 @@
 //! records of the "on" stretch before it, which would otherwise be charged to "off". An "on"
 //! stretch first refills the layer estimates' EMA window, which the gap emptied, so its timed
 //! steps fit a full window, as every step of a long run does.
-use crate::engine::{self, data::DataSet, model::Widths, Interleave, TrainConfig};
+use crate::engine::{data::DataSet, model::Widths, Interleave, TrainConfig};
 use crate::metrics::ema_window::EMA_WINDOW;
-use crate::protocol::Event;
 
 /// Untimed steps at the start of an "off" stretch.
 const SETTLE: u64 = 30;
@@ -44,36 +43,27 @@ pub fn slowdowns(data: &DataSet, plan: &Plan) -> Result<Vec<f64>, String> {
         widths: plan.widths.clone(),
         ..TrainConfig::default()
     };
-    let engine = engine::spawn(cfg, data.clone()).map_err(|e| e.to_string())?;
     let stretches = 2 * plan.pairs as usize + 1;
     let mut windows = vec![Window::default(); stretches];
     let mut mislabelled = 0u64;
-    for event in engine.events.iter() {
-        match event {
-            Event::Snapshot(s) if s.step >= 1 => {
-                let step = s.step - 1;
-                let (pair, within) = (step / period, step % period);
-                let on = within >= interleave.off;
-                mislabelled += u64::from(on == s.layers.is_empty());
-                let (stretch, untimed, offset) = match on {
-                    false => (2 * pair, SETTLE, within),
-                    true => (2 * pair + 1, REFILL, within - interleave.off),
-                };
-                // The step that closes the last untimed one starts the clock.
-                if offset + 1 >= untimed {
-                    if let Some(window) = windows.get_mut(stretch as usize) {
-                        window.see(s.step, s.time_s);
-                    }
-                }
+    super::each_snapshot(cfg, data, |s| {
+        let Some(step) = s.step.checked_sub(1) else {
+            return;
+        };
+        let (pair, within) = (step / period, step % period);
+        let on = within >= interleave.off;
+        mislabelled += u64::from(on == s.layers.is_empty());
+        let (stretch, untimed, offset) = match on {
+            false => (2 * pair, SETTLE, within),
+            true => (2 * pair + 1, REFILL, within - interleave.off),
+        };
+        // The step that closes the last untimed one starts the clock.
+        if offset + 1 >= untimed {
+            if let Some(window) = windows.get_mut(stretch as usize) {
+                window.see(s.step, s.time_s);
             }
-            Event::End(_) => break,
-            _ => {}
         }
-    }
-    engine
-        .thread
-        .join()
-        .map_err(|_| "the training thread panicked".to_string())?;
+    })?;
     if mislabelled > 0 {
         return Err(format!(
             "{mislabelled} snapshots of the interleaved run had layer metrics in the wrong stretch"

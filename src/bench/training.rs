@@ -15,8 +15,7 @@
 use std::io::Write;
 
 use super::{flops, interleaved};
-use crate::engine::{self, data::DataSet, model::Widths, TrainConfig};
-use crate::protocol::Event;
+use crate::engine::{data::DataSet, model::Widths, TrainConfig};
 
 pub struct Plan {
     pub steps: u64,
@@ -45,27 +44,19 @@ fn measure(
         widths: plan.widths.clone(),
         ..TrainConfig::default()
     };
-    let engine = engine::spawn(cfg, data.clone()).map_err(|e| e.to_string())?;
     let (mut start, mut end) = (None, None);
     let (mut timed, mut with_layers) = (0u64, 0u64);
-    for event in engine.events.iter() {
-        match event {
-            Event::Snapshot(s) if s.step == plan.warmup.max(1) => start = Some((s.step, s.time_s)),
-            Event::Snapshot(s) => {
-                if s.step > plan.warmup {
-                    timed += 1;
-                    with_layers += u64::from(!s.layers.is_empty());
-                }
-                end = Some((s.step, s.time_s));
-            }
-            Event::End(_) => break,
-            _ => {}
+    super::each_snapshot(cfg, data, |s| {
+        if s.step == plan.warmup.max(1) {
+            start = Some((s.step, s.time_s));
+            return;
         }
-    }
-    engine
-        .thread
-        .join()
-        .map_err(|_| "the training thread panicked".to_string())?;
+        if s.step > plan.warmup {
+            timed += 1;
+            with_layers += u64::from(!s.layers.is_empty());
+        }
+        end = Some((s.step, s.time_s));
+    })?;
     match (start, end) {
         (Some((s0, t0)), Some((s1, t1))) if t1 > t0 => Ok((
             (s1 - s0) as f64 / (t1 - t0),
