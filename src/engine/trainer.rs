@@ -5,7 +5,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use dfdx::losses::cross_entropy_with_logits_loss;
 use dfdx::prelude::*;
 
-use super::host::{from_host, to_host, PooledBuffer};
+use super::host::{from_host, to_host};
 
 use super::batches::Batches;
 use super::checkpoint::Checkpoint;
@@ -42,10 +42,6 @@ pub struct Trainer {
     opt: NetOptimizer,
     grads: Gradients<f32, Cpu>,
     cache: Im2colCache,
-    /// Each block's conv weights as the last step's update left them (copied for its weight
-    /// metrics): the next step's weights before its update, unless something between the steps
-    /// changed them, so a control empties this (a restore or restart does change them).
-    kept_weights: Vec<PooledBuffer>,
     data: DataSet,
     batches: Batches,
     heldout: HeldOut,
@@ -108,7 +104,6 @@ impl Trainer {
             // Allocated with the first step's `zero_grads`.
             grads: Gradients::leaky(),
             cache: Im2colCache::default(),
-            kept_weights: Vec::new(),
             data,
             batches,
             heldout,
@@ -194,7 +189,6 @@ impl Trainer {
     }
 
     fn handle(&mut self, control: Control) {
-        self.kept_weights.clear();
         let from = self.step;
         let rejected = self.apply(&control).err();
         let accepted = rejected.is_none();
@@ -369,18 +363,13 @@ impl Trainer {
 
     /// What the weight metrics need of each block before the update: γ, β, the small
     /// gradients, and the conv weights measured with their gradient (read in place).
-    fn measure_before(
-        &mut self,
-        grads: &mut Gradients<f32, Cpu>,
-    ) -> Result<Vec<BlockBefore>, String> {
+    fn measure_before(&self, grads: &mut Gradients<f32, Cpu>) -> Result<Vec<BlockBefore>, String> {
         let pool = self.cache.pool();
         let read = |e: dfdx::tensor::CpuError| format!("reading gradients failed: {e}");
-        let mut kept = std::mem::take(&mut self.kept_weights).into_iter();
         (self.net.blocks.iter())
             .map(|b| {
                 let weight_grad = grads.get_or_alloc_mut(&b.weight).map_err(read)?;
-                let weights =
-                    WeightsBefore::measure(&b.weight, weight_grad, b.channels(), pool, kept.next());
+                let weights = WeightsBefore::measure(&b.weight, weight_grad, b.channels(), pool);
                 let mut grad_of = |t: &PerChannel| grads.get_or_alloc_mut(t).map(|g| g.to_vec());
                 Ok(BlockBefore {
                     weights,
@@ -394,37 +383,31 @@ impl Trainer {
             .collect()
     }
 
-    /// Everything the publisher needs to compute each layer's snapshot off this thread (and
-    /// the weights' copies, kept for the next step).
+    /// Everything the publisher needs to compute each layer's snapshot off this thread.
     fn block_steps(
-        &mut self,
+        &self,
         observations: Vec<BlockObservation>,
         before: Vec<BlockBefore>,
     ) -> Vec<BlockStep> {
         let pool = self.cache.pool();
-        let kept = &mut self.kept_weights;
         self.net
             .blocks
             .iter()
             .zip(observations.into_iter().zip(before))
             .zip(self.modes.iter().copied())
-            .map(|((block, (seen, before)), mode)| {
-                let (weight_rows, after) = before.weights.after(&block.weight, pool);
-                kept.push(after);
-                BlockStep {
-                    mode,
-                    momentum: block.momentum(),
-                    epsilon: block.epsilon(),
-                    lr: self.lr as f64,
-                    conv_bias: self.cfg.conv_bias,
-                    seen,
-                    gamma: before.gamma,
-                    beta: before.beta,
-                    grad_gamma: before.grad_gamma,
-                    grad_beta: before.grad_beta,
-                    grad_bias: before.grad_bias,
-                    weight_rows,
-                }
+            .map(|((block, (seen, before)), mode)| BlockStep {
+                mode,
+                momentum: block.momentum(),
+                epsilon: block.epsilon(),
+                lr: self.lr as f64,
+                conv_bias: self.cfg.conv_bias,
+                seen,
+                gamma: before.gamma,
+                beta: before.beta,
+                grad_gamma: before.grad_gamma,
+                grad_beta: before.grad_beta,
+                grad_bias: before.grad_bias,
+                weight_rows: before.weights.after(&block.weight, pool),
             })
             .collect()
     }

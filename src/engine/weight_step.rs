@@ -33,18 +33,13 @@ impl RowStep {
 
 impl WeightsBefore {
     /// Before the update: `weight`'s `rows` filters and their gradient `grad` (same layout).
-    /// `copy`: a copy of `weight` already made (the last step's [`Self::after`]), if the caller
-    /// knows `weight` has not changed since.
     pub fn measure<S: Shape, T>(
         weight: &Tensor<S, f32, Cpu, T>,
         grad: &[f32],
         rows: usize,
         pool: &BufferPool,
-        copy: Option<PooledBuffer>,
     ) -> WeightsBefore {
-        let numel = weight.shape().num_elements();
-        let weights =
-            (copy.filter(|c| c.len() == numel)).unwrap_or_else(|| to_pooled(weight, pool));
+        let weights = to_pooled(weight, pool);
         let fan_in = row_len(&weights, rows);
         let grad_sums = (weights.par_chunks_exact(fan_in))
             .zip(grad.par_chunks_exact(fan_in))
@@ -54,17 +49,16 @@ impl WeightsBefore {
         WeightsBefore { weights, grad_sums }
     }
 
-    /// After the update: each row's step, with `weight` now holding the new weights, and the
-    /// copy of them it took (for the next step's [`Self::measure`]).
+    /// After the update: each row's step, with `weight` now holding the new weights.
     pub fn after<S: Shape, T>(
         self,
         weight: &Tensor<S, f32, Cpu, T>,
         pool: &BufferPool,
-    ) -> (Vec<RowStep>, PooledBuffer) {
+    ) -> Vec<RowStep> {
         let after = to_pooled(weight, pool);
         assert_eq!(after.len(), self.weights.len(), "the weights changed shape");
         let fan_in = row_len(&after, self.grad_sums.len());
-        let rows = (self.weights.par_chunks_exact(fan_in))
+        (self.weights.par_chunks_exact(fan_in))
             .zip(after.par_chunks_exact(fan_in))
             .zip(self.grad_sums.par_iter())
             .with_min_len(chunks_per_task(fan_in))
@@ -73,8 +67,7 @@ impl WeightsBefore {
                 let radial_angle = (!sums.reads_angle()).then(|| angle(b, a));
                 RowStep { sums, radial_angle }
             })
-            .collect();
-        (rows, after)
+            .collect()
     }
 }
 
@@ -104,18 +97,13 @@ mod tests {
         grad[..fan_in].fill(0.0);
         let before = weight.as_vec();
         let pool = BufferPool::default();
-        let measured = WeightsBefore::measure(&weight, &grad, rows, &pool, None);
+        let measured = WeightsBefore::measure(&weight, &grad, rows, &pool);
         // An SGD step with weight decay: row 0 only shrinks.
         let after: Vec<f32> = (before.iter().zip(&grad))
             .map(|(w, g)| w - 0.1 * (g + 5e-4 * w))
             .collect();
         weight.copy_from(&after);
-        let (steps, copy) = measured.after(&weight, &pool);
-        assert_eq!(
-            *copy,
-            after[..],
-            "the copy is of the weights after the step"
-        );
+        let steps = measured.after(&weight, &pool);
         let want: Vec<_> = row_step_sums(&before, &after, &grad, rows).collect();
         assert_eq!(steps.len(), rows);
         for (got, (sums, angle)) in steps.iter().zip(want) {
@@ -123,37 +111,5 @@ mod tests {
             assert_eq!(got.angle().to_bits(), angle.to_bits());
         }
         assert_eq!(steps[0].sums.angle(), None, "row 0's step is radial");
-    }
-
-    /// A copy handed to `measure` stands in for the weights (it is what the last step's
-    /// `after` copied); one of another size is not used.
-    #[test]
-    fn a_kept_copy_is_read_as_the_weights() {
-        let dev = Cpu::seed_from_u64(4);
-        let (rows, fan_in) = (3, 16);
-        let weight: Tensor<(usize, usize), f32, Cpu> = dev.sample_normal_like(&(rows, fan_in));
-        let grad = dev.sample_normal_like(&(rows, fan_in)).as_vec();
-        let pool = BufferPool::default();
-        let sums = |copy: Option<PooledBuffer>| {
-            let (steps, _) =
-                WeightsBefore::measure(&weight, &grad, rows, &pool, copy).after(&weight, &pool);
-            steps.iter().map(|s| s.sums).collect::<Vec<_>>()
-        };
-        let fresh = sums(None);
-        let mut other = pool.take(rows * fan_in);
-        other.fill(1.0);
-        let from_other = sums(Some(other));
-        assert_ne!(
-            from_other, fresh,
-            "the copy was read in place of the weights"
-        );
-        assert!(from_other.iter().all(|s| s.step_sq > 0.0));
-        let mut short = pool.take(rows * fan_in - 1);
-        short.fill(1.0);
-        assert_eq!(
-            sums(Some(short)),
-            fresh,
-            "a copy of another size is not used"
-        );
     }
 }
