@@ -11,7 +11,8 @@
 use crate::engine::{data::DataSet, model::Widths, Interleave, TrainConfig};
 use crate::metrics::ema_window::EMA_WINDOW;
 
-/// Untimed steps at the start of an "off" stretch.
+/// Untimed steps at the start of an "off" stretch (the first one's also cover the engine's
+/// start-up).
 const SETTLE: u64 = 30;
 /// Untimed steps at the start of an "on" stretch: a full EMA window, then [`SETTLE`].
 const REFILL: u64 = EMA_WINDOW as u64 + SETTLE;
@@ -51,7 +52,7 @@ pub fn slowdowns(data: &DataSet, plan: &Plan) -> Result<Vec<f64>, String> {
             return;
         };
         let (pair, within) = (step / period, step % period);
-        let on = within >= interleave.off;
+        let on = interleave.metrics_on(s.step);
         mislabelled += u64::from(on == s.layers.is_empty());
         let (stretch, untimed, offset) = match on {
             false => (2 * pair, SETTLE, within),
