@@ -111,6 +111,12 @@ fn uniform(fan_in: usize) -> Uniform<f32> {
 /// Something done to every trainable parameter (see [`Net::visit_params`]).
 pub trait ParamVisitor {
     fn visit<S: Shape>(&mut self, param: &mut Tensor<S, f32, Cpu>) -> Result<(), CpuError>;
+
+    /// A block's filters, `rows` of them: by default, what is done to any parameter.
+    fn visit_filters(&mut self, weight: &mut ConvWeight, rows: usize) -> Result<(), CpuError> {
+        let _ = rows;
+        self.visit(weight)
+    }
 }
 
 impl Net {
@@ -148,7 +154,8 @@ impl Net {
     /// and β; then the classifier's weight and bias. The running statistics are not visited.
     pub fn visit_params(&mut self, visitor: &mut impl ParamVisitor) -> Result<(), CpuError> {
         for block in &mut self.blocks {
-            visitor.visit(&mut block.weight)?;
+            let rows = block.channels();
+            visitor.visit_filters(&mut block.weight, rows)?;
             visitor.visit(&mut block.bias)?;
             visitor.visit(&mut block.bn.scale)?;
             visitor.visit(&mut block.bn.bias)?;

@@ -4,11 +4,15 @@
 //! compile-time shapes; the network's widths are a runtime value, so this walks
 //! [`Net::visit_params`] instead and updates each tensor with dfdx's own update kernels
 //! (`SgdConfig::try_update`, `AdamConfig::try_update`), keeping the optimizer state in dfdx
-//! `Gradients` exactly as dfdx's optimizers do.
+//! `Gradients` exactly as dfdx's optimizers do. The one exception: on a step whose filters are
+//! measured, SGD updates them in the pass that reads them ([`measured_sgd_step`]), which does
+//! dfdx's arithmetic operation for operation (the tests compare the bits).
 use dfdx::optim::{AdamConfig, Momentum, SgdConfig, WeightDecay};
 use dfdx::prelude::*;
 
-use super::model::{Net, ParamVisitor};
+use super::host::BufferPool;
+use super::model::{ConvWeight, Net, ParamVisitor};
+use super::weight_step::{measured_sgd_step, RowStep, WeightsBefore};
 use crate::protocol::{OptimizerConfig, OptimizerKind, WeightDecayMode};
 
 /// Optimizer state lives in dfdx `Gradients`, which are `Send`, but build this on the training
@@ -68,12 +72,27 @@ impl NetOptimizer {
     /// One update of every trainable parameter from `grads`. Every parameter has a gradient there
     /// ([`Net::zero_grads`] allocates them before the step): one outside the graph (the pre-BN
     /// biases without `--conv-bias`) has 0 and stays 0.
-    pub fn update(&mut self, net: &mut Net, grads: &mut Gradients<f32, Cpu>) -> Result<(), String> {
+    ///
+    /// With a `measure` pool, each block's filters are measured across the update, and their
+    /// rows' steps come back, one list per block (otherwise none): SGD reads them in the pass
+    /// that updates the filters ([`measured_sgd_step`]), Adam in one pass before its update and
+    /// one after ([`WeightsBefore`]).
+    pub fn update(
+        &mut self,
+        net: &mut Net,
+        grads: &mut Gradients<f32, Cpu>,
+        measure: Option<&BufferPool>,
+    ) -> Result<Vec<Vec<RowStep>>, String> {
+        let mut measured = measure.map(|pool| MeasuredFilters {
+            pool: pool.clone(),
+            blocks: Vec::with_capacity(net.blocks.len()),
+        });
         let result = match self {
             NetOptimizer::Sgd { cfg, velocity } => net.visit_params(&mut SgdStep {
                 cfg,
                 velocity,
                 grads,
+                measured: measured.as_mut(),
             }),
             NetOptimizer::Adam {
                 cfg,
@@ -88,17 +107,26 @@ impl NetOptimizer {
                     moment1,
                     moment2,
                     grads,
+                    measured: measured.as_mut(),
                 })
             }
         };
-        result.map_err(|e| format!("optimizer update failed: {e}"))
+        result.map_err(|e| format!("optimizer update failed: {e}"))?;
+        Ok(measured.map(|m| m.blocks).unwrap_or_default())
     }
+}
+
+/// The filters' steps measured so far in an update, block by block.
+struct MeasuredFilters {
+    pool: BufferPool,
+    blocks: Vec<Vec<RowStep>>,
 }
 
 struct SgdStep<'a> {
     cfg: &'a SgdConfig,
     velocity: &'a mut Gradients<f32, Cpu>,
     grads: &'a mut Gradients<f32, Cpu>,
+    measured: Option<&'a mut MeasuredFilters>,
 }
 
 impl ParamVisitor for SgdStep<'_> {
@@ -106,6 +134,17 @@ impl ParamVisitor for SgdStep<'_> {
         let grad = self.grads.get_or_alloc_mut(param)?;
         let velocity = self.velocity.get_or_alloc_mut(param)?;
         self.cfg.try_update(param, velocity, grad)
+    }
+
+    fn visit_filters(&mut self, weight: &mut ConvWeight, rows: usize) -> Result<(), CpuError> {
+        let Some(measured) = self.measured.as_deref_mut() else {
+            return self.visit(weight);
+        };
+        let grad = self.grads.get_or_alloc_mut(weight)?;
+        let velocity = self.velocity.get_or_alloc_mut(weight)?;
+        let steps = measured_sgd_step(self.cfg, weight, grad, velocity, rows, &measured.pool);
+        measured.blocks.push(steps);
+        Ok(())
     }
 }
 
@@ -115,6 +154,7 @@ struct AdamStep<'a> {
     moment1: &'a mut Gradients<f32, Cpu>,
     moment2: &'a mut Gradients<f32, Cpu>,
     grads: &'a mut Gradients<f32, Cpu>,
+    measured: Option<&'a mut MeasuredFilters>,
 }
 
 impl ParamVisitor for AdamStep<'_> {
@@ -123,6 +163,19 @@ impl ParamVisitor for AdamStep<'_> {
         let moment1 = self.moment1.get_or_alloc_mut(param)?;
         let moment2 = self.moment2.get_or_alloc_mut(param)?;
         self.cfg.try_update(self.t, param, moment1, moment2, grad)
+    }
+
+    fn visit_filters(&mut self, weight: &mut ConvWeight, rows: usize) -> Result<(), CpuError> {
+        // Out of `self` while `visit` updates the filters, then back.
+        let Some(measured) = self.measured.take() else {
+            return self.visit(weight);
+        };
+        let grad = self.grads.get_or_alloc_mut(weight)?;
+        let before = WeightsBefore::measure(weight, grad, rows, &measured.pool);
+        self.visit(weight)?;
+        measured.blocks.push(before.after(weight, &measured.pool));
+        self.measured = Some(measured);
+        Ok(())
     }
 }
 
@@ -174,6 +227,7 @@ mod tests {
                     cfg: &sgd,
                     velocity: &mut velocity,
                     grads: &mut grads,
+                    measured: None,
                 }
                 .visit(&mut ours)
                 .expect("sgd");
@@ -199,11 +253,148 @@ mod tests {
                     moment1: &mut moment1,
                     moment2: &mut moment2,
                     grads: &mut grads,
+                    measured: None,
                 }
                 .visit(&mut ours)
                 .expect("adam");
             }
             assert_eq!(theirs.as_vec(), ours.as_vec(), "adam {weight_decay:?}");
         }
+    }
+
+    /// Fills every parameter's gradient with noise, one filter row left at 0 (with weight decay
+    /// alone, SGD's step is radial: the angle is read from the rows, not the sums).
+    fn noisy_gradients(net: &mut Net, dev: &Cpu) -> Gradients<f32, Cpu> {
+        struct Fill<'a>(&'a mut Gradients<f32, Cpu>, &'a Cpu);
+        impl ParamVisitor for Fill<'_> {
+            fn visit<S: Shape>(&mut self, p: &mut Tensor<S, f32, Cpu>) -> Result<(), CpuError> {
+                let noise = to_host(&self.1.sample_normal_like(p.shape()));
+                self.0.get_or_alloc_mut(p)?.copy_from_slice(&noise);
+                Ok(())
+            }
+        }
+        let mut grads = Gradients::leaky();
+        net.zero_grads(&mut grads).expect("gradients");
+        net.visit_params(&mut Fill(&mut grads, dev)).expect("fill");
+        let first = grads
+            .get_or_alloc_mut(&net.blocks[0].weight)
+            .expect("first filters");
+        let fan_in = first.len() / net.blocks[0].channels();
+        first[..fan_in].fill(0.0);
+        grads
+    }
+
+    /// With its filters measured, an update leaves every parameter and optimizer buffer as it
+    /// does unmeasured, bit for bit, and each filter row's readings are those of the rows before
+    /// and after it with their gradient ([`row_step_sums`]), bit for bit: SGD's one pass for
+    /// every momentum and weight decay, and Adam's two. Rows of 27, 36 and 144 weights: a
+    /// partial chunk, a tail, and more than one f32 run.
+    #[test]
+    fn measured_updates_change_nothing_and_read_the_rows() {
+        use crate::engine::model::Widths;
+        use crate::metrics::weights::row_step_sums;
+
+        let decays = [
+            None,
+            Some(WeightDecay::L2(5e-3)),
+            Some(WeightDecay::Decoupled(5e-2)),
+        ];
+        let momenta = [
+            None,
+            Some(Momentum::Classic(0.9)),
+            Some(Momentum::Nesterov(0.8)),
+        ];
+        let sgd = decays.iter().flat_map(|&weight_decay| {
+            momenta.map(|momentum| NetOptimizer::Sgd {
+                cfg: SgdConfig {
+                    lr: 0.1,
+                    momentum,
+                    weight_decay,
+                },
+                velocity: Gradients::leaky(),
+            })
+        });
+        let adam = decays.map(|weight_decay| NetOptimizer::Adam {
+            cfg: AdamConfig {
+                lr: 0.01,
+                weight_decay,
+                ..Default::default()
+            },
+            t: 0,
+            moment1: Gradients::leaky(),
+            moment2: Gradients::leaky(),
+        });
+        let widths = Widths::new(vec![4, 16, 8]).expect("widths");
+        let mut radial_rows = 0;
+        for opt in sgd.chain(adam) {
+            let name = match &opt {
+                NetOptimizer::Sgd { cfg, .. } => {
+                    format!("SGD {:?} {:?}", cfg.momentum, cfg.weight_decay)
+                }
+                NetOptimizer::Adam { cfg, .. } => format!("Adam {:?}", cfg.weight_decay),
+            };
+            let dev = Cpu::seed_from_u64(9);
+            let mut plain = Net::new(&dev, 3, &widths);
+            let mut measured = plain.clone();
+            let (mut plain_opt, mut measured_opt) = (opt.clone(), opt.clone());
+            let pool = BufferPool::default();
+            for step in 0..3 {
+                let grads = noisy_gradients(&mut plain, &dev);
+                let before: Vec<_> = plain.blocks.iter().map(|b| to_host(&b.weight)).collect();
+                let none =
+                    (plain_opt.update(&mut plain, &mut grads.clone(), None)).expect("plain update");
+                assert!(none.is_empty());
+                let rows = (measured_opt.update(&mut measured, &mut grads.clone(), Some(&pool)))
+                    .expect("measured update");
+                let (want, got) = (
+                    params_and_state(&mut plain, &mut plain_opt),
+                    params_and_state(&mut measured, &mut measured_opt),
+                );
+                assert_eq!(want.len(), got.len());
+                let differs = want.iter().zip(&got).position(|(w, g)| w != g);
+                assert_eq!(differs, None, "{name}, step {step}: tensor differs");
+                assert_eq!(rows.len(), plain.blocks.len());
+                for ((block, before), rows) in plain.blocks.iter().zip(&before).zip(&rows) {
+                    let after = to_host(&block.weight);
+                    let grad = to_host(&grads.get(&block.weight));
+                    let want = row_step_sums(before, &after, &grad, block.channels());
+                    assert_eq!(rows.len(), block.channels());
+                    for (got, (sums, angle)) in rows.iter().zip(want) {
+                        assert_eq!(got.sums, sums, "{name}, step {step}");
+                        assert_eq!(got.angle().to_bits(), angle.to_bits(), "{name}");
+                    }
+                }
+                radial_rows += rows
+                    .iter()
+                    .flatten()
+                    .filter(|r| r.sums.angle().is_none())
+                    .count();
+            }
+        }
+        assert!(radial_rows > 0, "no row stepped radially");
+    }
+
+    /// Every parameter and its optimizer buffers, as bits, in [`Net::visit_params`] order.
+    fn params_and_state(net: &mut Net, opt: &mut NetOptimizer) -> Vec<Vec<u32>> {
+        struct Collect<'a>(&'a mut NetOptimizer, Vec<Vec<u32>>);
+        impl ParamVisitor for Collect<'_> {
+            fn visit<S: Shape>(&mut self, p: &mut Tensor<S, f32, Cpu>) -> Result<(), CpuError> {
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect();
+                self.1.push(bits(&to_host(p)));
+                let buffers = match &mut self.0 {
+                    NetOptimizer::Sgd { velocity, .. } => vec![velocity],
+                    NetOptimizer::Adam {
+                        moment1, moment2, ..
+                    } => vec![moment1, moment2],
+                };
+                for buffer in buffers {
+                    self.1.push(bits(buffer.get_or_alloc_mut(p)?));
+                }
+                Ok(())
+            }
+        }
+        let mut collect = Collect(opt, Vec::new());
+        net.visit_params(&mut collect).expect("collect");
+        collect.1
     }
 }

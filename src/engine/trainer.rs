@@ -19,7 +19,7 @@ use super::model::{block_geometries, one_hot, Net, PerChannel, Widths, CLASSES};
 use super::optimizer::NetOptimizer;
 use super::population;
 use super::publisher::{Publisher, StepRecord};
-use super::weight_step::WeightsBefore;
+use super::weight_step::RowStep;
 use crate::protocol::{
     BnKind, BnMode, Control, ControlEvent, Conventions, DataInfo, EndReason, Event, LayerInfo,
     Marker, MarkerKind, RunConfig, RunEnd, RunHeader, Snapshot, FORMAT_NAME, FORMAT_VERSION_MAJOR,
@@ -331,18 +331,19 @@ impl Trainer {
         let loss_value = loss.array();
         let mut grads = loss.backward();
 
-        // Parameters and gradients before the update, for the weight metrics.
+        // γ, β and the small gradients before the update; the filters are measured across it.
         let before = if metrics {
             self.measure_before(&mut grads)?
         } else {
             Vec::new()
         };
-        self.opt.update(&mut self.net, &mut grads)?;
+        let measure = metrics.then(|| self.cache.pool());
+        let weight_rows = self.opt.update(&mut self.net, &mut grads, measure)?;
         self.grads = grads;
         self.step += 1;
 
         let blocks = if metrics {
-            self.block_steps(observer.blocks, before)
+            self.block_steps(observer.blocks, before, weight_rows)
         } else {
             Vec::new()
         };
@@ -361,18 +362,14 @@ impl Trainer {
         })
     }
 
-    /// What the weight metrics need of each block before the update: γ, β, the small
-    /// gradients, and the conv weights measured with their gradient (read in place).
+    /// What the weight metrics need of each block before the update, besides its filters: γ,
+    /// β and their gradients, and the pre-BN bias's gradient.
     fn measure_before(&self, grads: &mut Gradients<f32, Cpu>) -> Result<Vec<BlockBefore>, String> {
-        let pool = self.cache.pool();
         let read = |e: dfdx::tensor::CpuError| format!("reading gradients failed: {e}");
         (self.net.blocks.iter())
             .map(|b| {
-                let weight_grad = grads.get_or_alloc_mut(&b.weight).map_err(read)?;
-                let weights = WeightsBefore::measure(&b.weight, weight_grad, b.channels(), pool);
                 let mut grad_of = |t: &PerChannel| grads.get_or_alloc_mut(t).map(|g| g.to_vec());
                 Ok(BlockBefore {
-                    weights,
                     gamma: b.gamma(),
                     beta: b.beta(),
                     grad_gamma: grad_of(&b.bn.scale).map_err(read)?,
@@ -388,14 +385,14 @@ impl Trainer {
         &self,
         observations: Vec<BlockObservation>,
         before: Vec<BlockBefore>,
+        weight_rows: Vec<Vec<RowStep>>,
     ) -> Vec<BlockStep> {
-        let pool = self.cache.pool();
         self.net
             .blocks
             .iter()
-            .zip(observations.into_iter().zip(before))
+            .zip(observations.into_iter().zip(before).zip(weight_rows))
             .zip(self.modes.iter().copied())
-            .map(|((block, (seen, before)), mode)| BlockStep {
+            .map(|((block, ((seen, before), weight_rows)), mode)| BlockStep {
                 mode,
                 momentum: block.momentum(),
                 epsilon: block.epsilon(),
@@ -407,7 +404,7 @@ impl Trainer {
                 grad_gamma: before.grad_gamma,
                 grad_beta: before.grad_beta,
                 grad_bias: before.grad_bias,
-                weight_rows: before.weights.after(&block.weight, pool),
+                weight_rows,
             })
             .collect()
     }
@@ -482,7 +479,6 @@ const CUMULATIVE_REFUSED: &str =
 
 /// A block's parameters and gradients between backward and the optimizer update.
 struct BlockBefore {
-    weights: WeightsBefore,
     gamma: Vec<f32>,
     beta: Vec<f32>,
     grad_gamma: Vec<f32>,

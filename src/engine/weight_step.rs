@@ -1,13 +1,20 @@
-//! One block's conv weights measured across an optimizer step, on the training thread, in two
-//! passes: before the update, the weights are copied once (into a pooled buffer) and summed with
-//! their gradient where it lies; after it, the new weights are summed with the copy. What goes
-//! to the publisher is a few sums per filter row, not three copies of every weight.
+//! One block's conv weights measured across an optimizer step, on the training thread. SGD
+//! reads them in the pass that updates them ([`measured_sgd_step`]). Any other optimizer in two
+//! passes: before the update, the weights are copied once (into a pooled buffer) and summed
+//! with their gradient where it lies; after it, the new weights are summed with the copy
+//! ([`WeightsBefore`]). What goes to the publisher is a few sums per filter row, not three
+//! copies of every weight.
 use dfdx::prelude::*;
 use rayon::prelude::*;
 
 use super::host::{to_pooled, BufferPool, PooledBuffer};
 use super::parallel::chunks_per_task;
 use crate::metrics::weights::{angle, grad_sums, move_sums, GradSums, StepSums};
+
+#[cfg(target_arch = "x86_64")]
+mod sgd_avx512;
+mod sgd_step;
+pub use sgd_step::measured_sgd_step;
 
 /// The weights before the step and their rows' sums with the gradient.
 pub struct WeightsBefore {
@@ -24,6 +31,13 @@ pub struct RowStep {
 }
 
 impl RowStep {
+    /// A row's step from its sums, reading the angle from the rows `before` and `after` the step
+    /// only when the sums cannot ([`StepSums::reads_angle`]).
+    fn new(sums: StepSums, before: &[f32], after: &[f32]) -> RowStep {
+        let radial_angle = (!sums.reads_angle()).then(|| angle(before, after));
+        RowStep { sums, radial_angle }
+    }
+
     /// The angle the row turned by ([`StepSums::row_angle`]). Read from the sums here, on the
     /// publisher, so the training thread takes no atan2.
     pub fn angle(&self) -> f64 {
@@ -62,11 +76,7 @@ impl WeightsBefore {
             .zip(after.par_chunks_exact(fan_in))
             .zip(self.grad_sums.par_iter())
             .with_min_len(chunks_per_task(fan_in))
-            .map(|((b, a), &grad)| {
-                let sums = StepSums::new(grad, move_sums(b, a));
-                let radial_angle = (!sums.reads_angle()).then(|| angle(b, a));
-                RowStep { sums, radial_angle }
-            })
+            .map(|((b, a), &grad)| RowStep::new(StepSums::new(grad, move_sums(b, a)), b, a))
             .collect()
     }
 }

@@ -16,6 +16,7 @@ pub mod dead;
 pub mod drift;
 pub mod ema;
 pub mod ema_window;
+pub mod lanes;
 pub mod moments;
 pub mod noise_floor;
 pub mod phantom;

@@ -5,6 +5,7 @@
 //! The zero vector has no direction: it counts as orthogonal to everything (cosine 0,
 //! angle π/2).
 
+use super::lanes::{add_terms, runs, widest_lanes, LaneSums, LaneWork, STEP_LANES};
 use super::split_equal;
 
 /// Euclidean norm ||w||, accumulated in f64.
@@ -324,11 +325,23 @@ pub fn grad_sums(before: &[f32], grad: &[f32]) -> GradSums {
         grad.len(),
         "a row and a gradient of different lengths"
     );
-    let [before_sq, grad_sq, before_grad] = triple_sum(before, grad, |b, g| [b * b, g * g, b * g]);
-    GradSums {
-        before_sq,
-        grad_sq,
-        before_grad,
+    GradSums::from(triple_sum(before, grad, grad_terms))
+}
+
+/// One element's terms of [`GradSums`]: b², g², b·g.
+#[inline(always)]
+pub fn grad_terms(b: f32, g: f32) -> [f32; 3] {
+    [b * b, g * g, b * g]
+}
+
+impl From<[f64; 3]> for GradSums {
+    /// From the sums of [`grad_terms`].
+    fn from([before_sq, grad_sq, before_grad]: [f64; 3]) -> GradSums {
+        GradSums {
+            before_sq,
+            grad_sq,
+            before_grad,
+        }
     }
 }
 
@@ -340,115 +353,61 @@ pub fn grad_sums(before: &[f32], grad: &[f32]) -> GradSums {
 /// If the lengths differ.
 pub fn move_sums(before: &[f32], after: &[f32]) -> MoveSums {
     assert_eq!(before.len(), after.len(), "rows of different lengths");
-    let [after_sq, step_sq, before_step] = triple_sum(before, after, |b, a| {
-        let d = a - b;
-        [a * a, d * d, b * d]
-    });
-    MoveSums {
-        after_sq,
-        step_sq,
-        before_step,
-    }
+    MoveSums::from(triple_sum(before, after, move_terms))
 }
 
-/// Three sums of f(x_i, y_i) in one pass, f in f32: [`STEP_LANES`] lanes, each adding at most
-/// [`F32_RUN`] terms in f32 before its f64 total takes them, then the tail's terms one by one
-/// in f64. Each result is within about (F32_RUN + 1)·2⁻²⁴ ≈ 5e-7 of the sum of |terms| of the
-/// exact one: f32-level accuracy, which is what the snapshot publishes (f32). The engine runs
-/// these over every conv weight twice a step, and in f32 they cost a third less than f64 sums.
+/// One element's terms of [`MoveSums`], with d = a - b: a², d², b·d.
 #[inline(always)]
-fn triple_sum(x: &[f32], y: &[f32], f: impl Fn(f32, f32) -> [f32; 3]) -> [f64; 3] {
-    let mut lanes = [[0.0f64; STEP_LANES]; 3];
-    add_lanes(&mut lanes, x, y, &f);
-    let whole = x.len() - x.len() % STEP_LANES;
-    let mut totals = [0.0f64; 3];
-    for (&a, &b) in x[whole..].iter().zip(&y[whole..]) {
-        for (total, term) in totals.iter_mut().zip(f(a, b)) {
-            *total += f64::from(term);
+pub fn move_terms(b: f32, a: f32) -> [f32; 3] {
+    let d = a - b;
+    [a * a, d * d, b * d]
+}
+
+impl From<[f64; 3]> for MoveSums {
+    /// From the sums of [`move_terms`].
+    fn from([after_sq, step_sq, before_step]: [f64; 3]) -> MoveSums {
+        MoveSums {
+            after_sq,
+            step_sq,
+            before_step,
         }
     }
-    for (total, lanes) in totals.iter_mut().zip(&lanes) {
-        *total += lanes.iter().sum::<f64>();
-    }
-    totals
 }
 
-/// f32 lanes of [`triple_sum`]: one AVX-512 register.
-const STEP_LANES: usize = 16;
-/// Chunks of [`STEP_LANES`] elements a lane adds in f32 before its f64 total takes the sum.
-const F32_RUN: usize = 8;
-
-/// Adds f of the whole chunks of [`STEP_LANES`] elements into `lanes[term][lane]`, in runs of
-/// [`F32_RUN`] chunks summed in f32. The arithmetic, lane by lane, is the same on every path
-/// (no fused multiply-add), so are the sums.
-fn add_lanes<F: Fn(f32, f32) -> [f32; 3]>(
-    lanes: &mut [[f64; STEP_LANES]; 3],
-    x: &[f32],
-    y: &[f32],
-    f: &F,
-) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F, checked just above.
-            unsafe { add_lanes_avx512(lanes, x, y, f) };
-            return;
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2, checked just above.
-            unsafe { add_lanes_avx2(lanes, x, y, f) };
-            return;
-        }
-    }
-    add_lanes_portable(lanes, x, y, f);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn add_lanes_avx512<F: Fn(f32, f32) -> [f32; 3]>(
-    lanes: &mut [[f64; STEP_LANES]; 3],
-    x: &[f32],
-    y: &[f32],
-    f: &F,
-) {
-    add_lanes_portable(lanes, x, y, f);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn add_lanes_avx2<F: Fn(f32, f32) -> [f32; 3]>(
-    lanes: &mut [[f64; STEP_LANES]; 3],
-    x: &[f32],
-    y: &[f32],
-    f: &F,
-) {
-    add_lanes_portable(lanes, x, y, f);
-}
-
+/// Three sums of f(x_i, y_i) in one pass, f in f32, in [`LaneSums`]: within about 5e-7 of the
+/// sum of |terms| of the exact sums, f32-level accuracy, which is what the snapshot publishes.
 #[inline(always)]
-fn add_lanes_portable<F: Fn(f32, f32) -> [f32; 3]>(
-    lanes: &mut [[f64; STEP_LANES]; 3],
-    x: &[f32],
-    y: &[f32],
-    f: &F,
-) {
-    let (xs, _) = x.as_chunks::<STEP_LANES>();
-    let (ys, _) = y.as_chunks::<STEP_LANES>();
-    for (x_run, y_run) in xs.chunks(F32_RUN).zip(ys.chunks(F32_RUN)) {
-        let mut run = [[0.0f32; STEP_LANES]; 3];
-        for (xl, yl) in x_run.iter().zip(y_run) {
-            for l in 0..STEP_LANES {
-                let t = f(xl[l], yl[l]);
-                for (k, term) in t.into_iter().enumerate() {
-                    run[k][l] += term;
+fn triple_sum<F: Fn(f32, f32) -> [f32; 3]>(x: &[f32], y: &[f32], f: F) -> [f64; 3] {
+    assert_eq!(x.len(), y.len(), "sums over slices of different lengths");
+    widest_lanes(TripleSum { x, y, f })
+}
+
+struct TripleSum<'a, F> {
+    x: &'a [f32],
+    y: &'a [f32],
+    f: F,
+}
+
+impl<F: Fn(f32, f32) -> [f32; 3]> LaneWork<3> for TripleSum<'_, F> {
+    type Output = [f64; 3];
+
+    #[inline(always)]
+    fn run(self, sums: &mut LaneSums<3>) -> [f64; 3] {
+        let (xs, x_tail) = self.x.as_chunks::<STEP_LANES>();
+        let (ys, y_tail) = self.y.as_chunks::<STEP_LANES>();
+        for run in runs(xs.len()) {
+            let mut acc = [[0.0; STEP_LANES]; 3];
+            for (x, y) in xs[run.clone()].iter().zip(&ys[run]) {
+                for l in 0..STEP_LANES {
+                    add_terms(&mut acc, l, (self.f)(x[l], y[l]));
                 }
             }
+            sums.add_run(&acc);
         }
-        for (total, run) in lanes.iter_mut().zip(&run) {
-            for (t, r) in total.iter_mut().zip(run) {
-                *t += f64::from(*r);
-            }
+        for (&x, &y) in x_tail.iter().zip(y_tail) {
+            sums.add_element((self.f)(x, y));
         }
+        sums.take_totals()
     }
 }
 
@@ -581,6 +540,7 @@ pub fn sgd_norm_growth(norm_sq: f64, lr: f64, grad_norm_sq: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::lanes::F32_RUN;
     use crate::metrics::test_util::assert_close;
     use std::f64::consts::FRAC_PI_2;
 
@@ -825,29 +785,6 @@ mod tests {
                 let fused = sums.angle().expect("a random step is not radial");
                 assert_close(fused, theta, 1e-5 * theta);
             }
-        }
-    }
-
-    /// The vector paths (AVX-512, AVX2, whichever this CPU has) add exactly what the portable
-    /// loop adds, for both passes' terms, over several runs and a partial last run.
-    #[test]
-    fn step_lanes_are_the_same_on_every_path() {
-        let mut noise = crate::metrics::test_util::Gaussian::new(7);
-        let len = STEP_LANES * (2 * F32_RUN + 3);
-        let [b, a] = [(); 2].map(|_| to_f32(&gaussian_row(&mut noise, len)));
-        let terms: [fn(f32, f32) -> [f32; 3]; 2] = [
-            |b, g| [b * b, g * g, b * g],
-            |b, a| [a * a, (a - b) * (a - b), b * (a - b)],
-        ];
-        for f in terms {
-            let (mut dispatched, mut portable) = ([[0.0; STEP_LANES]; 3], [[0.0; STEP_LANES]; 3]);
-            add_lanes(&mut dispatched, &b, &a, &f);
-            add_lanes_portable(&mut portable, &b, &a, &f);
-            assert_eq!(dispatched, portable);
-            assert!(portable
-                .iter()
-                .flatten()
-                .all(|x| x.is_finite() && *x != 0.0));
         }
     }
 

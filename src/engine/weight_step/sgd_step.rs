@@ -1,0 +1,302 @@
+//! SGD's update of a block's filters and their readings in one pass: each weight is read once
+//! with its gradient and velocity, updated as dfdx's SGD kernel updates it (operation for
+//! operation, so the new weights are the same bits), and its terms of every [`StepSums`] are
+//! added while it is in a register. The two-pass reading ([`super::WeightsBefore`]) reads the weights
+//! three more times and copies them once more.
+use dfdx::optim::{Momentum, SgdConfig, WeightDecay};
+use dfdx::prelude::*;
+use rayon::prelude::*;
+
+#[cfg(target_arch = "x86_64")]
+use super::sgd_avx512;
+use super::{row_len, RowStep};
+use crate::engine::host::{to_pooled, BufferPool};
+use crate::engine::parallel::chunks_per_task;
+use crate::metrics::lanes::{add_terms, runs, widest_lanes, LaneSums, LaneWork, STEP_LANES};
+use crate::metrics::weights::{grad_terms, move_terms, GradSums, MoveSums, StepSums};
+
+/// dfdx 0.13's SGD update of one f32 (`SgdKernel` for the CPU), its constants converted as it
+/// converts them. Plain fields, and every branch a choice between two values, so that the loop
+/// over a row vectorises with no per-lane loads of the rule.
+#[derive(Clone, Copy, Debug)]
+struct SgdRule {
+    lr: f32,
+    momentum: MomentumKind,
+    /// μ as f32 (0 without momentum).
+    mu: f32,
+    /// λ as f32, added to the gradient times the weight, with L2 decay.
+    l2: Option<f32>,
+    /// λ·η as f32, added to the step times the weight, with decoupled decay.
+    decoupled: Option<f32>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum MomentumKind {
+    None,
+    Classic,
+    Nesterov,
+}
+
+impl SgdRule {
+    fn new(cfg: &SgdConfig) -> SgdRule {
+        let (momentum, mu) = match cfg.momentum {
+            Some(Momentum::Classic(u)) => (MomentumKind::Classic, u as f32),
+            Some(Momentum::Nesterov(u)) => (MomentumKind::Nesterov, u as f32),
+            None => (MomentumKind::None, 0.0),
+        };
+        SgdRule {
+            lr: cfg.lr as f32,
+            momentum,
+            mu,
+            l2: match cfg.weight_decay {
+                Some(WeightDecay::L2(wd)) => Some(wd as f32),
+                _ => None,
+            },
+            decoupled: match cfg.weight_decay {
+                Some(WeightDecay::Decoupled(wd)) => Some((wd * cfg.lr) as f32),
+                _ => None,
+            },
+        }
+    }
+
+    /// The rule as plain values for a loop: the decays as (on, λ) pairs.
+    #[inline(always)]
+    fn lanes(&self) -> SgdLanes {
+        SgdLanes {
+            lr: self.lr,
+            mu: self.mu,
+            momentum: self.momentum != MomentumKind::None,
+            nesterov: self.momentum == MomentumKind::Nesterov,
+            l2: (self.l2.is_some(), self.l2.unwrap_or(0.0)),
+            decoupled: (self.decoupled.is_some(), self.decoupled.unwrap_or(0.0)),
+        }
+    }
+}
+
+/// [`SgdRule`] as plain values for a loop: each choice a flag, so that it compiles to a
+/// choice between two computed values (a branch per element kept the loop scalar).
+#[derive(Clone, Copy)]
+pub(super) struct SgdLanes {
+    pub lr: f32,
+    pub mu: f32,
+    /// With momentum (classic or Nesterov): the velocity is updated.
+    pub momentum: bool,
+    pub nesterov: bool,
+    /// (on, λ) for L2 decay, added to the gradient.
+    pub l2: (bool, f32),
+    /// (on, λ·η) for decoupled decay, added to the step.
+    pub decoupled: (bool, f32),
+}
+
+impl SgdLanes {
+    /// The weight after the step from weight `p`, gradient `g` and velocity `v` (updated with
+    /// momentum, written back unchanged without), as dfdx computes it.
+    #[inline(always)]
+    pub fn step(&self, p: f32, g: f32, v: &mut f32) -> f32 {
+        let g = if self.l2.0 { g + self.l2.1 * p } else { g };
+        let velocity = g + self.mu * *v;
+        let step = if self.nesterov {
+            (g + self.mu * velocity) * self.lr
+        } else if self.momentum {
+            velocity * self.lr
+        } else {
+            g * self.lr
+        };
+        *v = if self.momentum { velocity } else { *v };
+        let step = if self.decoupled.0 {
+            step + self.decoupled.1 * p
+        } else {
+            step
+        };
+        p - step
+    }
+}
+
+/// One SGD update of `weight` (`rows` filters) with its gradient and velocity (updated), and
+/// each row's step: the same weights, velocity and readings as dfdx's update between
+/// [`super::WeightsBefore::measure`] and [`super::WeightsBefore::after`].
+pub fn measured_sgd_step<S: Shape>(
+    cfg: &SgdConfig,
+    weight: &mut Tensor<S, f32, Cpu>,
+    grad: &[f32],
+    velocity: &mut [f32],
+    rows: usize,
+    pool: &BufferPool,
+) -> Vec<RowStep> {
+    let rule = SgdRule::new(cfg).lanes();
+    let before = to_pooled(weight, pool);
+    assert!(
+        grad.len() == before.len() && velocity.len() == before.len(),
+        "a gradient or velocity of another shape than its weights"
+    );
+    let fan_in = row_len(&before, rows);
+    let mut after = pool.take(before.len());
+    let task = fan_in * chunks_per_task(fan_in);
+    let steps = (before.par_chunks(task))
+        .zip(grad.par_chunks(task))
+        .zip(velocity.par_chunks_mut(task))
+        .zip(after.par_chunks_mut(task))
+        .flat_map_iter(|(((before, grad), velocity), after)| {
+            let sums = sgd_rows(&rule, fan_in, before, grad, velocity, after);
+            let rows = before.chunks_exact(fan_in).zip(after.chunks_exact(fan_in));
+            (sums.into_iter().zip(rows))
+                .map(|(sums, (b, a))| RowStep::new(sums, b, a))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    weight.copy_from(&after);
+    steps
+}
+
+/// [`SgdLanes::step`] of each element of whole rows of `fan_in`, writing the new rows to
+/// `after`, and each row's sums: those [`super::WeightsBefore`]'s two passes take, term for
+/// term, in the same lanes. With AVX-512, in one call for all the rows (a call per row cost
+/// about as much as the arithmetic on the digits' short rows).
+fn sgd_rows(
+    rule: &SgdLanes,
+    fan_in: usize,
+    before: &[f32],
+    grad: &[f32],
+    velocity: &mut [f32],
+    after: &mut [f32],
+) -> Vec<StepSums> {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has AVX-512F, checked just above.
+        return unsafe { sgd_avx512::sgd_rows(rule, fan_in, before, grad, velocity, after) };
+    }
+    sgd_rows_portable(rule, fan_in, before, grad, velocity, after)
+}
+
+/// [`sgd_rows`] a row at a time, as vectorised by the compiler.
+fn sgd_rows_portable(
+    rule: &SgdLanes,
+    fan_in: usize,
+    before: &[f32],
+    grad: &[f32],
+    velocity: &mut [f32],
+    after: &mut [f32],
+) -> Vec<StepSums> {
+    (before.chunks_exact(fan_in))
+        .zip(grad.chunks_exact(fan_in))
+        .zip(velocity.chunks_exact_mut(fan_in))
+        .zip(after.chunks_exact_mut(fan_in))
+        .map(|(((before, grad), velocity), after)| {
+            row_sums(widest_lanes(SgdRow {
+                rule: *rule,
+                before,
+                grad,
+                velocity,
+                after,
+            }))
+        })
+        .collect()
+}
+
+/// A row's [`StepSums`] from the six totals in [`step_terms`] order.
+pub(super) fn row_sums([bb, gg, bg, aa, dd, bd]: [f64; 6]) -> StepSums {
+    StepSums::new(GradSums::from([bb, gg, bg]), MoveSums::from([aa, dd, bd]))
+}
+
+/// One element's step, and its terms of the six sums: [`grad_terms`], then [`move_terms`].
+#[inline(always)]
+pub(super) fn step_terms(rule: &SgdLanes, b: f32, g: f32, v: &mut f32, a: &mut f32) -> [f32; 6] {
+    *a = rule.step(b, g, v);
+    let ([bb, gg, bg], [aa, dd, bd]) = (grad_terms(b, g), move_terms(b, *a));
+    [bb, gg, bg, aa, dd, bd]
+}
+
+struct SgdRow<'a> {
+    rule: SgdLanes,
+    before: &'a [f32],
+    grad: &'a [f32],
+    velocity: &'a mut [f32],
+    after: &'a mut [f32],
+}
+
+impl LaneWork<6> for SgdRow<'_> {
+    type Output = [f64; 6];
+
+    #[inline(always)]
+    fn run(self, sums: &mut LaneSums<6>) -> [f64; 6] {
+        let rule = self.rule;
+        let (bs, b_tail) = self.before.as_chunks::<STEP_LANES>();
+        let (gs, g_tail) = self.grad.as_chunks::<STEP_LANES>();
+        let (vs, v_tail) = self.velocity.as_chunks_mut::<STEP_LANES>();
+        let (as_, a_tail) = self.after.as_chunks_mut::<STEP_LANES>();
+        for run in runs(bs.len()) {
+            let mut acc = [[0.0; STEP_LANES]; 6];
+            let chunks = (bs[run.clone()].iter().zip(&gs[run.clone()]))
+                .zip(vs[run.clone()].iter_mut().zip(&mut as_[run]));
+            for ((b, g), (v, a)) in chunks {
+                for l in 0..STEP_LANES {
+                    let terms = step_terms(&rule, b[l], g[l], &mut v[l], &mut a[l]);
+                    add_terms(&mut acc, l, terms);
+                }
+            }
+            sums.add_run(&acc);
+        }
+        for (((&b, &g), v), a) in b_tail.iter().zip(g_tail).zip(v_tail).zip(a_tail) {
+            sums.add_element(step_terms(&rule, b, g, v, a));
+        }
+        sums.take_totals()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::test_util::Gaussian;
+
+    type RowsFn = fn(&SgdLanes, usize, &[f32], &[f32], &mut [f32], &mut [f32]) -> Vec<StepSums>;
+
+    fn noise(source: &mut Gaussian, len: usize, scale: f64) -> Vec<f32> {
+        (0..len).map(|_| (scale * source.sample()) as f32).collect()
+    }
+
+    /// Every SGD rule (each momentum, each decay) on rows with only a tail, a tail after whole
+    /// chunks, and several f32 runs: the dispatched rows (AVX-512 where the CPU has it) give the
+    /// same new weights, velocity and sums as the portable rows, bit for bit.
+    #[test]
+    fn every_path_steps_and_sums_the_same_bits() {
+        let mut source = Gaussian::new(11);
+        let decays = [
+            None,
+            Some(WeightDecay::L2(5e-3)),
+            Some(WeightDecay::Decoupled(5e-2)),
+        ];
+        let momenta = [
+            None,
+            Some(Momentum::Classic(0.9)),
+            Some(Momentum::Nesterov(0.8)),
+        ];
+        for weight_decay in decays {
+            for momentum in momenta {
+                let cfg = SgdConfig {
+                    lr: 0.1,
+                    momentum,
+                    weight_decay,
+                };
+                let rule = SgdRule::new(&cfg).lanes();
+                for fan_in in [9, 27, 144, STEP_LANES * (2 * 8 + 1) + 5] {
+                    let len = 3 * fan_in;
+                    let before = noise(&mut source, len, 1.0);
+                    let grad = noise(&mut source, len, 0.1);
+                    let velocity = noise(&mut source, len, 0.1);
+                    let run = |rows: RowsFn| {
+                        let (mut v, mut a) = (velocity.clone(), vec![0.0; len]);
+                        let sums = rows(&rule, fan_in, &before, &grad, &mut v, &mut a);
+                        let bits = |x: &[f32]| x.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                        (sums, bits(&v), bits(&a))
+                    };
+                    let (dispatched, portable) = (run(sgd_rows), run(sgd_rows_portable));
+                    let name = format!("{momentum:?} {weight_decay:?}, rows of {fan_in}");
+                    assert_eq!(dispatched.0, portable.0, "sums: {name}");
+                    assert_eq!(dispatched.1, portable.1, "velocity: {name}");
+                    assert_eq!(dispatched.2, portable.2, "weights: {name}");
+                    assert!(portable.0.iter().all(|s| s.step_sq > 0.0), "{name}");
+                }
+            }
+        }
+    }
+}
