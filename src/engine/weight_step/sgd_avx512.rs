@@ -5,7 +5,7 @@
 //! bits: the tests compare the two.
 use std::arch::x86_64::*;
 
-use super::sgd_step::{row_sums, step_terms, SgdLanes};
+use super::sgd_step::{row_sums, step_terms, SgdRule};
 use crate::metrics::lanes::{F32_RUN, STEP_LANES};
 use crate::metrics::weights::StepSums;
 
@@ -15,7 +15,7 @@ use crate::metrics::weights::StepSums;
 /// The CPU must have AVX-512F.
 #[target_feature(enable = "avx512f")]
 pub(super) unsafe fn sgd_rows(
-    rule: &SgdLanes,
+    rule: &SgdRule,
     fan_in: usize,
     before: &[f32],
     grad: &[f32],
@@ -84,7 +84,7 @@ pub(super) unsafe fn sgd_rows(
 
 /// The rule's values in every lane.
 struct Constants {
-    rule: SgdLanes,
+    rule: SgdRule,
     lr: __m512,
     mu: __m512,
     l2: __m512,
@@ -93,7 +93,7 @@ struct Constants {
 
 impl Constants {
     #[target_feature(enable = "avx512f")]
-    fn new(rule: &SgdLanes) -> Constants {
+    fn new(rule: &SgdRule) -> Constants {
         Constants {
             rule: *rule,
             lr: _mm512_set1_ps(rule.lr),
@@ -104,7 +104,7 @@ impl Constants {
     }
 }
 
-/// One chunk's step ([`SgdLanes::step`] in each lane), stored, and its six terms
+/// One chunk's step ([`SgdRule::step`] in each lane), stored, and its six terms
 /// ([`step_terms`]).
 ///
 /// # Safety

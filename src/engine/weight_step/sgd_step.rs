@@ -1,8 +1,8 @@
 //! SGD's update of a block's filters and their readings in one pass: each weight is read once
 //! with its gradient and velocity, updated as dfdx's SGD kernel updates it (operation for
 //! operation, so the new weights are the same bits), and its terms of every [`StepSums`] are
-//! added while it is in a register. The two-pass reading ([`super::WeightsBefore`]) reads the weights
-//! three more times and copies them once more.
+//! added while it is in a register. The two-pass reading ([`super::WeightsBefore`]) reads the
+//! weights three more times and copies them once more.
 use dfdx::optim::{Momentum, SgdConfig, WeightDecay};
 use dfdx::prelude::*;
 use rayon::prelude::*;
@@ -16,79 +16,43 @@ use crate::metrics::lanes::{add_terms, runs, widest_lanes, LaneSums, LaneWork, S
 use crate::metrics::weights::{grad_terms, move_terms, GradSums, MoveSums, StepSums};
 
 /// dfdx 0.13's SGD update of one f32 (`SgdKernel` for the CPU), its constants converted as it
-/// converts them. Plain fields, and every branch a choice between two values, so that the loop
-/// over a row vectorises with no per-lane loads of the rule.
-#[derive(Clone, Copy, Debug)]
-struct SgdRule {
-    lr: f32,
-    momentum: MomentumKind,
-    /// μ as f32 (0 without momentum).
-    mu: f32,
-    /// λ as f32, added to the gradient times the weight, with L2 decay.
-    l2: Option<f32>,
-    /// λ·η as f32, added to the step times the weight, with decoupled decay.
-    decoupled: Option<f32>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum MomentumKind {
-    None,
-    Classic,
-    Nesterov,
-}
-
-impl SgdRule {
-    fn new(cfg: &SgdConfig) -> SgdRule {
-        let (momentum, mu) = match cfg.momentum {
-            Some(Momentum::Classic(u)) => (MomentumKind::Classic, u as f32),
-            Some(Momentum::Nesterov(u)) => (MomentumKind::Nesterov, u as f32),
-            None => (MomentumKind::None, 0.0),
-        };
-        SgdRule {
-            lr: cfg.lr as f32,
-            momentum,
-            mu,
-            l2: match cfg.weight_decay {
-                Some(WeightDecay::L2(wd)) => Some(wd as f32),
-                _ => None,
-            },
-            decoupled: match cfg.weight_decay {
-                Some(WeightDecay::Decoupled(wd)) => Some((wd * cfg.lr) as f32),
-                _ => None,
-            },
-        }
-    }
-
-    /// The rule as plain values for a loop: the decays as (on, λ) pairs.
-    #[inline(always)]
-    fn lanes(&self) -> SgdLanes {
-        SgdLanes {
-            lr: self.lr,
-            mu: self.mu,
-            momentum: self.momentum != MomentumKind::None,
-            nesterov: self.momentum == MomentumKind::Nesterov,
-            l2: (self.l2.is_some(), self.l2.unwrap_or(0.0)),
-            decoupled: (self.decoupled.is_some(), self.decoupled.unwrap_or(0.0)),
-        }
-    }
-}
-
-/// [`SgdRule`] as plain values for a loop: each choice a flag, so that it compiles to a
-/// choice between two computed values (a branch per element kept the loop scalar).
+/// converts them. Each choice is a flag, so that it compiles to a choice between two computed
+/// values: a branch per element (a `match` on the momentum) kept the loop scalar.
 #[derive(Clone, Copy)]
-pub(super) struct SgdLanes {
+pub(super) struct SgdRule {
     pub lr: f32,
+    /// μ as f32 (0 without momentum).
     pub mu: f32,
     /// With momentum (classic or Nesterov): the velocity is updated.
     pub momentum: bool,
     pub nesterov: bool,
-    /// (on, λ) for L2 decay, added to the gradient.
+    /// (on, λ) for L2 decay, added to the gradient times the weight.
     pub l2: (bool, f32),
-    /// (on, λ·η) for decoupled decay, added to the step.
+    /// (on, λ·η) for decoupled decay, added to the step times the weight.
     pub decoupled: (bool, f32),
 }
 
-impl SgdLanes {
+impl SgdRule {
+    pub fn new(cfg: &SgdConfig) -> SgdRule {
+        let mu = match cfg.momentum {
+            Some(Momentum::Classic(u) | Momentum::Nesterov(u)) => u as f32,
+            None => 0.0,
+        };
+        let (l2, decoupled) = match cfg.weight_decay {
+            Some(WeightDecay::L2(wd)) => ((true, wd as f32), (false, 0.0)),
+            Some(WeightDecay::Decoupled(wd)) => ((false, 0.0), (true, (wd * cfg.lr) as f32)),
+            None => ((false, 0.0), (false, 0.0)),
+        };
+        SgdRule {
+            lr: cfg.lr as f32,
+            mu,
+            momentum: cfg.momentum.is_some(),
+            nesterov: matches!(cfg.momentum, Some(Momentum::Nesterov(_))),
+            l2,
+            decoupled,
+        }
+    }
+
     /// The weight after the step from weight `p`, gradient `g` and velocity `v` (updated with
     /// momentum, written back unchanged without), as dfdx computes it.
     #[inline(always)]
@@ -123,7 +87,7 @@ pub fn measured_sgd_step<S: Shape>(
     rows: usize,
     pool: &BufferPool,
 ) -> Vec<RowStep> {
-    let rule = SgdRule::new(cfg).lanes();
+    let rule = SgdRule::new(cfg);
     let before = to_pooled(weight, pool);
     assert!(
         grad.len() == before.len() && velocity.len() == before.len(),
@@ -148,12 +112,12 @@ pub fn measured_sgd_step<S: Shape>(
     steps
 }
 
-/// [`SgdLanes::step`] of each element of whole rows of `fan_in`, writing the new rows to
+/// [`SgdRule::step`] of each element of whole rows of `fan_in`, writing the new rows to
 /// `after`, and each row's sums: those [`super::WeightsBefore`]'s two passes take, term for
 /// term, in the same lanes. With AVX-512, in one call for all the rows (a call per row cost
 /// about as much as the arithmetic on the digits' short rows).
 fn sgd_rows(
-    rule: &SgdLanes,
+    rule: &SgdRule,
     fan_in: usize,
     before: &[f32],
     grad: &[f32],
@@ -170,7 +134,7 @@ fn sgd_rows(
 
 /// [`sgd_rows`] a row at a time, as vectorised by the compiler.
 fn sgd_rows_portable(
-    rule: &SgdLanes,
+    rule: &SgdRule,
     fan_in: usize,
     before: &[f32],
     grad: &[f32],
@@ -200,14 +164,14 @@ pub(super) fn row_sums([bb, gg, bg, aa, dd, bd]: [f64; 6]) -> StepSums {
 
 /// One element's step, and its terms of the six sums: [`grad_terms`], then [`move_terms`].
 #[inline(always)]
-pub(super) fn step_terms(rule: &SgdLanes, b: f32, g: f32, v: &mut f32, a: &mut f32) -> [f32; 6] {
+pub(super) fn step_terms(rule: &SgdRule, b: f32, g: f32, v: &mut f32, a: &mut f32) -> [f32; 6] {
     *a = rule.step(b, g, v);
     let ([bb, gg, bg], [aa, dd, bd]) = (grad_terms(b, g), move_terms(b, *a));
     [bb, gg, bg, aa, dd, bd]
 }
 
 struct SgdRow<'a> {
-    rule: SgdLanes,
+    rule: SgdRule,
     before: &'a [f32],
     grad: &'a [f32],
     velocity: &'a mut [f32],
@@ -248,7 +212,7 @@ mod tests {
     use super::*;
     use crate::metrics::test_util::Gaussian;
 
-    type RowsFn = fn(&SgdLanes, usize, &[f32], &[f32], &mut [f32], &mut [f32]) -> Vec<StepSums>;
+    type RowsFn = fn(&SgdRule, usize, &[f32], &[f32], &mut [f32], &mut [f32]) -> Vec<StepSums>;
 
     fn noise(source: &mut Gaussian, len: usize, scale: f64) -> Vec<f32> {
         (0..len).map(|_| (scale * source.sample()) as f32).collect()
@@ -277,7 +241,7 @@ mod tests {
                     momentum,
                     weight_decay,
                 };
-                let rule = SgdRule::new(&cfg).lanes();
+                let rule = SgdRule::new(&cfg);
                 for fan_in in [9, 27, 144, STEP_LANES * (2 * 8 + 1) + 5] {
                     let len = 3 * fan_in;
                     let before = noise(&mut source, len, 1.0);
