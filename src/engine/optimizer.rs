@@ -292,32 +292,20 @@ mod tests {
     #[test]
     fn measured_updates_change_nothing_and_read_the_rows() {
         use crate::engine::model::Widths;
+        use crate::engine::weight_step::every_sgd_config;
         use crate::metrics::weights::row_step_sums;
 
-        let decays = [
-            None,
-            Some(WeightDecay::L2(5e-3)),
-            Some(WeightDecay::Decoupled(5e-2)),
-        ];
-        let momenta = [
-            None,
-            Some(Momentum::Classic(0.9)),
-            Some(Momentum::Nesterov(0.8)),
-        ];
-        let sgd = decays.iter().flat_map(|&weight_decay| {
-            momenta.map(|momentum| NetOptimizer::Sgd {
-                cfg: SgdConfig {
-                    lr: 0.1,
-                    momentum,
-                    weight_decay,
-                },
-                velocity: Gradients::leaky(),
-            })
+        let configs = every_sgd_config();
+        let sgd = configs.iter().map(|&cfg| NetOptimizer::Sgd {
+            cfg,
+            velocity: Gradients::leaky(),
         });
-        let adam = decays.map(|weight_decay| NetOptimizer::Adam {
+        // Adam with each decay: those of the configs without momentum.
+        let decays = configs.iter().filter(|c| c.momentum.is_none());
+        let adam = decays.map(|c| NetOptimizer::Adam {
             cfg: AdamConfig {
                 lr: 0.01,
-                weight_decay,
+                weight_decay: c.weight_decay,
                 ..Default::default()
             },
             t: 0,

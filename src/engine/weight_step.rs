@@ -14,6 +14,8 @@ use crate::metrics::weights::{angle, grad_sums, move_sums, GradSums, StepSums};
 #[cfg(target_arch = "x86_64")]
 mod sgd_avx512;
 mod sgd_step;
+#[cfg(test)]
+pub(crate) use sgd_step::every_sgd_config;
 pub use sgd_step::measured_sgd_step;
 
 /// The weights before the step and their rows' sums with the gradient.

@@ -5,34 +5,20 @@
 //! bits: the tests compare the two.
 use std::arch::x86_64::*;
 
-use super::sgd_step::{row_sums, step_terms, SgdRule};
+use super::sgd_step::{row_sums, step_terms, FilterRows, SgdRule};
 use crate::metrics::lanes::{F32_RUN, STEP_LANES};
 use crate::metrics::weights::StepSums;
 
-/// Every row of `fan_in` updated and summed; see `sgd_step::sgd_rows`.
+/// Every row updated and summed; see `sgd_step::sgd_rows`.
 ///
 /// # Safety
 /// The CPU must have AVX-512F.
 #[target_feature(enable = "avx512f")]
-pub(super) unsafe fn sgd_rows(
-    rule: &SgdRule,
-    fan_in: usize,
-    before: &[f32],
-    grad: &[f32],
-    velocity: &mut [f32],
-    after: &mut [f32],
-) -> Vec<StepSums> {
-    assert!(
-        grad.len() == before.len() && velocity.len() == before.len() && after.len() == before.len(),
-        "rows of different lengths"
-    );
+pub(super) unsafe fn sgd_rows(rule: &SgdRule, rows: FilterRows) -> Vec<StepSums> {
     let k = Constants::new(rule);
-    let rows = (before.chunks_exact(fan_in))
-        .zip(grad.chunks_exact(fan_in))
-        .zip(velocity.chunks_exact_mut(fan_in))
-        .zip(after.chunks_exact_mut(fan_in));
-    let mut out = Vec::with_capacity(before.len() / fan_in);
-    for (((b, g), v), a) in rows {
+    let fan_in = rows.fan_in;
+    let mut out = Vec::with_capacity(rows.before.len() / fan_in);
+    for (b, g, v, a) in rows.rows() {
         let chunks = fan_in / STEP_LANES;
         // f64 lanes 0-7 and 8-15 of each of the six sums.
         let mut lanes = [[_mm512_setzero_pd(); 2]; 6];

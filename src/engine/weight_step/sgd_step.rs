@@ -101,7 +101,14 @@ pub fn measured_sgd_step<S: Shape>(
         .zip(velocity.par_chunks_mut(task))
         .zip(after.par_chunks_mut(task))
         .flat_map_iter(|(((before, grad), velocity), after)| {
-            let sums = sgd_rows(&rule, fan_in, before, grad, velocity, after);
+            let rows = FilterRows {
+                fan_in,
+                before,
+                grad,
+                velocity,
+                after: &mut *after,
+            };
+            let sums = sgd_rows(&rule, rows);
             let rows = before.chunks_exact(fan_in).zip(after.chunks_exact(fan_in));
             (sums.into_iter().zip(rows))
                 .map(|(sums, (b, a))| RowStep::new(sums, b, a))
@@ -112,40 +119,53 @@ pub fn measured_sgd_step<S: Shape>(
     steps
 }
 
-/// [`SgdRule::step`] of each element of whole rows of `fan_in`, writing the new rows to
-/// `after`, and each row's sums: those [`super::WeightsBefore`]'s two passes take, term for
-/// term, in the same lanes. With AVX-512, in one call for all the rows (a call per row cost
-/// about as much as the arithmetic on the digits' short rows).
-fn sgd_rows(
-    rule: &SgdRule,
-    fan_in: usize,
-    before: &[f32],
-    grad: &[f32],
-    velocity: &mut [f32],
-    after: &mut [f32],
-) -> Vec<StepSums> {
+/// Whole rows of `fan_in` filter weights with their gradient and velocity (updated), and where
+/// their new values go.
+pub(super) struct FilterRows<'a> {
+    pub fan_in: usize,
+    pub before: &'a [f32],
+    pub grad: &'a [f32],
+    pub velocity: &'a mut [f32],
+    pub after: &'a mut [f32],
+}
+
+/// One row's weights, gradient, velocity and new weights.
+pub(super) type FilterRow<'a> = (&'a [f32], &'a [f32], &'a mut [f32], &'a mut [f32]);
+
+impl<'a> FilterRows<'a> {
+    /// Row by row.
+    pub fn rows(self) -> impl Iterator<Item = FilterRow<'a>> {
+        let n = self.fan_in;
+        let len = self.before.len();
+        assert!(
+            [self.grad.len(), self.velocity.len(), self.after.len()] == [len; 3],
+            "filter rows of different lengths"
+        );
+        (self.before.chunks_exact(n))
+            .zip(self.grad.chunks_exact(n))
+            .zip(self.velocity.chunks_exact_mut(n))
+            .zip(self.after.chunks_exact_mut(n))
+            .map(|(((b, g), v), a)| (b, g, v, a))
+    }
+}
+
+/// [`SgdRule::step`] of each element of the rows, writing the new rows, and each row's sums:
+/// those [`super::WeightsBefore`]'s two passes take, term for term, in the same lanes. With
+/// AVX-512, in one call for all the rows (a call per row cost about as much as the arithmetic
+/// on the digits' short rows).
+fn sgd_rows(rule: &SgdRule, rows: FilterRows) -> Vec<StepSums> {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f") {
         // SAFETY: the CPU has AVX-512F, checked just above.
-        return unsafe { sgd_avx512::sgd_rows(rule, fan_in, before, grad, velocity, after) };
+        return unsafe { sgd_avx512::sgd_rows(rule, rows) };
     }
-    sgd_rows_portable(rule, fan_in, before, grad, velocity, after)
+    sgd_rows_portable(rule, rows)
 }
 
 /// [`sgd_rows`] a row at a time, as vectorised by the compiler.
-fn sgd_rows_portable(
-    rule: &SgdRule,
-    fan_in: usize,
-    before: &[f32],
-    grad: &[f32],
-    velocity: &mut [f32],
-    after: &mut [f32],
-) -> Vec<StepSums> {
-    (before.chunks_exact(fan_in))
-        .zip(grad.chunks_exact(fan_in))
-        .zip(velocity.chunks_exact_mut(fan_in))
-        .zip(after.chunks_exact_mut(fan_in))
-        .map(|(((before, grad), velocity), after)| {
+fn sgd_rows_portable(rule: &SgdRule, rows: FilterRows) -> Vec<StepSums> {
+    (rows.rows())
+        .map(|(before, grad, velocity, after)| {
             row_sums(widest_lanes(SgdRow {
                 rule: *rule,
                 before,
@@ -207,12 +227,37 @@ impl LaneWork<6> for SgdRow<'_> {
     }
 }
 
+/// SGD with every momentum (none, classic, Nesterov) and every weight decay (none, L2,
+/// decoupled), for the tests that check the measured update against dfdx's.
+#[cfg(test)]
+pub(crate) fn every_sgd_config() -> Vec<SgdConfig> {
+    let decays = [
+        None,
+        Some(WeightDecay::L2(5e-3)),
+        Some(WeightDecay::Decoupled(5e-2)),
+    ];
+    let momenta = [
+        None,
+        Some(Momentum::Classic(0.9)),
+        Some(Momentum::Nesterov(0.8)),
+    ];
+    (decays.into_iter())
+        .flat_map(|weight_decay| {
+            momenta.map(|momentum| SgdConfig {
+                lr: 0.1,
+                momentum,
+                weight_decay,
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::metrics::test_util::Gaussian;
 
-    type RowsFn = fn(&SgdRule, usize, &[f32], &[f32], &mut [f32], &mut [f32]) -> Vec<StepSums>;
+    type RowsFn = fn(&SgdRule, FilterRows) -> Vec<StepSums>;
 
     fn noise(source: &mut Gaussian, len: usize, scale: f64) -> Vec<f32> {
         (0..len).map(|_| (scale * source.sample()) as f32).collect()
@@ -224,42 +269,35 @@ mod tests {
     #[test]
     fn every_path_steps_and_sums_the_same_bits() {
         let mut source = Gaussian::new(11);
-        let decays = [
-            None,
-            Some(WeightDecay::L2(5e-3)),
-            Some(WeightDecay::Decoupled(5e-2)),
-        ];
-        let momenta = [
-            None,
-            Some(Momentum::Classic(0.9)),
-            Some(Momentum::Nesterov(0.8)),
-        ];
-        for weight_decay in decays {
-            for momentum in momenta {
-                let cfg = SgdConfig {
-                    lr: 0.1,
-                    momentum,
-                    weight_decay,
-                };
-                let rule = SgdRule::new(&cfg);
-                for fan_in in [9, 27, 144, STEP_LANES * (2 * 8 + 1) + 5] {
-                    let len = 3 * fan_in;
-                    let before = noise(&mut source, len, 1.0);
-                    let grad = noise(&mut source, len, 0.1);
-                    let velocity = noise(&mut source, len, 0.1);
-                    let run = |rows: RowsFn| {
-                        let (mut v, mut a) = (velocity.clone(), vec![0.0; len]);
-                        let sums = rows(&rule, fan_in, &before, &grad, &mut v, &mut a);
-                        let bits = |x: &[f32]| x.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-                        (sums, bits(&v), bits(&a))
+        for cfg in every_sgd_config() {
+            let rule = SgdRule::new(&cfg);
+            for fan_in in [9, 27, 144, STEP_LANES * (2 * 8 + 1) + 5] {
+                let len = 3 * fan_in;
+                let before = noise(&mut source, len, 1.0);
+                let grad = noise(&mut source, len, 0.1);
+                let velocity = noise(&mut source, len, 0.1);
+                let run = |rows: RowsFn| {
+                    let (mut v, mut a) = (velocity.clone(), vec![0.0; len]);
+                    let filters = FilterRows {
+                        fan_in,
+                        before: &before,
+                        grad: &grad,
+                        velocity: &mut v,
+                        after: &mut a,
                     };
-                    let (dispatched, portable) = (run(sgd_rows), run(sgd_rows_portable));
-                    let name = format!("{momentum:?} {weight_decay:?}, rows of {fan_in}");
-                    assert_eq!(dispatched.0, portable.0, "sums: {name}");
-                    assert_eq!(dispatched.1, portable.1, "velocity: {name}");
-                    assert_eq!(dispatched.2, portable.2, "weights: {name}");
-                    assert!(portable.0.iter().all(|s| s.step_sq > 0.0), "{name}");
-                }
+                    let sums = rows(&rule, filters);
+                    let bits = |x: &[f32]| x.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                    (sums, bits(&v), bits(&a))
+                };
+                let (dispatched, portable) = (run(sgd_rows), run(sgd_rows_portable));
+                let name = format!(
+                    "{:?} {:?}, rows of {fan_in}",
+                    cfg.momentum, cfg.weight_decay
+                );
+                assert_eq!(dispatched.0, portable.0, "sums: {name}");
+                assert_eq!(dispatched.1, portable.1, "velocity: {name}");
+                assert_eq!(dispatched.2, portable.2, "weights: {name}");
+                assert!(portable.0.iter().all(|s| s.step_sq > 0.0), "{name}");
             }
         }
     }
