@@ -12,6 +12,8 @@ use super::parallel::chunks_per_task;
 use crate::metrics::weights::{angle, grad_sums, move_sums, GradSums, StepSums};
 
 #[cfg(target_arch = "x86_64")]
+mod sgd_avx2;
+#[cfg(target_arch = "x86_64")]
 mod sgd_avx512;
 mod sgd_step;
 #[cfg(test)]

@@ -7,9 +7,9 @@ use dfdx::optim::{Momentum, SgdConfig, WeightDecay};
 use dfdx::prelude::*;
 use rayon::prelude::*;
 
-#[cfg(target_arch = "x86_64")]
-use super::sgd_avx512;
 use super::{row_len, RowStep};
+#[cfg(target_arch = "x86_64")]
+use super::{sgd_avx2, sgd_avx512};
 use crate::engine::host::{to_pooled, BufferPool};
 use crate::engine::parallel::chunks_per_task;
 use crate::metrics::lanes::{add_terms, runs, widest_lanes, LaneSums, LaneWork, STEP_LANES};
@@ -151,13 +151,19 @@ impl<'a> FilterRows<'a> {
 
 /// [`SgdRule::step`] of each element of the rows, writing the new rows, and each row's sums:
 /// those [`super::WeightsBefore`]'s two passes take, term for term, in the same lanes. With
-/// AVX-512, in one call for all the rows (a call per row cost about as much as the arithmetic
-/// on the digits' short rows).
+/// AVX-512 or AVX2, written out and in one call for all the rows (a call per row cost about as
+/// much as the arithmetic on the digits' short rows).
 fn sgd_rows(rule: &SgdRule, rows: FilterRows) -> Vec<StepSums> {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the CPU has AVX-512F, checked just above.
-        return unsafe { sgd_avx512::sgd_rows(rule, rows) };
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F, checked just above.
+            return unsafe { sgd_avx512::sgd_rows(rule, rows) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2, checked just above.
+            return unsafe { sgd_avx2::sgd_rows(rule, rows) };
+        }
     }
     sgd_rows_portable(rule, rows)
 }
@@ -259,13 +265,31 @@ mod tests {
 
     type RowsFn = fn(&SgdRule, FilterRows) -> Vec<StepSums>;
 
+    /// The dispatched rows, and each written-out path this CPU can run.
+    fn vector_paths() -> Vec<(&'static str, RowsFn)> {
+        let mut paths: Vec<(&'static str, RowsFn)> = vec![("dispatched", sgd_rows)];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: the CPU has AVX-512F, checked just above.
+                paths.push(("avx512", |r, rows| unsafe { sgd_avx512::sgd_rows(r, rows) }));
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU has AVX2, checked just above.
+                paths.push(("avx2", |r, rows| unsafe { sgd_avx2::sgd_rows(r, rows) }));
+            }
+        }
+        paths
+    }
+
     fn noise(source: &mut Gaussian, len: usize, scale: f64) -> Vec<f32> {
         (0..len).map(|_| (scale * source.sample()) as f32).collect()
     }
 
     /// Every SGD rule (each momentum, each decay) on rows with only a tail, a tail after whole
-    /// chunks, and several f32 runs: the dispatched rows (AVX-512 where the CPU has it) give the
-    /// same new weights, velocity and sums as the portable rows, bit for bit.
+    /// chunks, and several f32 runs: the dispatched rows, and the AVX-512 and AVX2 ones where
+    /// the CPU has them, give the same new weights, velocity and sums as the portable rows, bit
+    /// for bit.
     #[test]
     fn every_path_steps_and_sums_the_same_bits() {
         let mut source = Gaussian::new(11);
@@ -289,14 +313,17 @@ mod tests {
                     let bits = |x: &[f32]| x.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                     (sums, bits(&v), bits(&a))
                 };
-                let (dispatched, portable) = (run(sgd_rows), run(sgd_rows_portable));
+                let portable = run(sgd_rows_portable);
                 let name = format!(
                     "{:?} {:?}, rows of {fan_in}",
                     cfg.momentum, cfg.weight_decay
                 );
-                assert_eq!(dispatched.0, portable.0, "sums: {name}");
-                assert_eq!(dispatched.1, portable.1, "velocity: {name}");
-                assert_eq!(dispatched.2, portable.2, "weights: {name}");
+                for (path, rows) in vector_paths() {
+                    let got = run(rows);
+                    assert_eq!(got.0, portable.0, "{path} sums: {name}");
+                    assert_eq!(got.1, portable.1, "{path} velocity: {name}");
+                    assert_eq!(got.2, portable.2, "{path} weights: {name}");
+                }
                 assert!(portable.0.iter().all(|s| s.step_sq > 0.0), "{name}");
             }
         }
