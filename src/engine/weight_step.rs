@@ -11,11 +11,9 @@ use super::host::{to_pooled, BufferPool, PooledBuffer};
 use super::parallel::chunks_per_task;
 use crate::metrics::weights::{angle, grad_sums, move_sums, GradSums, StepSums};
 
-#[cfg(target_arch = "x86_64")]
-mod sgd_avx2;
-#[cfg(target_arch = "x86_64")]
-mod sgd_avx512;
 mod sgd_step;
+#[cfg(target_arch = "x86_64")]
+mod sgd_vector;
 #[cfg(test)]
 pub(crate) use sgd_step::every_sgd_config;
 pub use sgd_step::measured_sgd_step;

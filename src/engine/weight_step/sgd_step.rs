@@ -7,9 +7,9 @@ use dfdx::optim::{Momentum, SgdConfig, WeightDecay};
 use dfdx::prelude::*;
 use rayon::prelude::*;
 
-use super::{row_len, RowStep};
 #[cfg(target_arch = "x86_64")]
-use super::{sgd_avx2, sgd_avx512};
+use super::sgd_vector::{sgd_rows_avx2, sgd_rows_avx512};
+use super::{row_len, RowStep};
 use crate::engine::host::{to_pooled, BufferPool};
 use crate::engine::parallel::chunks_per_task;
 use crate::metrics::lanes::{add_terms, runs, widest_lanes, LaneSums, LaneWork, STEP_LANES};
@@ -158,11 +158,11 @@ fn sgd_rows(rule: &SgdRule, rows: FilterRows) -> Vec<StepSums> {
     {
         if std::arch::is_x86_feature_detected!("avx512f") {
             // SAFETY: the CPU has AVX-512F, checked just above.
-            return unsafe { sgd_avx512::sgd_rows(rule, rows) };
+            return unsafe { sgd_rows_avx512(rule, rows) };
         }
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU has AVX2, checked just above.
-            return unsafe { sgd_avx2::sgd_rows(rule, rows) };
+            return unsafe { sgd_rows_avx2(rule, rows) };
         }
     }
     sgd_rows_portable(rule, rows)
@@ -272,11 +272,11 @@ mod tests {
         {
             if std::arch::is_x86_feature_detected!("avx512f") {
                 // SAFETY: the CPU has AVX-512F, checked just above.
-                paths.push(("avx512", |r, rows| unsafe { sgd_avx512::sgd_rows(r, rows) }));
+                paths.push(("avx512", |r, rows| unsafe { sgd_rows_avx512(r, rows) }));
             }
             if std::arch::is_x86_feature_detected!("avx2") {
                 // SAFETY: the CPU has AVX2, checked just above.
-                paths.push(("avx2", |r, rows| unsafe { sgd_avx2::sgd_rows(r, rows) }));
+                paths.push(("avx2", |r, rows| unsafe { sgd_rows_avx2(r, rows) }));
             }
         }
         paths
