@@ -32,18 +32,7 @@ pub(super) unsafe fn sgd_rows_avx512(rule: &SgdRule, rows: FilterRows) -> Vec<St
             for c in first..chunks.min(first + F32_RUN) {
                 let at = c * STEP_LANES;
                 // SAFETY: chunk c of a row of `fan_in` lies within each row slice; AVX-512F.
-                let terms = unsafe {
-                    step_lanes(
-                        &k,
-                        b.as_ptr().add(at),
-                        g.as_ptr().add(at),
-                        v.as_mut_ptr().add(at),
-                        a.as_mut_ptr().add(at),
-                    )
-                };
-                for (sum, term) in run.iter_mut().zip(terms) {
-                    *sum = _mm512_add_ps(*sum, term);
-                }
+                unsafe { add_step_terms(&mut run, &k, at, b, g, v, a) };
             }
             for (lanes, run) in lanes.iter_mut().zip(run) {
                 let low = _mm512_cvtps_pd(_mm512_castps512_ps256(run));
@@ -104,18 +93,7 @@ pub(super) unsafe fn sgd_rows_avx2(rule: &SgdRule, rows: FilterRows) -> Vec<Step
                     let at = c * STEP_LANES + half;
                     // SAFETY: lanes `half..half + HALF` of chunk c lie within each row slice;
                     // AVX2.
-                    let terms = unsafe {
-                        step_lanes(
-                            &k,
-                            b.as_ptr().add(at),
-                            g.as_ptr().add(at),
-                            v.as_mut_ptr().add(at),
-                            a.as_mut_ptr().add(at),
-                        )
-                    };
-                    for (sum, term) in acc.iter_mut().zip(terms) {
-                        *sum = _mm256_add_ps(*sum, term);
-                    }
+                    unsafe { add_step_terms(&mut acc, &k, at, b, g, v, a) };
                 }
                 for (run, acc) in run.iter_mut().zip(acc) {
                     // SAFETY: `half + HALF` lanes fit in a run's row of STEP_LANES.
@@ -243,6 +221,36 @@ impl<V: Vector> Constants<V> {
                 l2: V::splat(rule.l2.1),
                 decoupled: V::splat(rule.decoupled.1),
             }
+        }
+    }
+}
+
+/// [`step_lanes`] at element `at` of one row's slices, its terms added to `sums`.
+///
+/// # Safety
+/// Each slice must have an element at `at` and after it for each of `V`'s lanes; the CPU must
+/// have `V`'s instruction set.
+#[inline(always)]
+unsafe fn add_step_terms<V: Vector>(
+    sums: &mut [V; 6],
+    k: &Constants<V>,
+    at: usize,
+    b: &[f32],
+    g: &[f32],
+    v: &mut [f32],
+    a: &mut [f32],
+) {
+    // SAFETY: this function's contract.
+    unsafe {
+        let terms = step_lanes(
+            k,
+            b.as_ptr().add(at),
+            g.as_ptr().add(at),
+            v.as_mut_ptr().add(at),
+            a.as_mut_ptr().add(at),
+        );
+        for (sum, term) in sums.iter_mut().zip(terms) {
+            *sum = sum.add(term);
         }
     }
 }
