@@ -5,6 +5,8 @@
 //! activations stay in host buffers from the input to the last block's output, and the backward
 //! walks the blocks in reverse. The kernels are the separate ops' own ([`conv_forward`],
 //! [`train_host`]/[`eval_host`]), so are the bits. The input is the data: no gradient flows to it.
+use std::sync::Arc;
+
 use dfdx::prelude::*;
 use dfdx::tensor::{PutTape, SplitTape};
 use rayon::prelude::*;
@@ -51,9 +53,13 @@ pub fn train_blocks(
         let g = geometry(shape, &block.spec);
         let bias = pass.conv_bias.then(|| to_host(&block.bias));
         let input = saved.last().map_or(&data[..], |s| s.bn.output());
-        let (h, conv) = conv_forward(input, to_host(&block.weight), bias.as_deref(), g, &pool);
+        let filters = Arc::new(to_host(&block.weight));
+        let (h, conv) = conv_forward(input, Arc::clone(&filters), bias.as_deref(), g, &pool);
         shape = (block.spec.channels, g.batch, g.out_height(), g.out_width());
         let bn = normalize(block, mode, h, observer.as_deref_mut());
+        if let Some(seen) = observer.as_mut().and_then(|o| o.blocks.last_mut()) {
+            seen.filters = filters;
+        }
         saved.push(SavedBlock {
             conv,
             bn,
@@ -134,6 +140,7 @@ fn normalize(
             activations: input
                 .zip(fused.pre_relu)
                 .map(|(input, output)| BnActivations { input, output }),
+            filters: Arc::default(),
         });
     }
     fused.backward

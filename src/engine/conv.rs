@@ -13,6 +13,8 @@ pub mod gather;
 mod gemm512;
 mod kernel;
 
+use std::sync::Arc;
+
 use dfdx::prelude::*;
 use dfdx::tensor::{PutTape, SplitTape};
 
@@ -97,7 +99,13 @@ where
     let (out, saved) = {
         let input = to_pooled(&x, &cache.pool);
         let bias = bias.map(to_host);
-        conv_forward(&input, to_host(weight), bias.as_deref(), g, &cache.pool)
+        conv_forward(
+            &input,
+            Arc::new(to_host(weight)),
+            bias.as_deref(),
+            g,
+            &cache.pool,
+        )
     };
     let out = from_host(
         x.device(),
@@ -135,10 +143,11 @@ pub fn add_to(grad: &mut [f32], d: &[f32]) {
     }
 }
 
-/// What the convolution's backward keeps of its forward: the im2col matrix and the weights.
+/// What the convolution's backward keeps of its forward: the im2col matrix and the weights
+/// (shared: a measured training step reads them again as the weights before its update).
 pub struct ConvSaved {
     columns: PooledBuffer,
-    weight: Vec<f32>,
+    weight: Arc<Vec<f32>>,
     out_channels: usize,
     geometry: ConvGeometry,
     pool: BufferPool,
@@ -149,7 +158,7 @@ pub struct ConvSaved {
 /// in a buffer from `pool`, and what the backward needs.
 pub fn conv_forward(
     input: &[f32],
-    weight: Vec<f32>,
+    weight: Arc<Vec<f32>>,
     bias: Option<&[f32]>,
     g: ConvGeometry,
     pool: &BufferPool,

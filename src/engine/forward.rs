@@ -1,5 +1,7 @@
 //! Forward passes of [`Net`]: the training step (each BN layer in train or eval mode) and
 //! held-out inference (batch or running statistics), with optional observation of activations.
+use std::sync::Arc;
+
 use dfdx::prelude::*;
 
 use crate::metrics::moments::Moments;
@@ -16,7 +18,8 @@ pub type Activations<T> = Tensor<(usize, usize, usize, usize), f32, Cpu, T>;
 pub type Logits<T> = Tensor<(usize, Const<CLASSES>), f32, Cpu, T>;
 type Taped = OwnedTape<f32, Cpu>;
 
-/// What one block's BN saw during a training step, for the metrics: O(channels).
+/// What one block saw during a training step, for the metrics: O(channels), and the filters
+/// its conv ran with (shared with the conv, not copied).
 #[derive(Clone, Debug)]
 pub struct BlockObservation {
     /// Values per channel: N·H·W.
@@ -29,6 +32,9 @@ pub struct BlockObservation {
     pub running_var_post: Vec<f32>,
     /// With [`Observer::keep_activations`].
     pub activations: Option<BnActivations>,
+    /// The conv's filters in this step's forward, (C_out, fan_in) row-major: the weights before
+    /// the step's update, which a measured update reads instead of copying them again.
+    pub filters: Arc<Vec<f32>>,
 }
 
 /// Host copies of one BN layer's activations, channel-major: channel c is `[c*n, (c+1)*n)`.

@@ -7,6 +7,8 @@
 //! `Gradients` exactly as dfdx's optimizers do. The one exception: on a step whose filters are
 //! measured, SGD updates them in the pass that reads them ([`measured_sgd_step`]), which does
 //! dfdx's arithmetic operation for operation (the tests compare the bits).
+use std::sync::Arc;
+
 use dfdx::optim::{AdamConfig, Momentum, SgdConfig, WeightDecay};
 use dfdx::prelude::*;
 
@@ -73,18 +75,19 @@ impl NetOptimizer {
     /// ([`Net::zero_grads`] allocates them before the step): one outside the graph (the pre-BN
     /// biases without `--conv-bias`) has 0 and stays 0.
     ///
-    /// With a `measure` pool, each block's filters are measured across the update, and their
-    /// rows' steps come back, one list per block (otherwise none): SGD reads them in the pass
-    /// that updates the filters ([`measured_sgd_step`]), Adam in one pass before its update and
-    /// one after ([`WeightsBefore`]).
+    /// With `measure`, each block's filters are measured across the update, and their rows'
+    /// steps come back, one list per block (otherwise none): SGD reads them in the pass that
+    /// updates the filters ([`measured_sgd_step`]), Adam in one pass before its update and one
+    /// after ([`WeightsBefore`]).
     pub fn update(
         &mut self,
         net: &mut Net,
         grads: &mut Gradients<f32, Cpu>,
-        measure: Option<&BufferPool>,
+        measure: Option<MeasureFilters>,
     ) -> Result<Vec<Vec<RowStep>>, String> {
-        let mut measured = measure.map(|pool| MeasuredFilters {
-            pool: pool.clone(),
+        let mut measured = measure.map(|m| MeasuredFilters {
+            pool: m.pool.clone(),
+            before: m.before.into_iter(),
             blocks: Vec::with_capacity(net.blocks.len()),
         });
         let result = match self {
@@ -116,9 +119,20 @@ impl NetOptimizer {
     }
 }
 
+/// What measuring the filters across an update takes.
+pub struct MeasureFilters<'a> {
+    /// Where the measurement's buffers come from.
+    pub pool: &'a BufferPool,
+    /// Each block's filters as they are before the update, in block order, if the caller has
+    /// them (the step's forward copied them: `BlockObservation::filters`); SGD then reads them
+    /// rather than copying the weights once more. A block without one is copied.
+    pub before: Vec<Arc<Vec<f32>>>,
+}
+
 /// The filters' steps measured so far in an update, block by block.
 struct MeasuredFilters {
     pool: BufferPool,
+    before: std::vec::IntoIter<Arc<Vec<f32>>>,
     blocks: Vec<Vec<RowStep>>,
 }
 
@@ -142,7 +156,16 @@ impl ParamVisitor for SgdStep<'_> {
         };
         let grad = self.grads.get_or_alloc_mut(weight)?;
         let velocity = self.velocity.get_or_alloc_mut(weight)?;
-        let steps = measured_sgd_step(self.cfg, weight, grad, velocity, rows, &measured.pool);
+        let before = measured.before.next();
+        let steps = measured_sgd_step(
+            self.cfg,
+            weight,
+            before.as_deref().map(Vec::as_slice),
+            grad,
+            velocity,
+            rows,
+            &measured.pool,
+        );
         measured.blocks.push(steps);
         Ok(())
     }
@@ -170,6 +193,8 @@ impl ParamVisitor for AdamStep<'_> {
         let Some(measured) = self.measured.take() else {
             return self.visit(weight);
         };
+        // Adam's two passes copy the filters themselves.
+        measured.before.next();
         let grad = self.grads.get_or_alloc_mut(weight)?;
         let before = WeightsBefore::measure(weight, grad, rows, &measured.pool);
         self.visit(weight)?;
@@ -332,7 +357,14 @@ mod tests {
                 let none =
                     (plain_opt.update(&mut plain, &mut grads.clone(), None)).expect("plain update");
                 assert!(none.is_empty());
-                let rows = (measured_opt.update(&mut measured, &mut grads.clone(), Some(&pool)))
+                // Every other step the filters come with the update, as the trainer's forward
+                // hands them over; in between the update copies them.
+                let copies = (step % 2 == 0).then(|| before.iter().cloned().map(Arc::new));
+                let measure = MeasureFilters {
+                    pool: &pool,
+                    before: copies.into_iter().flatten().collect(),
+                };
+                let rows = (measured_opt.update(&mut measured, &mut grads.clone(), Some(measure)))
                     .expect("measured update");
                 let (want, got) = (
                     params_and_state(&mut plain, &mut plain_opt),

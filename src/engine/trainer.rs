@@ -1,4 +1,5 @@
 //! The training loop: controls between steps, one step, its snapshot, evaluations, the end.
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
@@ -16,7 +17,7 @@ use super::evaluate::{cross_entropy_and_hits, HeldOut};
 use super::forward::{BlockObservation, Observer, PassConfig};
 use super::layer_snapshot::BlockStep;
 use super::model::{block_geometries, one_hot, Net, PerChannel, Widths, CLASSES};
-use super::optimizer::NetOptimizer;
+use super::optimizer::{MeasureFilters, NetOptimizer};
 use super::population;
 use super::publisher::{Publisher, StepRecord};
 use super::weight_step::RowStep;
@@ -337,7 +338,12 @@ impl Trainer {
         } else {
             Vec::new()
         };
-        let measure = metrics.then(|| self.cache.pool());
+        let measure = metrics.then(|| MeasureFilters {
+            pool: self.cache.pool(),
+            before: (observer.blocks.iter())
+                .map(|seen| Arc::clone(&seen.filters))
+                .collect(),
+        });
         let weight_rows = self.opt.update(&mut self.net, &mut grads, measure)?;
         self.grads = grads;
         self.step += 1;

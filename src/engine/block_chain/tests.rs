@@ -38,6 +38,7 @@ fn separate_block(
         running_mean_post: to_host(&block.bn.running_mean),
         running_var_post: to_host(&block.bn.running_var),
         activations: fused.pre_relu.map(|output| BnActivations { input, output }),
+        filters: Default::default(),
     });
     fused.out
 }

@@ -11,6 +11,7 @@ use crate::engine::model::ParamVisitor;
 use crate::engine::optimizer::NetOptimizer;
 use crate::engine::outbox::Outbox;
 use crate::engine::publisher::Publisher;
+use crate::metrics::weights::row_step_sums;
 use crate::protocol::{
     BnMode, Control, ControlEvent, DataOrder, Event, OptimizerKind, WeightDecayMode,
 };
@@ -241,4 +242,31 @@ fn restart_repeats_a_fresh_run_and_restore_needs_a_save() {
         )
     );
     assert_eq!(echoed[3], (0, "restart".into(), None));
+}
+
+/// Each step's filter readings are those of the weights before and after its update, with its
+/// gradient. The update reads the weights before it from the filters the step's forward ran
+/// with (not copied again): those are the weights as they were, bit for bit.
+#[test]
+fn every_step_reads_the_filters_before_and_after_its_update() {
+    for kind in [OptimizerKind::Sgd, OptimizerKind::Adam] {
+        let (mut t, _events, _controls) = trainer(&config(kind));
+        for step in 0..4 {
+            let before: Vec<Vec<f32>> = t.net.blocks.iter().map(|b| b.weight()).collect();
+            let record = t.train_step().expect("a step");
+            assert_eq!(record.blocks.len(), t.net.blocks.len());
+            for ((block, before), measured) in t.net.blocks.iter().zip(&before).zip(&record.blocks)
+            {
+                assert_eq!(*measured.seen.filters, *before, "{kind:?}, step {step}");
+                let after = block.weight();
+                let grad = to_host(&t.grads.get(&block.weight));
+                let want = row_step_sums(before, &after, &grad, block.channels());
+                assert_eq!(measured.weight_rows.len(), block.channels());
+                for (got, (sums, angle)) in measured.weight_rows.iter().zip(want) {
+                    assert_eq!(got.sums, sums, "{kind:?}, step {step}");
+                    assert_eq!(got.angle().to_bits(), angle.to_bits(), "{kind:?}");
+                }
+            }
+        }
+    }
 }
