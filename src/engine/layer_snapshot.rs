@@ -98,16 +98,17 @@ impl BlockStep {
     fn summary(&self, drifts: &[drift::Drift], angles: &[f64]) -> LayerSummary {
         let relu = &self.seen.measured.relu;
         let sums = || self.weight_rows.iter().map(|r| &r.sums);
-        let big_d: Vec<f64> = drifts.iter().map(|x| x.big_d).collect();
-        let r: Vec<f64> = drifts.iter().map(|x| x.r).collect();
-        let abs_d: Vec<f64> = drifts.iter().map(|x| x.d.abs()).collect();
+        let r = || drifts.iter().map(|x| x.r);
+        let abs_d = || drifts.iter().map(|x| x.d.abs());
         LayerSummary {
-            drift: drift::rms(&big_d) as f32,
-            r_mean: mean(r.iter().copied()) as f32,
-            r_min: fold_nan_aware(r.iter().copied(), f64::min) as f32,
-            r_max: fold_nan_aware(r.iter().copied(), f64::max) as f32,
-            d_mean_abs: mean(abs_d.iter().copied()) as f32,
-            d_max_abs: fold_nan_aware(abs_d.iter().copied(), f64::max) as f32,
+            // drift::rms, without collecting the values first.
+            drift: ((drifts.iter().map(|x| x.big_d * x.big_d)).sum::<f64>() / drifts.len() as f64)
+                .sqrt() as f32,
+            r_mean: mean(r()) as f32,
+            r_min: fold_nan_aware(r(), f64::min) as f32,
+            r_max: fold_nan_aware(r(), f64::max) as f32,
+            d_mean_abs: mean(abs_d()) as f32,
+            d_max_abs: fold_nan_aware(abs_d(), f64::max) as f32,
             // ‖w‖² of the layer is the sum of its rows' (in another order than one pass).
             weight_norm: sums().map(|s| s.after_sq).sum::<f64>().sqrt() as f32,
             angular_update: drift::rms(angles) as f32,
