@@ -22,21 +22,12 @@ pub fn spread(channels: usize, n: usize) -> impl ExactSizeIterator<Item = usize>
 }
 
 /// Channels fitted side by side ([`fit_lag_noise_lanes`]): the lanes make the fit's sums
-/// independent chains, and LLVM packs them into vector registers. Sixteen f64 lanes are two
-/// AVX-512 registers, whose chains of adds overlap: eight lanes read a 64-channel window in
-/// a quarter more time, four in twice the time.
-const LANES: usize = 16;
-
-/// Rows of a lane group's ring: each step is written twice, at its slot and [`EMA_WINDOW`]
-/// further on, so that the steps held are one run of rows however the ring has wrapped.
-const RING_ROWS: usize = 2 * EMA_WINDOW;
+/// independent chains, and LLVM packs them into vector registers.
+const LANES: usize = 8;
 
 /// The last successive steps of a stream, with the batch means and post-update running means
-/// of the channels followed: a ring of at most [`EMA_WINDOW`] steps, allocated once per channel
-/// count. The values are laid out as the fit reads them: per group of [`LANES`] channels, a
-/// step's lanes side by side, steps one after another (a mirrored ring, [`RING_ROWS`]), so a
-/// reading hands each group's window to the fit as one slice. Copying the window out of a
-/// time-major ring into lanes took a third of each reading.
+/// of the channels followed: a ring of at most [`EMA_WINDOW`] steps, time-major (a step's
+/// channels side by side), allocated once per channel count.
 ///
 /// Steps start over after a gap of more than a few steps, at a step that does not follow the
 /// last one, and at a step with another channel count than the window's (its channels are not
@@ -50,10 +41,9 @@ pub struct EmaWindow {
     len: usize,
     /// [`EMA_WINDOW`] slots once a step was pushed.
     steps: Vec<u64>,
-    /// [`RING_ROWS`] rows per lane group; lanes past the last channel are NaN (their fits are
-    /// dropped).
-    batch_mean: Vec<[f32; LANES]>,
-    running_mean_post: Vec<[f32; LANES]>,
+    /// `channels` values per slot.
+    batch_mean: Vec<f32>,
+    running_mean_post: Vec<f32>,
 }
 
 impl EmaWindow {
@@ -103,7 +93,7 @@ impl EmaWindow {
     pub fn heap_bytes(&self) -> usize {
         self.steps.capacity() * std::mem::size_of::<u64>()
             + (self.batch_mean.capacity() + self.running_mean_post.capacity())
-                * std::mem::size_of::<[f32; LANES]>()
+                * std::mem::size_of::<f32>()
     }
 
     /// Append `step`, whose channels are all of `batch_mean`; a running mean missing for a
@@ -133,11 +123,11 @@ impl EmaWindow {
         if channels != self.channels || self.steps.is_empty() {
             self.channels = channels;
             self.steps.resize(EMA_WINDOW, 0);
-            let rows = channels.div_ceil(LANES) * RING_ROWS;
-            for ring in [&mut self.batch_mean, &mut self.running_mean_post] {
-                ring.clear();
-                ring.resize(rows, [f32::NAN; LANES]);
-            }
+            self.batch_mean.clear();
+            self.batch_mean.resize(EMA_WINDOW * channels, f32::NAN);
+            self.running_mean_post.clear();
+            self.running_mean_post
+                .resize(EMA_WINDOW * channels, f32::NAN);
         }
         if self.len == EMA_WINDOW {
             self.head = (self.head + 1) % EMA_WINDOW;
@@ -146,13 +136,42 @@ impl EmaWindow {
         let slot = (self.head + self.len) % EMA_WINDOW;
         self.len += 1;
         self.steps[slot] = step;
-        for (k, c) in followed.enumerate() {
-            let (group, lane) = (k / LANES * RING_ROWS, k % LANES);
-            let batch = batch_mean.get(c).copied().unwrap_or(f32::NAN);
-            let running = running_mean_post.get(c).copied().unwrap_or(f32::NAN);
-            for row in [group + slot, group + slot + EMA_WINDOW] {
-                self.batch_mean[row][lane] = batch;
-                self.running_mean_post[row][lane] = running;
+        let values = slot * channels..(slot + 1) * channels;
+        let batch = &mut self.batch_mean[values.clone()];
+        let running = &mut self.running_mean_post[values];
+        for ((c, b), r) in followed.zip(batch).zip(running) {
+            *b = batch_mean.get(c).copied().unwrap_or(f32::NAN);
+            *r = running_mean_post.get(c).copied().unwrap_or(f32::NAN);
+        }
+    }
+
+    /// Channels `first..first + LANES` of every step into `batch` and `running`, one row per
+    /// step; lanes past the last channel repeat it (their fits are dropped).
+    fn gather(&self, first: usize, batch: &mut Vec<[f32; LANES]>, running: &mut Vec<[f32; LANES]>) {
+        let width = (self.channels - first).min(LANES);
+        // The ring's two runs of successive slots: from the oldest step to the end of the
+        // ring, then from its start.
+        let end = self.head + self.len;
+        let runs = [
+            self.head..end.min(EMA_WINDOW),
+            0..end.saturating_sub(EMA_WINDOW),
+        ];
+        let lanes = |step: &[f32]| -> [f32; LANES] {
+            let values = &step[first..first + width];
+            match <[f32; LANES]>::try_from(values) {
+                Ok(full) => full,
+                Err(_) => std::array::from_fn(|l| values[l.min(width - 1)]),
+            }
+        };
+        batch.clear();
+        running.clear();
+        for run in runs {
+            let values = run.start * self.channels..run.end * self.channels;
+            for (ring, rows) in [
+                (&self.batch_mean, &mut *batch),
+                (&self.running_mean_post, &mut *running),
+            ] {
+                rows.extend(ring[values.clone()].chunks_exact(self.channels).map(lanes));
             }
         }
     }
@@ -164,11 +183,10 @@ impl EmaWindow {
         }
         let channels = self.channels;
         let mut sums = ChannelSums::default();
-        let window = self.head..self.head + self.len;
-        let groups = (self.batch_mean.chunks_exact(RING_ROWS))
-            .zip(self.running_mean_post.chunks_exact(RING_ROWS));
-        for (first, (batch, running)) in (0..channels).step_by(LANES).zip(groups) {
-            let fits = fit_lag_noise_lanes(&batch[window.clone()], &running[window.clone()])?;
+        let (mut batch, mut running) = (Vec::with_capacity(self.len), Vec::with_capacity(self.len));
+        for first in (0..channels).step_by(LANES) {
+            self.gather(first, &mut batch, &mut running);
+            let fits = fit_lag_noise_lanes(&batch, &running)?;
             for fit in &fits[..(channels - first).min(LANES)] {
                 sums.add(fit, m, channels, self.len);
             }
