@@ -267,6 +267,10 @@ fn normalize(
     }
 }
 
+/// The measured output pass's time over the plain one's, on the same values (about 3 on this
+/// machine's AVX-512 path: 13.7 against 4.6 us over the digits' three layers).
+const MEASURED_PASS_COST: usize = 3;
+
 /// The forward over every channel: y (ReLU(y) with `relu`), channel-major, and, given the
 /// output moments (when measuring), each channel's ReLU moments.
 fn forward_channels(
@@ -279,10 +283,17 @@ fn forward_channels(
     // The host copies of x and of the output that the backward keeps come from the shared pool:
     // a fresh allocation of that size would cost its page faults every step.
     let mut ys = shared_pool().take(xs.len());
+    // The measured pass does about three times the plain one's work a value (the ReLU output's
+    // sums besides the output), so its tasks take a third as many values: otherwise the
+    // digits' later layers, a task each, ran it on one core.
+    let per_task = match output {
+        Some(_) => chunks_per_task(n).div_ceil(MEASURED_PASS_COST),
+        None => chunks_per_task(n),
+    };
     let per_channel = (ys.par_chunks_exact_mut(n).zip(xs.par_chunks_exact(n)))
         .zip(affine.par_iter())
         .enumerate()
-        .with_min_len(chunks_per_task(n))
+        .with_min_len(per_task)
         .map(|(c, ((yc, xc), a))| match output {
             Some(output) => {
                 let shift = relu_shift(output[c]);
