@@ -56,10 +56,7 @@ pub fn train_blocks(
         let filters = Arc::new(to_host(&block.weight));
         let (h, conv) = conv_forward(input, Arc::clone(&filters), bias.as_deref(), g, &pool);
         shape = (block.spec.channels, g.batch, g.out_height(), g.out_width());
-        let bn = normalize(block, mode, h, observer.as_deref_mut());
-        if let Some(seen) = observer.as_mut().and_then(|o| o.blocks.last_mut()) {
-            seen.filters = filters;
-        }
+        let bn = normalize(block, mode, h, &filters, observer.as_deref_mut());
         saved.push(SavedBlock {
             conv,
             bn,
@@ -103,11 +100,13 @@ pub fn train_blocks(
     out.put_tape(tape)
 }
 
-/// One block's BN (+ ReLU) on its conv output `h`, in `mode`, with what the observer wants.
+/// One block's BN (+ ReLU) on its conv output `h`, in `mode`, with what the observer wants;
+/// `filters` are the ones the conv ran with.
 fn normalize(
     block: &mut ConvBn,
     mode: BnMode,
     h: PooledBuffer,
+    filters: &Arc<Vec<f32>>,
     observer: Option<&mut Observer>,
 ) -> Backward {
     let observe = Observe {
@@ -140,7 +139,7 @@ fn normalize(
             activations: input
                 .zip(fused.pre_relu)
                 .map(|(input, output)| BnActivations { input, output }),
-            filters: Arc::default(),
+            filters: Arc::clone(filters),
         });
     }
     fused.backward

@@ -101,9 +101,7 @@ impl BlockStep {
         let r = || drifts.iter().map(|x| x.r);
         let abs_d = || drifts.iter().map(|x| x.d.abs());
         LayerSummary {
-            // drift::rms, without collecting the values first.
-            drift: ((drifts.iter().map(|x| x.big_d * x.big_d)).sum::<f64>() / drifts.len() as f64)
-                .sqrt() as f32,
+            drift: drift::rms(drifts.iter().map(|x| x.big_d)) as f32,
             r_mean: mean(r()) as f32,
             r_min: fold_nan_aware(r(), f64::min) as f32,
             r_max: fold_nan_aware(r(), f64::max) as f32,
@@ -111,7 +109,7 @@ impl BlockStep {
             d_max_abs: fold_nan_aware(abs_d(), f64::max) as f32,
             // ‖w‖² of the layer is the sum of its rows' (in another order than one pass).
             weight_norm: sums().map(|s| s.after_sq).sum::<f64>().sqrt() as f32,
-            angular_update: drift::rms(angles) as f32,
+            angular_update: drift::rms(angles.iter().copied()) as f32,
             effective_lr: mean(sums().map(|s| {
                 let n = s.after_norm();
                 weights::effective_lr(self.lr, n * n)

@@ -150,12 +150,12 @@ impl Net {
             .iter()
             .zip(stop.iter().zip(&eval))
             .map(|(train, (stop, eval))| ProbeLayer {
-                train: rms(&widen(&train.bias)),
+                train: rms(widen(&train.bias)),
                 train_cancellation: train.cancellation,
-                stop_gradient: rms(&widen(&stop.bias)),
-                stop_gradient_predicted: rms(&stop.predicted()),
-                eval: rms(&widen(&eval.bias)),
-                eval_predicted: rms(&eval.predicted()),
+                stop_gradient: rms(widen(&stop.bias)),
+                stop_gradient_predicted: rms(stop.predicted()),
+                eval: rms(widen(&eval.bias)),
+                eval_predicted: rms(eval.predicted()),
             })
             .collect()
     }

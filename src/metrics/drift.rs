@@ -52,8 +52,14 @@ pub fn drift(
 }
 
 /// Root mean square, sqrt(mean x²): the layer aggregate of per-channel D. NaN when empty.
-pub fn rms(xs: &[f64]) -> f64 {
-    (xs.iter().map(|x| x * x).sum::<f64>() / xs.len() as f64).sqrt()
+pub fn rms<I>(xs: I) -> f64
+where
+    I: IntoIterator<Item = f64>,
+    I::IntoIter: ExactSizeIterator,
+{
+    let xs = xs.into_iter();
+    let len = xs.len();
+    (xs.map(|x| x * x).sum::<f64>() / len as f64).sqrt()
 }
 
 /// KL(N(μ_B, σ̃²_B) || N(μ_R, σ²_R)) = -ln r + (r² + d² - 1)/2, in nats; 0 iff r = 1 and d = 0.
@@ -174,8 +180,8 @@ mod tests {
 
     #[test]
     fn rms_aggregate() {
-        assert_close(rms(&[3.0, 4.0]), (12.5_f64).sqrt(), 1e-15);
-        assert!(rms(&[]).is_nan());
+        assert_close(rms([3.0, 4.0]), (12.5_f64).sqrt(), 1e-15);
+        assert!(rms([0.0; 0]).is_nan());
     }
 
     #[test]
