@@ -897,18 +897,23 @@ fn replay_a_resnet18_recording_from_an_external_producer() {
     t.send_keys(&["S"]);
     t.wait_for(|s| s.contains("BN layers by name"), "sorted by name");
     t.send_keys(&["v"]);
-    let map = t.wait_for(|s| s.contains("D/D0 by step"), "the D/D0 map");
-    let row = map
-        .lines()
-        .find(|l| l.contains("layer4.1.bn2"))
-        .unwrap_or_else(|| panic!("the selected row\n{map}"));
-    let cells = row.rsplit(')').next().unwrap_or("");
-    assert!(
-        cells.chars().filter(|c| ".:-+*#".contains(*c)).count() >= 20,
-        "{row}"
+    // Wait for the whole frame, not just its title: a capture can land while the rows below the
+    // map's title are still being written.
+    t.wait_for(
+        |s| s.contains("D/D0 by step") && map_cells(s, "layer4.1.bn2") >= 20,
+        "the D/D0 map with the selected layer's row of cells",
     );
     t.send_keys(&["q"]);
     t.assert_exited_and_restored(0);
+}
+
+/// How many D/D0 map cells (glyphs past the table's last bracket) the row of `name` shows.
+fn map_cells(screen: &str, name: &str) -> usize {
+    let Some(row) = screen.lines().find(|l| l.contains(name)) else {
+        return 0;
+    };
+    let cells = row.rsplit(')').next().unwrap_or("");
+    cells.chars().filter(|c| ".:-+*#".contains(*c)).count()
 }
 
 /// The number after `prefix` in the footer ("step 37: save checkpoint" -> 37 for "step ").
