@@ -11,7 +11,8 @@
 //!
 //! The metric overhead is too small beside the spread between runs to read from separate runs,
 //! so each round adds one [`interleaved`] run, metrics on and off in alternate stretches; the
-//! column gives the median and quartiles of its stretches' slowdowns over all rounds.
+//! column gives the median of its stretches' slowdowns over all rounds, with the median's 95%
+//! confidence interval.
 use std::io::Write;
 
 use super::{flops, interleaved};
@@ -94,18 +95,15 @@ const LAB_EVERY: u64 = 200;
 const GFLOPS_CONVENTION: &str = "GFLOP/s: metrics-off steps/s x conv + linear FLOPs per step \
 (multiply-add = 2, forward + backward = 3x forward; BN, ReLU, pooling, loss and optimizer not counted)";
 
-fn median(xs: Vec<f64>) -> f64 {
-    quantiles(xs, [0.5])[0]
-}
-
-fn quantiles<const N: usize>(mut xs: Vec<f64>, at: [f64; N]) -> [f64; N] {
+fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(f64::total_cmp);
-    at.map(|p| super::percentile(&xs, p))
+    super::percentile(&xs, 0.5)
 }
 
-/// Timed steps per stretch of the interleaved run: a quarter of `--steps`, within these bounds
-/// (long stretches average out more noise; short ones keep slow workloads' runs short).
-const STRETCH_STEPS: std::ops::RangeInclusive<u64> = 50..=400;
+/// Timed steps per stretch of the interleaved run. The machine's speed wanders slowly, so longer
+/// stretches average out little more of it; short ones give more pairs a second
+/// ([`interleaved`]). The run has one pair per `STRETCH_STEPS` of `--steps`.
+const STRETCH_STEPS: u64 = 40;
 
 /// How much slower `slow` ran than `fast` (rates, one pair per round): the median over rounds
 /// of each round's own ratio, so drift from round to round cancels.
@@ -133,13 +131,12 @@ pub fn run(plan: &Plan, data: &DataSet, out: &mut dyn Write) -> Result<(), Strin
     )
     .map_err(io)?;
     writeln!(out, "{GFLOPS_CONVENTION}").map_err(io)?;
-    let stretch = (plan.steps / 4).clamp(*STRETCH_STEPS.start(), *STRETCH_STEPS.end());
-    let pairs = plan.steps.div_ceil(stretch).max(2);
+    let pairs = plan.steps.div_ceil(STRETCH_STEPS).max(2);
     writeln!(
         out,
         "overhead: metrics on vs off in alternate stretches of one run per round ({pairs} on \
-stretches of {stretch} timed steps, each against the off ones either side); median [quartiles] \
-over all rounds"
+stretches of {STRETCH_STEPS} timed steps, each against the off ones either side); the median \
+over all rounds [its 95% confidence interval]"
     )
     .map_err(io)?;
     writeln!(
@@ -151,7 +148,7 @@ over all rounds"
         "metrics on",
         "ms/step on",
         "overhead",
-        "[quartiles]",
+        "[95% CI]",
         "steps w/ metrics",
         "+lab /200",
         "lab cost"
@@ -165,7 +162,7 @@ over all rounds"
             batch,
             widths: plan.widths.clone(),
             pairs,
-            timed: stretch,
+            timed: STRETCH_STEPS,
         };
         for round in 0..plan.rounds {
             slowdowns.extend(interleaved::slowdowns(data, &interleaved)?);
@@ -179,7 +176,7 @@ over all rounds"
                 }
             }
         }
-        let [q1, overhead, q3] = quantiles(slowdowns, [0.25, 0.5, 0.75]);
+        let [low, overhead, high] = interleaved::median_with_ci(slowdowns);
         let lab_cost = paired_slowdown(&rates[1], &rates[2]);
         let [off, on, lab] = rates.map(median);
         let gflops = off * flops::per_step(shape, &widths, batch).training() as f64 / 1e9;
@@ -188,7 +185,7 @@ over all rounds"
             "{batch:>6} {off:>9.1} st/s {gflops:>8.2} {on:>9.1} st/s {:>11.2} {:>8.1}% {:>15} {:>16.1}% {lab:>9.1} st/s {:>8.1}%",
             1000.0 / on,
             100.0 * overhead,
-            format!("[{:.1}, {:.1}]", 100.0 * q1, 100.0 * q3),
+            format!("[{:.1}, {:.1}]", 100.0 * low, 100.0 * high),
             100.0 * median(coverage),
             100.0 * lab_cost
         )

@@ -74,6 +74,12 @@ impl Interleave {
     pub fn metrics_on(&self, step: u64) -> bool {
         step.saturating_sub(1) % (self.off + self.on).max(1) >= self.off
     }
+
+    /// How many of steps 1..=`step` had layer metrics.
+    pub fn on_steps_through(&self, step: u64) -> u64 {
+        let period = (self.off + self.on).max(1);
+        (step / period) * self.on + (step % period).saturating_sub(self.off)
+    }
 }
 
 impl TrainConfig {
@@ -161,5 +167,20 @@ mod tests {
             false, false, true, true, true, false, false, true, true, true, false,
         ];
         assert_eq!(on, want);
+    }
+
+    #[test]
+    fn on_steps_are_counted_through_every_step() {
+        for i in [
+            Interleave { off: 2, on: 3 },
+            Interleave { off: 40, on: 7 },
+            Interleave { off: 1, on: 1 },
+        ] {
+            let mut counted = 0;
+            for step in 1..=500 {
+                counted += u64::from(i.metrics_on(step));
+                assert_eq!(i.on_steps_through(step), counted, "{i:?} at step {step}");
+            }
+        }
     }
 }

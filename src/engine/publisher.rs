@@ -32,6 +32,11 @@ const FLUSH_EVERY: Duration = Duration::from_millis(50);
 pub struct StepRecord {
     pub snapshot: Snapshot,
     pub blocks: Vec<BlockStep>,
+    /// The step as the layer estimates count steps: the number of steps with layer metrics so
+    /// far. The same as the snapshot's step but in a bench run that leaves metrics out of
+    /// alternate stretches, where it lets each "on" stretch carry on the estimates' window as
+    /// an uninterrupted run does, at the same cost (`bench::interleaved`).
+    pub estimates_step: u64,
 }
 
 enum Work {
@@ -94,13 +99,17 @@ fn publish(rx: Receiver<Work>, mut outbox: Outbox, disconnected: &AtomicBool) {
                 let StepRecord {
                     mut snapshot,
                     blocks,
+                    estimates_step,
                 } = *step;
-                estimates.resize_with(blocks.len(), LayerEstimates::default);
+                // A step without layer metrics (a bench's "off" stretch) leaves them as they are.
+                if !blocks.is_empty() {
+                    estimates.resize_with(blocks.len(), LayerEstimates::default);
+                }
                 snapshot.layers = (blocks.into_iter().zip(&mut estimates))
                     .map(|(block, estimate)| {
                         let epsilon = block.epsilon;
                         let mut layer = block.into_snapshot();
-                        estimate.annotate(snapshot.step, &mut layer, epsilon);
+                        estimate.annotate(estimates_step, &mut layer, epsilon);
                         layer
                     })
                     .collect();

@@ -365,6 +365,10 @@ impl Trainer {
                 layers: Vec::new(),
             },
             blocks,
+            estimates_step: match self.cfg.metrics_interleave {
+                Some(interleave) => interleave.on_steps_through(self.step),
+                None => self.step,
+            },
         })
     }
 
