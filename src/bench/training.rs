@@ -11,8 +11,7 @@
 //!
 //! The metric overhead is too small beside the spread between runs to read from separate runs,
 //! so each round adds one [`interleaved`] run, metrics on and off in alternate stretches; the
-//! column gives the median of its stretches' slowdowns over all rounds, with the median's 95%
-//! confidence interval.
+//! column gives the slowdown over all its stretches of all rounds, with its 95% confidence interval.
 use std::io::Write;
 
 use super::{flops, interleaved};
@@ -135,8 +134,8 @@ pub fn run(plan: &Plan, data: &DataSet, out: &mut dyn Write) -> Result<(), Strin
     writeln!(
         out,
         "overhead: metrics on vs off in alternate stretches of one run per round ({pairs} on \
-stretches of {STRETCH_STEPS} timed steps, each against the off ones either side); the median \
-over all rounds [its 95% confidence interval]"
+stretches of {STRETCH_STEPS} timed steps, each against the off ones either side): their total \
+time over the off ones' [95% confidence interval], over all rounds"
     )
     .map_err(io)?;
     writeln!(
@@ -157,7 +156,7 @@ over all rounds [its 95% confidence interval]"
     for &batch in &plan.batches {
         let mut rates: [Vec<f64>; 3] = Default::default();
         let mut coverage = Vec::new();
-        let mut slowdowns = Vec::new();
+        let mut timed_pairs = Vec::new();
         let interleaved = interleaved::Plan {
             batch,
             widths: plan.widths.clone(),
@@ -165,7 +164,7 @@ over all rounds [its 95% confidence interval]"
             timed: STRETCH_STEPS,
         };
         for round in 0..plan.rounds {
-            slowdowns.extend(interleaved::slowdowns(data, &interleaved)?);
+            timed_pairs.extend(interleaved::pairs(data, &interleaved)?);
             // Rotate which goes first so drift in machine load does not favour one setting.
             for k in 0..SETTINGS.len() {
                 let i = (round + k) % SETTINGS.len();
@@ -176,7 +175,7 @@ over all rounds [its 95% confidence interval]"
                 }
             }
         }
-        let [low, overhead, high] = interleaved::median_with_ci(slowdowns);
+        let [low, overhead, high] = interleaved::overhead(&timed_pairs);
         let lab_cost = paired_slowdown(&rates[1], &rates[2]);
         let [off, on, lab] = rates.map(median);
         let gflops = off * flops::per_step(shape, &widths, batch).training() as f64 / 1e9;
