@@ -17,6 +17,8 @@ use crate::engine::{data::DataSet, model::Widths, Interleave, TrainConfig};
 use crate::metrics::ema_window::EMA_WINDOW;
 
 /// Untimed steps at the start of every stretch (the first one's also cover the engine's start-up).
+/// The publisher is rarely more than a few steps behind: on the digits, 99% of snapshots reached
+/// the consumer within 3 ms of their step's end (5 steps), the slowest within 7 ms.
 const SETTLE: u64 = 10;
 
 /// One interleaved run: `pairs` timed "on" stretches, each between two "off" stretches, with

@@ -104,6 +104,19 @@ fn median(mut xs: Vec<f64>) -> f64 {
 /// ([`interleaved`]). The run has one pair per `STRETCH_STEPS` of `--steps`.
 const STRETCH_STEPS: u64 = 40;
 
+/// Fewer pairs than this give no confidence interval: its normal approximation needs a few
+/// dozen (a run of 6 pairs printed [-13.3, -3.0] for no real difference).
+const MIN_PAIRS_FOR_INTERVAL: usize = 20;
+
+/// The overhead's interval as the table prints it, in percent.
+fn interval_text(pairs: usize, low: f64, high: f64) -> String {
+    if pairs >= MIN_PAIRS_FOR_INTERVAL {
+        format!("[{:.1}, {:.1}]", 100.0 * low, 100.0 * high)
+    } else {
+        format!("[< {MIN_PAIRS_FOR_INTERVAL} pairs]")
+    }
+}
+
 /// How much slower `slow` ran than `fast` (rates, one pair per round): the median over rounds
 /// of each round's own ratio, so drift from round to round cancels.
 fn paired_slowdown(fast: &[f64], slow: &[f64]) -> f64 {
@@ -184,7 +197,7 @@ time over the off ones' [95% confidence interval], over all rounds"
             "{batch:>6} {off:>9.1} st/s {gflops:>8.2} {on:>9.1} st/s {:>11.2} {:>8.1}% {:>15} {:>16.1}% {lab:>9.1} st/s {:>8.1}%",
             1000.0 / on,
             100.0 * overhead,
-            format!("[{:.1}, {:.1}]", 100.0 * low, 100.0 * high),
+            interval_text(timed_pairs.len(), low, high),
             100.0 * median(coverage),
             100.0 * lab_cost
         )
